@@ -26,19 +26,19 @@
 #define _cleanup_(f) __attribute__((cleanup(f)))
 
 /* Returns *pp and sets it to NULL, so the cleanup handler leaves it alone. */
-#define TAKE_PTR(p)                              \
-	({                                       \
-		__typeof__(p) *_pp_ = &(p);      \
-		__typeof__(p) _v_ = *_pp_;       \
-		*_pp_ = NULL;                    \
-		_v_;                             \
+#define TAKE_PTR(p)                         \
+	({                                  \
+		__typeof__(p) *_pp_ = &(p); \
+		__typeof__(p) _v_ = *_pp_;  \
+		*_pp_ = NULL;               \
+		_v_;                        \
 	})
 
-#define KL_DEFINE_CLEANUP(type, func)                        \
-	static inline void func##p(type **p)                 \
-	{                                                    \
-		if (*p)                                      \
-			func(*p);                            \
+#define KL_DEFINE_CLEANUP(type, func)        \
+	static inline void func##p(type **p) \
+	{                                    \
+		if (*p)                      \
+			func(*p);            \
 	}
 
 static inline void freep(void *p)
@@ -72,7 +72,7 @@ KL_DEFINE_CLEANUP(BIGNUM, BN_free)
 KL_DEFINE_CLEANUP(BN_CTX, BN_CTX_free)
 KL_DEFINE_CLEANUP(kl_secret, kl_secret_free)
 
-static inline void sk_X509_pop_freep(STACK_OF(X509) **sk)
+static inline void sk_X509_pop_freep(STACK_OF(X509) * *sk)
 {
 	if (*sk)
 		sk_X509_pop_free(*sk, X509_free);

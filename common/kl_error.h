@@ -11,20 +11,20 @@
 
 typedef enum kl_err {
 	KL_OK = 0,
-	KL_E_NOMEM = 1,     /* allocation failed */
-	KL_E_INVALID = 2,   /* bad argument or malformed input */
-	KL_E_IO = 3,        /* file, socket or process failure */
-	KL_E_NOTFOUND = 4,  /* a named thing does not exist */
-	KL_E_EXISTS = 5,    /* a thing that must be unique exists already */
-	KL_E_CRYPTO = 6,    /* OpenSSL failure or a signature/chain that does not verify */
-	KL_E_TPM = 7,       /* the TPM or the TSS returned an error */
-	KL_E_HSM = 8,       /* the PKCS#11 module returned an error */
-	KL_E_PIN = 9,       /* PIN incorrect, locked or missing */
-	KL_E_DB = 10,       /* the registry database failed */
-	KL_E_PERM = 11,     /* not allowed by policy or role */
-	KL_E_STATE = 12,    /* the object is in the wrong state for the operation */
+	KL_E_NOMEM = 1,        /* allocation failed */
+	KL_E_INVALID = 2,      /* bad argument or malformed input */
+	KL_E_IO = 3,           /* file, socket or process failure */
+	KL_E_NOTFOUND = 4,     /* a named thing does not exist */
+	KL_E_EXISTS = 5,       /* a thing that must be unique exists already */
+	KL_E_CRYPTO = 6,       /* OpenSSL failure or a signature/chain that does not verify */
+	KL_E_TPM = 7,          /* the TPM or the TSS returned an error */
+	KL_E_HSM = 8,          /* the PKCS#11 module returned an error */
+	KL_E_PIN = 9,          /* PIN incorrect, locked or missing */
+	KL_E_DB = 10,          /* the registry database failed */
+	KL_E_PERM = 11,        /* not allowed by policy or role */
+	KL_E_STATE = 12,       /* the object is in the wrong state for the operation */
 	KL_E_UNSUPPORTED = 13, /* algorithm, mechanism or feature not supported */
-	KL_E_TIMEOUT = 14,  /* a peer did not answer in time */
+	KL_E_TIMEOUT = 14,     /* a peer did not answer in time */
 	KL_E__MAX
 } kl_err;
 
@@ -32,13 +32,11 @@ typedef enum kl_err {
  * write `return kl_error_set(KL_E_IO, "open %s: %m", path);`. The detail is
  * truncated at KL_ERROR_DETAIL_MAX bytes. Never put a secret in it. */
 #define KL_ERROR_DETAIL_MAX 1024
-int kl_error_set(kl_err code, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int kl_error_set(kl_err code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Like kl_error_set, and appends the reasons on OpenSSL's error queue (which
  * it then clears): "...: error:0480006C:PEM routines::no start line". */
-int kl_error_set_ssl(kl_err code, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int kl_error_set_ssl(kl_err code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prefixes the current detail with more context ("load CA: " + detail) and
  * returns the current negative code unchanged. */

@@ -8,7 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
-#define KL_LOG_MAX_RULES 16
+#define KL_LOG_MAX_RULES  16
 #define KL_LOG_MODULE_MAX 24
 
 struct rule {
@@ -57,14 +57,16 @@ int kl_log_configure(const char *spec)
 		if (!plus || plus == p || (size_t)(plus - p) >= KL_LOG_MODULE_MAX ||
 		    parse_level(plus + 1, len - (size_t)(plus - p) - 1, &lvl) < 0)
 			return kl_error_set(KL_E_INVALID,
-					    "KEYLINE_LOG: bad item '%.*s' (want module+level, level one of none,error,warn,info,debug)",
-					    (int)len, p);
+			                    "KEYLINE_LOG: bad item '%.*s' (want module+level, "
+			                    "level one of none,error,warn,info,debug)",
+			                    (int)len, p);
 		if ((size_t)(plus - p) == 3 && strncmp(p, "all", 3) == 0) {
 			def = lvl;
 		} else {
 			if (n == KL_LOG_MAX_RULES)
-				return kl_error_set(KL_E_INVALID, "KEYLINE_LOG: more than %d modules",
-						    KL_LOG_MAX_RULES);
+				return kl_error_set(KL_E_INVALID,
+				                    "KEYLINE_LOG: more than %d modules",
+				                    KL_LOG_MAX_RULES);
 			memcpy(parsed[n].module, p, (size_t)(plus - p));
 			parsed[n].module[plus - p] = '\0';
 			parsed[n].level = lvl;
@@ -120,8 +122,8 @@ void kl_logv(kl_log_level level, const char *module, const char *fmt, va_list ap
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	/* One fprintf per line keeps lines from different threads whole. */
-	fprintf(stderr, "%s.%03ldZ %-5s %s: %s\n", stamp, ts.tv_nsec / 1000000L,
-		level_names[level], module ? module : "-", msg);
+	fprintf(stderr, "%s.%03ldZ %-5s %s: %s\n", stamp, ts.tv_nsec / 1000000L, level_names[level],
+	        module ? module : "-", msg);
 }
 
 void kl_log(kl_log_level level, const char *module, const char *fmt, ...)

@@ -30,9 +30,9 @@ int kl_log_configure(const char *spec);
 kl_log_level kl_log_level_for(const char *module);
 
 void kl_log(kl_log_level level, const char *module, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 void kl_logv(kl_log_level level, const char *module, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
+    __attribute__((format(printf, 3, 0)));
 
 #define kl_log_error(m, ...) kl_log(KL_LOG_ERROR, (m), __VA_ARGS__)
 #define kl_log_warn(m, ...)  kl_log(KL_LOG_WARN, (m), __VA_ARGS__)

@@ -19,7 +19,7 @@ int kl_secret_new(size_t len, kl_secret **ret)
 
 	if (len > KL_SECRET_MAX)
 		return kl_error_set(KL_E_INVALID, "secret of %zu bytes exceeds the %d byte limit",
-				    len, KL_SECRET_MAX);
+		                    len, KL_SECRET_MAX);
 	s = OPENSSL_zalloc(sizeof(*s));
 	if (!s)
 		return kl_error_set(KL_E_NOMEM, "secret: out of memory");
@@ -81,22 +81,22 @@ int kl_secret_from_file(const char *path, kl_secret **ret)
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return kl_error_set(errno == ENOENT ? KL_E_NOTFOUND : KL_E_IO,
-				    "secret file %s: %s", path, strerror(errno));
+		return kl_error_set(errno == ENOENT ? KL_E_NOTFOUND : KL_E_IO, "secret file %s: %s",
+		                    path, strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		return kl_error_set(KL_E_INVALID, "secret file %s: not a regular file", path);
 	}
 	if (st.st_mode & S_IROTH) {
 		close(fd);
-		return kl_error_set(KL_E_PERM,
-				    "secret file %s is readable by everyone (mode %04o); chmod 600 it",
-				    path, (unsigned)(st.st_mode & 07777));
+		return kl_error_set(
+		    KL_E_PERM, "secret file %s is readable by everyone (mode %04o); chmod 600 it",
+		    path, (unsigned)(st.st_mode & 07777));
 	}
 	if (st.st_size <= 0 || st.st_size > KL_SECRET_MAX) {
 		close(fd);
 		return kl_error_set(KL_E_INVALID, "secret file %s: size %lld, want 1..%d bytes",
-				    path, (long long)st.st_size, KL_SECRET_MAX);
+		                    path, (long long)st.st_size, KL_SECRET_MAX);
 	}
 	r = kl_secret_new((size_t)st.st_size, &s);
 	if (r < 0) {
@@ -147,9 +147,9 @@ int kl_secret_from_prompt(const char *prompt, kl_secret **ret)
 
 	fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return kl_error_set(KL_E_IO,
-				    "no terminal to ask for the %s; give it with a file: or env: source",
-				    prompt);
+		return kl_error_set(
+		    KL_E_IO, "no terminal to ask for the %s; give it with a file: or env: source",
+		    prompt);
 	r = kl_secret_new(KL_SECRET_MAX, &s);
 	if (r < 0) {
 		close(fd);
@@ -194,8 +194,9 @@ int kl_secret_from_spec(const char *spec, const char *prompt, kl_secret **ret)
 	if (strcmp(spec, "prompt") == 0)
 		return kl_secret_from_prompt(prompt, ret);
 	return kl_error_set(KL_E_INVALID,
-			    "bad source for the %s: want file:PATH, env:NAME or prompt (the value given is not shown, in case it is the secret itself)",
-			    prompt);
+	                    "bad source for the %s: want file:PATH, env:NAME or prompt (the value "
+	                    "given is not shown, in case it is the secret itself)",
+	                    prompt);
 }
 
 bool kl_secret_equal(const kl_secret *a, const kl_secret *b)

@@ -79,9 +79,17 @@ static void assert_ek_cert_chains(kl_floor *f, const kl_dut *d, const char *inde
 	assert_int_equal(kl_dut_tool(f, d, "/dev/null", nvread), 0);
 	const char *conv[] = { "openssl", "x509", "-inform", "DER", "-in", der, "-out", pem, NULL };
 	assert_int_equal(kl_floor_run(f, "/dev/null", NULL, conv), 0);
-	const char *verify[] = { "openssl", "verify", "-x509_strict", "-purpose", "any",
-				 "-CAfile", d->vendor->root_pem, "-untrusted",
-				 d->vendor->intermediate_pem, pem, NULL };
+	const char *verify[] = { "openssl",
+		                 "verify",
+		                 "-x509_strict",
+		                 "-purpose",
+		                 "any",
+		                 "-CAfile",
+		                 d->vendor->root_pem,
+		                 "-untrusted",
+		                 d->vendor->intermediate_pem,
+		                 pem,
+		                 NULL };
 	assert_int_equal(kl_floor_run(f, "/dev/null", NULL, verify), 0);
 }
 

@@ -1,0 +1,44 @@
+#!/bin/bash
+# Installs the Debian 12 packages Keyline needs to build, test and run its
+# demo. Idempotent: installs only what is missing, and does nothing (not even
+# apt-get update) when everything is there. Run as root.
+set -euo pipefail
+
+packages=(
+	# build
+	cmake gcc make pkg-config
+	libssl-dev openssl
+	libtss2-dev
+	libp11-dev libp11-kit-dev
+	libsqlite3-dev sqlite3
+	libjson-c-dev
+	libcmocka-dev
+	# the simulated factory floor and outside checks in tests
+	swtpm swtpm-tools tpm2-tools
+	softhsm2 opensc
+	# sanitizer runtime and the fuzzing compiler
+	clang libclang-rt-14-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	[ "$status" = "install ok installed" ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "deps: all ${#packages[@]} packages present"
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing packages: ${missing[*]}" >&2
+	echo "deps: run this script as root (apt-get needs it)" >&2
+	exit 1
+fi
+
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: done"
