@@ -1,0 +1,332 @@
+/* The certificate linter: RFC 5280 essentials and the profile's rules.
+ * Runs on the unsigned certificate; a failure means it is never signed.
+ * Each failure names its rule so that an officer can look it up in
+ * docs/ca.md. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/objects.h>
+#include <openssl/x509v3.h>
+
+#include "ca.h"
+#include "kl_error.h"
+
+#define NID_TCG_HWMN_OTHERNAME "1.3.6.1.5.5.7.8.4"
+
+__attribute__((format(printf, 2, 3))) static int fail(const char *rule, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return kl_error_set(KL_E_INVALID, "lint %s: %s", rule, msg);
+}
+
+static int lint_serial(const X509 *x)
+{
+	const ASN1_INTEGER *s = X509_get0_serialNumber(x);
+	BIGNUM *bn = ASN1_INTEGER_to_BN(s, NULL);
+	int r = 0;
+
+	/* RFC 5280 §4.1.2.2: positive, at most 20 octets. */
+	if (!bn)
+		return fail("serial.present", "no serial number");
+	if (BN_is_negative(bn) || BN_is_zero(bn))
+		r = fail("serial.positive", "serial number must be positive");
+	else if (BN_num_bytes(bn) > 20 || (BN_num_bytes(bn) == 20 && BN_is_bit_set(bn, 159)))
+		r = fail("serial.length", "serial number longer than 20 octets");
+	else if (BN_num_bits(bn) < 64)
+		r = fail("serial.entropy", "serial number has fewer than 64 bits");
+	BN_free(bn);
+	return r;
+}
+
+/* RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050. */
+static int lint_time(const ASN1_TIME *t, const char *which)
+{
+	struct tm tm;
+
+	if (!t || !ASN1_TIME_to_tm(t, &tm))
+		return fail("validity.encoding", "%s is missing or malformed", which);
+	if (tm.tm_year + 1900 < 2050 && ASN1_STRING_type(t) != V_ASN1_UTCTIME)
+		return fail("validity.encoding", "%s before 2050 must be UTCTime", which);
+	if (tm.tm_year + 1900 >= 2050 && ASN1_STRING_type(t) != V_ASN1_GENERALIZEDTIME)
+		return fail("validity.encoding", "%s from 2050 must be GeneralizedTime", which);
+	return 0;
+}
+
+static int lint_validity(const X509 *x, const kl_profile *p)
+{
+	const ASN1_TIME *nb = X509_get0_notBefore(x), *na = X509_get0_notAfter(x);
+	int days, secs, r;
+
+	if ((r = lint_time(nb, "notBefore")) < 0 || (r = lint_time(na, "notAfter")) < 0)
+		return r;
+	if (!ASN1_TIME_diff(&days, &secs, nb, na) || days < 0 || (days == 0 && secs <= 0))
+		return fail("validity.order", "notAfter must be after notBefore");
+	if (p->validity_days > 0 && (days > p->validity_days || (days == p->validity_days && secs > 0)))
+		return fail("validity.profile", "validity exceeds the profile's %s days",
+			    p->name);
+	if (p->not_after[0]) {
+		struct tm tm;
+
+		ASN1_TIME_to_tm(na, &tm);
+		if (tm.tm_year + 1900 != 9999)
+			return fail("validity.profile", "profile %s wants notAfter 99991231235959Z",
+				    p->name);
+	}
+	return 0;
+}
+
+static bool name_has(const X509_NAME *n, int nid)
+{
+	return X509_NAME_get_index_by_NID(n, nid, -1) >= 0;
+}
+
+static int attr_nid(const char *a)
+{
+	if (strcmp(a, "CN") == 0)
+		return NID_commonName;
+	if (strcmp(a, "O") == 0)
+		return NID_organizationName;
+	if (strcmp(a, "OU") == 0)
+		return NID_organizationalUnitName;
+	if (strcmp(a, "C") == 0)
+		return NID_countryName;
+	if (strcmp(a, "serialNumber") == 0)
+		return NID_serialNumber;
+	return NID_undef;
+}
+
+static int lint_subject(const X509 *x, const kl_profile *p)
+{
+	const X509_NAME *n = X509_get_subject_name(x);
+
+	for (int i = 0; i < p->n_subj_required; i++)
+		if (!name_has(n, attr_nid(p->subj_required[i])))
+			return fail("subject.required", "subject lacks %s", p->subj_required[i]);
+	for (int i = 0; i < X509_NAME_entry_count(n); i++) {
+		const X509_NAME_ENTRY *e = X509_NAME_get_entry(n, i);
+		int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
+		bool ok = false;
+
+		for (int k = 0; k < p->n_subj_allowed; k++)
+			ok |= attr_nid(p->subj_allowed[k]) == nid;
+		if (!ok)
+			return fail("subject.allowed", "subject attribute %s is not allowed",
+				    OBJ_nid2sn(nid));
+		const ASN1_STRING *v = X509_NAME_ENTRY_get_data(e);
+		if (ASN1_STRING_length(v) <= 0 || ASN1_STRING_length(v) > 64)
+			return fail("subject.length", "subject %s must be 1..64 characters",
+				    OBJ_nid2sn(nid));
+		/* X.520: serialNumber and countryName are PrintableString. */
+		if ((nid == NID_serialNumber || nid == NID_countryName) &&
+		    ASN1_STRING_type(v) != V_ASN1_PRINTABLESTRING)
+			return fail("subject.encoding", "%s must be a PrintableString",
+				    OBJ_nid2sn(nid));
+	}
+	return 0;
+}
+
+static int ext_index(const X509 *x, int nid, bool *critical)
+{
+	int idx = X509_get_ext_by_NID(x, nid, -1);
+
+	if (idx >= 0 && critical)
+		*critical = X509_EXTENSION_get_critical(X509_get_ext(x, idx)) != 0;
+	return idx;
+}
+
+static int lint_no_duplicates(const X509 *x)
+{
+	int n = X509_get_ext_count(x);
+
+	/* RFC 5280 §4.2: a certificate must not include more than one instance
+	 * of a particular extension. */
+	for (int i = 0; i < n; i++) {
+		const ASN1_OBJECT *a = X509_EXTENSION_get_object(X509_get_ext(x, i));
+
+		for (int k = i + 1; k < n; k++)
+			if (OBJ_cmp(a, X509_EXTENSION_get_object(X509_get_ext(x, k))) == 0)
+				return fail("extensions.unique", "extension %s appears twice",
+					    OBJ_nid2sn(OBJ_obj2nid(a)));
+	}
+	return 0;
+}
+
+static int lint_key(const X509 *x, const kl_profile *p)
+{
+	EVP_PKEY *k = X509_get0_pubkey(x);
+	unsigned t = k ? kl_profile_key_type(k) : 0;
+	uint32_t ku = X509_get_key_usage((X509 *)x);
+	bool crit = false;
+
+	if (!t)
+		return fail("key.type", "subject key is of no supported type or size");
+	if (!(p->key_types & t))
+		return fail("key.profile", "key type %s is not allowed by the profile",
+			    kl_key_type_name(t));
+	if (ext_index(x, NID_key_usage, &crit) < 0)
+		return fail("keyUsage.present", "keyUsage is required");
+	if (!crit)
+		return fail("keyUsage.critical", "keyUsage must be critical");
+	if ((ku & 0xffff) != p->key_usage)
+		return fail("keyUsage.profile", "keyUsage differs from profile %s", p->name);
+	/* RFC 5480 §3 / RFC 8813: EC keys do not encipher; RSA keys do not agree. */
+	if ((t & (KL_KEY_EC_P256 | KL_KEY_EC_P384)) &&
+	    (ku & (X509v3_KU_KEY_ENCIPHERMENT | X509v3_KU_DATA_ENCIPHERMENT)))
+		return fail("keyUsage.consistent", "an EC key cannot have keyEncipherment");
+	if ((t & (KL_KEY_RSA_2048 | KL_KEY_RSA_3072 | KL_KEY_RSA_4096)) &&
+	    (ku & X509v3_KU_KEY_AGREEMENT))
+		return fail("keyUsage.consistent", "an RSA key cannot have keyAgreement");
+	return 0;
+}
+
+static int lint_basic(const X509 *x)
+{
+	BASIC_CONSTRAINTS *bc;
+	bool crit = false;
+	int r = 0;
+
+	if (ext_index(x, NID_basic_constraints, &crit) < 0)
+		return fail("basicConstraints.present", "basicConstraints is required");
+	bc = X509_get_ext_d2i(x, NID_basic_constraints, NULL, NULL);
+	if (!bc)
+		return fail("basicConstraints.encoding", "basicConstraints is malformed");
+	if (bc->ca)
+		r = fail("basicConstraints.ca", "an end-entity certificate must have CA:FALSE");
+	BASIC_CONSTRAINTS_free(bc);
+	return r;
+}
+
+static int lint_eku(const X509 *x, const kl_profile *p)
+{
+	EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL);
+	int n = eku ? sk_ASN1_OBJECT_num(eku) : 0, r = 0;
+
+	if (n != p->n_eku)
+		r = fail("extKeyUsage.profile", "extKeyUsage differs from profile %s", p->name);
+	for (int i = 0; r == 0 && i < p->n_eku; i++) {
+		ASN1_OBJECT *want = OBJ_txt2obj(p->eku[i], 0);
+		bool found = false;
+
+		for (int k = 0; want && k < n; k++)
+			found |= OBJ_cmp(want, sk_ASN1_OBJECT_value(eku, k)) == 0;
+		ASN1_OBJECT_free(want);
+		if (!found)
+			r = fail("extKeyUsage.profile", "extKeyUsage lacks %s", p->eku[i]);
+	}
+	EXTENDED_KEY_USAGE_free(eku);
+	return r;
+}
+
+static int lint_policies(const X509 *x, const kl_profile *p)
+{
+	CERTIFICATEPOLICIES *cp = X509_get_ext_d2i(x, NID_certificate_policies, NULL, NULL);
+	int n = cp ? sk_POLICYINFO_num(cp) : 0, r = 0;
+
+	if (n != p->n_policies)
+		r = fail("certificatePolicies.profile", "policies differ from profile %s", p->name);
+	for (int i = 0; r == 0 && i < p->n_policies; i++) {
+		ASN1_OBJECT *want = OBJ_txt2obj(p->policies[i], 1);
+		bool found = false;
+
+		for (int k = 0; want && k < n; k++)
+			found |= OBJ_cmp(want, sk_POLICYINFO_value(cp, k)->policyid) == 0;
+		ASN1_OBJECT_free(want);
+		if (!found)
+			r = fail("certificatePolicies.profile", "policy %s is missing", p->policies[i]);
+	}
+	CERTIFICATEPOLICIES_free(cp);
+	return r;
+}
+
+static int lint_san(const X509 *x, const kl_profile *p)
+{
+	const X509_NAME *subj = X509_get_subject_name(x);
+	GENERAL_NAMES *gens;
+	bool crit = false, hwmn = false;
+	int idx = ext_index(x, NID_subject_alt_name, &crit);
+	ASN1_OBJECT *hw_oid = OBJ_txt2obj(NID_TCG_HWMN_OTHERNAME, 1);
+
+	if (idx < 0) {
+		ASN1_OBJECT_free(hw_oid);
+		if (X509_NAME_entry_count(subj) == 0)
+			return fail("subjectAltName.present", "an empty subject needs a SAN");
+		if (p->hwmn_required)
+			return fail("subjectAltName.hardwareModuleName",
+				    "profile %s requires a hardwareModuleName", p->name);
+		return 0;
+	}
+	/* RFC 5280 §4.2.1.6: critical when the subject is empty. */
+	if (X509_NAME_entry_count(subj) == 0 && !crit) {
+		ASN1_OBJECT_free(hw_oid);
+		return fail("subjectAltName.critical", "SAN must be critical when the subject is empty");
+	}
+	gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+		GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+
+		if (g->type == GEN_OTHERNAME && OBJ_cmp(g->d.otherName->type_id, hw_oid) == 0)
+			hwmn = true;
+	}
+	GENERAL_NAMES_free(gens);
+	ASN1_OBJECT_free(hw_oid);
+	if (!gens)
+		return fail("subjectAltName.encoding", "SAN is malformed");
+	if (p->hwmn_required && !hwmn)
+		return fail("subjectAltName.hardwareModuleName",
+			    "profile %s requires a hardwareModuleName", p->name);
+	return 0;
+}
+
+static int lint_key_ids(const X509 *x, const X509 *issuer)
+{
+	const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id((X509 *)x);
+	const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id((X509 *)x);
+	const ASN1_OCTET_STRING *iski = issuer ? X509_get0_subject_key_id((X509 *)issuer) : NULL;
+
+	/* RFC 5280 §4.2.1.1 and §4.2.1.2. */
+	if (!ski)
+		return fail("subjectKeyIdentifier.present", "subjectKeyIdentifier is required");
+	if (!aki)
+		return fail("authorityKeyIdentifier.present", "authorityKeyIdentifier is required");
+	if (iski && ASN1_OCTET_STRING_cmp(aki, iski) != 0)
+		return fail("authorityKeyIdentifier.match",
+			    "authorityKeyIdentifier is not the issuer's key identifier");
+	return 0;
+}
+
+static int lint_issuer(const X509 *x, const X509 *issuer)
+{
+	if (!issuer)
+		return 0;
+	if (X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(issuer)) != 0)
+		return fail("issuer.name", "issuer name is not the CA certificate's subject");
+	return 0;
+}
+
+int kl_lint_cert(const X509 *x, const kl_profile *p, const X509 *issuer)
+{
+	int r;
+
+	if (X509_get_version(x) != X509_VERSION_3)
+		return fail("version", "certificate must be version 3");
+	if ((r = lint_serial(x)) < 0 || (r = lint_validity(x, p)) < 0 ||
+	    (r = lint_issuer(x, issuer)) < 0 || (r = lint_subject(x, p)) < 0 ||
+	    (r = lint_no_duplicates(x)) < 0 || (r = lint_key(x, p)) < 0 ||
+	    (r = lint_basic(x)) < 0 || (r = lint_eku(x, p)) < 0 ||
+	    (r = lint_policies(x, p)) < 0 || (r = lint_san(x, p)) < 0 ||
+	    (r = lint_key_ids(x, issuer)) < 0)
+		return r;
+	if (p->crl_dp && X509_get_ext_by_NID(x, NID_crl_distribution_points, -1) < 0)
+		return fail("cRLDistributionPoints.present",
+			    "profile %s requires a CRL distribution point (configure crl_url)",
+			    p->name);
+	return 0;
+}
