@@ -18,9 +18,10 @@
 #include "der.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
+#include "kl_failpoint.h"
 
 #define CA_MAX_PROFILES 16
-#define SERIAL_BYTES 16 /* 127 random bits once the top bit is cleared */
+#define SERIAL_BYTES    16 /* 127 random bits once the top bit is cleared */
 
 struct kl_ca {
 	kl_store *store;
@@ -37,10 +38,12 @@ struct kl_ca {
 };
 
 static const char *const reason_names[] = {
-	[0] = "unspecified",        [1] = "keyCompromise",        [2] = "cACompromise",
-	[3] = "affiliationChanged", [4] = "superseded",           [5] = "cessationOfOperation",
-	[6] = "certificateHold",    [7] = NULL, /* unused, RFC 5280 §5.3.1 */
-	[8] = "removeFromCRL",      [9] = "privilegeWithdrawn",   [10] = "aACompromise",
+	[0] = "unspecified",     [1] = "keyCompromise",
+	[2] = "cACompromise",    [3] = "affiliationChanged",
+	[4] = "superseded",      [5] = "cessationOfOperation",
+	[6] = "certificateHold", [7] = NULL, /* unused, RFC 5280 §5.3.1 */
+	[8] = "removeFromCRL",   [9] = "privilegeWithdrawn",
+	[10] = "aACompromise",
 };
 
 int kl_crl_reason_from_name(const char *name)
@@ -49,10 +52,10 @@ int kl_crl_reason_from_name(const char *name)
 		if (reason_names[i] && strcasecmp(name, reason_names[i]) == 0)
 			return i;
 	return kl_error_set(KL_E_INVALID,
-			    "unknown revocation reason '%s' (unspecified, keyCompromise, "
-			    "cACompromise, affiliationChanged, superseded, cessationOfOperation, "
-			    "certificateHold, privilegeWithdrawn, aACompromise)",
-			    name);
+	                    "unknown revocation reason '%s' (unspecified, keyCompromise, "
+	                    "cACompromise, affiliationChanged, superseded, cessationOfOperation, "
+	                    "certificateHold, privilegeWithdrawn, aACompromise)",
+	                    name);
 }
 
 const char *kl_crl_reason_name(int code)
@@ -75,13 +78,17 @@ int kl_serial_hex(const ASN1_INTEGER *serial, char *out, size_t size)
 	BN_free(bn);
 	if (!hex)
 		return kl_error_set_ssl(KL_E_NOMEM, "serial");
-	n = strlen(hex);
+	/* Canonical form: no leading zeros (BN_bn2hex pads to whole bytes). */
+	const char *h = hex;
+	while (h[0] == '0' && h[1])
+		h++;
+	n = strlen(h);
 	if (n + 1 > size) {
 		OPENSSL_free(hex);
 		return kl_error_set(KL_E_INVALID, "serial too long");
 	}
 	for (size_t i = 0; i <= n; i++)
-		out[i] = (char)tolower((unsigned char)hex[i]);
+		out[i] = (char)tolower((unsigned char)h[i]);
 	OPENSSL_free(hex);
 	return 0;
 }
@@ -147,15 +154,15 @@ int kl_ca_open(kl_store *store, const kl_ca_config *cfg, EVP_PKEY *sign_key, kl_
 	kl_issuer_row_clear(&row);
 	if (!ca->cert) {
 		r = kl_error_set_ssl(KL_E_CRYPTO, "issuer '%s': stored certificate does not parse",
-				     cfg->issuer_name);
+		                     cfg->issuer_name);
 		goto fail;
 	}
 	/* The key must be the certificate's: otherwise every signature would
 	 * fail verification after the HSM was used. */
 	if (EVP_PKEY_eq(X509_get0_pubkey(ca->cert), sign_key) != 1) {
 		r = kl_error_set(KL_E_CRYPTO,
-				 "issuer '%s': the signing key does not match the CA certificate",
-				 cfg->issuer_name);
+		                 "issuer '%s': the signing key does not match the CA certificate",
+		                 cfg->issuer_name);
 		goto fail;
 	}
 	if (!EVP_PKEY_up_ref(sign_key)) {
@@ -297,9 +304,32 @@ static int add_san(X509 *x, const kl_profile *p, const kl_cert_request *req)
 	empty_subject = X509_NAME_entry_count(X509_get_subject_name(x)) == 0;
 	if (r == 0 && sk_GENERAL_NAME_num(gens) > 0 &&
 	    !X509_add1_ext_i2d(x, NID_subject_alt_name, gens, empty_subject ? 1 : 0,
-			       X509V3_ADD_DEFAULT))
+	                       X509V3_ADD_DEFAULT))
 		r = kl_error_set_ssl(KL_E_CRYPTO, "add subjectAltName");
 	GENERAL_NAMES_free(gens);
+	return r;
+}
+
+/* certificatePolicies with bare policy OIDs (RFC 5280 §4.2.1.4). */
+static int add_policies(X509 *x, const kl_profile *p)
+{
+	CERTIFICATEPOLICIES *cp = sk_POLICYINFO_new_null();
+	int r = 0;
+
+	if (!cp)
+		return kl_error_set(KL_E_NOMEM, "policies: out of memory");
+	for (int i = 0; r == 0 && i < p->n_policies; i++) {
+		POLICYINFO *pi = POLICYINFO_new();
+
+		if (!pi || !(pi->policyid = OBJ_txt2obj(p->policies[i], 1)) ||
+		    !sk_POLICYINFO_push(cp, pi)) {
+			POLICYINFO_free(pi);
+			r = kl_error_set_ssl(KL_E_CRYPTO, "policy %s", p->policies[i]);
+		}
+	}
+	if (r == 0 && !X509_add1_ext_i2d(x, NID_certificate_policies, cp, 0, X509V3_ADD_DEFAULT))
+		r = kl_error_set_ssl(KL_E_CRYPTO, "add certificatePolicies");
+	sk_POLICYINFO_pop_free(cp, POLICYINFO_free);
 	return r;
 }
 
@@ -346,11 +376,11 @@ static int set_tbs_sigalg(X509 *x, EVP_PKEY *key, const EVP_MD *md)
 
 	if (!OBJ_find_sigid_by_algs(&nid, EVP_MD_get_type(md), EVP_PKEY_get_base_id(key)))
 		return kl_error_set(KL_E_UNSUPPORTED, "no signature algorithm for %s with %s",
-				    EVP_MD_get0_name(md), EVP_PKEY_get0_type_name(key));
+		                    EVP_MD_get0_name(md), EVP_PKEY_get0_type_name(key));
 	/* RSA PKCS#1 v1.5 carries NULL parameters; ECDSA none (RFC 5758 §3.2). */
 	if (!X509_ALGOR_set0(alg, OBJ_nid2obj(nid),
-			     EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA ? V_ASN1_NULL : V_ASN1_UNDEF,
-			     NULL))
+	                     EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA ? V_ASN1_NULL : V_ASN1_UNDEF,
+	                     NULL))
 		return kl_error_set_ssl(KL_E_CRYPTO, "signature algorithm");
 	return 0;
 }
@@ -411,28 +441,22 @@ static int build_cert(kl_ca *ca, const kl_profile *p, const kl_cert_request *req
 	for (size_t i = 0; i < sizeof(kus) / sizeof(kus[0]); i++)
 		if (p->key_usage & kus[i].bit)
 			snprintf(value + strlen(value), sizeof(value) - strlen(value), ",%s",
-				 kus[i].name);
+			         kus[i].name);
 	if ((r = add_ext(x, ca->cert, NID_key_usage, value)) < 0)
 		return r;
 	if (p->n_eku > 0) {
 		value[0] = '\0';
 		for (int i = 0; i < p->n_eku; i++)
 			snprintf(value + strlen(value), sizeof(value) - strlen(value), "%s%s",
-				 i ? "," : "", p->eku[i]);
+			         i ? "," : "", p->eku[i]);
 		if ((r = add_ext(x, ca->cert, NID_ext_key_usage, value)) < 0)
 			return r;
 	}
 	if ((r = add_ext(x, ca->cert, NID_subject_key_identifier, "hash")) < 0 ||
 	    (r = add_ext(x, ca->cert, NID_authority_key_identifier, "keyid:always")) < 0)
 		return r;
-	if (p->n_policies > 0) {
-		value[0] = '\0';
-		for (int i = 0; i < p->n_policies; i++)
-			snprintf(value + strlen(value), sizeof(value) - strlen(value), "%s%s",
-				 i ? "," : "", p->policies[i]);
-		if ((r = add_ext(x, ca->cert, NID_certificate_policies, value)) < 0)
-			return r;
-	}
+	if (p->n_policies > 0 && (r = add_policies(x, p)) < 0)
+		return r;
 	if (p->crl_dp && ca->crl_url[0]) {
 		snprintf(value, sizeof(value), "URI:%s", ca->crl_url);
 		if ((r = add_ext(x, ca->cert, NID_crl_distribution_points, value)) < 0)
@@ -530,7 +554,8 @@ int kl_ca_issue(kl_ca *ca, const kl_cert_request *req, X509 **ret, char *serial_
 		x = NULL;
 		free(tbs);
 		tbs = NULL;
-		if ((r = build_cert(ca, p, req, &x)) < 0 || (r = set_tbs_sigalg(x, ca->key, md)) < 0 ||
+		if ((r = build_cert(ca, p, req, &x)) < 0 ||
+		    (r = set_tbs_sigalg(x, ca->key, md)) < 0 ||
 		    (r = tbs_der(x, &tbs, &tbs_len)) < 0 ||
 		    (r = kl_serial_hex(X509_get0_serialNumber(x), serial, sizeof(serial))) < 0)
 			return r;
@@ -555,6 +580,7 @@ int kl_ca_issue(kl_ca *ca, const kl_cert_request *req, X509 **ret, char *serial_
 		break;
 	}
 	json_str(esc_subject, sizeof(esc_subject), subject);
+	kl_failpoint("ca.after_pending");
 
 	/* 3: lint. */
 	r = kl_lint_cert(x, p, ca->cert);
@@ -563,9 +589,10 @@ int kl_ca_issue(kl_ca *ca, const kl_cert_request *req, X509 **ret, char *serial_
 
 		snprintf(why, sizeof(why), "%s", kl_error_detail());
 		json_str(esc_why, sizeof(esc_why), why);
-		snprintf(detail, sizeof(detail),
-			 "{\"serial\":\"%s\",\"profile\":\"%s\",\"subject\":\"%s\",\"reason\":\"%s\"}",
-			 serial, p->name, esc_subject, esc_why);
+		snprintf(
+		    detail, sizeof(detail),
+		    "{\"serial\":\"%s\",\"profile\":\"%s\",\"subject\":\"%s\",\"reason\":\"%s\"}",
+		    serial, p->name, esc_subject, esc_why);
 		if (kl_store_begin(ca->store) == 0) {
 			if (kl_store_cert_rejected(ca->store, ca->issuer_id, serial, why) < 0 ||
 			    kl_store_audit(ca->store, actor, "ca.reject", detail) < 0)
@@ -584,19 +611,20 @@ int kl_ca_issue(kl_ca *ca, const kl_cert_request *req, X509 **ret, char *serial_
 	 * signed TBS is exactly what was stored as pending. */
 	if (X509_verify(x, X509_get0_pubkey(ca->cert)) != 1)
 		return kl_error_set_ssl(KL_E_CRYPTO,
-					"certificate %s: signature does not verify with the CA "
-					"certificate (HSM key mismatch or fault); not issued",
-					serial);
+		                        "certificate %s: signature does not verify with the CA "
+		                        "certificate (HSM key mismatch or fault); not issued",
+		                        serial);
 	r = tbs_der(x, &signed_tbs, &signed_len);
 	if (r < 0)
 		return r;
 	if (signed_len != tbs_len || CRYPTO_memcmp(signed_tbs, tbs, tbs_len) != 0) {
 		OPENSSL_free(signed_tbs);
-		return kl_error_set(KL_E_CRYPTO,
-				    "certificate %s: signed TBSCertificate differs from the pending one",
-				    serial);
+		return kl_error_set(
+		    KL_E_CRYPTO,
+		    "certificate %s: signed TBSCertificate differs from the pending one", serial);
 	}
 	OPENSSL_free(signed_tbs);
+	kl_failpoint("ca.after_sign");
 
 	/* 6: ISSUED with the certificate and its audit entry, one commit. */
 	der_len = i2d_X509(x, &der);
@@ -604,8 +632,8 @@ int kl_ca_issue(kl_ca *ca, const kl_cert_request *req, X509 **ret, char *serial_
 		return kl_error_set_ssl(KL_E_CRYPTO, "encode certificate");
 	fingerprint(x, fp, sizeof(fp));
 	snprintf(detail, sizeof(detail),
-		 "{\"serial\":\"%s\",\"profile\":\"%s\",\"subject\":\"%s\",\"sha256\":\"%s\"}",
-		 serial, p->name, esc_subject, fp);
+	         "{\"serial\":\"%s\",\"profile\":\"%s\",\"subject\":\"%s\",\"sha256\":\"%s\"}",
+	         serial, p->name, esc_subject, fp);
 	r = kl_store_begin(ca->store);
 	if (r == 0) {
 		r = kl_store_cert_issued(ca->store, ca->issuer_id, serial, der, (size_t)der_len);
@@ -616,12 +644,20 @@ int kl_ca_issue(kl_ca *ca, const kl_cert_request *req, X509 **ret, char *serial_
 		else
 			r = kl_store_commit(ca->store);
 	}
-	OPENSSL_free(der);
-	if (r < 0)
+	if (r < 0) {
+		OPENSSL_free(der);
 		return kl_error_wrap("record certificate %s", serial);
+	}
+	/* Hand back the certificate as stored, freshly decoded: the object we
+	 * built carries OpenSSL's extension cache from before it was complete. */
+	const unsigned char *q = der;
+	X509 *out = d2i_X509(NULL, &q, der_len);
+	OPENSSL_free(der);
+	if (!out)
+		return kl_error_set_ssl(KL_E_NOMEM, "decode issued certificate %s", serial);
 	if (serial_hex)
 		memcpy(serial_hex, serial, strlen(serial) + 1);
-	*ret = TAKE_PTR(x);
+	*ret = out;
 	return 0;
 }
 
@@ -632,8 +668,8 @@ static const char *name_text(const X509_NAME *n, int nid, char *buf, size_t size
 	return len > 0 ? buf : NULL;
 }
 
-int kl_ca_issue_csr(kl_ca *ca, X509_REQ *csr, const char *profile, const char *actor,
-		    X509 **ret, char *serial_hex)
+int kl_ca_issue_csr(kl_ca *ca, X509_REQ *csr, const char *profile, const char *actor, X509 **ret,
+                    char *serial_hex)
 {
 	char cn[128], o[128], ou[128], c[8], sn[128];
 	const X509_NAME *n;
@@ -670,7 +706,7 @@ int kl_ca_revoke(kl_ca *ca, const char *serial_in, int reason, const char *actor
 	if (r < 0)
 		return r;
 	snprintf(detail, sizeof(detail), "{\"serial\":\"%s\",\"reason\":\"%s\"}", serial,
-		 kl_crl_reason_name(reason));
+	         kl_crl_reason_name(reason));
 	r = kl_store_begin(ca->store);
 	if (r < 0)
 		return r;
@@ -684,13 +720,12 @@ int kl_ca_revoke(kl_ca *ca, const char *serial_in, int reason, const char *actor
 	return kl_store_commit(ca->store);
 }
 
-int kl_ca_crl(kl_ca *ca, int64_t next_update_s, const char *actor, unsigned char **der,
-	      size_t *len)
+int kl_ca_crl(kl_ca *ca, int64_t next_update_s, const char *actor, unsigned char **der, size_t *len)
 {
-	const EVP_MD *md = EVP_PKEY_get_base_id(ca->key) == EVP_PKEY_EC &&
-					   EVP_PKEY_get_bits(ca->key) > 256
-				   ? EVP_sha384()
-				   : EVP_sha256();
+	const EVP_MD *md =
+	    EVP_PKEY_get_base_id(ca->key) == EVP_PKEY_EC && EVP_PKEY_get_bits(ca->key) > 256
+	        ? EVP_sha384()
+	        : EVP_sha256();
 	int64_t number = 0, count = 0;
 	char detail[160];
 	int r;
@@ -703,11 +738,11 @@ int kl_ca_crl(kl_ca *ca, int64_t next_update_s, const char *actor, unsigned char
 	if (r < 0)
 		return r;
 	r = kl_crl_build(ca->store, ca->issuer_id, ca->cert, ca->key, md, number, time(NULL),
-			 next_update_s, der, len, &count);
+	                 next_update_s, der, len, &count);
 	if (r < 0)
 		return r;
 	snprintf(detail, sizeof(detail), "{\"crl_number\":%lld,\"entries\":%lld,\"bytes\":%zu}",
-		 (long long)number, (long long)count, *len);
+	         (long long)number, (long long)count, *len);
 	r = kl_store_audit(ca->store, actor ? actor : ca->actor, "ca.crl", detail);
 	if (r < 0) {
 		free(*der);

@@ -47,8 +47,8 @@ typedef struct kl_cert_request {
 	EVP_PKEY *pubkey;          /* the subject's public key */
 	const char *serial_number; /* subject serialNumber: the device serial */
 	const char *cn, *o, *ou, *c;
-	const char *hw_serial;     /* HardwareModuleName hwSerialNum; default serial_number */
-	const char *actor;         /* who asked; default the CA's actor */
+	const char *hw_serial; /* HardwareModuleName hwSerialNum; default serial_number */
+	const char *actor;     /* who asked; default the CA's actor */
 } kl_cert_request;
 
 /* Runs the whole issuance order above. On success *ret is the certificate and
@@ -58,8 +58,8 @@ int kl_ca_issue(kl_ca *ca, const kl_cert_request *req, X509 **ret, char *serial_
 
 /* Issues from a PKCS#10 request: its self-signature must verify; the subject
  * attributes are taken from it (CN, O, OU, C, serialNumber). */
-int kl_ca_issue_csr(kl_ca *ca, X509_REQ *csr, const char *profile, const char *actor,
-		    X509 **ret, char *serial_hex);
+int kl_ca_issue_csr(kl_ca *ca, X509_REQ *csr, const char *profile, const char *actor, X509 **ret,
+                    char *serial_hex);
 
 /* RFC 5280 §5.3.1 reason names ("keyCompromise", "superseded", ...) <-> codes. */
 int kl_crl_reason_from_name(const char *name);
@@ -73,7 +73,7 @@ int kl_ca_revoke(kl_ca *ca, const char *serial_hex, int reason, const char *acto
  * certificate, with a new CRL number, thisUpdate now and nextUpdate after
  * next_update_s seconds; returns its DER. Audited. */
 int kl_ca_crl(kl_ca *ca, int64_t next_update_s, const char *actor, unsigned char **der,
-	      size_t *len);
+              size_t *len);
 
 /* Lints a certificate (signed or not) against RFC 5280 essentials and a
  * profile. Returns 0, or -KL_E_INVALID with "rule-name: explanation". */

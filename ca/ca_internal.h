@@ -13,7 +13,7 @@
 /* Builds, signs and self-verifies a full CRL of issuer_id's revoked,
  * unexpired certificates. *ret is malloc'd DER. */
 int kl_crl_build(kl_store *store, int64_t issuer_id, const X509 *issuer, EVP_PKEY *key,
-		 const EVP_MD *md, int64_t crl_number, time_t now, int64_t next_update_s,
-		 unsigned char **ret, size_t *ret_len, int64_t *ret_count);
+                 const EVP_MD *md, int64_t crl_number, time_t now, int64_t next_update_s,
+                 unsigned char **ret, size_t *ret_len, int64_t *ret_count);
 
 #endif

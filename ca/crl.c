@@ -49,7 +49,7 @@ static int hexval(char c)
 static int put_entry(void *vctx, const char *serial, int64_t when, int reason)
 {
 	static const unsigned char reason_ext[] = { 0x30, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55,
-						    0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01 };
+		                                    0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01 };
 	struct entries_ctx *ctx = vctx;
 	kl_der *one = &ctx->scratch;
 	unsigned char mag[21];
@@ -57,7 +57,8 @@ static int put_entry(void *vctx, const char *serial, int64_t when, int reason)
 	int hi, lo;
 
 	if (hexlen == 0 || hexlen > 40)
-		return kl_error_set(KL_E_DB, "stored serial '%s' is malformed", serial ? serial : "");
+		return kl_error_set(KL_E_DB, "stored serial '%s' is malformed",
+		                    serial ? serial : "");
 	if (hexlen % 2) { /* odd length: the first nibble stands alone */
 		if ((lo = hexval(serial[0])) < 0)
 			return kl_error_set(KL_E_DB, "stored serial '%s' is malformed", serial);
@@ -141,16 +142,16 @@ static int sig_alg(EVP_PKEY *key, const EVP_MD *md, unsigned char **out)
 
 	if (alg && OBJ_find_sigid_by_algs(&nid, EVP_MD_get_type(md), EVP_PKEY_get_base_id(key)) &&
 	    X509_ALGOR_set0(alg, OBJ_nid2obj(nid),
-			    EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA ? V_ASN1_NULL : V_ASN1_UNDEF,
-			    NULL))
+	                    EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA ? V_ASN1_NULL : V_ASN1_UNDEF,
+	                    NULL))
 		n = i2d_X509_ALGOR(alg, out);
 	X509_ALGOR_free(alg);
 	return encode(out, n, "signature algorithm");
 }
 
 int kl_crl_build(kl_store *store, int64_t issuer_id, const X509 *issuer, EVP_PKEY *key,
-		 const EVP_MD *md, int64_t crl_number, time_t now, int64_t next_update_s,
-		 unsigned char **ret, size_t *ret_len, int64_t *ret_count)
+                 const EVP_MD *md, int64_t crl_number, time_t now, int64_t next_update_s,
+                 unsigned char **ret, size_t *ret_len, int64_t *ret_count)
 {
 	unsigned char *alg = NULL, *name = NULL, *aki = NULL, *num = NULL, *sig = NULL;
 	int alg_len, name_len, aki_len, num_len, r;
@@ -161,7 +162,7 @@ int kl_crl_build(kl_store *store, int64_t issuer_id, const X509 *issuer, EVP_PKE
 
 	if ((r = alg_len = sig_alg(key, md, &alg)) < 0 ||
 	    (r = name_len = encode(&name, i2d_X509_NAME(X509_get_subject_name(issuer), &name),
-				   "issuer name")) < 0 ||
+	                           "issuer name")) < 0 ||
 	    (r = aki_len = aki_ext(issuer, &aki)) < 0 ||
 	    (r = num_len = crl_number_ext(crl_number, &num)) < 0)
 		goto out;
@@ -205,7 +206,8 @@ int kl_crl_build(kl_store *store, int64_t issuer_id, const X509 *issuer, EVP_PKE
 	 * the entries. An empty CRL leaves revokedCertificates out entirely. */
 	size_t revoked_len = entries_len ? kl_der_hdr_size(entries_len) + entries_len : 0;
 	tbs_len = head.len + revoked_len + (d.len - CRL_FRONT_MAX - entries_len);
-	front = kl_der_hdr_size(tbs_len) + head.len + (entries_len ? kl_der_hdr_size(entries_len) : 0);
+	front =
+	    kl_der_hdr_size(tbs_len) + head.len + (entries_len ? kl_der_hdr_size(entries_len) : 0);
 	start = CRL_FRONT_MAX - front;
 	{
 		unsigned char *q = d.p + start;
@@ -235,7 +237,7 @@ int kl_crl_build(kl_store *store, int64_t issuer_id, const X509 *issuer, EVP_PKE
 	    EVP_DigestVerifyInit(mctx, NULL, md, NULL, X509_get0_pubkey((X509 *)issuer)) <= 0 ||
 	    EVP_DigestVerify(mctx, sig, sig_len, d.p + start, tbs_len) != 1) {
 		r = kl_error_set_ssl(KL_E_CRYPTO,
-				     "CRL signature does not verify with the CA certificate");
+		                     "CRL signature does not verify with the CA certificate");
 		goto out;
 	}
 

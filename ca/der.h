@@ -15,15 +15,15 @@ typedef struct kl_der {
 	int failed; /* an allocation failed: the buffer is unusable */
 } kl_der;
 
-#define KL_DER_SEQUENCE 0x30
-#define KL_DER_INTEGER 0x02
+#define KL_DER_SEQUENCE     0x30
+#define KL_DER_INTEGER      0x02
 #define KL_DER_OCTET_STRING 0x04
-#define KL_DER_BIT_STRING 0x03
-#define KL_DER_OID 0x06
-#define KL_DER_ENUMERATED 0x0a
-#define KL_DER_UTCTIME 0x17
-#define KL_DER_GENTIME 0x18
-#define KL_DER_CTX0 0xa0
+#define KL_DER_BIT_STRING   0x03
+#define KL_DER_OID          0x06
+#define KL_DER_ENUMERATED   0x0a
+#define KL_DER_UTCTIME      0x17
+#define KL_DER_GENTIME      0x18
+#define KL_DER_CTX0         0xa0
 
 /* Bytes a tag-and-length header takes for content of len bytes. */
 size_t kl_der_hdr_size(size_t len);

@@ -69,16 +69,16 @@ static int lint_validity(const X509 *x, const kl_profile *p)
 		return r;
 	if (!ASN1_TIME_diff(&days, &secs, nb, na) || days < 0 || (days == 0 && secs <= 0))
 		return fail("validity.order", "notAfter must be after notBefore");
-	if (p->validity_days > 0 && (days > p->validity_days || (days == p->validity_days && secs > 0)))
-		return fail("validity.profile", "validity exceeds the profile's %s days",
-			    p->name);
+	if (p->validity_days > 0 &&
+	    (days > p->validity_days || (days == p->validity_days && secs > 0)))
+		return fail("validity.profile", "validity exceeds the profile's %s days", p->name);
 	if (p->not_after[0]) {
 		struct tm tm;
 
 		ASN1_TIME_to_tm(na, &tm);
 		if (tm.tm_year + 1900 != 9999)
 			return fail("validity.profile", "profile %s wants notAfter 99991231235959Z",
-				    p->name);
+			            p->name);
 	}
 	return 0;
 }
@@ -119,16 +119,16 @@ static int lint_subject(const X509 *x, const kl_profile *p)
 			ok |= attr_nid(p->subj_allowed[k]) == nid;
 		if (!ok)
 			return fail("subject.allowed", "subject attribute %s is not allowed",
-				    OBJ_nid2sn(nid));
+			            OBJ_nid2sn(nid));
 		const ASN1_STRING *v = X509_NAME_ENTRY_get_data(e);
 		if (ASN1_STRING_length(v) <= 0 || ASN1_STRING_length(v) > 64)
 			return fail("subject.length", "subject %s must be 1..64 characters",
-				    OBJ_nid2sn(nid));
+			            OBJ_nid2sn(nid));
 		/* X.520: serialNumber and countryName are PrintableString. */
 		if ((nid == NID_serialNumber || nid == NID_countryName) &&
 		    ASN1_STRING_type(v) != V_ASN1_PRINTABLESTRING)
 			return fail("subject.encoding", "%s must be a PrintableString",
-				    OBJ_nid2sn(nid));
+			            OBJ_nid2sn(nid));
 	}
 	return 0;
 }
@@ -154,23 +154,41 @@ static int lint_no_duplicates(const X509 *x)
 		for (int k = i + 1; k < n; k++)
 			if (OBJ_cmp(a, X509_EXTENSION_get_object(X509_get_ext(x, k))) == 0)
 				return fail("extensions.unique", "extension %s appears twice",
-					    OBJ_nid2sn(OBJ_obj2nid(a)));
+				            OBJ_nid2sn(OBJ_obj2nid(a)));
 	}
 	return 0;
+}
+
+/* The linter reads extensions afresh: OpenSSL caches decoded extensions in
+ * the X509 object the first time it is asked, and a certificate under
+ * construction may have changed since. */
+static uint32_t key_usage_bits(const X509 *x)
+{
+	ASN1_BIT_STRING *ku = X509_get_ext_d2i(x, NID_key_usage, NULL, NULL);
+	uint32_t bits = 0;
+
+	if (!ku)
+		return 0;
+	if (ku->length > 0)
+		bits = ku->data[0];
+	if (ku->length > 1)
+		bits |= (uint32_t)ku->data[1] << 8;
+	ASN1_BIT_STRING_free(ku);
+	return bits;
 }
 
 static int lint_key(const X509 *x, const kl_profile *p)
 {
 	EVP_PKEY *k = X509_get0_pubkey(x);
 	unsigned t = k ? kl_profile_key_type(k) : 0;
-	uint32_t ku = X509_get_key_usage((X509 *)x);
+	uint32_t ku = key_usage_bits(x);
 	bool crit = false;
 
 	if (!t)
 		return fail("key.type", "subject key is of no supported type or size");
 	if (!(p->key_types & t))
 		return fail("key.profile", "key type %s is not allowed by the profile",
-			    kl_key_type_name(t));
+		            kl_key_type_name(t));
 	if (ext_index(x, NID_key_usage, &crit) < 0)
 		return fail("keyUsage.present", "keyUsage is required");
 	if (!crit)
@@ -240,7 +258,8 @@ static int lint_policies(const X509 *x, const kl_profile *p)
 			found |= OBJ_cmp(want, sk_POLICYINFO_value(cp, k)->policyid) == 0;
 		ASN1_OBJECT_free(want);
 		if (!found)
-			r = fail("certificatePolicies.profile", "policy %s is missing", p->policies[i]);
+			r = fail("certificatePolicies.profile", "policy %s is missing",
+			         p->policies[i]);
 	}
 	CERTIFICATEPOLICIES_free(cp);
 	return r;
@@ -260,13 +279,14 @@ static int lint_san(const X509 *x, const kl_profile *p)
 			return fail("subjectAltName.present", "an empty subject needs a SAN");
 		if (p->hwmn_required)
 			return fail("subjectAltName.hardwareModuleName",
-				    "profile %s requires a hardwareModuleName", p->name);
+			            "profile %s requires a hardwareModuleName", p->name);
 		return 0;
 	}
 	/* RFC 5280 §4.2.1.6: critical when the subject is empty. */
 	if (X509_NAME_entry_count(subj) == 0 && !crit) {
 		ASN1_OBJECT_free(hw_oid);
-		return fail("subjectAltName.critical", "SAN must be critical when the subject is empty");
+		return fail("subjectAltName.critical",
+		            "SAN must be critical when the subject is empty");
 	}
 	gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
 	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
@@ -281,25 +301,28 @@ static int lint_san(const X509 *x, const kl_profile *p)
 		return fail("subjectAltName.encoding", "SAN is malformed");
 	if (p->hwmn_required && !hwmn)
 		return fail("subjectAltName.hardwareModuleName",
-			    "profile %s requires a hardwareModuleName", p->name);
+		            "profile %s requires a hardwareModuleName", p->name);
 	return 0;
 }
 
 static int lint_key_ids(const X509 *x, const X509 *issuer)
 {
-	const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id((X509 *)x);
-	const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id((X509 *)x);
+	ASN1_OCTET_STRING *ski = X509_get_ext_d2i(x, NID_subject_key_identifier, NULL, NULL);
+	AUTHORITY_KEYID *aki = X509_get_ext_d2i(x, NID_authority_key_identifier, NULL, NULL);
 	const ASN1_OCTET_STRING *iski = issuer ? X509_get0_subject_key_id((X509 *)issuer) : NULL;
+	int r = 0;
 
 	/* RFC 5280 §4.2.1.1 and §4.2.1.2. */
 	if (!ski)
-		return fail("subjectKeyIdentifier.present", "subjectKeyIdentifier is required");
-	if (!aki)
-		return fail("authorityKeyIdentifier.present", "authorityKeyIdentifier is required");
-	if (iski && ASN1_OCTET_STRING_cmp(aki, iski) != 0)
-		return fail("authorityKeyIdentifier.match",
-			    "authorityKeyIdentifier is not the issuer's key identifier");
-	return 0;
+		r = fail("subjectKeyIdentifier.present", "subjectKeyIdentifier is required");
+	else if (!aki || !aki->keyid)
+		r = fail("authorityKeyIdentifier.present", "authorityKeyIdentifier is required");
+	else if (iski && ASN1_OCTET_STRING_cmp(aki->keyid, iski) != 0)
+		r = fail("authorityKeyIdentifier.match",
+		         "authorityKeyIdentifier is not the issuer's key identifier");
+	ASN1_OCTET_STRING_free(ski);
+	AUTHORITY_KEYID_free(aki);
+	return r;
 }
 
 static int lint_issuer(const X509 *x, const X509 *issuer)
@@ -320,13 +343,12 @@ int kl_lint_cert(const X509 *x, const kl_profile *p, const X509 *issuer)
 	if ((r = lint_serial(x)) < 0 || (r = lint_validity(x, p)) < 0 ||
 	    (r = lint_issuer(x, issuer)) < 0 || (r = lint_subject(x, p)) < 0 ||
 	    (r = lint_no_duplicates(x)) < 0 || (r = lint_key(x, p)) < 0 ||
-	    (r = lint_basic(x)) < 0 || (r = lint_eku(x, p)) < 0 ||
-	    (r = lint_policies(x, p)) < 0 || (r = lint_san(x, p)) < 0 ||
-	    (r = lint_key_ids(x, issuer)) < 0)
+	    (r = lint_basic(x)) < 0 || (r = lint_eku(x, p)) < 0 || (r = lint_policies(x, p)) < 0 ||
+	    (r = lint_san(x, p)) < 0 || (r = lint_key_ids(x, issuer)) < 0)
 		return r;
 	if (p->crl_dp && X509_get_ext_by_NID(x, NID_crl_distribution_points, -1) < 0)
 		return fail("cRLDistributionPoints.present",
-			    "profile %s requires a CRL distribution point (configure crl_url)",
-			    p->name);
+		            "profile %s requires a CRL distribution point (configure crl_url)",
+		            p->name);
 	return 0;
 }

@@ -84,8 +84,8 @@ static bool known_subject_attr(const char *a)
 }
 
 /* Copies a JSON array of strings into a fixed table; each item checked. */
-static int string_list(json_object *obj, const char *origin, const char *field,
-		       char (*out)[64], size_t item, int max, int *n)
+static int string_list(json_object *obj, const char *origin, const char *field, char (*out)[64],
+                       size_t item, int max, int *n)
 {
 	json_object *arr;
 
@@ -94,17 +94,17 @@ static int string_list(json_object *obj, const char *origin, const char *field,
 		return 0;
 	if (!json_object_is_type(arr, json_type_array))
 		return kl_error_set(KL_E_INVALID, "%s: \"%s\" must be a list of strings", origin,
-				    field);
+		                    field);
 	for (size_t i = 0; i < json_object_array_length(arr); i++) {
 		json_object *it = json_object_array_get_idx(arr, i);
 		const char *s = json_object_get_string(it);
 
 		if (!json_object_is_type(it, json_type_string) || strlen(s) >= item)
 			return kl_error_set(KL_E_INVALID, "%s: \"%s\"[%zu] must be a short string",
-					    origin, field, i);
+			                    origin, field, i);
 		if (*n == max)
 			return kl_error_set(KL_E_INVALID, "%s: \"%s\" has more than %d items",
-					    origin, field, max);
+			                    origin, field, max);
 		memcpy(((char *)out) + (size_t)*n * item, s, strlen(s) + 1);
 		(*n)++;
 	}
@@ -117,7 +117,7 @@ static int oid_ok(const char *origin, const char *field, const char *text)
 
 	if (!o)
 		return kl_error_set(KL_E_INVALID, "%s: \"%s\": '%s' is not an OID or a known name",
-				    origin, field, text);
+		                    origin, field, text);
 	ASN1_OBJECT_free(o);
 	return 0;
 }
@@ -133,14 +133,14 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 	root = json_tokener_parse_verbose(json, &jerr);
 	if (!root)
 		return kl_error_set(KL_E_INVALID, "%s: not JSON: %s", origin,
-				    json_tokener_error_desc(jerr));
+		                    json_tokener_error_desc(jerr));
 	if (!json_object_is_type(root, json_type_object)) {
 		r = kl_error_set(KL_E_INVALID, "%s: a profile is a JSON object", origin);
 		goto out;
 	}
 
-	if (!json_object_object_get_ex(root, "name", &o) || !json_object_is_type(o, json_type_string) ||
-	    strlen(json_object_get_string(o)) == 0 ||
+	if (!json_object_object_get_ex(root, "name", &o) ||
+	    !json_object_is_type(o, json_type_string) || strlen(json_object_get_string(o)) == 0 ||
 	    strlen(json_object_get_string(o)) >= sizeof(p.name)) {
 		r = kl_error_set(KL_E_INVALID, "%s: \"name\" is required (a short string)", origin);
 		goto out;
@@ -160,23 +160,24 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 		if (!json_object_is_type(sub, json_type_int) || p.validity_days <= 0 ||
 		    p.validity_days > 36500) {
 			r = kl_error_set(KL_E_INVALID, "%s: \"validity.days\" must be 1..36500",
-					 origin);
+			                 origin);
 			goto out;
 		}
 	} else if (json_object_object_get_ex(o, "not_after", &sub)) {
 		const char *na = json_object_get_string(sub);
 
 		if (strcmp(na, "99991231235959Z") != 0) {
-			r = kl_error_set(KL_E_INVALID,
-					 "%s: \"validity.not_after\" may only be 99991231235959Z "
-					 "(no well-defined expiration, RFC 5280 §4.1.2.5); use days",
-					 origin);
+			r = kl_error_set(
+			    KL_E_INVALID,
+			    "%s: \"validity.not_after\" may only be 99991231235959Z "
+			    "(no well-defined expiration, RFC 5280 §4.1.2.5); use days",
+			    origin);
 			goto out;
 		}
 		snprintf(p.not_after, sizeof(p.not_after), "%s", na);
 	} else {
 		r = kl_error_set(KL_E_INVALID, "%s: \"validity\" needs \"days\" or \"not_after\"",
-				 origin);
+		                 origin);
 		goto out;
 	}
 
@@ -192,9 +193,9 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 				bit = key_types[k].bit;
 		if (!bit) {
 			r = kl_error_set(KL_E_INVALID,
-					 "%s: unknown key type '%s' (ec-p256, ec-p384, rsa-2048, "
-					 "rsa-3072, rsa-4096)",
-					 origin, list[i]);
+			                 "%s: unknown key type '%s' (ec-p256, ec-p384, rsa-2048, "
+			                 "rsa-3072, rsa-4096)",
+			                 origin, list[i]);
 			goto out;
 		}
 		p.key_types |= bit;
@@ -209,8 +210,8 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 		const char *d = json_object_get_string(o);
 
 		if (strcmp(d, "sha256") && strcmp(d, "sha384") && strcmp(d, "sha512")) {
-			r = kl_error_set(KL_E_INVALID, "%s: \"digest\" must be sha256, sha384 or sha512",
-					 origin);
+			r = kl_error_set(KL_E_INVALID,
+			                 "%s: \"digest\" must be sha256, sha384 or sha512", origin);
 			goto out;
 		}
 		snprintf(p.digest, sizeof(p.digest), "%s", d);
@@ -218,25 +219,27 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 
 	/* subject */
 	if (json_object_object_get_ex(root, "subject", &o)) {
-		r = string_list(o, origin, "required", list, sizeof(list[0]), KL_PROFILE_MAX_LIST, &n);
+		r = string_list(o, origin, "required", list, sizeof(list[0]), KL_PROFILE_MAX_LIST,
+		                &n);
 		if (r < 0)
 			goto out;
 		for (int i = 0; i < n; i++) {
 			if (!known_subject_attr(list[i])) {
 				r = kl_error_set(KL_E_INVALID, "%s: unknown subject attribute '%s'",
-						 origin, list[i]);
+				                 origin, list[i]);
 				goto out;
 			}
 			snprintf(p.subj_required[i], sizeof(p.subj_required[i]), "%s", list[i]);
 		}
 		p.n_subj_required = n;
-		r = string_list(o, origin, "allowed", list, sizeof(list[0]), KL_PROFILE_MAX_LIST, &n);
+		r = string_list(o, origin, "allowed", list, sizeof(list[0]), KL_PROFILE_MAX_LIST,
+		                &n);
 		if (r < 0)
 			goto out;
 		for (int i = 0; i < n; i++) {
 			if (!known_subject_attr(list[i])) {
 				r = kl_error_set(KL_E_INVALID, "%s: unknown subject attribute '%s'",
-						 origin, list[i]);
+				                 origin, list[i]);
 				goto out;
 			}
 			snprintf(p.subj_allowed[i], sizeof(p.subj_allowed[i]), "%s", list[i]);
@@ -270,7 +273,8 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 			if (strcmp(list[i], ku_names[k].name) == 0)
 				bit = ku_names[k].bit;
 		if (!bit) {
-			r = kl_error_set(KL_E_INVALID, "%s: unknown key usage '%s'", origin, list[i]);
+			r = kl_error_set(KL_E_INVALID, "%s: unknown key usage '%s'", origin,
+			                 list[i]);
 			goto out;
 		}
 		p.key_usage |= bit;
@@ -281,19 +285,20 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 	}
 	if (p.key_usage & (X509v3_KU_KEY_CERT_SIGN | X509v3_KU_CRL_SIGN)) {
 		r = kl_error_set(KL_E_INVALID,
-				 "%s: end-entity profiles may not have keyCertSign or cRLSign", origin);
+		                 "%s: end-entity profiles may not have keyCertSign or cRLSign",
+		                 origin);
 		goto out;
 	}
 
 	r = string_list(root, origin, "extended_key_usage", p.eku, sizeof(p.eku[0]),
-			KL_PROFILE_MAX_LIST, &p.n_eku);
+	                KL_PROFILE_MAX_LIST, &p.n_eku);
 	if (r < 0)
 		goto out;
 	for (int i = 0; i < p.n_eku; i++)
 		if ((r = oid_ok(origin, "extended_key_usage", p.eku[i])) < 0)
 			goto out;
 	r = string_list(root, origin, "policies", p.policies, sizeof(p.policies[0]),
-			KL_PROFILE_MAX_LIST, &p.n_policies);
+	                KL_PROFILE_MAX_LIST, &p.n_policies);
 	if (r < 0)
 		goto out;
 	for (int i = 0; i < p.n_policies; i++)
@@ -323,7 +328,7 @@ static void list_profiles(const char *dir, char *buf, size_t size)
 
 		if (n > 5 && strcmp(e->d_name + n - 5, ".json") == 0 && len + n < size) {
 			len += (size_t)snprintf(buf + len, size - len, "%s%.*s", len ? ", " : "",
-						(int)(n - 5), e->d_name);
+			                        (int)(n - 5), e->d_name);
 		}
 	}
 	closedir(d);
@@ -345,8 +350,8 @@ int kl_profile_load(const char *dir, const char *name, kl_profile *ret)
 		if (errno != ENOENT)
 			return kl_error_set(KL_E_IO, "profile %s: %s", path, strerror(errno));
 		list_profiles(dir, names, sizeof(names));
-		return kl_error_set(KL_E_NOTFOUND, "unknown profile '%s' (profiles in %s: %s)", name,
-				    dir, names[0] ? names : "none");
+		return kl_error_set(KL_E_NOTFOUND, "unknown profile '%s' (profiles in %s: %s)",
+		                    name, dir, names[0] ? names : "none");
 	}
 	if (fseek(f, 0, SEEK_END) < 0 || (size = ftell(f)) < 0 || size > 65536 ||
 	    fseek(f, 0, SEEK_SET) < 0) {

@@ -37,18 +37,18 @@ enum kl_key_type {
 typedef struct kl_profile {
 	char name[32];
 	char description[256];
-	int validity_days;      /* > 0, or 0 with not_after_generalized set */
-	char not_after[16];     /* "99991231235959Z" (RFC 5280 §4.1.2.5 no well-defined expiry) */
-	unsigned key_types;     /* enum kl_key_type bits */
+	int validity_days;  /* > 0, or 0 with not_after_generalized set */
+	char not_after[16]; /* "99991231235959Z" (RFC 5280 §4.1.2.5 no well-defined expiry) */
+	unsigned key_types; /* enum kl_key_type bits */
 	char digest[8];
 	char subj_required[KL_PROFILE_MAX_LIST][16];
 	int n_subj_required;
 	char subj_allowed[KL_PROFILE_MAX_LIST][16];
 	int n_subj_allowed;
 	bool hwmn_required;
-	char hw_type[64];       /* OID of hwType in HardwareModuleName (RFC 4108) */
+	char hw_type[64]; /* OID of hwType in HardwareModuleName (RFC 4108) */
 	bool dns_from_cn;
-	unsigned key_usage;     /* X509v3_KU_* bits */
+	unsigned key_usage; /* X509v3_KU_* bits */
 	char eku[KL_PROFILE_MAX_LIST][64];
 	int n_eku;
 	char policies[KL_PROFILE_MAX_LIST][64];

@@ -44,35 +44,39 @@ static const char *const stmt_sql[ST__MAX] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
-	[ST_ISSUER_ADD] = "INSERT INTO ca_issuer(name, key_uri, cert, created) VALUES(?1, ?2, ?3, ?4)",
+	[ST_ISSUER_ADD] =
+	    "INSERT INTO ca_issuer(name, key_uri, cert, created) VALUES(?1, ?2, ?3, ?4)",
 	[ST_ISSUER_SET_CERT] = "UPDATE ca_issuer SET cert = ?2 WHERE id = ?1",
-	[ST_ISSUER_GET] = "SELECT id, name, key_uri, cert, crl_number FROM ca_issuer WHERE name = ?1",
+	[ST_ISSUER_GET] =
+	    "SELECT id, name, key_uri, cert, crl_number FROM ca_issuer WHERE name = ?1",
 	[ST_ISSUER_CRL_BUMP] = "UPDATE ca_issuer SET crl_number = crl_number + 1 WHERE id = ?1",
 	[ST_ISSUER_CRL_GET] = "SELECT crl_number FROM ca_issuer WHERE id = ?1",
 	[ST_CERT_RESERVE] = "INSERT INTO ca_cert(issuer_id, serial, state, profile, subject, "
-			    "device_serial, tbs, not_after, created) "
-			    "VALUES(?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8)",
+	                    "device_serial, tbs, not_after, created) "
+	                    "VALUES(?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8)",
 	[ST_CERT_ISSUED] = "UPDATE ca_cert SET state = 'issued', cert = ?3, issued = ?4 "
-			   "WHERE issuer_id = ?1 AND serial = ?2 AND state = 'pending'",
+	                   "WHERE issuer_id = ?1 AND serial = ?2 AND state = 'pending'",
 	[ST_CERT_REJECTED] = "UPDATE ca_cert SET state = 'rejected', note = ?3 "
-			     "WHERE issuer_id = ?1 AND serial = ?2 AND state = 'pending'",
-	[ST_CERT_GET] = "SELECT serial, state, profile, subject, device_serial, cert, tbs, "
-			"not_after, revoked, reason FROM ca_cert WHERE issuer_id = ?1 AND serial = ?2",
+	                     "WHERE issuer_id = ?1 AND serial = ?2 AND state = 'pending'",
+	[ST_CERT_GET] =
+	    "SELECT serial, state, profile, subject, device_serial, cert, tbs, "
+	    "not_after, revoked, reason FROM ca_cert WHERE issuer_id = ?1 AND serial = ?2",
 	[ST_CERT_ABANDON] = "UPDATE ca_cert SET state = 'abandoned', revoked = ?2, reason = 0, "
-			    "note = 'pending at start-up: possibly issued' "
-			    "WHERE issuer_id = ?1 AND state = 'pending'",
+	                    "note = 'pending at start-up: possibly issued' "
+	                    "WHERE issuer_id = ?1 AND state = 'pending'",
 	[ST_CERT_COUNT] = "SELECT count(*) FROM ca_cert WHERE issuer_id = ?1",
 	[ST_CERT_COUNT_STATE] = "SELECT count(*) FROM ca_cert WHERE issuer_id = ?1 AND state = ?2",
 	[ST_CERT_REVOKE] = "UPDATE ca_cert SET revoked = ?3, reason = ?4 "
-			   "WHERE issuer_id = ?1 AND serial = ?2 AND revoked IS NULL "
-			   "AND state IN ('issued', 'abandoned')",
+	                   "WHERE issuer_id = ?1 AND serial = ?2 AND revoked IS NULL "
+	                   "AND state IN ('issued', 'abandoned')",
 	[ST_REVOKED_EACH] = "SELECT serial, revoked, reason FROM ca_cert "
-			    "WHERE issuer_id = ?1 AND revoked IS NOT NULL AND not_after >= ?2",
+	                    "WHERE issuer_id = ?1 AND revoked IS NOT NULL AND not_after >= ?2",
 	[ST_AUDIT_HEAD] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
 	[ST_AUDIT_ADD] = "INSERT INTO audit(seq, time, actor, action, detail, prev, hash) "
-			 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[ST_AUDIT_SET_HEAD] = "INSERT OR REPLACE INTO audit_head(id, seq, hash) VALUES(1, ?1, ?2)",
-	[ST_AUDIT_EACH] = "SELECT seq, time, actor, action, detail, prev, hash FROM audit ORDER BY seq",
+	[ST_AUDIT_EACH] =
+	    "SELECT seq, time, actor, action, detail, prev, hash FROM audit ORDER BY seq",
 	[ST_AUDIT_GET_HEAD] = "SELECT seq, hash FROM audit_head WHERE id = 1",
 };
 
@@ -120,7 +124,7 @@ static const char *const ca_migrations[] = {
 struct kl_store {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST__MAX];
-	int depth; /* transaction nesting */
+	int depth;   /* transaction nesting */
 	bool failed; /* an inner step rolled back: the outer commit must not */
 	char path[4096];
 };
@@ -130,9 +134,9 @@ static int db_error(kl_store *s, const char *what)
 	int code = sqlite3_extended_errcode(s->db);
 
 	return kl_error_set(code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE
-				    ? KL_E_EXISTS
-				    : KL_E_DB,
-			    "%s: %s (sqlite %d)", what, sqlite3_errmsg(s->db), code);
+	                        ? KL_E_EXISTS
+	                        : KL_E_DB,
+	                    "%s: %s (sqlite %d)", what, sqlite3_errmsg(s->db), code);
 }
 
 static int64_t now_s(void)
@@ -155,7 +159,7 @@ static sqlite3_stmt *stmt(kl_store *s, enum stmt_id id)
 
 	if (!st) {
 		if (sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st,
-				       NULL) != SQLITE_OK) {
+		                       NULL) != SQLITE_OK) {
 			db_error(s, "prepare");
 			return NULL;
 		}
@@ -190,12 +194,12 @@ int kl_store_migrate(kl_store *s, const char *module, const char *const *migrati
 	int r;
 
 	if (sqlite3_exec(s->db,
-			 "CREATE TABLE IF NOT EXISTS schema_version(module TEXT PRIMARY KEY,"
-			 " version INTEGER NOT NULL)",
-			 NULL, NULL, NULL) != SQLITE_OK)
+	                 "CREATE TABLE IF NOT EXISTS schema_version(module TEXT PRIMARY KEY,"
+	                 " version INTEGER NOT NULL)",
+	                 NULL, NULL, NULL) != SQLITE_OK)
 		return db_error(s, "create schema_version");
 	if (sqlite3_prepare_v2(s->db, "SELECT version FROM schema_version WHERE module = ?1", -1,
-			       &st, NULL) != SQLITE_OK)
+	                       &st, NULL) != SQLITE_OK)
 		return db_error(s, "schema_version");
 	sqlite3_bind_text(st, 1, module, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
@@ -203,9 +207,9 @@ int kl_store_migrate(kl_store *s, const char *module, const char *const *migrati
 	sqlite3_finalize(st);
 	if (version > (int64_t)n)
 		return kl_error_set(KL_E_DB,
-				    "%s: database schema '%s' is version %lld, newer than this "
-				    "program knows (%zu); upgrade Keyline",
-				    s->path, module, (long long)version, n);
+		                    "%s: database schema '%s' is version %lld, newer than this "
+		                    "program knows (%zu); upgrade Keyline",
+		                    s->path, module, (long long)version, n);
 	for (size_t v = (size_t)version; v < n; v++) {
 		char bump[160];
 
@@ -213,8 +217,8 @@ int kl_store_migrate(kl_store *s, const char *module, const char *const *migrati
 		if (r < 0)
 			return r;
 		snprintf(bump, sizeof(bump),
-			 "INSERT OR REPLACE INTO schema_version(module, version) VALUES('%s', %zu)",
-			 module, v + 1);
+		         "INSERT OR REPLACE INTO schema_version(module, version) VALUES('%s', %zu)",
+		         module, v + 1);
 		if (sqlite3_exec(s->db, migrations[v], NULL, NULL, NULL) != SQLITE_OK ||
 		    sqlite3_exec(s->db, bump, NULL, NULL, NULL) != SQLITE_OK) {
 			r = db_error(s, "migrate");
@@ -238,10 +242,10 @@ int kl_store_open(const char *path, kl_store **ret)
 		return kl_error_set(KL_E_NOMEM, "store: out of memory");
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	if (sqlite3_open_v2(path, &s->db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-			    NULL) != SQLITE_OK) {
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	                    NULL) != SQLITE_OK) {
 		r = kl_error_set(KL_E_DB, "open %s: %s", path,
-				 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
 		sqlite3_close(s->db);
 		free(s);
 		return r;
@@ -250,14 +254,15 @@ int kl_store_open(const char *path, kl_store **ret)
 	sqlite3_extended_result_codes(s->db, 1);
 	/* WAL: readers never block the writer. synchronous=FULL: a commit is on
 	 * disk when it returns, so an ISSUED row survives a power cut. */
-	if (sqlite3_exec(s->db,
-			 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-			 NULL, NULL, NULL) != SQLITE_OK) {
+	if (sqlite3_exec(
+	        s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+	        NULL, NULL, NULL) != SQLITE_OK) {
 		r = db_error(s, path);
 		kl_store_free(s);
 		return r;
 	}
-	r = kl_store_migrate(s, "ca", ca_migrations, sizeof(ca_migrations) / sizeof(ca_migrations[0]));
+	r = kl_store_migrate(s, "ca", ca_migrations,
+	                     sizeof(ca_migrations) / sizeof(ca_migrations[0]));
 	if (r < 0) {
 		kl_store_free(s);
 		return r;
@@ -344,7 +349,7 @@ void kl_store_rollback(kl_store *s)
 	})
 
 static int issuer_add(kl_store *s, const char *name, const char *key_uri,
-		      const unsigned char *cert_der, size_t cert_len, int64_t *ret_id)
+                      const unsigned char *cert_der, size_t cert_len, int64_t *ret_id)
 {
 	sqlite3_stmt *st = stmt(s, ST_ISSUER_ADD);
 	int r;
@@ -357,21 +362,22 @@ static int issuer_add(kl_store *s, const char *name, const char *key_uri,
 	sqlite3_bind_int64(st, 4, now_s());
 	r = step_done(s, st, "add issuer");
 	if (r < 0)
-		return r == -KL_E_EXISTS ? kl_error_set(KL_E_EXISTS, "issuer '%s' exists already", name)
-					 : r;
+		return r == -KL_E_EXISTS
+		           ? kl_error_set(KL_E_EXISTS, "issuer '%s' exists already", name)
+		           : r;
 	if (ret_id)
 		*ret_id = sqlite3_last_insert_rowid(s->db);
 	return 0;
 }
 
 int kl_store_issuer_add(kl_store *s, const char *name, const char *key_uri,
-			const unsigned char *cert_der, size_t cert_len, int64_t *ret_id)
+                        const unsigned char *cert_der, size_t cert_len, int64_t *ret_id)
 {
 	return IN_TXN(s, issuer_add(s, name, key_uri, cert_der, cert_len, ret_id));
 }
 
 int kl_store_issuer_set_cert(kl_store *s, int64_t id, const unsigned char *cert_der,
-			     size_t cert_len)
+                             size_t cert_len)
 {
 	sqlite3_stmt *st = stmt(s, ST_ISSUER_SET_CERT);
 	int r;
@@ -421,7 +427,7 @@ int kl_store_issuer_get(kl_store *s, const char *name, kl_issuer_row *ret)
 	if (rc == SQLITE_DONE) {
 		sqlite3_reset(st);
 		return kl_error_set(KL_E_NOTFOUND, "no issuer named '%s' (run 'keyline ca init')",
-				    name);
+		                    name);
 	}
 	if (rc != SQLITE_ROW) {
 		sqlite3_reset(st);
@@ -502,7 +508,7 @@ int kl_store_cert_reserve(kl_store *s, const kl_cert_pending *p)
 }
 
 int kl_store_cert_issued(kl_store *s, int64_t issuer_id, const char *serial,
-			 const unsigned char *der, size_t len)
+                         const unsigned char *der, size_t len)
 {
 	sqlite3_stmt *st = stmt(s, ST_CERT_ISSUED);
 	int r;
@@ -593,7 +599,7 @@ int kl_store_reconcile(kl_store *s, int64_t issuer_id, const char *actor)
 	n = step_done(s, st, "reconcile pending");
 	if (n > 0) {
 		snprintf(detail, sizeof(detail), "{\"issuer\":%lld,\"abandoned\":%d}",
-			 (long long)issuer_id, n);
+		         (long long)issuer_id, n);
 		r = kl_store_audit(s, actor, "ca.reconcile", detail);
 		if (r < 0)
 			n = r;
@@ -625,7 +631,7 @@ int kl_store_cert_count(kl_store *s, int64_t issuer_id, const char *state, int64
 }
 
 int kl_store_cert_revoke(kl_store *s, int64_t issuer_id, const char *serial, int reason,
-			 int64_t when)
+                         int64_t when)
 {
 	sqlite3_stmt *st = stmt(s, ST_CERT_REVOKE);
 	kl_cert_row row;
@@ -650,13 +656,13 @@ int kl_store_cert_revoke(kl_store *s, int64_t issuer_id, const char *serial, int
 		r = kl_error_set(KL_E_STATE, "certificate %s is already revoked", serial);
 	else
 		r = kl_error_set(KL_E_STATE, "certificate %s was never issued (state %s)", serial,
-				 row.state);
+		                 row.state);
 	kl_cert_row_clear(&row);
 	return r;
 }
 
 int kl_store_revoked_each(kl_store *s, int64_t issuer_id, int64_t after, kl_revoked_fn fn,
-			  void *ctx)
+                          void *ctx)
 {
 	sqlite3_stmt *st = stmt(s, ST_REVOKED_EACH);
 	int rc, r = 0;
@@ -680,7 +686,7 @@ int kl_store_revoked_each(kl_store *s, int64_t issuer_id, int64_t after, kl_revo
 /* hash = SHA-256(prev || seq || time_ms || actor || 0 || action || 0 || detail),
  * with seq and time as 8-byte big-endian. */
 static int audit_hash(int64_t seq, int64_t t, const char *actor, const char *action,
-		      const char *detail, const unsigned char prev[32], unsigned char out[32])
+                      const char *detail, const unsigned char prev[32], unsigned char out[32])
 {
 	unsigned char be[16];
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -766,26 +772,26 @@ int kl_store_audit_verify(kl_store *s, kl_audit_report *ret)
 		if (seq != expect) {
 			rep.first_bad = expect;
 			snprintf(rep.problem, sizeof(rep.problem),
-				 "entry %lld is missing (next is %lld)", (long long)expect,
-				 (long long)seq);
+			         "entry %lld is missing (next is %lld)", (long long)expect,
+			         (long long)seq);
 			break;
 		}
 		if (sqlite3_column_bytes(st, 5) != 32 || sqlite3_column_bytes(st, 6) != 32 ||
 		    CRYPTO_memcmp(sqlite3_column_blob(st, 5), prev, 32) != 0) {
 			rep.first_bad = seq;
 			snprintf(rep.problem, sizeof(rep.problem),
-				 "entry %lld does not link to its predecessor", (long long)seq);
+			         "entry %lld does not link to its predecessor", (long long)seq);
 			break;
 		}
 		r = audit_hash(seq, sqlite3_column_int64(st, 1), actor ? actor : "",
-			       action ? action : "", detail ? detail : "", prev, hash);
+		               action ? action : "", detail ? detail : "", prev, hash);
 		if (r < 0)
 			break;
 		if (CRYPTO_memcmp(sqlite3_column_blob(st, 6), hash, 32) != 0) {
 			rep.first_bad = seq;
 			snprintf(rep.problem, sizeof(rep.problem),
-				 "entry %lld was altered (its hash does not match its content)",
-				 (long long)seq);
+			         "entry %lld was altered (its hash does not match its content)",
+			         (long long)seq);
 			break;
 		}
 		memcpy(prev, hash, 32);
@@ -803,18 +809,19 @@ int kl_store_audit_verify(kl_store *s, kl_audit_report *ret)
 		if (rc == SQLITE_ROW) {
 			int64_t head = sqlite3_column_int64(st, 0);
 
-			if (head != rep.entries ||
-			    sqlite3_column_bytes(st, 1) != 32 ||
+			if (head != rep.entries || sqlite3_column_bytes(st, 1) != 32 ||
 			    CRYPTO_memcmp(sqlite3_column_blob(st, 1), prev, 32) != 0) {
 				rep.first_bad = rep.entries + 1;
-				snprintf(rep.problem, sizeof(rep.problem),
-					 "the log ends at entry %lld but its head records entry %lld: "
-					 "entries were deleted from the end",
-					 (long long)rep.entries, (long long)head);
+				snprintf(
+				    rep.problem, sizeof(rep.problem),
+				    "the log ends at entry %lld but its head records entry %lld: "
+				    "entries were deleted from the end",
+				    (long long)rep.entries, (long long)head);
 			}
 		} else if (rep.entries > 0) {
 			rep.first_bad = 1;
-			snprintf(rep.problem, sizeof(rep.problem), "the log's head record is missing");
+			snprintf(rep.problem, sizeof(rep.problem),
+			         "the log's head record is missing");
 		}
 		sqlite3_reset(st);
 	}

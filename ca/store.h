@@ -46,10 +46,10 @@ typedef struct kl_issuer_row {
 } kl_issuer_row;
 
 int kl_store_issuer_add(kl_store *s, const char *name, const char *key_uri,
-			const unsigned char *cert_der, size_t cert_len, int64_t *ret_id);
+                        const unsigned char *cert_der, size_t cert_len, int64_t *ret_id);
 /* Replaces the certificate of an issuer (external root: CSR out, cert in). */
 int kl_store_issuer_set_cert(kl_store *s, int64_t id, const unsigned char *cert_der,
-			     size_t cert_len);
+                             size_t cert_len);
 int kl_store_issuer_get(kl_store *s, const char *name, kl_issuer_row *ret);
 void kl_issuer_row_clear(kl_issuer_row *row);
 /* Reserves the next CRL number for an issuer (in the caller's transaction). */
@@ -64,14 +64,14 @@ typedef struct kl_cert_pending {
 	const char *device_serial; /* may be NULL */
 	const unsigned char *tbs;
 	size_t tbs_len;
-	int64_t not_after;         /* unix time */
+	int64_t not_after; /* unix time */
 } kl_cert_pending;
 
 /* Inserts a pending row and commits it (unless inside a transaction).
  * -KL_E_EXISTS when the serial was ever used by this issuer. */
 int kl_store_cert_reserve(kl_store *s, const kl_cert_pending *p);
 int kl_store_cert_issued(kl_store *s, int64_t issuer_id, const char *serial,
-			 const unsigned char *der, size_t len);
+                         const unsigned char *der, size_t len);
 int kl_store_cert_rejected(kl_store *s, int64_t issuer_id, const char *serial, const char *why);
 
 typedef struct kl_cert_row {
@@ -102,14 +102,14 @@ int kl_store_cert_count(kl_store *s, int64_t issuer_id, const char *state, int64
 /* Revokes an issued (or abandoned) certificate. -KL_E_NOTFOUND for an
  * unknown serial, -KL_E_STATE when it is already revoked or never issued. */
 int kl_store_cert_revoke(kl_store *s, int64_t issuer_id, const char *serial, int reason,
-			 int64_t when);
+                         int64_t when);
 
 /* Calls fn for every revoked certificate of an issuer whose not_after is at
  * or after `after` (expired certificates may leave the CRL, RFC 5280 §3.3).
  * fn returns 0 to go on, negative to stop with that error. */
 typedef int (*kl_revoked_fn)(void *ctx, const char *serial, int64_t when, int reason);
 int kl_store_revoked_each(kl_store *s, int64_t issuer_id, int64_t after, kl_revoked_fn fn,
-			  void *ctx);
+                          void *ctx);
 
 /* The audit log. Each entry hashes its predecessor:
  *   hash = SHA-256(prev_hash || seq || time_ms || actor || 0 || action || 0 || detail)
