@@ -1,0 +1,123 @@
+/* The station's link to a DUT's TPM 2.0.
+ *
+ * This is the one place in Keyline that talks tpm2-tss (ESAPI over a TCTI).
+ * Nothing of tpm2-tss leaves it: callers see an opaque kl_tpm handle, plain C
+ * types, OpenSSL keys and kl_err codes whose detail string keeps the
+ * Tss2_RC_Decode text and the raw TSS2_RC in hex.
+ *
+ *   kl_tpm *t;
+ *   if (kl_tpm_open("swtpm:host=127.0.0.1,port=2321", &t) < 0)
+ *           ... kl_error_detail() says why ...
+ *   kl_tpm_nv_read(t, kl_ek_type_nv_index(KL_EK_P256), &der, &len);
+ *   kl_tpm_ek_public(t, KL_EK_P256, &ek);
+ *   kl_tpm_free(t);
+ *
+ * A kl_tpm is not thread-safe: one thread drives one DUT. Every transient
+ * object the station creates is flushed before the call that created it
+ * returns, or at the latest by kl_tpm_free: swtpm has no resource manager and
+ * holds only three transient objects.
+ *
+ * tpm2-tss logs to stderr on its own; kl_tpm_open turns that off unless the
+ * user has set TSS2_LOG (e.g. TSS2_LOG=esys+debug,tcti+trace). */
+#ifndef KL_STATION_TPM_H
+#define KL_STATION_TPM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+typedef struct kl_tpm kl_tpm;
+
+/* Connects to a TPM through a TCTI configuration string as tpm2-tss's TCTI
+ * loader takes it: "swtpm:host=127.0.0.1,port=2321", "device:/dev/tpmrm0".
+ * No TPM2_Startup is sent; a TPM that answers TPM_RC_INITIALIZE is started
+ * (Startup(CLEAR)) once, on the first command that reports it.
+ * Returns 0, -KL_E_IO when the link cannot be opened, -KL_E_TPM otherwise. */
+int kl_tpm_open(const char *tcti_conf, kl_tpm **ret);
+
+/* Flushes every transient object still loaded through t, closes the ESAPI
+ * context and the TCTI. Accepts NULL. */
+void kl_tpm_free(kl_tpm *t);
+
+/* What the TPM says about itself (TPM 2.0 Part 2 §6.13, TPM_PT_* fixed
+ * properties). Strings come from the device: non-printable bytes are replaced
+ * by '?', NULs are dropped, trailing spaces trimmed. */
+typedef struct kl_tpm_info {
+	uint32_t manufacturer;       /* TPM_PT_MANUFACTURER, e.g. 0x49424d00 */
+	char manufacturer_str[5];    /* the same as text, e.g. "IBM" */
+	char vendor[17];             /* TPM_PT_VENDOR_STRING_1..4 concatenated */
+	uint32_t firmware_version_1; /* TPM_PT_FIRMWARE_VERSION_1 */
+	uint32_t firmware_version_2; /* TPM_PT_FIRMWARE_VERSION_2 */
+	char family[5];              /* TPM_PT_FAMILY_INDICATOR, "2.0" */
+	uint32_t spec_level;         /* TPM_PT_LEVEL */
+	uint32_t spec_revision;      /* TPM_PT_REVISION, e.g. 164 for 1.64 */
+	uint32_t spec_year;          /* TPM_PT_YEAR */
+	uint32_t spec_day_of_year;   /* TPM_PT_DAY_OF_YEAR */
+	uint32_t nv_buffer_max;      /* TPM_PT_NV_BUFFER_MAX */
+} kl_tpm_info;
+
+int kl_tpm_get_info(kl_tpm *t, kl_tpm_info *ret);
+
+/* Reads a whole NV index. The size comes from TPM2_NV_ReadPublic; the data
+ * is read in chunks of at most TPM_PT_NV_BUFFER_MAX bytes (or the cap set with
+ * kl_tpm_set_nv_chunk_max). Authorization: the owner hierarchy with an empty
+ * password when the index has TPMA_NV_OWNERREAD, falling back to the index's
+ * own (empty) authValue when it has TPMA_NV_AUTHREAD.
+ * On success *data (free() it) holds *len bytes.
+ * Returns -KL_E_NOTFOUND when the index is not defined, -KL_E_STATE when it
+ * is defined but never written or read-locked, -KL_E_UNSUPPORTED when it can
+ * be read only with platform or policy authorization. */
+int kl_tpm_nv_read(kl_tpm *t, uint32_t index, unsigned char **data, size_t *len);
+
+/* Caps the chunk size of kl_tpm_nv_read below TPM_PT_NV_BUFFER_MAX, for links
+ * with small transfer buffers (and for tests of the chunking). 0 restores the
+ * TPM's own limit. */
+void kl_tpm_set_nv_chunk_max(kl_tpm *t, size_t max);
+
+/* Counts the transient objects loaded in the TPM (TPM2_GetCapability,
+ * TPM_CAP_HANDLES, transient range), whoever loaded them. Without a resource
+ * manager each one holds one of the TPM's few object slots, so the engine
+ * can check that a step left none behind. */
+int kl_tpm_transient_count(kl_tpm *t, size_t *ret);
+
+/* The endorsement keys of the TCG EK Credential Profile for TPM Family 2.0,
+ * with the default templates of its Annex B: L-1 (RSA 2048), L-2 (NIST P-256)
+ * and H-3 (NIST P-384). */
+typedef enum kl_ek_type { KL_EK_RSA2048, KL_EK_P256, KL_EK_P384, KL_EK__MAX } kl_ek_type;
+
+/* "rsa2048", "p256", "p384"; NULL for an unknown type. */
+const char *kl_ek_type_name(kl_ek_type type);
+
+/* The reverse of kl_ek_type_name. Returns 0 or -KL_E_INVALID. */
+int kl_ek_type_from_name(const char *name, kl_ek_type *ret);
+
+/* NV index of the EK certificate (EK Credential Profile §2.2.1.4):
+ * 0x01c00002, 0x01c0000a, 0x01c00016; 0 for an unknown type. */
+uint32_t kl_ek_type_nv_index(kl_ek_type type);
+
+/* The EK template as a marshalled TPMT_PUBLIC (the bytes that TPM2_CreatePrimary
+ * receives as inPublic.publicArea). *ret (free() it) holds *len bytes. */
+int kl_tpm_ek_template(kl_ek_type type, unsigned char **ret, size_t *len);
+
+/* A TPM object name (TPM 2.0 Part 1 §16): nameAlg (2 bytes, big-endian)
+ * followed by the nameAlg digest of the object's public area. */
+#define KL_TPM_NAME_MAX 66
+typedef struct kl_tpm_name {
+	size_t len;
+	unsigned char buf[KL_TPM_NAME_MAX];
+} kl_tpm_name;
+
+/* Recreates the EK of that type in the endorsement hierarchy
+ * (TPM2_CreatePrimary with the default template), flushes it, and returns its
+ * public key as an OpenSSL key. The public area the TPM returns is checked
+ * against the template (only `unique` may differ) and its name recomputed.
+ * Returns -KL_E_TPM when the TPM refuses or answers something that is not the
+ * EK of that template. */
+int kl_tpm_ek_public(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret);
+
+/* The same, also giving the EK's TPM name (what TPM2_MakeCredential binds a
+ * credential to). ret_name may be NULL. */
+int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key, kl_tpm_name *ret_name);
+
+#endif
