@@ -33,10 +33,11 @@ static const struct {
 
 static kl_err normalise(int code)
 {
+	/* Range check before negating: -INT_MIN does not exist. */
+	if (code <= -KL_E__MAX || code >= KL_E__MAX)
+		return KL_E__MAX;
 	if (code < 0)
 		code = -code;
-	if (code >= KL_E__MAX)
-		return KL_E__MAX;
 	return (kl_err)code;
 }
 

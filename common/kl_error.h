@@ -39,7 +39,8 @@ int kl_error_set(kl_err code, const char *fmt, ...) __attribute__((format(printf
 int kl_error_set_ssl(kl_err code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prefixes the current detail with more context ("load CA: " + detail) and
- * returns the current negative code unchanged. */
+ * returns the current negative code; with no error recorded it returns
+ * -KL_E_INVALID, never success. */
 int kl_error_wrap(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The last error recorded on this thread: its code (KL_OK when none) and its

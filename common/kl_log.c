@@ -2,6 +2,7 @@
 #include "kl_error.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,12 +36,15 @@ static int parse_level(const char *s, size_t len, kl_log_level *out)
 	return -1;
 }
 
+static void configure_from_env(void);
+
 int kl_log_configure(const char *spec)
 {
 	struct rule parsed[KL_LOG_MAX_RULES];
 	kl_log_level def = KL_LOG_INFO;
 	size_t n = 0;
 	const char *p;
+	bool explicit_spec = spec != NULL;
 
 	if (!spec)
 		spec = getenv("KEYLINE_LOG");
@@ -77,6 +81,9 @@ int kl_log_configure(const char *spec)
 			p++;
 	}
 
+	/* An explicit filter wins over the environment read on first use. */
+	if (explicit_spec)
+		pthread_once(&log_once, configure_from_env);
 	pthread_mutex_lock(&log_lock);
 	memcpy(rules, parsed, n * sizeof(parsed[0]));
 	n_rules = n;

@@ -65,10 +65,11 @@ int kl_secret_from_bytes(const void *p, size_t len, kl_secret **ret)
 
 static void strip_newline(kl_secret *s)
 {
-	if (s->len && s->data[s->len - 1] == '\n')
+	if (s->len && s->data[s->len - 1] == '\n') {
 		s->data[--s->len] = '\0';
-	if (s->len && s->data[s->len - 1] == '\r')
-		s->data[--s->len] = '\0';
+		if (s->len && s->data[s->len - 1] == '\r')
+			s->data[--s->len] = '\0';
+	}
 }
 
 int kl_secret_from_file(const char *path, kl_secret **ret)

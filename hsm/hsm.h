@@ -1,0 +1,104 @@
+/* The HSM: a PKCS#11 token holding the CA's keys.
+ *
+ * This is the only module that speaks PKCS#11 (through libp11 and the module's
+ * own function list); no CK_* or PKCS11_* type leaves hsm/. A kl_hsm is one
+ * token of one PKCS#11 module, found by its label (slot ids change when
+ * tokens are added). Keys are generated inside the token, sensitive and never
+ * extractable; what leaves the token is public keys, random bytes and
+ * signatures.
+ *
+ * Functions return 0 or a negative kl_err with a detail (kl_error.h) that
+ * keeps the PKCS#11 return value by name and number, e.g.
+ * "C_GenerateKeyPair: CKR_MECHANISM_INVALID (0x70)".
+ *
+ * Threads: a kl_hsm may be used by one thread at a time. Several kl_hsm may be
+ * open at once in one process, on the same module or on different ones. */
+#ifndef KL_HSM_H
+#define KL_HSM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/evp.h>
+
+#include "kl_secret.h"
+
+typedef struct kl_hsm kl_hsm;
+typedef struct kl_hsm_key kl_hsm_key;
+
+typedef enum kl_hsm_key_type {
+	KL_HSM_KEY_EC_P256 = 1,
+	KL_HSM_KEY_EC_P384 = 2,
+	KL_HSM_KEY_RSA_3072 = 3,
+} kl_hsm_key_type;
+
+/* What the token says about a private key (read back, not what we asked).
+ * A struct tag without a typedef, like `struct stat` and stat(): the function
+ * that fills it has the same name. */
+struct kl_hsm_key_attrs {
+	bool sensitive;         /* CKA_SENSITIVE */
+	bool extractable;       /* CKA_EXTRACTABLE */
+	bool always_sensitive;  /* CKA_ALWAYS_SENSITIVE */
+	bool never_extractable; /* CKA_NEVER_EXTRACTABLE */
+	bool is_private;        /* CKA_PRIVATE: only visible after login */
+	bool local;             /* CKA_LOCAL: generated on the token */
+};
+
+/* Loads the PKCS#11 module at module_path (once per process, shared by every
+ * kl_hsm on it) and finds the token labelled token_label. A missing token is
+ * -KL_E_NOTFOUND, naming the label and listing the labels present. Opens a
+ * read/write session; no login yet. */
+int kl_hsm_open(const char *module_path, const char *token_label, kl_hsm **ret);
+
+/* Closes the session (logging the application out of the token when it was
+ * the last one) and releases the module. Accepts NULL. Keys of h must be
+ * freed before or after, but not used after. */
+void kl_hsm_free(kl_hsm *h);
+
+/* The token's label. */
+const char *kl_hsm_label(const kl_hsm *h);
+
+/* Logs the user in with pin, exactly once: a rejected PIN is reported and
+ * never retried (a retry loop locks tokens). CKR_PIN_INCORRECT is -KL_E_PIN
+ * "PIN incorrect for token 'X'" plus what the token says about the tries
+ * left; CKR_PIN_LOCKED is -KL_E_PIN "... locked". The PIN is not kept. */
+int kl_hsm_login(kl_hsm *h, const kl_secret *pin);
+
+/* Generates a key pair on the token: private key CKA_TOKEN, CKA_PRIVATE,
+ * CKA_SENSITIVE, not CKA_EXTRACTABLE, CKA_SIGN only; public key CKA_VERIFY;
+ * both labelled label and sharing a random 16-byte CKA_ID. Needs a login.
+ * A private key with that label already on the token is -KL_E_EXISTS; a
+ * mechanism or curve the token lacks is -KL_E_UNSUPPORTED. */
+int kl_hsm_key_generate(kl_hsm *h, kl_hsm_key_type type, const char *label, kl_hsm_key **ret);
+
+/* Finds the private key labelled label (and its public key, by CKA_ID).
+ * -KL_E_NOTFOUND when there is none, -KL_E_EXISTS when the label is
+ * ambiguous. Needs a login. */
+int kl_hsm_key_find(kl_hsm *h, const char *label, kl_hsm_key **ret);
+
+/* Accepts NULL. Does not touch the token. */
+void kl_hsm_key_free(kl_hsm_key *k);
+
+kl_hsm_key_type kl_hsm_key_get_type(const kl_hsm_key *k);
+const char *kl_hsm_key_label(const kl_hsm_key *k);
+
+/* The key's CKA_ID as lowercase hex (32 characters for our keys), for
+ * RFC 7512 URIs and logs. */
+const char *kl_hsm_key_id_hex(const kl_hsm_key *k);
+
+/* Reads the private key's protection attributes from the token. */
+int kl_hsm_key_attrs(kl_hsm *h, const kl_hsm_key *k, struct kl_hsm_key_attrs *ret);
+
+/* The public key as an OpenSSL EVP_PKEY, built from the token's CKA_EC_PARAMS
+ * and CKA_EC_POINT, or CKA_MODULUS and CKA_PUBLIC_EXPONENT. The caller owns
+ * it. */
+int kl_hsm_key_public(kl_hsm *h, const kl_hsm_key *k, EVP_PKEY **ret);
+
+/* An EVP_PKEY whose private operations (sign) run inside the token, through
+ * libp11. It refers to h: free it before kl_hsm_free(h). Needs a login. */
+int kl_hsm_key_private(kl_hsm *h, const kl_hsm_key *k, EVP_PKEY **ret);
+
+/* Fills buf with len bytes from the token's RNG (C_GenerateRandom). */
+int kl_hsm_random(kl_hsm *h, unsigned char *buf, size_t len);
+
+#endif
