@@ -98,6 +98,17 @@ int kl_hsm_key_public(kl_hsm *h, const kl_hsm_key *k, EVP_PKEY **ret);
  * libp11. It refers to h: free it before kl_hsm_free(h). Needs a login. */
 int kl_hsm_key_private(kl_hsm *h, const kl_hsm_key *k, EVP_PKEY **ret);
 
+/* The embedded default's module: $KEYLINE_PKCS11_MODULE, else SoftHSM2 where
+ * Debian installs it; NULL when there is none. */
+const char *kl_hsm_default_module(void);
+
+/* Initialises a fresh token labelled label on a free slot of the module (the
+ * key ceremony): C_InitToken with the SO PIN, then the user PIN set by the
+ * SO. -KL_E_EXISTS when a token with that label exists. Call it before any
+ * kl_hsm_open on the module. */
+int kl_hsm_token_init(const char *module_path, const char *label, const kl_secret *so_pin,
+                      const kl_secret *user_pin);
+
 /* Fills buf with len bytes from the token's RNG (C_GenerateRandom). */
 int kl_hsm_random(kl_hsm *h, unsigned char *buf, size_t len);
 

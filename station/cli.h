@@ -1,0 +1,24 @@
+/* The keyline command line: one program, a command per file. */
+#ifndef KL_STATION_CLI_H
+#define KL_STATION_CLI_H
+
+#include <stddef.h>
+
+#include "home.h"
+
+/* Each returns the process exit status: 0 ok, 1 failed, 2 usage error.
+ * argv[0] is the command's own name. */
+int kl_cmd_ca(const char *home_dir, int argc, char **argv);
+int kl_cmd_audit(const char *home_dir, int argc, char **argv);
+int kl_cmd_demo(const char *home_dir, int argc, char **argv);
+
+/* Where installed data lives ("profiles", "fixtures"): $KEYLINE_DATADIR/NAME,
+ * else the install prefix's share/keyline/NAME when it exists, else the
+ * source tree's copy (a build that was not installed). */
+const char *kl_cli_data_dir(const char *name);
+
+/* Builds, signs and writes HOME/crl/issuing.crl (DER) and issuing.crl.pem;
+ * path receives the DER file's path. */
+int kl_cli_publish_crl(kl_home *home, long days, char *path, size_t size);
+
+#endif

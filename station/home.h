@@ -1,0 +1,64 @@
+/* The station's home directory: configuration, registry, CA certificates,
+ * profiles, CRLs and (for the embedded default) the SoftHSM token store.
+ *
+ *   HOME/keyline.conf        configuration (docs/configuration.md)
+ *   HOME/registry.db         SQLite registry: CA tables, devices, audit
+ *   HOME/ca/                 root.pem, issuing.pem, chain.pem, issuing.csr
+ *   HOME/profiles/           certificate profiles (*.json)
+ *   HOME/crl/                issuing.crl (DER) and issuing.crl.pem
+ *   HOME/hsm/                embedded default: softhsm2.conf and tokens/
+ *   HOME/secrets/            embedded default: token PINs (mode 0600)
+ *
+ * Where it is: --home DIR, else $KEYLINE_HOME, else /var/lib/keyline for root
+ * and $XDG_DATA_HOME/keyline (~/.local/share/keyline) for everyone else. */
+#ifndef KL_STATION_HOME_H
+#define KL_STATION_HOME_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/evp.h>
+
+#include "ca.h"
+#include "kl_config.h"
+#include "store.h"
+
+typedef struct kl_hsm kl_hsm;
+
+typedef struct kl_home {
+	char dir[PATH_MAX];
+	kl_config *conf;
+	kl_store *store;
+	kl_hsm *hsm;      /* the issuing CA's token, once opened */
+	EVP_PKEY *ca_key; /* the issuing CA's signing key in it */
+	kl_ca *ca;
+} kl_home;
+
+/* Picks the home directory (see above) into out. */
+int kl_home_resolve(const char *opt, char *out, size_t size);
+
+/* Opens an initialised home: reads keyline.conf. -KL_E_NOTFOUND with advice
+ * when there is none. */
+int kl_home_open(const char *dir, kl_home **ret);
+void kl_home_free(kl_home *h);
+
+/* A path inside the home. */
+void kl_home_path(const kl_home *h, const char *rel, char *out, size_t size);
+
+/* Opens (once) the registry database. */
+int kl_home_store(kl_home *h, kl_store **ret);
+
+/* Opens (once) the issuing CA: the HSM token, one login with the configured
+ * PIN source, the signing key, the CA over the registry. */
+int kl_home_ca(kl_home *h, const char *actor, kl_ca **ret);
+
+/* An EVP_PKEY that signs inside the token with the private key labelled
+ * label (h must be logged in). Free it before kl_hsm_free(h). */
+int kl_home_hsm_signer(kl_hsm *h, const char *label, EVP_PKEY **ret);
+
+/* The name of the person or process acting, for the audit log:
+ * "user:NAME(uid)". */
+const char *kl_home_actor(void);
+
+#endif

@@ -1,0 +1,64 @@
+/* The station's trust bundle of TPM vendors, and the EK certificate checks
+ * of the provisioning flow (architecture brief, steps 3 and 4).
+ *
+ * A bundle is a directory of PEM or DER certificate files. Self-signed CA
+ * certificates in it are trust anchors (vendor EK roots); the other CA
+ * certificates are intermediates that may help build a chain but are trusted
+ * only through a root. */
+#ifndef KL_STATION_TRUST_H
+#define KL_STATION_TRUST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/x509.h>
+
+#include "tpm.h"
+
+typedef struct kl_trust kl_trust;
+
+/* Loads every *.pem, *.crt, *.cer and *.der file of dir. A directory with no
+ * root is an error: the station would trust nothing. */
+int kl_trust_load(const char *dir, kl_trust **ret);
+void kl_trust_free(kl_trust *t);
+size_t kl_trust_roots(const kl_trust *t);
+/* A short identifier of the bundle's content (SHA-256 over the sorted
+ * certificate fingerprints, first 16 hex digits), recorded as evidence. */
+const char *kl_trust_version(const kl_trust *t);
+
+/* Why an EK check failed: stable names for machines, and a sentence for the
+ * operator. */
+typedef enum kl_ek_verdict {
+	KL_EK_OK = 0,
+	KL_EK_NO_CERT,      /* no EK certificate in NV for this key type */
+	KL_EK_BAD_CERT,     /* the NV bytes are not a certificate */
+	KL_EK_UNTRUSTED,    /* does not chain to a trusted TPM vendor */
+	KL_EK_NOT_EK_CERT,  /* lacks EKU tcg-kp-EKCertificate (2.23.133.8.1) */
+	KL_EK_WRONG_VENDOR, /* SAN TPM manufacturer differs from the TPM's own */
+	KL_EK_MISMATCH,     /* certificate key differs from the TPM's EK */
+	KL_EK_TPM_ERROR,    /* the TPM failed to answer */
+} kl_ek_verdict;
+
+const char *kl_ek_verdict_name(kl_ek_verdict v);
+
+typedef struct kl_ek_report {
+	kl_ek_type type;
+	kl_ek_verdict verdict;
+	char reason[512];            /* for the operator, when verdict != KL_EK_OK */
+	char issuer[256];            /* the EK certificate's issuer, one line */
+	char manufacturer[16];       /* from the certificate SAN, "id:49424D00" */
+	unsigned char ek_sha256[32]; /* SHA-256 of the EK public key (SubjectPublicKeyInfo DER) */
+	unsigned char *cert_der;     /* the EK certificate as read (free with kl_ek_report_clear) */
+	size_t cert_len;
+} kl_ek_report;
+
+/* Steps 3 and 4: reads the EK certificate of that type from NV, verifies its
+ * chain to the bundle (the signature over the signed bytes, whatever quirks
+ * the encoding has), checks the EK EKU and the TPM manufacturer in its SAN
+ * against the TPM's TPM_PT_MANUFACTURER, and recreates the EK with the TCG
+ * template to compare public keys. Returns 0 when the check ran (the verdict
+ * says how it came out), or a negative kl_err when it could not run. */
+int kl_ek_check(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_report *ret);
+void kl_ek_report_clear(kl_ek_report *r);
+
+#endif

@@ -1,0 +1,13 @@
+if(TARGET keyline)
+  kl_add_test(test_cli_ca SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_cli_ca.c
+    LIBS kl_floor kl_common LABELS "integration;softhsm;cli")
+  target_compile_definitions(test_cli_ca PRIVATE KEYLINE_BIN="$<TARGET_FILE:keyline>")
+  add_dependencies(test_cli_ca keyline)
+endif()
+
+if(TARGET keyline)
+  kl_add_test(test_demo SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_demo.c
+    LIBS kl_floor kl_common LABELS "integration;swtpm;softhsm;cli;slow")
+  target_compile_definitions(test_demo PRIVATE KEYLINE_BIN="$<TARGET_FILE:keyline>")
+  add_dependencies(test_demo keyline)
+endif()

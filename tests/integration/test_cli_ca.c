@@ -1,0 +1,357 @@
+/* The security officer's CLI end to end, on a real SoftHSM token store:
+ * `keyline ca init` (ceremony in the HSM), issue from a CSR, revoke, CRL,
+ * export, status, audit verify; every result judged by openssl or
+ * pkcs11-tool; every bad input refused with a clear message. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "floor.h"
+
+#ifndef KEYLINE_BIN
+#error "KEYLINE_BIN must be defined by the build"
+#endif
+
+struct env {
+	kl_floor *floor;
+	char dir[PATH_MAX];
+	char home[PATH_MAX];
+	char out[PATH_MAX];
+	char err[PATH_MAX];
+};
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	long n;
+
+	if (!f)
+		return strdup("");
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = calloc(1, (size_t)n + 1);
+	if (fread(buf, 1, (size_t)n, f) != (size_t)n)
+		buf[0] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* Runs keyline --home HOME ARGS...; stdout to e->out, stderr to e->err. */
+static int keyline(struct env *e, ...)
+{
+	const char *argv[32] = { "sh",        "-c",     "exec \"$0\" \"$@\" 2>\"$KL_ERR\"",
+		                 KEYLINE_BIN, "--home", e->home };
+	char env_err[PATH_MAX + 8];
+	const char *extra[] = { env_err, NULL };
+	va_list ap;
+	int n = 6;
+
+	va_start(ap, e);
+	for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 31;)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	snprintf(env_err, sizeof(env_err), "KL_ERR=%s", e->err);
+	return kl_floor_run(e->floor, e->out, extra, argv);
+}
+
+static void assert_in(const char *path, const char *needle)
+{
+	char *text = slurp(path);
+
+	if (!strstr(text, needle))
+		fail_msg("'%s' not found in %s:\n%s", needle, path, text);
+	free(text);
+}
+
+static int run(struct env *e, const char *const argv[])
+{
+	return kl_floor_run(e->floor, e->out, NULL, argv);
+}
+
+static int setup(void **state)
+{
+	struct env *e = calloc(1, sizeof(*e));
+
+	assert_int_equal(kl_floor_new(&e->floor), 0);
+	snprintf(e->dir, sizeof(e->dir), "%s", kl_floor_dir(e->floor));
+	snprintf(e->home, sizeof(e->home), "%s/home", e->dir);
+	snprintf(e->out, sizeof(e->out), "%s/out.txt", e->dir);
+	snprintf(e->err, sizeof(e->err), "%s/err.txt", e->dir);
+	if (keyline(e, "ca", "init", "--org", "Test Org", "--country", "DE", "--crl-url",
+	            "http://pki.test/issuing.crl", NULL) != 0)
+		fail_msg("ca init failed: %s", slurp(e->err));
+	*state = e;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct env *e = *state;
+
+	kl_floor_free(e->floor);
+	free(e);
+	return 0;
+}
+
+static void path_in_home(struct env *e, const char *rel, char *out, size_t size)
+{
+	snprintf(out, size, "%s/%s", e->home, rel);
+}
+
+static void test_ceremony_keys_in_hsm(void **state)
+{
+	struct env *e = *state;
+	char conf[PATH_MAX], pin[PATH_MAX], root[PATH_MAX], issuing[PATH_MAX], chain[PATH_MAX];
+	char module[] = "/usr/lib/softhsm/libsofthsm2.so";
+	char *p;
+	struct stat st;
+
+	path_in_home(e, "ca/root.pem", root, sizeof(root));
+	path_in_home(e, "ca/issuing.pem", issuing, sizeof(issuing));
+	path_in_home(e, "ca/chain.pem", chain, sizeof(chain));
+	/* The issuing CA chains to the root under x509_strict. */
+	const char *verify[] = {
+		"openssl", "verify", "-x509_strict", "-CAfile", root, issuing, NULL
+	};
+	assert_int_equal(run(e, verify), 0);
+
+	/* The keys are inside the tokens, sensitive and never extractable,
+	 * as pkcs11-tool sees them. */
+	path_in_home(e, "hsm/softhsm2.conf", conf, sizeof(conf));
+	path_in_home(e, "secrets/keyline-ca.pin", pin, sizeof(pin));
+	assert_int_equal(stat(pin, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	p = slurp(pin);
+	char softhsm_env[PATH_MAX + 16];
+	snprintf(softhsm_env, sizeof(softhsm_env), "SOFTHSM2_CONF=%s", conf);
+	const char *env[] = { softhsm_env, NULL };
+	const char *list[] = { "pkcs11-tool",    "--module", module,    "--token-label",
+		               "keyline-ca",     "--login",  "--pin",   p,
+		               "--list-objects", "--type",   "privkey", NULL };
+	assert_int_equal(kl_floor_run(e->floor, e->out, env, list), 0);
+	free(p);
+	assert_in(e->out, "issuing-ca");
+	assert_in(e->out, "never extractable");
+	assert_in(e->out, "sensitive");
+
+	/* status reads the registry. */
+	assert_int_equal(keyline(e, "ca", "status", "--json", NULL), 0);
+	assert_in(e->out, "\"key\":\"pkcs11:token=keyline-ca;object=issuing-ca;type=private\"");
+	assert_in(e->out, "\"issued\":0");
+	/* export prints both certificates. */
+	assert_int_equal(keyline(e, "ca", "export", NULL), 0);
+	p = slurp(e->out);
+	assert_non_null(strstr(p, "BEGIN CERTIFICATE"));
+	assert_non_null(strstr(strstr(p, "END CERTIFICATE") + 1, "BEGIN CERTIFICATE"));
+	free(p);
+	/* A second ceremony on the same home is refused. */
+	assert_int_equal(keyline(e, "ca", "init", NULL), 1);
+	assert_in(e->err, "already holds a CA");
+}
+
+static void make_csr(struct env *e, const char *name, const char *subj, char *csr, size_t size)
+{
+	char key[PATH_MAX];
+
+	snprintf(key, sizeof(key), "%s/%s.key", e->dir, name);
+	snprintf(csr, size, "%s/%s.csr", e->dir, name);
+	const char *req[] = { "openssl",
+		              "req",
+		              "-new",
+		              "-newkey",
+		              "ec",
+		              "-pkeyopt",
+		              "ec_paramgen_curve:P-256",
+		              "-nodes",
+		              "-keyout",
+		              key,
+		              "-subj",
+		              subj,
+		              "-out",
+		              csr,
+		              NULL };
+	assert_int_equal(kl_floor_run(e->floor, "/dev/null", NULL, req), 0);
+}
+
+static void test_issue_revoke_crl(void **state)
+{
+	struct env *e = *state;
+	char csr[PATH_MAX], cert[PATH_MAX], cert2[PATH_MAX], root[PATH_MAX], issuing[PATH_MAX],
+	    crl[PATH_MAX], serial[64] = { 0 }, *text;
+
+	path_in_home(e, "ca/root.pem", root, sizeof(root));
+	path_in_home(e, "ca/issuing.pem", issuing, sizeof(issuing));
+	make_csr(e, "dev1", "/serialNumber=SN-0001/CN=device 1", csr, sizeof(csr));
+	snprintf(cert, sizeof(cert), "%s/dev1.pem", e->dir);
+	assert_int_equal(
+	    keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", "--out", cert, NULL), 0);
+	assert_in(e->err, "issued serial ");
+	text = slurp(e->err);
+	sscanf(strstr(text, "issued serial ") + 14, "%63s", serial);
+	free(text);
+	const char *verify[] = { "openssl",    "verify", "-x509_strict", "-CAfile", root,
+		                 "-untrusted", issuing,  cert,           NULL };
+	assert_int_equal(run(e, verify), 0);
+	const char *show[] = { "openssl", "x509", "-in", cert, "-noout", "-text", NULL };
+	assert_int_equal(run(e, show), 0);
+	assert_in(e->out, "serialNumber = SN-0001");
+	assert_in(e->out, "2.23.133.11.1.1");
+	assert_in(e->out, "http://pki.test/issuing.crl");
+
+	/* A second device stays valid. */
+	make_csr(e, "dev2", "/serialNumber=SN-0002", csr, sizeof(csr));
+	snprintf(cert2, sizeof(cert2), "%s/dev2.pem", e->dir);
+	assert_int_equal(
+	    keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", "--out", cert2, NULL),
+	    0);
+
+	assert_int_equal(
+	    keyline(e, "ca", "revoke", "--serial", serial, "--reason", "keyCompromise", NULL), 0);
+	assert_int_equal(keyline(e, "ca", "crl", NULL), 0);
+	path_in_home(e, "crl/issuing.crl", crl, sizeof(crl));
+	assert_in(e->out, crl);
+	const char *crl_verify[] = { "openssl", "crl",     "-inform", "DER",   "-in", crl,
+		                     "-noout",  "-verify", "-CAfile", issuing, NULL };
+	assert_int_equal(run(e, crl_verify), 0);
+	strncat(crl, ".pem", sizeof(crl) - strlen(crl) - 1);
+	/* openssl names the reason on stderr: fold it into the captured output. */
+	const char *revoked[] = { "sh",         "-c",       "exec \"$0\" \"$@\" 2>&1",
+		                  "openssl",    "verify",   "-x509_strict",
+		                  "-crl_check", "-CRLfile", crl,
+		                  "-CAfile",    root,       "-untrusted",
+		                  issuing,      cert,       NULL };
+	assert_int_not_equal(run(e, revoked), 0);
+	assert_in(e->out, "certificate revoked");
+	const char *still_good[] = { "openssl",    "verify", "-x509_strict", "-crl_check",
+		                     "-CRLfile",   crl,      "-CAfile",      root,
+		                     "-untrusted", issuing,  cert2,          NULL };
+	assert_int_equal(run(e, still_good), 0);
+
+	/* Bad input, each with its own clear error and nothing changed. */
+	assert_int_equal(
+	    keyline(e, "ca", "revoke", "--serial", serial, "--reason", "keyCompromise", NULL), 1);
+	assert_in(e->err, "already revoked");
+	assert_int_equal(
+	    keyline(e, "ca", "revoke", "--serial", "0badc0ffee", "--reason", "superseded", NULL),
+	    1);
+	assert_in(e->err, "no certificate with serial badc0ffee");
+	assert_int_equal(
+	    keyline(e, "ca", "revoke", "--serial", serial, "--reason", "boredom", NULL), 1);
+	assert_in(e->err, "unknown revocation reason 'boredom'");
+	assert_int_equal(
+	    keyline(e, "ca", "issue", "--csr", "/nonexistent.csr", "--profile", "idevid", NULL), 1);
+	assert_in(e->err, "/nonexistent.csr");
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "nosuch", NULL), 1);
+	assert_in(e->err, "unknown profile 'nosuch'");
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", cert, "--profile", "idevid", NULL), 1);
+	assert_in(e->err, "not a PKCS#10 request");
+	assert_int_equal(keyline(e, "ca", "issue", "--profile", "idevid", NULL), 2);
+	assert_in(e->err, "issue needs --csr");
+
+	/* A CSR whose signature does not match its key. */
+	char bad[PATH_MAX];
+	snprintf(bad, sizeof(bad), "%s/tampered.csr", e->dir);
+	const char *to_der[] = {
+		"openssl", "req", "-in", csr, "-outform", "DER", "-out", bad, NULL
+	};
+	assert_int_equal(kl_floor_run(e->floor, NULL, NULL, to_der), 0);
+	{
+		/* Flip a bit inside the signature value (the last bytes). */
+		FILE *b = fopen(bad, "r+b");
+		int ch;
+
+		assert_non_null(b);
+		fseek(b, -5, SEEK_END);
+		ch = fgetc(b);
+		fseek(b, -5, SEEK_END);
+		fputc(ch ^ 1, b);
+		fclose(b);
+	}
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", bad, "--profile", "idevid", NULL), 1);
+	assert_in(e->err, "CSR signature does not verify");
+
+	/* A profile violation (no serialNumber) is refused with nothing signed. */
+	make_csr(e, "noserial", "/CN=no serial", csr, sizeof(csr));
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", NULL), 1);
+	assert_in(e->err, "lint subject.required");
+	assert_int_equal(keyline(e, "ca", "status", "--json", NULL), 0);
+	assert_in(e->out, "\"issued\":2");
+	assert_in(e->out, "\"rejected\":1");
+	assert_in(e->out, "\"revoked\":1");
+
+	assert_int_equal(keyline(e, "audit", "verify", NULL), 0);
+	assert_in(e->out, "chain intact");
+}
+
+static void test_wrong_pin_once(void **state)
+{
+	struct env *e = *state;
+	char pin[PATH_MAX], good[PATH_MAX], csr[PATH_MAX];
+	char *saved;
+	FILE *f;
+
+	path_in_home(e, "secrets/keyline-ca.pin", pin, sizeof(pin));
+	snprintf(good, sizeof(good), "%s/good.pin", e->dir);
+	saved = slurp(pin);
+	f = fopen(pin, "w");
+	fputs("not-the-pin", f);
+	fclose(f);
+	make_csr(e, "dev3", "/serialNumber=SN-0003", csr, sizeof(csr));
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", NULL), 1);
+	assert_in(e->err, "PIN incorrect for token 'keyline-ca'");
+	/* Reported once: one line, no retries. */
+	char *err = slurp(e->err);
+	assert_null(strstr(strstr(err, "PIN incorrect") + 1, "PIN incorrect"));
+	assert_null(strstr(err, "not-the-pin"));
+	free(err);
+
+	/* The token is not locked: the right PIN works at once. */
+	f = fopen(pin, "w");
+	fputs(saved, f);
+	fclose(f);
+	free(saved);
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", NULL), 0);
+	assert_in(e->out, "BEGIN CERTIFICATE");
+
+	/* A PIN file others can read is refused before the token is touched. */
+	chmod(pin, 0644);
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", NULL), 1);
+	assert_in(e->err, "readable by everyone");
+	chmod(pin, 0600);
+}
+
+static void test_usage_errors(void **state)
+{
+	struct env *e = *state;
+
+	assert_int_equal(keyline(e, "ca", "frobnicate", NULL), 2);
+	assert_in(e->err, "unknown command 'frobnicate'");
+	assert_int_equal(keyline(e, "ca", "--help", NULL), 0);
+	assert_in(e->out, "usage: keyline");
+	assert_int_equal(keyline(e, "nosuch", NULL), 2);
+	assert_in(e->err, "unknown command 'nosuch'");
+	const char *no_home[] = { KEYLINE_BIN, "--home", "/nonexistent/kl", "ca", "status", NULL };
+	assert_int_equal(kl_floor_run(e->floor, e->out, NULL, no_home), 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ceremony_keys_in_hsm),
+		cmocka_unit_test(test_issue_revoke_crl),
+		cmocka_unit_test(test_wrong_pin_once),
+		cmocka_unit_test(test_usage_errors),
+	};
+
+	return cmocka_run_group_tests_name("cli_ca", tests, setup, teardown);
+}
