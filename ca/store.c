@@ -31,6 +31,7 @@ enum stmt_id {
 	ST_CERT_COUNT,
 	ST_CERT_COUNT_STATE,
 	ST_CERT_REVOKE,
+	ST_REVOKED_COUNT,
 	ST_REVOKED_EACH,
 	ST_AUDIT_HEAD,
 	ST_AUDIT_ADD,
@@ -69,6 +70,7 @@ static const char *const stmt_sql[ST__MAX] = {
 	[ST_CERT_REVOKE] = "UPDATE ca_cert SET revoked = ?3, reason = ?4 "
 	                   "WHERE issuer_id = ?1 AND serial = ?2 AND revoked IS NULL "
 	                   "AND state IN ('issued', 'abandoned')",
+	[ST_REVOKED_COUNT] = "SELECT count(*) FROM ca_cert WHERE issuer_id = ?1 AND revoked IS NOT NULL",
 	[ST_REVOKED_EACH] = "SELECT serial, revoked, reason FROM ca_cert "
 	                    "WHERE issuer_id = ?1 AND revoked IS NOT NULL AND not_after >= ?2",
 	[ST_AUDIT_HEAD] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
@@ -624,6 +626,22 @@ int kl_store_cert_count(kl_store *s, int64_t issuer_id, const char *state, int64
 	if (sqlite3_step(st) != SQLITE_ROW) {
 		sqlite3_reset(st);
 		return db_error(s, "count");
+	}
+	*ret = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return 0;
+}
+
+int kl_store_revoked_count(kl_store *s, int64_t issuer_id, int64_t *ret)
+{
+	sqlite3_stmt *st = stmt(s, ST_REVOKED_COUNT);
+
+	if (!st)
+		return -KL_E_DB;
+	sqlite3_bind_int64(st, 1, issuer_id);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return db_error(s, "count revoked");
 	}
 	*ret = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);

@@ -99,6 +99,9 @@ int kl_store_reconcile(kl_store *s, int64_t issuer_id, const char *actor);
 /* Counts rows by state ("pending", "issued", ...; NULL for all). */
 int kl_store_cert_count(kl_store *s, int64_t issuer_id, const char *state, int64_t *ret);
 
+/* Counts revoked certificates of an issuer. */
+int kl_store_revoked_count(kl_store *s, int64_t issuer_id, int64_t *ret);
+
 /* Revokes an issued (or abandoned) certificate. -KL_E_NOTFOUND for an
  * unknown serial, -KL_E_STATE when it is already revoked or never issued. */
 int kl_store_cert_revoke(kl_store *s, int64_t issuer_id, const char *serial, int reason,
