@@ -56,6 +56,20 @@ typedef struct kl_cert_request {
  * -KL_E_INVALID with the rule in the error detail. */
 int kl_ca_issue(kl_ca *ca, const kl_cert_request *req, X509 **ret, char *serial_hex);
 
+/* Issues up to KL_CA_BATCH_MAX certificates with one PENDING commit and one
+ * ISSUED commit for the lot (the order above holds for each). Each result
+ * says how its request went; the certificates belong to the caller. Returns
+ * 0 when the batch ran (look at each rc), negative when it failed as a whole
+ * (then every rc says so and no certificate was returned). */
+#define KL_CA_BATCH_MAX 1024
+typedef struct kl_issue_result {
+	X509 *cert;      /* the issued certificate, or NULL */
+	char serial[48]; /* the serial reserved for it ("" when none was) */
+	int rc;          /* 0, or a negative kl_err */
+	char error[256]; /* what went wrong, when rc < 0 */
+} kl_issue_result;
+int kl_ca_issue_batch(kl_ca *ca, const kl_cert_request *reqs, size_t n, kl_issue_result *res);
+
 /* Issues from a PKCS#10 request: its self-signature must verify; the subject
  * attributes are taken from it (CN, O, OU, C, serialNumber). */
 int kl_ca_issue_csr(kl_ca *ca, X509_REQ *csr, const char *profile, const char *actor, X509 **ret,

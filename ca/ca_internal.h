@@ -8,7 +8,41 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "ca.h"
+#include "profile.h"
 #include "store.h"
+
+#define CA_MAX_PROFILES 16
+
+struct kl_ca {
+	kl_store *store;
+	int64_t issuer_id;
+	X509 *cert;
+	EVP_PKEY *key;
+	char issuer_name[64];
+	char profiles_dir[1024];
+	char crl_url[512];
+	char actor[128];
+	kl_profile profiles[CA_MAX_PROFILES];
+	int n_profiles;
+	int reconciled;
+};
+
+/* The loaded profile of that name (loaded on first use). NULL with the
+ * error recorded when it does not exist or does not parse. */
+const kl_profile *kl_ca_profile(kl_ca *ca, const char *name);
+
+/* Builds the unsigned certificate for req under issuer, with a fresh random
+ * serial, following profile p. */
+int kl_cert_build(X509 *issuer, const char *crl_url, const kl_profile *p,
+                  const kl_cert_request *req, X509 **ret);
+const EVP_MD *kl_profile_md(const kl_profile *p);
+/* Sets the TBSCertificate's signature AlgorithmIdentifier for key and md, so
+ * that the TBS bytes are final before signing. */
+int kl_cert_set_sigalg(X509 *x, EVP_PKEY *key, const EVP_MD *md);
+/* The TBSCertificate's DER (OPENSSL_free it). */
+int kl_cert_tbs_der(X509 *x, unsigned char **der, size_t *len);
+void kl_cert_subject_line(const X509 *x, char *buf, size_t size);
 
 /* Builds, signs and self-verifies a full CRL of issuer_id's revoked,
  * unexpired certificates. *ret is malloc'd DER. */

@@ -177,10 +177,64 @@ static uint32_t key_usage_bits(const X509 *x)
 	return bits;
 }
 
+/* The key type from the SubjectPublicKeyInfo itself (RFC 5480, RFC 3279),
+ * without OpenSSL 3.0's slow key decoders: algorithm, curve and point
+ * length for EC, the modulus length for RSA. 0 when unsupported. */
+static unsigned spki_key_type(const X509 *x)
+{
+	const ASN1_OBJECT *alg = NULL;
+	const unsigned char *pk = NULL;
+	const void *param = NULL;
+	X509_ALGOR *a = NULL;
+	int pklen = 0, ptype = 0;
+
+	if (!X509_PUBKEY_get0_param((ASN1_OBJECT **)&alg, &pk, &pklen, &a,
+	                            X509_get_X509_PUBKEY(x)) ||
+	    !pk)
+		return 0;
+	X509_ALGOR_get0(NULL, &ptype, &param, a);
+	switch (OBJ_obj2nid(alg)) {
+	case NID_X9_62_id_ecPublicKey:
+		if (ptype != V_ASN1_OBJECT || pklen < 1 || pk[0] != 0x04)
+			return 0;
+		switch (OBJ_obj2nid(param)) {
+		case NID_X9_62_prime256v1:
+			return pklen == 65 ? KL_KEY_EC_P256 : 0;
+		case NID_secp384r1:
+			return pklen == 97 ? KL_KEY_EC_P384 : 0;
+		default:
+			return 0;
+		}
+	case NID_rsaEncryption: {
+		/* RSAPublicKey ::= SEQUENCE { modulus INTEGER, ... } */
+		const unsigned char *q = pk;
+		long seq_len;
+		int tag, cls;
+		ASN1_INTEGER *n;
+		BIGNUM *bn;
+		int bits;
+
+		if (ASN1_get_object(&q, &seq_len, &tag, &cls, pklen) & 0x80 ||
+		    tag != V_ASN1_SEQUENCE)
+			return 0;
+		n = d2i_ASN1_INTEGER(NULL, &q, seq_len);
+		bn = n ? ASN1_INTEGER_to_BN(n, NULL) : NULL;
+		bits = bn ? BN_num_bits(bn) : 0;
+		BN_free(bn);
+		ASN1_INTEGER_free(n);
+		return bits == 2048   ? KL_KEY_RSA_2048
+		       : bits == 3072 ? KL_KEY_RSA_3072
+		       : bits == 4096 ? KL_KEY_RSA_4096
+		                      : 0;
+	}
+	default:
+		return 0;
+	}
+}
+
 static int lint_key(const X509 *x, const kl_profile *p)
 {
-	EVP_PKEY *k = X509_get0_pubkey(x);
-	unsigned t = k ? kl_profile_key_type(k) : 0;
+	unsigned t = spki_key_type(x);
 	uint32_t ku = key_usage_bits(x);
 	bool crit = false;
 

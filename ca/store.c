@@ -70,7 +70,8 @@ static const char *const stmt_sql[ST__MAX] = {
 	[ST_CERT_REVOKE] = "UPDATE ca_cert SET revoked = ?3, reason = ?4 "
 	                   "WHERE issuer_id = ?1 AND serial = ?2 AND revoked IS NULL "
 	                   "AND state IN ('issued', 'abandoned')",
-	[ST_REVOKED_COUNT] = "SELECT count(*) FROM ca_cert WHERE issuer_id = ?1 AND revoked IS NOT NULL",
+	[ST_REVOKED_COUNT] =
+	    "SELECT count(*) FROM ca_cert WHERE issuer_id = ?1 AND revoked IS NOT NULL",
 	[ST_REVOKED_EACH] = "SELECT serial, revoked, reason FROM ca_cert "
 	                    "WHERE issuer_id = ?1 AND revoked IS NOT NULL AND not_after >= ?2",
 	[ST_AUDIT_HEAD] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
@@ -108,7 +109,7 @@ static const char *const ca_migrations[] = {
 	"  revoked INTEGER,"
 	"  reason INTEGER,"
 	"  note TEXT,"
-	"  PRIMARY KEY(issuer_id, serial)) WITHOUT ROWID;"
+	"  UNIQUE(issuer_id, serial));"
 	"CREATE INDEX ca_cert_revoked ON ca_cert(issuer_id, revoked) WHERE revoked IS NOT NULL;"
 	"CREATE INDEX ca_cert_device ON ca_cert(device_serial);"
 	"CREATE TABLE audit("
@@ -507,6 +508,24 @@ static int cert_reserve(kl_store *s, const kl_cert_pending *p)
 int kl_store_cert_reserve(kl_store *s, const kl_cert_pending *p)
 {
 	return IN_TXN(s, cert_reserve(s, p));
+}
+
+int kl_store_cert_reserve_many(kl_store *s, const kl_cert_pending *p, size_t n, size_t *collided)
+{
+	int r = kl_store_begin(s);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		r = cert_reserve(s, &p[i]);
+		if (r < 0) {
+			if (collided)
+				*collided = i;
+			kl_store_rollback(s);
+			return r;
+		}
+	}
+	return kl_store_commit(s);
 }
 
 int kl_store_cert_issued(kl_store *s, int64_t issuer_id, const char *serial,

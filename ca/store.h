@@ -70,6 +70,9 @@ typedef struct kl_cert_pending {
 /* Inserts a pending row and commits it (unless inside a transaction).
  * -KL_E_EXISTS when the serial was ever used by this issuer. */
 int kl_store_cert_reserve(kl_store *s, const kl_cert_pending *p);
+/* Reserves n serials in one transaction. On a serial that was used before,
+ * nothing is kept, *collided is its index and -KL_E_EXISTS is returned. */
+int kl_store_cert_reserve_many(kl_store *s, const kl_cert_pending *p, size_t n, size_t *collided);
 int kl_store_cert_issued(kl_store *s, int64_t issuer_id, const char *serial,
                          const unsigned char *der, size_t len);
 int kl_store_cert_rejected(kl_store *s, int64_t issuer_id, const char *serial, const char *why);

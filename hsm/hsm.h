@@ -98,6 +98,12 @@ int kl_hsm_key_public(kl_hsm *h, const kl_hsm_key *k, EVP_PKEY **ret);
  * libp11. It refers to h: free it before kl_hsm_free(h). Needs a login. */
 int kl_hsm_key_private(kl_hsm *h, const kl_hsm_key *k, EVP_PKEY **ret);
 
+/* One C_Sign (CKM_ECDSA) of a prepared digest on our own session: the raw
+ * signing rate the benchmarks compare against. sig has *siglen bytes of room;
+ * *siglen receives the length of r||s. EC keys only. */
+int kl_hsm_sign_digest(kl_hsm *h, const kl_hsm_key *k, const unsigned char *digest, size_t dlen,
+                       unsigned char *sig, size_t *siglen);
+
 /* The embedded default's module: $KEYLINE_PKCS11_MODULE, else SoftHSM2 where
  * Debian installs it; NULL when there is none. */
 const char *kl_hsm_default_module(void);

@@ -550,3 +550,26 @@ int kl_hsm_key_private(kl_hsm *h, const kl_hsm_key *k, EVP_PKEY **ret)
 	return kl_error_set(KL_E_NOTFOUND, "libp11 does not see key '%s' (id %s) on token '%s'",
 	                    k->label, k->id_hex, h->label);
 }
+
+int kl_hsm_sign_digest(kl_hsm *h, const kl_hsm_key *k, const unsigned char *digest, size_t dlen,
+                       unsigned char *sig, size_t *siglen)
+{
+	CK_MECHANISM mech = { .mechanism = CKM_ECDSA };
+	CK_ULONG out = *siglen;
+	CK_RV rv;
+	int r;
+
+	r = need_login(h, "sign");
+	if (r < 0)
+		return r;
+	if (k->type != KL_HSM_KEY_EC_P256 && k->type != KL_HSM_KEY_EC_P384)
+		return kl_error_set(KL_E_UNSUPPORTED, "raw digest signing is for EC keys");
+	rv = h->mod->fl->C_SignInit(h->session, &mech, k->priv);
+	if (rv != CKR_OK)
+		return p11_error(rv, "C_SignInit('%s')", k->label);
+	rv = h->mod->fl->C_Sign(h->session, (CK_BYTE_PTR)digest, dlen, sig, &out);
+	if (rv != CKR_OK)
+		return p11_error(rv, "C_Sign('%s')", k->label);
+	*siglen = out;
+	return 0;
+}

@@ -482,6 +482,99 @@ static void test_audit_tamper(void **state)
 	sqlite3_close(db);
 }
 
+static void test_batch_mixed(void **state)
+{
+	struct env *e = *state;
+	EVP_PKEY *ok = ec_key("P-256");
+	EVP_PKEY *weak = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+	kl_issue_result res[3];
+	kl_cert_row row;
+
+	kl_cert_request reqs[3] = {
+		{ .profile = "idevid", .pubkey = ok, .serial_number = "KL-B1" },
+		{ .profile = "idevid", .pubkey = weak, .serial_number = "KL-B2" },
+		{ .profile = "iak", .pubkey = ok, .serial_number = "KL-B3" },
+	};
+	assert_int_equal(kl_ca_issue_batch(e->ca, reqs, 3, res), 0);
+	assert_int_equal(res[0].rc, 0);
+	assert_non_null(res[0].cert);
+	assert_int_equal(res[1].rc, -KL_E_INVALID);
+	assert_null(res[1].cert);
+	assert_non_null(strstr(res[1].error, "key.type"));
+	assert_int_equal(res[2].rc, 0);
+	assert_int_equal(verify(e, res[0].cert, NULL), 0);
+	assert_int_equal(verify(e, res[2].cert, NULL), 0);
+	/* The refused one burned its serial: REJECTED, never signed. */
+	assert_int_equal(kl_store_cert_get(e->store, kl_ca_issuer_id(e->ca), res[1].serial, &row),
+	                 0);
+	assert_string_equal(row.state, "rejected");
+	assert_null(row.der);
+	kl_cert_row_clear(&row);
+	assert_int_equal(kl_ca_issue_batch(e->ca, reqs, 0, res), -KL_E_INVALID);
+	X509_free(res[0].cert);
+	X509_free(res[2].cert);
+	EVP_PKEY_free(ok);
+	EVP_PKEY_free(weak);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* 100,000 issuances: no serial repeats, in what the CA returned or in what
+ * it stored; and every one is at least 64 bits. */
+static void test_hundred_thousand_serials(void **state)
+{
+	struct env *e = *state;
+	enum { TOTAL = 100000, BATCH = 1000 };
+	EVP_PKEY *dev = ec_key("P-256");
+	kl_cert_request reqs[BATCH];
+	kl_issue_result *res = calloc(BATCH, sizeof(*res));
+	char **serials = calloc(TOTAL, sizeof(*serials));
+	int64_t before = 0, after = 0;
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	assert_non_null(res);
+	assert_non_null(serials);
+	assert_int_equal(kl_store_cert_count(e->store, kl_ca_issuer_id(e->ca), NULL, &before), 0);
+	for (int i = 0; i < BATCH; i++)
+		reqs[i] = (kl_cert_request){ .profile = "idevid",
+			                     .pubkey = dev,
+			                     .serial_number = "KL-MASS" };
+	for (int done = 0; done < TOTAL; done += BATCH) {
+		assert_int_equal(kl_ca_issue_batch(e->ca, reqs, BATCH, res), 0);
+		for (int i = 0; i < BATCH; i++) {
+			assert_int_equal(res[i].rc, 0);
+			assert_true(strlen(res[i].serial) >= 16);
+			serials[done + i] = strdup(res[i].serial);
+			X509_free(res[i].cert);
+		}
+	}
+	qsort(serials, TOTAL, sizeof(*serials), cmp_str);
+	for (int i = 1; i < TOTAL; i++)
+		assert_string_not_equal(serials[i - 1], serials[i]);
+	assert_int_equal(kl_store_cert_count(e->store, kl_ca_issuer_id(e->ca), NULL, &after), 0);
+	assert_int_equal(after - before, TOTAL);
+
+	/* The database agrees: every stored serial is distinct. */
+	assert_int_equal(sqlite3_open(e->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "SELECT count(*) - count(DISTINCT serial) FROM ca_cert",
+	                                    -1, &st, NULL),
+	                 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int64(st, 0), 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	for (int i = 0; i < TOTAL; i++)
+		free(serials[i]);
+	free(serials);
+	free(res);
+	EVP_PKEY_free(dev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -490,7 +583,9 @@ int main(void)
 		cmocka_unit_test(test_lint_refuses_nothing_signed),
 		cmocka_unit_test(test_revoke_and_crl),
 		cmocka_unit_test(test_killed_between_pending_and_issued),
+		cmocka_unit_test(test_batch_mixed),
 		cmocka_unit_test(test_audit_tamper),
+		cmocka_unit_test(test_hundred_thousand_serials),
 	};
 
 	return cmocka_run_group_tests_name("ca", tests, setup, teardown);
