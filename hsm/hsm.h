@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 
 #include "kl_secret.h"
+#include "uri.h"
 
 typedef struct kl_hsm kl_hsm;
 typedef struct kl_hsm_key kl_hsm_key;
@@ -75,6 +76,10 @@ int kl_hsm_key_generate(kl_hsm *h, kl_hsm_key_type type, const char *label, kl_h
  * -KL_E_NOTFOUND when there is none, -KL_E_EXISTS when the label is
  * ambiguous. Needs a login. */
 int kl_hsm_key_find(kl_hsm *h, const char *label, kl_hsm_key **ret);
+
+/* Finds the private key an RFC 7512 URI names, by object label and/or
+ * CKA_ID; the URI's token (when given) must be this token. */
+int kl_hsm_key_find_uri(kl_hsm *h, const kl_pkcs11_uri *u, kl_hsm_key **ret);
 
 /* Accepts NULL. Does not touch the token. */
 void kl_hsm_key_free(kl_hsm_key *k);

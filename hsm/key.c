@@ -573,3 +573,65 @@ int kl_hsm_sign_digest(kl_hsm *h, const kl_hsm_key *k, const unsigned char *dige
 	*siglen = out;
 	return 0;
 }
+
+int kl_hsm_key_find_uri(kl_hsm *h, const kl_pkcs11_uri *u, kl_hsm_key **ret)
+{
+	CK_OBJECT_CLASS priv_class = CKO_PRIVATE_KEY, pub_class = CKO_PUBLIC_KEY;
+	_cleanup_(openssl_freep) unsigned char *label = NULL;
+	const struct key_spec *s = NULL;
+	CK_OBJECT_HANDLE found[2], pubs[2], pub = CK_INVALID_HANDLE;
+	CK_ULONG n = 0, n_pub = 0;
+	kl_hsm_key *k = NULL;
+	size_t label_len = 0;
+	char name[129];
+	int r;
+
+	if (u->token[0] && strcmp(u->token, h->label) != 0)
+		return kl_error_set(KL_E_INVALID, "the URI names token '%s', this is token '%s'",
+		                    u->token, h->label);
+	if (u->type[0] && strcmp(u->type, "private") != 0)
+		return kl_error_set(KL_E_INVALID,
+		                    "the URI names a %s object; a signing key is private", u->type);
+	if (u->object[0]) {
+		r = kl_hsm_key_find(h, u->object, &k);
+		if (r < 0)
+			return r;
+		if (u->id_len && (k->id_len != u->id_len || memcmp(k->id, u->id, u->id_len) != 0)) {
+			kl_hsm_key_free(k);
+			return kl_error_set(
+			    KL_E_NOTFOUND, "key '%s' on token '%s' has another CKA_ID than the URI",
+			    u->object, h->label);
+		}
+		*ret = k;
+		return 0;
+	}
+	if (!u->id_len)
+		return kl_error_set(KL_E_INVALID, "the URI names no key (object= or id=)");
+	r = need_login(h, "find key");
+	if (r < 0)
+		return r;
+	CK_ATTRIBUTE tmpl[] = {
+		{ CKA_CLASS, &priv_class, sizeof(priv_class) },
+		{ CKA_ID, (void *)u->id, u->id_len },
+	};
+	r = p11_find(h, tmpl, 2, found, 2, &n);
+	if (r < 0)
+		return r;
+	if (n != 1)
+		return kl_error_set(n ? KL_E_EXISTS : KL_E_NOTFOUND,
+		                    "%s private key with that CKA_ID on token '%s'",
+		                    n ? "more than one" : "no", h->label);
+	r = p11_attr_read(h, found[0], CKA_LABEL, "CKA_LABEL", &label, &label_len);
+	snprintf(name, sizeof(name), "%.*s", r == 0 ? (int)label_len : 0,
+	         r == 0 ? (const char *)label : "");
+	r = key_spec_of(h, found[0], name, &s);
+	if (r < 0)
+		return r;
+	tmpl[0].pValue = &pub_class;
+	r = p11_find(h, tmpl, 2, pubs, 2, &n_pub);
+	if (r < 0)
+		return r;
+	if (n_pub == 1)
+		pub = pubs[0];
+	return key_new(s, name, u->id, u->id_len, found[0], pub, ret);
+}

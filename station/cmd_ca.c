@@ -253,6 +253,15 @@ static int audit_cert(kl_store *s, const char *actor, const char *action, const 
 	return kl_store_audit(s, actor, action, detail);
 }
 
+static int signer(kl_hsm *h, const char *token, const char *label, EVP_PKEY **ret)
+{
+	kl_pkcs11_uri u = { 0 };
+
+	snprintf(u.token, sizeof(u.token), "%s", token);
+	snprintf(u.object, sizeof(u.object), "%s", label);
+	return kl_home_hsm_signer(h, &u, ret);
+}
+
 static int generate(kl_hsm *h, kl_hsm_key_type type, const char *label)
 {
 	kl_hsm_key *k = NULL;
@@ -342,7 +351,7 @@ static int ca_init(const char *home_dir, const struct init_opts *o)
 	        CA_TOKEN);
 	if ((r = kl_hsm_open(module, CA_TOKEN, &hca)) < 0 || (r = kl_hsm_login(hca, upin_ca)) < 0 ||
 	    (r = generate(hca, KL_HSM_KEY_EC_P256, CA_KEY)) < 0 ||
-	    (r = kl_home_hsm_signer(hca, CA_KEY, &kca)) < 0)
+	    (r = signer(hca, CA_TOKEN, CA_KEY, &kca)) < 0)
 		goto out;
 	snprintf(ca_uri, sizeof(ca_uri), "pkcs11:token=%s;object=%s;type=private", CA_TOKEN,
 	         CA_KEY);
@@ -360,7 +369,7 @@ static int ca_init(const char *home_dir, const struct init_opts *o)
 		if ((r = kl_hsm_open(module, ROOT_TOKEN, &hroot)) < 0 ||
 		    (r = kl_hsm_login(hroot, upin_root)) < 0 ||
 		    (r = generate(hroot, KL_HSM_KEY_EC_P384, ROOT_KEY)) < 0 ||
-		    (r = kl_home_hsm_signer(hroot, ROOT_KEY, &kroot)) < 0)
+		    (r = signer(hroot, ROOT_TOKEN, ROOT_KEY, &kroot)) < 0)
 			goto out;
 		snprintf(root_uri, sizeof(root_uri), "pkcs11:token=%s;object=%s;type=private",
 		         ROOT_TOKEN, ROOT_KEY);
@@ -498,7 +507,7 @@ static int ca_import(kl_home *home, const char *cert_path, const char *root_path
 {
 	_cleanup_(X509_freep) X509 *cert = NULL;
 	_cleanup_(X509_freep) X509 *root = NULL;
-	const char *module, *token, *key_label, *pin_src;
+	kl_home_key kr;
 	kl_secret *pin = NULL;
 	kl_hsm *h = NULL;
 	EVP_PKEY *key = NULL;
@@ -510,24 +519,21 @@ static int ca_import(kl_home *home, const char *cert_path, const char *root_path
 
 	if (!(cert = read_cert(cert_path)) || !(root = read_cert(root_path)))
 		return fail("import");
-	if ((r = kl_config_require(home->conf, "hsm.module", &module)) < 0 ||
-	    (r = kl_config_require(home->conf, "ca.token", &token)) < 0 ||
-	    (r = kl_config_require(home->conf, "ca.key", &key_label)) < 0 ||
-	    (r = kl_config_require(home->conf, "ca.pin", &pin_src)) < 0 ||
-	    (r = kl_home_store(home, &store)) < 0)
+	if ((r = kl_home_key_ref(home, &kr)) < 0 || (r = kl_home_store(home, &store)) < 0)
 		return fail("import");
 	if (kl_store_issuer_get(store, "issuing", &row) == 0) {
 		kl_issuer_row_clear(&row);
 		kl_error_set(KL_E_EXISTS, "this home already has an issuing CA certificate");
 		return fail("import");
 	}
-	if ((r = kl_hsm_open(module, token, &h)) < 0 ||
-	    (r = kl_secret_from_spec(pin_src, "issuing CA token PIN", &pin)) < 0 ||
-	    (r = kl_hsm_login(h, pin)) < 0 || (r = kl_home_hsm_signer(h, key_label, &key)) < 0 ||
+	if ((r = kl_hsm_open(kr.module, kr.token, &h)) < 0 ||
+	    (r = kl_secret_from_spec(kr.pin_source, "issuing CA token PIN", &pin)) < 0 ||
+	    (r = kl_hsm_login(h, pin)) < 0 || (r = kl_home_hsm_signer(h, &kr.uri, &key)) < 0 ||
 	    (r = kl_ceremony_check_issuing(cert, key, root)) < 0)
 		goto out;
 	len = i2d_X509(cert, &der);
-	snprintf(uri, sizeof(uri), "pkcs11:token=%s;object=%s;type=private", token, key_label);
+	snprintf(uri, sizeof(uri), "pkcs11:token=%s;object=%s;type=private", kr.token,
+	         kr.uri.object);
 	if ((r = kl_store_begin(store)) < 0)
 		goto out;
 	if ((r = kl_store_issuer_add(store, "issuing", uri, der, (size_t)len, NULL)) < 0 ||

@@ -106,30 +106,71 @@ int kl_home_store(kl_home *h, kl_store **ret)
 	return 0;
 }
 
+int kl_home_key_ref(kl_home *h, kl_home_key *ret)
+{
+	kl_home_key k = { 0 };
+	const char *spec, *v;
+	int r;
+
+	if ((r = kl_config_require(h->conf, "ca.key", &spec)) < 0)
+		return r;
+	if (strncmp(spec, "pkcs11:", 7) == 0) {
+		r = kl_pkcs11_uri_parse(spec, &k.uri);
+		if (r < 0)
+			return kl_error_wrap("ca.key in %s/keyline.conf", h->dir);
+	} else if (strlen(spec) < sizeof(k.uri.object)) {
+		snprintf(k.uri.object, sizeof(k.uri.object), "%s", spec);
+	} else {
+		return kl_error_set(KL_E_INVALID, "ca.key: label too long");
+	}
+	/* The URI's own parts win over the separate settings. */
+	v = k.uri.token[0] ? k.uri.token : kl_config_get(h->conf, "ca.token", NULL);
+	if (!v || !*v)
+		return kl_error_set(KL_E_INVALID,
+		                    "%s/keyline.conf: the issuing key's token is not named (ca.key "
+		                    "URI token= or ca.token)",
+		                    h->dir);
+	snprintf(k.token, sizeof(k.token), "%s", v);
+	v = k.uri.module_path[0] ? k.uri.module_path : kl_config_get(h->conf, "hsm.module", NULL);
+	if (!v || !*v)
+		return kl_error_set(KL_E_INVALID, "%s/keyline.conf: hsm.module must be set",
+		                    h->dir);
+	snprintf(k.module, sizeof(k.module), "%s", v);
+	if (k.uri.pin_source[0]) {
+		/* RFC 7512 pin-source is a URI or a path. */
+		snprintf(
+		    k.pin_source, sizeof(k.pin_source), "%s%s",
+		    strncmp(k.uri.pin_source, "file:", 5) == 0 ? "" : "file:", k.uri.pin_source);
+	} else {
+		v = kl_config_get(h->conf, "ca.pin", NULL);
+		if (!v || !*v)
+			return kl_error_set(KL_E_INVALID, "%s/keyline.conf: ca.pin must be set",
+			                    h->dir);
+		snprintf(k.pin_source, sizeof(k.pin_source), "%s", v);
+	}
+	*ret = k;
+	return 0;
+}
+
 int kl_home_ca(kl_home *h, const char *actor, kl_ca **ret)
 {
-	const char *module, *token, *key_label, *pin_src;
 	char profiles[PATH_MAX];
 	kl_secret *pin = NULL;
 	kl_store *store;
+	kl_home_key key;
 	int r;
 
 	if (h->ca) {
 		*ret = h->ca;
 		return 0;
 	}
-	if ((r = kl_config_require(h->conf, "hsm.module", &module)) < 0 ||
-	    (r = kl_config_require(h->conf, "ca.token", &token)) < 0 ||
-	    (r = kl_config_require(h->conf, "ca.key", &key_label)) < 0 ||
-	    (r = kl_config_require(h->conf, "ca.pin", &pin_src)) < 0)
-		return r;
-	if ((r = kl_home_store(h, &store)) < 0)
+	if ((r = kl_home_key_ref(h, &key)) < 0 || (r = kl_home_store(h, &store)) < 0)
 		return r;
 	if (!h->hsm) {
-		r = kl_hsm_open(module, token, &h->hsm);
+		r = kl_hsm_open(key.module, key.token, &h->hsm);
 		if (r < 0)
 			return r;
-		r = kl_secret_from_spec(pin_src, "issuing CA token PIN", &pin);
+		r = kl_secret_from_spec(key.pin_source, "issuing CA token PIN", &pin);
 		if (r < 0)
 			return r;
 		/* One attempt: a wrong PIN is reported, never retried. */
@@ -139,7 +180,7 @@ int kl_home_ca(kl_home *h, const char *actor, kl_ca **ret)
 			return r;
 	}
 	if (!h->ca_key) {
-		r = kl_home_hsm_signer(h->hsm, key_label, &h->ca_key);
+		r = kl_home_hsm_signer(h->hsm, &key.uri, &h->ca_key);
 		if (r < 0)
 			return r;
 	}
@@ -157,12 +198,12 @@ int kl_home_ca(kl_home *h, const char *actor, kl_ca **ret)
 	return 0;
 }
 
-int kl_home_hsm_signer(kl_hsm *h, const char *label, EVP_PKEY **ret)
+int kl_home_hsm_signer(kl_hsm *h, const kl_pkcs11_uri *key, EVP_PKEY **ret)
 {
 	kl_hsm_key *k = NULL;
 	int r;
 
-	r = kl_hsm_key_find(h, label, &k);
+	r = kl_hsm_key_find_uri(h, key, &k);
 	if (r == 0)
 		r = kl_hsm_key_private(h, k, ret);
 	kl_hsm_key_free(k);

@@ -23,6 +23,7 @@
 #include "ca.h"
 #include "kl_config.h"
 #include "store.h"
+#include "uri.h"
 
 typedef struct kl_hsm kl_hsm;
 
@@ -53,9 +54,19 @@ int kl_home_store(kl_home *h, kl_store **ret);
  * PIN source, the signing key, the CA over the registry. */
 int kl_home_ca(kl_home *h, const char *actor, kl_ca **ret);
 
-/* An EVP_PKEY that signs inside the token with the private key labelled
- * label (h must be logged in). Free it before kl_hsm_free(h). */
-int kl_home_hsm_signer(kl_hsm *h, const char *label, EVP_PKEY **ret);
+/* Where the issuing CA key is: ca.key (an RFC 7512 URI, or a bare label
+ * with ca.token), hsm.module and ca.pin, the URI's own parts winning. */
+typedef struct kl_home_key {
+	kl_pkcs11_uri uri;
+	char module[PATH_MAX];
+	char token[33];
+	char pin_source[PATH_MAX + 8];
+} kl_home_key;
+int kl_home_key_ref(kl_home *h, kl_home_key *ret);
+
+/* An EVP_PKEY that signs inside the token with the private key the URI
+ * names (h must be logged in). Free it before kl_hsm_free(h). */
+int kl_home_hsm_signer(kl_hsm *h, const kl_pkcs11_uri *key, EVP_PKEY **ret);
 
 /* The name of the person or process acting, for the audit log:
  * "user:NAME(uid)". */

@@ -391,6 +391,29 @@ static void test_find_and_duplicate(void **state)
 	assert_detail_has("findme");
 	assert_int_equal(kl_hsm_key_find(g.h, "nobody-has-this", &again), -KL_E_NOTFOUND);
 	assert_detail_has("nobody-has-this");
+
+	/* RFC 7512 URIs: by id alone, by label and id, and mismatches. */
+	char text[256];
+	kl_pkcs11_uri u;
+	snprintf(text, sizeof(text), "pkcs11:token=%s;type=private;id=", g.tok.label);
+	for (const char *hx = kl_hsm_key_id_hex(g.k); *hx; hx += 2)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "%%%.2s", hx);
+	assert_int_equal(kl_pkcs11_uri_parse(text, &u), 0);
+	assert_int_equal(kl_hsm_key_find_uri(g.h, &u, &again), 0);
+	assert_string_equal(kl_hsm_key_label(again), "findme");
+	assert_int_equal(kl_hsm_key_public(g.h, again, &pub2), 0);
+	assert_int_equal(EVP_PKEY_eq(g.pub, pub2), 1);
+	EVP_PKEY_free(pub2);
+	kl_hsm_key_free(again);
+	snprintf(u.object, sizeof(u.object), "findme");
+	assert_int_equal(kl_hsm_key_find_uri(g.h, &u, &again), 0);
+	kl_hsm_key_free(again);
+	u.id[0] ^= 1;
+	assert_int_equal(kl_hsm_key_find_uri(g.h, &u, &again), -KL_E_NOTFOUND);
+	assert_detail_has("CKA_ID");
+	snprintf(u.token, sizeof(u.token), "another-token");
+	assert_int_equal(kl_hsm_key_find_uri(g.h, &u, &again), -KL_E_INVALID);
+	assert_detail_has("another-token");
 }
 
 /* Key objects are private: without a login there is no key generation. */

@@ -1,0 +1,32 @@
+/* RFC 7512 PKCS#11 URIs: how keys and tokens are named in configuration and
+ * in the audit log, e.g.
+ *
+ *   pkcs11:token=keyline-ca;object=issuing-ca;type=private
+ *   pkcs11:token=HSM%20A;id=%01%02%03?module-path=/usr/lib/vendor.so&pin-source=file:/etc/pin
+ *
+ * Only the parts Keyline uses are kept; other path attributes (manufacturer,
+ * model, serial, slot-*) are accepted and ignored. A PIN in the URI
+ * (pin-value) is refused: PINs come from files, the environment or a prompt. */
+#ifndef KL_HSM_URI_H
+#define KL_HSM_URI_H
+
+#include <limits.h>
+#include <stddef.h>
+
+typedef struct kl_pkcs11_uri {
+	char token[33];             /* CKA_LABEL of the token, "" when absent */
+	char object[129];           /* CKA_LABEL of the key, "" when absent */
+	unsigned char id[64];       /* CKA_ID */
+	size_t id_len;              /* 0 when absent */
+	char type[16];              /* "private", "public", "cert", ... or "" */
+	char module_path[PATH_MAX]; /* query module-path, "" when absent */
+	char pin_source[PATH_MAX];  /* query pin-source, "" when absent */
+} kl_pkcs11_uri;
+
+/* Parses uri. Errors name the offending attribute. */
+int kl_pkcs11_uri_parse(const char *uri, kl_pkcs11_uri *ret);
+
+/* Formats token/object/id as a URI (percent-encoding what needs it). */
+int kl_pkcs11_uri_format(const kl_pkcs11_uri *u, char *out, size_t size);
+
+#endif
