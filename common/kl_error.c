@@ -29,6 +29,7 @@ static const struct {
 	[KL_E_STATE] = { "state", "wrong state for this operation" },
 	[KL_E_UNSUPPORTED] = { "unsupported", "not supported" },
 	[KL_E_TIMEOUT] = { "timeout", "timed out" },
+	[KL_E_UNAVAILABLE] = { "unavailable", "device or session unavailable" },
 };
 
 static kl_err normalise(int code)

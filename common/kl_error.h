@@ -25,6 +25,7 @@ typedef enum kl_err {
 	KL_E_STATE = 12,       /* the object is in the wrong state for the operation */
 	KL_E_UNSUPPORTED = 13, /* algorithm, mechanism or feature not supported */
 	KL_E_TIMEOUT = 14,     /* a peer did not answer in time */
+	KL_E_UNAVAILABLE = 15, /* a device, token, session or link went away (recovery may help) */
 	KL_E__MAX
 } kl_err;
 

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -171,6 +172,61 @@ int kl_hsm_login(kl_hsm *h, const kl_secret *pin)
 	default:
 		return p11_error(rv, "C_Login(token '%s')", h->label);
 	}
+}
+
+static bool transient_loss(CK_RV rv)
+{
+	return rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_DEVICE_REMOVED || rv == CKR_DEVICE_ERROR ||
+	       rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+	       rv == CKR_SLOT_ID_INVALID || rv == CKR_SESSION_COUNT;
+}
+
+int kl_hsm_recover(kl_hsm *h)
+{
+	/* Back-off between tries; the total (~4.3 s) bounds how long a
+	 * station job waits for a token that was briefly gone. */
+	static const unsigned delay_ms[] = { 0, 100, 400, 1200, 2600 };
+	CK_SESSION_HANDLE fresh = CK_INVALID_HANDLE;
+	CK_SESSION_INFO info;
+	CK_RV rv = CKR_OK;
+
+	for (size_t i = 0; i < sizeof(delay_ms) / sizeof(delay_ms[0]); i++) {
+		struct timespec ts = { delay_ms[i] / 1000, (long)(delay_ms[i] % 1000) * 1000000L };
+
+		if (delay_ms[i])
+			nanosleep(&ts, NULL);
+		/* Open the new session before closing the old one: closing an
+		 * application's last session logs it out (PKCS#11 v2.40 §5.6). */
+		rv = h->mod->fl->C_OpenSession(h->slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+		                               NULL, NULL, &fresh);
+		if (rv != CKR_OK) {
+			if (transient_loss(rv))
+				continue;
+			return p11_error(rv, "reopen a session on token '%s'", h->label);
+		}
+		if (h->session != CK_INVALID_HANDLE)
+			(void)h->mod->fl->C_CloseSession(h->session);
+		h->session = fresh;
+		rv = h->mod->fl->C_GetSessionInfo(h->session, &info);
+		if (rv != CKR_OK) {
+			if (transient_loss(rv))
+				continue;
+			return p11_error(rv, "C_GetSessionInfo(token '%s')", h->label);
+		}
+		if (!h->logged_in || info.state == CKS_RW_USER_FUNCTIONS ||
+		    info.state == CKS_RO_USER_FUNCTIONS)
+			return 0;
+		/* The token came back without our login. The PIN is not kept,
+		 * so nothing here logs in again: whoever holds the PIN must. */
+		h->logged_in = false;
+		return kl_error_set(KL_E_PIN,
+		                    "the session on token '%s' was reopened but the token has "
+		                    "forgotten the login; log in again (the PIN is not kept and "
+		                    "not retried)",
+		                    h->label);
+	}
+	return p11_error(rv, "token '%s' still unreachable after %zu tries over 4.3 s", h->label,
+	                 sizeof(delay_ms) / sizeof(delay_ms[0]));
 }
 
 int kl_hsm_random(kl_hsm *h, unsigned char *buf, size_t len)

@@ -120,6 +120,16 @@ const char *kl_hsm_default_module(void);
 int kl_hsm_token_init(const char *module_path, const char *label, const kl_secret *so_pin,
                       const kl_secret *user_pin);
 
+/* After an operation failed with -KL_E_UNAVAILABLE (session handle invalid,
+ * token or device gone): closes our session and opens a new one on the same
+ * slot, with back-off (five tries over about 4.3 s). Returns 0 when the new
+ * session is usable and, if we were logged in, still logged in; -KL_E_PIN
+ * when the token forgot the login (this function never logs in: the PIN is
+ * not kept); -KL_E_UNAVAILABLE when the token stayed away. Signing keys from
+ * kl_hsm_key_private belong to libp11's sessions: get them again after a
+ * recovery. */
+int kl_hsm_recover(kl_hsm *h);
+
 /* Fills buf with len bytes from the token's RNG (C_GenerateRandom). */
 int kl_hsm_random(kl_hsm *h, unsigned char *buf, size_t len);
 

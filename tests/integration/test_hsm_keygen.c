@@ -20,7 +20,13 @@
 unsigned kl_shim_login_calls;
 unsigned kl_shim_max_tries = 3;
 int kl_shim_hide_rsa;
+unsigned kl_shim_open_calls;
+unsigned kl_shim_fail_opens; /* the next N C_OpenSession fail: token not present */
+int kl_shim_forget_login;    /* kl_shim_drop also logs the application out */
 void kl_shim_reset(void);
+void kl_shim_drop(void); /* every session open so far becomes invalid */
+
+static CK_SESSION_HANDLE last_open, dropped_upto;
 
 static unsigned wrong_in_a_row;
 static CK_FUNCTION_LIST shim;
@@ -31,7 +37,50 @@ void kl_shim_reset(void)
 	kl_shim_login_calls = 0;
 	kl_shim_max_tries = 3;
 	kl_shim_hide_rsa = 0;
+	kl_shim_open_calls = 0;
+	kl_shim_fail_opens = 0;
+	kl_shim_forget_login = 0;
 	wrong_in_a_row = 0;
+	dropped_upto = 0;
+}
+
+/* Plays a token that was restarted: the sessions we knew are gone. */
+void kl_shim_drop(void)
+{
+	if (kl_shim_forget_login && last_open)
+		real->C_Logout(last_open);
+	dropped_upto = last_open;
+}
+
+static int dropped(CK_SESSION_HANDLE s)
+{
+	return s <= dropped_upto;
+}
+
+static CK_RV shim_open(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
+                       CK_SESSION_HANDLE_PTR s)
+{
+	CK_RV rv;
+
+	kl_shim_open_calls++;
+	if (kl_shim_fail_opens) {
+		kl_shim_fail_opens--;
+		return CKR_TOKEN_NOT_PRESENT;
+	}
+	rv = real->C_OpenSession(slot, flags, app, notify, s);
+	if (rv == CKR_OK && *s > last_open)
+		last_open = *s;
+	return rv;
+}
+
+static CK_RV shim_random(CK_SESSION_HANDLE s, CK_BYTE_PTR buf, CK_ULONG len)
+{
+	return dropped(s) ? CKR_SESSION_HANDLE_INVALID : real->C_GenerateRandom(s, buf, len);
+}
+
+static CK_RV shim_session_info(CK_SESSION_HANDLE s, CK_SESSION_INFO_PTR info)
+{
+	return dropped(s) ? CKR_SESSION_HANDLE_INVALID : real->C_GetSessionInfo(s, info);
 }
 
 static CK_RV shim_login(CK_SESSION_HANDLE s, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG len)
@@ -103,6 +152,9 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 		shim.C_GetTokenInfo = shim_token_info;
 		shim.C_GetMechanismInfo = shim_mech_info;
 		shim.C_GenerateKeyPair = shim_generate_pair;
+		shim.C_OpenSession = shim_open;
+		shim.C_GenerateRandom = shim_random;
+		shim.C_GetSessionInfo = shim_session_info;
 	}
 	*list = &shim;
 	return CKR_OK;
@@ -572,6 +624,58 @@ static void test_shim_unsupported(void **state)
 	assert_int_equal(kl_hsm_key_generate(g.h, KL_HSM_KEY_EC_P256, "via-shim", &g.k), 0);
 }
 
+/* A token that goes away and comes back: the session is reopened with
+ * back-off, never with a login; a token that forgot the login says so. */
+static void test_shim_recover(void **state)
+{
+	unsigned *opens, *fail_opens, logins;
+	int *forget;
+	void (*drop)(void);
+	unsigned char buf[16];
+
+	shim_load();
+	opens = dlsym(g.shim, "kl_shim_open_calls");
+	fail_opens = dlsym(g.shim, "kl_shim_fail_opens");
+	forget = dlsym(g.shim, "kl_shim_forget_login");
+	drop = (void (*)(void))dlsym(g.shim, "kl_shim_drop");
+	assert_non_null(opens);
+	assert_non_null(drop);
+
+	g.h = open_login(KL_P11_SHIM_PATH, &g.tok);
+	assert_int_equal(kl_hsm_random(g.h, buf, sizeof(buf)), 0);
+	logins = *shim_calls;
+
+	drop();
+	assert_int_equal(kl_hsm_random(g.h, buf, sizeof(buf)), -KL_E_UNAVAILABLE);
+	assert_detail_has("CKR_SESSION_HANDLE_INVALID");
+	*fail_opens = 2;
+	*opens = 0;
+	assert_int_equal(kl_hsm_recover(g.h), 0);
+	assert_int_equal(*opens, 3); /* two refused, then back */
+	assert_int_equal(*shim_calls, logins);
+	assert_int_equal(kl_hsm_random(g.h, buf, sizeof(buf)), 0);
+
+	/* Restarted token that lost the login: reported, not retried. */
+	*forget = 1;
+	drop();
+	assert_int_equal(kl_hsm_recover(g.h), -KL_E_PIN);
+	assert_detail_has("forgotten the login");
+	assert_int_equal(*shim_calls, logins);
+	assert_int_equal(login(g.h, g.tok.user_pin), 0);
+	assert_int_equal(*shim_calls, logins + 1);
+	assert_int_equal(kl_hsm_random(g.h, buf, sizeof(buf)), 0);
+
+	/* Gone for good: a bounded number of tries, then a clear error. */
+	*forget = 0;
+	drop();
+	*fail_opens = 100;
+	*opens = 0;
+	assert_int_equal(kl_hsm_recover(g.h), -KL_E_UNAVAILABLE);
+	assert_detail_has("still unreachable");
+	assert_int_equal(*opens, 5);
+	*fail_opens = 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -587,6 +691,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_shim_one_login_per_call, test_teardown),
 		cmocka_unit_test_teardown(test_shim_lockout, test_teardown),
 		cmocka_unit_test_teardown(test_shim_unsupported, test_teardown),
+		cmocka_unit_test_teardown(test_shim_recover, test_teardown),
 	};
 
 	return cmocka_run_group_tests_name("hsm_keygen", tests, group_setup, group_teardown);
