@@ -383,6 +383,19 @@ static int ca_init(const char *home_dir, const struct init_opts *o)
 		snprintf(crl_url, sizeof(crl_url), "%s", o->crl_url);
 	else
 		snprintf(crl_url, sizeof(crl_url), "file://%s/crl/issuing.crl", home_dir);
+	/* The officer's own PIN file stays where it is: the home refers to it. */
+	char pin_line[PATH_MAX + 8];
+	if (o->pin_file) {
+		char abs[PATH_MAX];
+
+		if (!realpath(o->pin_file, abs)) {
+			r = kl_error_set(KL_E_IO, "%s: %s", o->pin_file, strerror(errno));
+			goto out;
+		}
+		snprintf(pin_line, sizeof(pin_line), "file:%s", abs);
+	} else {
+		snprintf(pin_line, sizeof(pin_line), "file:${home}/secrets/%s.pin", CA_TOKEN);
+	}
 	f = fopen(conf, "we");
 	if (!f) {
 		r = kl_error_set(KL_E_IO, "%s: %s", conf, strerror(errno));
@@ -407,9 +420,7 @@ static int ca_init(const char *home_dir, const struct init_opts *o)
 	        "profiles = ${home}/profiles\n\n"
 	        "[registry]\n"
 	        "path = ${home}/registry.db\n",
-	        module, CA_TOKEN, CA_KEY,
-	        o->pin_file ? "prompt" : "file:${home}/secrets/" CA_TOKEN ".pin", ROOT_TOKEN,
-	        ROOT_KEY, ROOT_TOKEN, crl_url);
+	        module, CA_TOKEN, CA_KEY, pin_line, ROOT_TOKEN, ROOT_KEY, ROOT_TOKEN, crl_url);
 	if (fclose(f) != 0) {
 		r = kl_error_set(KL_E_IO, "%s: %s", conf, strerror(errno));
 		goto out;
@@ -789,7 +800,11 @@ int kl_cmd_ca(const char *home_dir, int argc, char **argv)
 		return argc < 2 ? 2 : 0;
 	}
 	cmd = argv[1];
-	optind = 2;
+	/* optind = 0 makes glibc start afresh: main() parsed in "+" (stop at
+	 * the first non-option) mode, which would otherwise stick. */
+	argc--;
+	argv++;
+	optind = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
@@ -844,6 +859,8 @@ int kl_cmd_ca(const char *home_dir, int argc, char **argv)
 		}
 	}
 
+	if (strcmp(cmd, "import") != 0 && optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (strcmp(cmd, "init") == 0)
 		return ca_init(home_dir, &io);
 

@@ -134,7 +134,7 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 	bool forged_untrusted = false;
 	double t0 = now_ms();
 
-	optind = 1;
+	optind = 0; /* start afresh: see kl_cmd_ca */
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n': {

@@ -338,10 +338,107 @@ static void test_usage_errors(void **state)
 	assert_in(e->err, "unknown command 'frobnicate'");
 	assert_int_equal(keyline(e, "ca", "--help", NULL), 0);
 	assert_in(e->out, "usage: keyline");
+	assert_int_equal(keyline(e, "ca", "status", "extra", NULL), 2);
+	assert_in(e->err, "unexpected argument 'extra'");
 	assert_int_equal(keyline(e, "nosuch", NULL), 2);
 	assert_in(e->err, "unknown command 'nosuch'");
 	const char *no_home[] = { KEYLINE_BIN, "--home", "/nonexistent/kl", "ca", "status", NULL };
 	assert_int_equal(kl_floor_run(e->floor, e->out, NULL, no_home), 1);
+}
+
+static void write_secret(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	chmod(path, 0600);
+}
+
+/* An issuing CA under an enterprise root: CSR out, certificate in, with
+ * the officer's own PIN files. */
+static void test_external_root(void **state)
+{
+	struct env *e = *state;
+	char home2[PATH_MAX], pin[PATH_MAX], so[PATH_MAX], csr[PATH_MAX], ent_key[PATH_MAX],
+	    ent_crt[PATH_MAX], signed_crt[PATH_MAX], ext[PATH_MAX], leaf_csr[PATH_MAX],
+	    leaf[PATH_MAX], conf[PATH_MAX];
+	char saved_home[PATH_MAX];
+
+	snprintf(saved_home, sizeof(saved_home), "%s", e->home);
+	snprintf(home2, sizeof(home2), "%s/home-ext", e->dir);
+	snprintf(pin, sizeof(pin), "%s/officer.pin", e->dir);
+	snprintf(so, sizeof(so), "%s/officer-so.pin", e->dir);
+	write_secret(pin, "user-pin-4711\n");
+	write_secret(so, "so-pin-0815\n");
+	snprintf(e->home, sizeof(e->home), "%s", home2);
+	assert_int_equal(keyline(e, "ca", "init", "--external-root", "--pin-file", pin,
+	                         "--so-pin-file", so, NULL),
+	                 0);
+	assert_in(e->out, "CSR for your enterprise root");
+	snprintf(conf, sizeof(conf), "%s/keyline.conf", home2);
+	assert_in(conf, pin); /* the home refers to the officer's PIN file */
+	/* Before import the CA cannot issue, and says why. */
+	assert_int_equal(keyline(e, "ca", "status", NULL), 1);
+	assert_in(e->err, "no issuer named 'issuing'");
+
+	/* The enterprise root signs the CSR. */
+	snprintf(csr, sizeof(csr), "%s/ca/issuing.csr", home2);
+	snprintf(ent_key, sizeof(ent_key), "%s/ent.key", e->dir);
+	snprintf(ent_crt, sizeof(ent_crt), "%s/ent.pem", e->dir);
+	snprintf(signed_crt, sizeof(signed_crt), "%s/issuing-signed.pem", e->dir);
+	snprintf(ext, sizeof(ext), "%s/ext.cnf", e->dir);
+	const char *mkroot[] = { "openssl",
+		                 "req",
+		                 "-x509",
+		                 "-newkey",
+		                 "ec",
+		                 "-pkeyopt",
+		                 "ec_paramgen_curve:P-384",
+		                 "-nodes",
+		                 "-keyout",
+		                 ent_key,
+		                 "-out",
+		                 ent_crt,
+		                 "-days",
+		                 "3650",
+		                 "-subj",
+		                 "/O=Enterprise/CN=Enterprise Root",
+		                 "-addext",
+		                 "basicConstraints=critical,CA:TRUE",
+		                 "-addext",
+		                 "keyUsage=critical,keyCertSign,cRLSign",
+		                 NULL };
+	assert_int_equal(run(e, mkroot), 0);
+	FILE *f = fopen(ext, "w");
+	fputs("basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n"
+	      "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n",
+	      f);
+	fclose(f);
+	const char *sign[] = { "openssl",  "x509",  "-req",     "-in",   csr,
+		               "-CA",      ent_crt, "-CAkey",   ent_key, "-CAcreateserial",
+		               "-days",    "1825",  "-extfile", ext,     "-out",
+		               signed_crt, NULL };
+	assert_int_equal(run(e, sign), 0);
+
+	/* A certificate that does not chain to the given root is refused. */
+	char other_root[PATH_MAX];
+	snprintf(other_root, sizeof(other_root), "%s/ca/root.pem", saved_home);
+	assert_int_equal(keyline(e, "ca", "import", signed_crt, "--root", other_root, NULL), 1);
+	assert_in(e->err, "does not chain");
+	/* The right one is installed, and the CA issues under it. */
+	assert_int_equal(keyline(e, "ca", "import", signed_crt, "--root", ent_crt, NULL), 0);
+	make_csr(e, "ext1", "/serialNumber=SN-EXT-1", leaf_csr, sizeof(leaf_csr));
+	snprintf(leaf, sizeof(leaf), "%s/ext1.pem", e->dir);
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", leaf_csr, "--profile", "idevid",
+	                         "--out", leaf, NULL),
+	                 0);
+	const char *verify[] = { "openssl",    "verify",   "-x509_strict", "-CAfile", ent_crt,
+		                 "-untrusted", signed_crt, leaf,           NULL };
+	assert_int_equal(run(e, verify), 0);
+	assert_int_equal(keyline(e, "audit", "verify", NULL), 0);
+	snprintf(e->home, sizeof(e->home), "%s", saved_home);
 }
 
 int main(void)
@@ -351,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_issue_revoke_crl),
 		cmocka_unit_test(test_wrong_pin_once),
 		cmocka_unit_test(test_usage_errors),
+		cmocka_unit_test(test_external_root),
 	};
 
 	return cmocka_run_group_tests_name("cli_ca", tests, setup, teardown);
