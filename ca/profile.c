@@ -111,6 +111,25 @@ static int string_list(json_object *obj, const char *origin, const char *field, 
 	return 0;
 }
 
+/* A list of subject attribute names ("required" or "allowed"). */
+static int subject_list(json_object *obj, const char *origin, const char *field, char (*out)[16],
+                        int *n)
+{
+	char list[KL_PROFILE_MAX_LIST][64];
+	int r;
+
+	r = string_list(obj, origin, field, list, sizeof(list[0]), KL_PROFILE_MAX_LIST, n);
+	if (r < 0)
+		return r;
+	for (int i = 0; i < *n; i++) {
+		if (!known_subject_attr(list[i]))
+			return kl_error_set(KL_E_INVALID, "%s: unknown subject attribute '%s'",
+			                    origin, list[i]);
+		snprintf(out[i], 16, "%s", list[i]);
+	}
+	return 0;
+}
+
 static int oid_ok(const char *origin, const char *field, const char *text)
 {
 	ASN1_OBJECT *o = OBJ_txt2obj(text, 0);
@@ -219,32 +238,10 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 
 	/* subject */
 	if (json_object_object_get_ex(root, "subject", &o)) {
-		r = string_list(o, origin, "required", list, sizeof(list[0]), KL_PROFILE_MAX_LIST,
-		                &n);
-		if (r < 0)
+		if ((r = subject_list(o, origin, "required", p.subj_required, &p.n_subj_required)) <
+		        0 ||
+		    (r = subject_list(o, origin, "allowed", p.subj_allowed, &p.n_subj_allowed)) < 0)
 			goto out;
-		for (int i = 0; i < n; i++) {
-			if (!known_subject_attr(list[i])) {
-				r = kl_error_set(KL_E_INVALID, "%s: unknown subject attribute '%s'",
-				                 origin, list[i]);
-				goto out;
-			}
-			snprintf(p.subj_required[i], sizeof(p.subj_required[i]), "%s", list[i]);
-		}
-		p.n_subj_required = n;
-		r = string_list(o, origin, "allowed", list, sizeof(list[0]), KL_PROFILE_MAX_LIST,
-		                &n);
-		if (r < 0)
-			goto out;
-		for (int i = 0; i < n; i++) {
-			if (!known_subject_attr(list[i])) {
-				r = kl_error_set(KL_E_INVALID, "%s: unknown subject attribute '%s'",
-				                 origin, list[i]);
-				goto out;
-			}
-			snprintf(p.subj_allowed[i], sizeof(p.subj_allowed[i]), "%s", list[i]);
-		}
-		p.n_subj_allowed = n;
 	}
 
 	/* hardware module name */

@@ -25,6 +25,7 @@
 #include <openssl/rand.h>
 #include <sqlite3.h>
 
+#include "bench.h"
 #include "ca.h"
 #include "ceremony.h"
 #include "floor.h"
@@ -36,18 +37,9 @@
 #define KL_PROFILES_DIR "ca/profiles"
 #endif
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void die(const char *what)
 {
-	fprintf(stderr, "bench_crl: %s: %s\n", what, kl_error_detail());
-	exit(1);
+	bench_die("bench_crl", what);
 }
 
 struct run {
@@ -62,7 +54,7 @@ static struct run measure(void (*fn)(void *), void *arg, const char *const argv[
 {
 	struct rusage ru;
 	struct run r = { 0 };
-	double t0 = now_s();
+	double t0 = bench_now();
 	pid_t pid = fork();
 	int st;
 
@@ -79,7 +71,7 @@ static struct run measure(void (*fn)(void *), void *arg, const char *const argv[
 		_exit(127);
 	}
 	wait4(pid, &st, 0, &ru);
-	r.seconds = now_s() - t0;
+	r.seconds = bench_now() - t0;
 	r.peak_mib = (double)ru.ru_maxrss / 1024.0;
 	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	return r;

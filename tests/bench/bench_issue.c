@@ -24,6 +24,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "bench.h"
 #include "ca.h"
 #include "ceremony.h"
 #include "floor.h"
@@ -36,18 +37,9 @@
 #define KL_PROFILES_DIR "ca/profiles"
 #endif
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void die(const char *what)
 {
-	fprintf(stderr, "bench_issue: %s: %s\n", what, kl_error_detail());
-	exit(1);
+	bench_die("bench_issue", what);
 }
 
 static void row(const char *what, long n, double secs, double raw)
@@ -97,18 +89,18 @@ int main(int argc, char **argv)
 
 	/* 1. raw C_Sign */
 	RAND_bytes(digest, sizeof(digest));
-	t0 = now_s();
+	t0 = bench_now();
 	for (long i = 0; i < n; i++) {
 		siglen = sizeof(sig);
 		digest[0] = (unsigned char)i;
 		if (kl_hsm_sign_digest(h, key, digest, sizeof(digest), sig, &siglen) < 0)
 			die("C_Sign");
 	}
-	raw = (double)n / (now_s() - t0);
+	raw = (double)n / (bench_now() - t0);
 	row("raw HSM signing (C_Sign loop)", n, (double)n / raw, 0);
 
 	/* 2. through libp11's EVP_PKEY */
-	t0 = now_s();
+	t0 = bench_now();
 	for (long i = 0; i < n; i++) {
 		EVP_MD_CTX *m = EVP_MD_CTX_new();
 
@@ -119,7 +111,7 @@ int main(int argc, char **argv)
 			die("EVP_DigestSign");
 		EVP_MD_CTX_free(m);
 	}
-	row("HSM signing through libp11 EVP_PKEY", n, now_s() - t0, raw);
+	row("HSM signing through libp11 EVP_PKEY", n, bench_now() - t0, raw);
 
 	/* 3. durable issuance: a software root, the issuing key in the HSM. */
 	root_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
@@ -150,7 +142,7 @@ int main(int argc, char **argv)
 		reqs[i] = (kl_cert_request){ .profile = "idevid",
 			                     .pubkey = dev,
 			                     .serial_number = "BENCH-0001" };
-	t0 = now_s();
+	t0 = bench_now();
 	for (long done = 0; done < n; done += BATCH) {
 		size_t k = (size_t)(n - done < BATCH ? n - done : BATCH);
 
@@ -164,7 +156,7 @@ int main(int argc, char **argv)
 			X509_free(res[i].cert);
 		}
 	}
-	row("Keyline durable issuance, batches of 256", n, now_s() - t0, raw);
+	row("Keyline durable issuance, batches of 256", n, bench_now() - t0, raw);
 
 	/* What verifying each signature costs on its own (the pipeline must),
 	 * and the ceiling sign + verify leave for any durable pipeline. */
@@ -174,11 +166,11 @@ int main(int argc, char **argv)
 
 		if (kl_ca_issue(ca, &reqs[0], &x, NULL) < 0)
 			die("issue");
-		tv = now_s();
+		tv = bench_now();
 		for (long i = 0; i < n; i++)
 			if (X509_verify(x, pub) != 1)
 				die("verify");
-		verify_rate = (double)n / (now_s() - tv);
+		verify_rate = (double)n / (bench_now() - tv);
 		X509_free(x);
 		row("  for scale: X509_verify of one certificate", n, (double)n / verify_rate, raw);
 		double ceiling = 1.0 / (1.0 / raw + 1.0 / verify_rate);
@@ -187,7 +179,7 @@ int main(int argc, char **argv)
 	}
 
 	long single = n / 10 < 200 ? 200 : n / 10;
-	t0 = now_s();
+	t0 = bench_now();
 	for (long i = 0; i < single; i++) {
 		X509 *x = NULL;
 
@@ -195,7 +187,7 @@ int main(int argc, char **argv)
 			die("issue");
 		X509_free(x);
 	}
-	row("Keyline durable issuance, one at a time", single, now_s() - t0, raw);
+	row("Keyline durable issuance, one at a time", single, bench_now() - t0, raw);
 
 	/* 4. openssl ca -batch, scripted, software key, same profile shape. */
 	char key_pem[PATH_MAX], cert_pem[PATH_MAX], cnf[PATH_MAX], csr_dir[PATH_MAX],
@@ -269,9 +261,9 @@ int main(int argc, char **argv)
 		X509_NAME_free(nm);
 	}
 	argv2[a] = NULL;
-	t0 = now_s();
+	t0 = bench_now();
 	int st = kl_floor_run(floor, "/dev/null", NULL, argv2);
-	double ossl = now_s() - t0;
+	double ossl = bench_now() - t0;
 	if (st != 0) {
 		fprintf(stderr, "bench_issue: openssl ca failed (%d)\n", st);
 		setenv("KEYLINE_KEEP_FLOOR", "1", 1);
