@@ -24,51 +24,16 @@
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "tpm.h"
-
-/* More than any TPM holds at once; the station loads one or two. */
-#define TPM_MAX_LOADED 8
+#include "tpm_internal.h"
 
 /* Chunk size when a TPM does not report TPM_PT_NV_BUFFER_MAX: the smallest
  * that the PC Client platform TPM profile allows. */
 #define TPM_NV_CHUNK_DEFAULT 512
 
-struct kl_tpm {
-	TSS2_TCTI_CONTEXT *tcti;
-	ESYS_CONTEXT *esys;
-	bool startup_tried;     /* Startup(CLEAR) sent once already */
-	uint32_t nv_buffer_max; /* TPM_PT_NV_BUFFER_MAX, 0 when not reported */
-	size_t nv_chunk_cap;    /* kl_tpm_set_nv_chunk_max, 0 for none */
-	ESYS_TR loaded[TPM_MAX_LOADED];
-	size_t n_loaded;
-};
-
 /* The longest name we make: nameAlg + a SHA-512 digest. */
 _Static_assert(2 + TPM2_SHA512_DIGEST_SIZE <= KL_TPM_NAME_MAX, "KL_TPM_NAME_MAX too small");
 
-static inline void esys_freep(void *p)
-{
-	Esys_Free(*(void **)p);
-}
-
 KL_DEFINE_CLEANUP(kl_tpm, kl_tpm_free)
-
-/* The TPM's own response code without the handle, parameter or session
- * number of format-1 codes (TPM 2.0 Part 2 §6.6.3), so that it can be
- * compared with TPM2_RC_HANDLE and friends; 0 when rc is not a TPM response
- * (a TSS or TCTI error). */
-static TSS2_RC tpm_rc_code(TSS2_RC rc)
-{
-	TSS2_RC layer = rc & TSS2_RC_LAYER_MASK;
-
-	if (rc == TSS2_RC_SUCCESS)
-		return 0;
-	if (layer != TSS2_TPM_RC_LAYER && layer != TSS2_RESMGR_TPM_RC_LAYER)
-		return 0;
-	rc &= 0xffff;
-	if (rc & TPM2_RC_FMT1)
-		return rc & (TPM2_RC_FMT1 | 0x3f);
-	return rc;
-}
 
 /* The TCTI loader's answer to a TCTI name it has no module for
  * (tpm2-tss 3.2 says NOT_SUPPORTED, 0x000a0015). */
@@ -123,60 +88,6 @@ static pthread_once_t tss_log_once = PTHREAD_ONCE_INIT;
 static void tss_log_quiet(void)
 {
 	setenv("TSS2_LOG", "all+none", 0);
-}
-
-/* TPM 2.0 Part 1 §12.2.2 / Part 3 §9.3: after _TPM_Init a TPM answers every
- * command but TPM2_Startup with TPM_RC_INITIALIZE. Our swtpm DUTs start with
- * startup-clear; a board that was just powered may not. Send Startup(CLEAR)
- * once and tell the caller to repeat its command. */
-static bool tpm_started_now(kl_tpm *t, TSS2_RC rc)
-{
-	TSS2_RC r;
-
-	if (tpm_rc_code(rc) != TPM2_RC_INITIALIZE || t->startup_tried)
-		return false;
-	t->startup_tried = true;
-	r = Esys_Startup(t->esys, TPM2_SU_CLEAR);
-	return r == TSS2_RC_SUCCESS || tpm_rc_code(r) == TPM2_RC_INITIALIZE;
-}
-
-/* rc = call, and once more after a Startup(CLEAR) if the TPM asked for one. */
-#define TPM_CALL(t, rc, call)                   \
-	do {                                    \
-		(rc) = (call);                  \
-		if (tpm_started_now((t), (rc))) \
-			(rc) = (call);          \
-	} while (0)
-
-static int tpm_track(kl_tpm *t, ESYS_TR h)
-{
-	if (t->n_loaded == TPM_MAX_LOADED)
-		return kl_error_set(KL_E_STATE, "TPM: more than %d objects loaded", TPM_MAX_LOADED);
-	t->loaded[t->n_loaded++] = h;
-	return 0;
-}
-
-static void tpm_untrack(kl_tpm *t, ESYS_TR h)
-{
-	for (size_t i = 0; i < t->n_loaded; i++) {
-		if (t->loaded[i] == h) {
-			t->loaded[i] = t->loaded[--t->n_loaded];
-			return;
-		}
-	}
-}
-
-/* Flushes a transient object (TPM 2.0 Part 3 §28.4) and forgets it. If the
- * flush fails it stays tracked, and kl_tpm_free tries again. */
-static int tpm_flush(kl_tpm *t, ESYS_TR h)
-{
-	TSS2_RC rc;
-
-	TPM_CALL(t, rc, Esys_FlushContext(t->esys, h));
-	if (rc != TSS2_RC_SUCCESS)
-		return kl_tpm_rc_error(rc, "Esys_FlushContext");
-	tpm_untrack(t, h);
-	return 0;
 }
 
 /* Calls fn for each TPM property in [first, first + count), following
