@@ -310,7 +310,11 @@ int kl_store_commit(kl_store *s)
 	if (--s->depth > 0)
 		return 0;
 	if (s->failed) {
+		/* An inner step failed: the outer commit becomes the rollback,
+		 * so the connection is free for the next transaction. */
 		s->failed = false;
+		if (sqlite3_get_autocommit(s->db) == 0)
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		return kl_error_set(KL_E_DB, "transaction was rolled back by an inner step");
 	}
 	st = stmt(s, ST_COMMIT);

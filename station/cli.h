@@ -11,6 +11,8 @@
 int kl_cmd_ca(const char *home_dir, int argc, char **argv);
 int kl_cmd_audit(const char *home_dir, int argc, char **argv);
 int kl_cmd_demo(const char *home_dir, int argc, char **argv);
+int kl_cmd_devices(const char *home_dir, int argc, char **argv);
+int kl_cmd_preregister(const char *home_dir, int argc, char **argv);
 
 /* Where installed data lives ("profiles", "fixtures"): $KEYLINE_DATADIR/NAME,
  * else the install prefix's share/keyline/NAME when it exists, else the

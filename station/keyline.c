@@ -31,6 +31,9 @@ static const char usage[] =
     "                        and the checks the station makes on each DUT's TPM\n"
     "  ca COMMAND            the CA: init, status, issue, revoke, crl, export, import\n"
     "  audit verify          verify the hash-chained audit log\n"
+    "  preregister FILE --tenant T [--work-order W] [--quota N]\n"
+    "                        pre-register device serials (CSV or JSON), all or nothing\n"
+    "  devices list|show     the device registry: states, tenants, EKs, certificates\n"
     "\n"
     "options:\n"
     "  --home DIR            the station's home (configuration, registry, CA, tokens);\n"
@@ -105,6 +108,10 @@ int main(int argc, char **argv)
 		return kl_cmd_ca(home, argc, argv);
 	if (strcmp(argv[0], "audit") == 0)
 		return kl_cmd_audit(home, argc, argv);
+	if (strcmp(argv[0], "preregister") == 0)
+		return kl_cmd_preregister(home, argc, argv);
+	if (strcmp(argv[0], "devices") == 0)
+		return kl_cmd_devices(home, argc, argv);
 	if (strcmp(argv[0], "demo") == 0)
 		/* Without an explicit home the demo makes a fresh one. */
 		return kl_cmd_demo(home_opt || getenv("KEYLINE_HOME") ? home : NULL, argc, argv);

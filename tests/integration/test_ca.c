@@ -517,6 +517,24 @@ static void test_batch_mixed(void **state)
 	EVP_PKEY_free(weak);
 }
 
+/* An outer commit after an inner failure rolls back and frees the
+ * connection for the next transaction. */
+static void test_store_inner_rollback(void **state)
+{
+	struct env *e = *state;
+
+	assert_int_equal(kl_store_begin(e->store), 0);
+	assert_int_equal(kl_store_begin(e->store), 0);
+	assert_int_equal(kl_store_audit(e->store, "t", "inner", "{}"), 0);
+	kl_store_rollback(e->store);
+	assert_int_equal(kl_store_commit(e->store), -KL_E_DB);
+	assert_non_null(strstr(kl_error_detail(), "rolled back by an inner step"));
+	/* The next transaction starts and commits normally. */
+	assert_int_equal(kl_store_begin(e->store), 0);
+	assert_int_equal(kl_store_audit(e->store, "t", "after", "{}"), 0);
+	assert_int_equal(kl_store_commit(e->store), 0);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -584,6 +602,7 @@ int main(void)
 		cmocka_unit_test(test_revoke_and_crl),
 		cmocka_unit_test(test_killed_between_pending_and_issued),
 		cmocka_unit_test(test_batch_mixed),
+		cmocka_unit_test(test_store_inner_rollback),
 		cmocka_unit_test(test_audit_tamper),
 		cmocka_unit_test(test_hundred_thousand_serials),
 	};

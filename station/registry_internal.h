@@ -1,0 +1,92 @@
+/* Shared by the registry's source files (registry*.c) only: the SQLite and
+ * json-c types stay behind this header. */
+#ifndef KL_STATION_REGISTRY_INTERNAL_H
+#define KL_STATION_REGISTRY_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+#include <sqlite3.h>
+
+#include "registry.h"
+
+struct kl_registry {
+	kl_store *store;
+	sqlite3 *db;
+};
+
+static inline void sqlite3_stmt_freep(sqlite3_stmt **p)
+{
+	if (*p)
+		sqlite3_finalize(*p);
+}
+
+static inline void json_object_putp(json_object **p)
+{
+	if (*p)
+		json_object_put(*p);
+}
+
+/* States as the SQL lists them: devices whose EK binding counts (every state
+ * but decommissioned and repurposed; the partial unique index says the same). */
+#define KL_REG_EK_HOLDERS "('preregistered','provisioning','provisioned','revoked','lost')"
+
+/* Records the database's error as the detail: -KL_E_EXISTS for a UNIQUE or
+ * PRIMARY KEY violation, -KL_E_DB otherwise. */
+int kl_reg_db_error(kl_registry *r, const char *what);
+int kl_reg_prepare(kl_registry *r, const char *sql, sqlite3_stmt **ret);
+/* Steps a statement that returns no rows and resets it; returns the number of
+ * changed rows or a negative error. */
+int kl_reg_step_done(kl_registry *r, sqlite3_stmt *st, const char *what);
+void kl_reg_copy_text(char *dst, size_t size, sqlite3_stmt *st, int col);
+int64_t kl_reg_now(void);
+
+/* Ends the transaction a public function began: rolls back when rc < 0,
+ * else commits. Returns rc, or the commit's error. */
+int kl_reg_finish(kl_registry *r, int rc);
+
+/* -KL_E_INVALID unless actor is a non-empty string. */
+int kl_reg_check_actor(const char *actor);
+
+/* Writes an audit entry whose detail is the JSON object (consumed). */
+int kl_reg_audit(kl_registry *r, const char *actor, const char *action, json_object *detail);
+/* json_object_new_string, or null for NULL and "". */
+json_object *kl_reg_json_str(const char *s);
+
+/* A device's columns, for kl_reg_device_from_row; append a WHERE clause.
+ * Columns 16 and 17 are the tenant and work order ids. */
+#define KL_REG_DEVICE_SELECT                                                        \
+	"SELECT d.id, d.serial, t.name, w.name, d.state, d.ek_sha256, p.ek_sha256," \
+	"  d.created, d.state_time, d.preregistered_at, d.provisioning_at,"         \
+	"  d.provisioned_at, d.revoked_at, d.decommissioned_at, d.lost_at,"         \
+	"  d.repurposed_at, d.tenant_id, d.work_order_id "                          \
+	"FROM reg_device d JOIN reg_tenant t ON t.id = d.tenant_id "                \
+	"LEFT JOIN reg_work_order w ON w.id = d.work_order_id "                     \
+	"LEFT JOIN reg_prereg p ON p.serial = d.serial "
+
+void kl_reg_device_from_row(sqlite3_stmt *st, kl_registry_device *d);
+
+/* Looks up ids; -KL_E_NOTFOUND with a sentence when there is none. */
+int kl_reg_tenant_id(kl_registry *r, const char *tenant, int64_t *ret);
+int kl_reg_work_order_id(kl_registry *r, int64_t tenant_id, const char *tenant, const char *name,
+                         int64_t *ret);
+
+/* Appends a state-history row. from < 0 for the first. */
+int kl_reg_history(kl_registry *r, int64_t device_id, int from, kl_device_state to,
+                   int64_t tenant_id, const char *ek_hex, const char *reason, const char *actor,
+                   int64_t when);
+
+/* Sets the device's state, state_time and the state's timestamp column. */
+int kl_reg_set_state_row(kl_registry *r, int64_t device_id, kl_device_state to, int64_t when);
+
+/* Puts an EK (hex) on the deny list; with keep_existing an EK that is listed
+ * already is left as it is (returns 0), else that is -KL_E_EXISTS. Returns 1
+ * when a row was added. */
+int kl_reg_deny_insert(kl_registry *r, const char *ek_hex, const char *reason, const char *actor,
+                       bool keep_existing);
+
+/* A valid lowercase copy of an EK hex string into out[65]; -KL_E_INVALID. */
+int kl_reg_ek_hex_norm(const char *hex, char out[65]);
+
+#endif
