@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include <tss2/tss2_esys.h>
@@ -546,4 +547,26 @@ out:
 int kl_tpm_ek_public(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret)
 {
 	return kl_tpm_ek_public_name(t, type, ret, NULL);
+}
+
+int kl_tpm_stir_random(kl_tpm *t, const unsigned char *data, size_t len)
+{
+	TPM2B_SENSITIVE_DATA in = { 0 };
+	TSS2_RC rc;
+	int r = 0;
+
+	/* TPM2_StirRandom takes at most 128 bytes (TPM 2.0 Part 3 §16.2). */
+	for (size_t done = 0; done < len && r == 0;) {
+		size_t n = len - done < sizeof(in.buffer) ? len - done : sizeof(in.buffer);
+
+		in.size = (UINT16)n;
+		memcpy(in.buffer, data + done, n);
+		TPM_CALL(t, rc,
+		         Esys_StirRandom(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &in));
+		if (rc != TSS2_RC_SUCCESS)
+			r = kl_tpm_rc_error(rc, "Esys_StirRandom");
+		done += n;
+	}
+	OPENSSL_cleanse(&in, sizeof(in));
+	return r;
 }

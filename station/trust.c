@@ -226,17 +226,15 @@ static bool has_ek_eku(X509 *x)
 	return found;
 }
 
-int kl_ek_check(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_report *ret)
+int kl_ek_check_cert(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_report *ret)
 {
 	kl_ek_report rep = { .type = type };
 	kl_tpm_info info;
 	X509 *cert = NULL;
 	X509_STORE_CTX *ctx = NULL;
-	EVP_PKEY *ek = NULL;
-	unsigned char *spki = NULL;
 	const unsigned char *q;
 	char want[16];
-	int r, len;
+	int r;
 
 	r = kl_tpm_get_info(tpm, &info);
 	if (r < 0) {
@@ -244,7 +242,6 @@ int kl_ek_check(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_repor
 		        kl_error_detail());
 		goto done;
 	}
-	/* Step 3: the certificate. */
 	r = kl_tpm_nv_read(tpm, kl_ek_type_nv_index(type), &rep.cert_der, &rep.cert_len);
 	if (r == -KL_E_NOTFOUND || r == -KL_E_STATE) {
 		verdict(&rep, KL_EK_NO_CERT, "the TPM has no %s EK certificate (NV 0x%08x)",
@@ -297,25 +294,6 @@ int kl_ek_check(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_repor
 		    rep.manufacturer[0] ? rep.manufacturer : "none", want, info.manufacturer_str);
 		goto done;
 	}
-
-	/* Step 4: the TPM's own EK must be the certified key. */
-	r = kl_tpm_ek_public(tpm, type, &ek);
-	if (r < 0) {
-		verdict(&rep, KL_EK_TPM_ERROR, "recreating the %s EK failed: %s",
-		        kl_ek_type_name(type), kl_error_detail());
-		goto done;
-	}
-	if (EVP_PKEY_eq(ek, X509_get0_pubkey(cert)) != 1) {
-		verdict(
-		    &rep, KL_EK_MISMATCH,
-		    "the TPM's %s EK is not the key in its EK certificate: forged or swapped TPM",
-		    kl_ek_type_name(type));
-		goto done;
-	}
-	len = i2d_PUBKEY(ek, &spki);
-	if (len > 0)
-		EVP_Digest(spki, (size_t)len, rep.ek_sha256, NULL, EVP_sha256(), NULL);
-	OPENSSL_free(spki);
 	rep.verdict = KL_EK_OK;
 done:
 	r = 0;
@@ -323,8 +301,52 @@ done:
 	rep.cert_der = NULL; /* transferred */
 fail:
 	kl_ek_report_clear(&rep);
-	EVP_PKEY_free(ek);
 	X509_STORE_CTX_free(ctx);
 	X509_free(cert);
+	return r;
+}
+
+int kl_ek_check_match(kl_tpm *tpm, kl_ek_report *rep, EVP_PKEY **ek_ret)
+{
+	const unsigned char *q = rep->cert_der;
+	X509 *cert = d2i_X509(NULL, &q, (long)rep->cert_len);
+	unsigned char *spki = NULL;
+	EVP_PKEY *ek = NULL;
+	int r, len;
+
+	if (!cert)
+		return kl_error_set_ssl(KL_E_INVALID, "EK match: no certificate in the report");
+	/* Step 4: the TPM's own EK must be the certified key. */
+	r = kl_tpm_ek_public(tpm, rep->type, &ek);
+	if (r < 0) {
+		verdict(rep, KL_EK_TPM_ERROR, "recreating the %s EK failed: %s",
+		        kl_ek_type_name(rep->type), kl_error_detail());
+	} else if (EVP_PKEY_eq(ek, X509_get0_pubkey(cert)) != 1) {
+		verdict(
+		    rep, KL_EK_MISMATCH,
+		    "the TPM's %s EK is not the key in its EK certificate: forged or swapped TPM",
+		    kl_ek_type_name(rep->type));
+	} else {
+		len = i2d_PUBKEY(ek, &spki);
+		if (len > 0)
+			EVP_Digest(spki, (size_t)len, rep->ek_sha256, NULL, EVP_sha256(), NULL);
+		OPENSSL_free(spki);
+		rep->verdict = KL_EK_OK;
+		if (ek_ret) {
+			*ek_ret = ek;
+			ek = NULL;
+		}
+	}
+	EVP_PKEY_free(ek);
+	X509_free(cert);
+	return 0;
+}
+
+int kl_ek_check(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_report *ret)
+{
+	int r = kl_ek_check_cert(tpm, trust, type, ret);
+
+	if (r == 0 && ret->verdict == KL_EK_OK)
+		r = kl_ek_check_match(tpm, ret, NULL);
 	return r;
 }

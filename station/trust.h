@@ -61,4 +61,11 @@ typedef struct kl_ek_report {
 int kl_ek_check(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_report *ret);
 void kl_ek_report_clear(kl_ek_report *r);
 
+/* The two halves of kl_ek_check, for a caller that times them apart:
+ * step 3 (certificate read, chain, EKU, manufacturer) and step 4 (the EK
+ * recreated and compared; on success ek_sha256 is set and, when ek_ret is
+ * not NULL, the EK public key is returned). */
+int kl_ek_check_cert(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_report *ret);
+int kl_ek_check_match(kl_tpm *tpm, kl_ek_report *rep, EVP_PKEY **ek_ret);
+
 #endif
