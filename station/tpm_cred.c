@@ -22,15 +22,7 @@
 #include "kl_error.h"
 #include "tpm_cred.h"
 #include "tpm_internal.h"
-
-struct kl_tpm_object {
-	kl_tpm *tpm;
-	ESYS_TR handle;
-	kl_tpm_key_type type;
-	TPMT_PUBLIC pub; /* as the TPM returned it, checked against the template */
-	kl_tpm_name name;
-	EVP_PKEY *key;
-};
+#include "tpm_object_internal.h"
 
 static const char *key_type_name(kl_tpm_key_type type)
 {
@@ -39,6 +31,10 @@ static const char *key_type_name(kl_tpm_key_type type)
 		return "attest-p256";
 	case KL_TPM_KEY_STORAGE_P256:
 		return "storage-p256";
+	case KL_TPM_KEY_IAK_P256:
+		return "iak-p256";
+	case KL_TPM_KEY_IDEVID_P256:
+		return "idevid-p256";
 	default:
 		return "?";
 	}
@@ -76,6 +72,7 @@ static int key_template(kl_tpm_key_type type, TPMT_PUBLIC *ret)
 {
 	TPMT_PUBLIC a;
 	TPMS_ECC_PARMS *e = &a.parameters.eccDetail;
+	int r;
 
 	memset(&a, 0, sizeof(a));
 	a.type = TPM2_ALG_ECC;
@@ -91,6 +88,14 @@ static int key_template(kl_tpm_key_type type, TPMT_PUBLIC *ret)
 		e->symmetric.algorithm = TPM2_ALG_NULL;
 		e->scheme.scheme = TPM2_ALG_ECDSA;
 		e->scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+		break;
+	case KL_TPM_KEY_IAK_P256:
+	case KL_TPM_KEY_IDEVID_P256:
+		/* tpm_keys.c: the identity keys, primaries with unique =
+		 * "IAK" / "IDevID" (Device Identity spec §7.3.1). */
+		r = kl_tpm_identity_template(type, &a);
+		if (r < 0)
+			return r;
 		break;
 	case KL_TPM_KEY_STORAGE_P256:
 		a.objectAttributes |= TPMA_OBJECT_DECRYPT;
@@ -108,9 +113,14 @@ static int key_template(kl_tpm_key_type type, TPMT_PUBLIC *ret)
 	return 0;
 }
 
+int kl_tpm_key_template(kl_tpm_key_type type, TPMT_PUBLIC *ret)
+{
+	return key_template(type, ret);
+}
+
 /* Everything but `unique` is an input of Create/CreatePrimary and must come
  * back as sent; `unique` must be a P-256 point. */
-static int check_public(kl_tpm_key_type type, const TPMT_PUBLIC *want, const TPMT_PUBLIC *got)
+int kl_tpm_key_check_public(kl_tpm_key_type type, const TPMT_PUBLIC *want, const TPMT_PUBLIC *got)
 {
 	uint8_t a[sizeof(TPMT_PUBLIC)], b[sizeof(TPMT_PUBLIC)];
 	size_t alen = 0, blen = 0;
@@ -253,7 +263,7 @@ int kl_tpm_object_create(kl_tpm *t, const kl_tpm_object *parent, kl_tpm_key_type
 	h = ESYS_TR_NONE; /* transferred: kl_tpm_object_free flushes it */
 	o->pub = out_public->publicArea;
 
-	r = check_public(type, &tmpl, &o->pub);
+	r = kl_tpm_key_check_public(type, &tmpl, &o->pub);
 	if (r < 0)
 		goto out;
 	r = kl_tpm_public_name(&o->pub, &o->name);
@@ -313,7 +323,9 @@ void kl_tpm_object_free(kl_tpm_object *o)
 {
 	if (!o)
 		return;
-	if (o->tpm)
+	if (o->tpm && o->persistent)
+		(void)Esys_TR_Close(o->tpm->esys, &o->handle); /* stays in the TPM */
+	else if (o->tpm)
 		tpm_flush_quiet(o->tpm, o->handle);
 	EVP_PKEY_free(o->key);
 	free(o);

@@ -35,6 +35,12 @@ typedef enum kl_tpm_key_type {
 	/* restricted | decrypt, ECC NIST P-256, AES-128-CFB: a storage parent
 	 * for child keys (the SRK shape, TCG TPM v2.0 Provisioning Guidance). */
 	KL_TPM_KEY_STORAGE_P256,
+	/* The device identity keys of tpm_keys.h: primaries of the
+	 * endorsement hierarchy with the TCG templates' unique strings.
+	 * IAK: restricted | sign, ECDSA-SHA256; IDevID: sign (unrestricted),
+	 * ECDSA-SHA256; both ECC NIST P-256. */
+	KL_TPM_KEY_IAK_P256,
+	KL_TPM_KEY_IDEVID_P256,
 	KL_TPM_KEY__MAX
 } kl_tpm_key_type;
 

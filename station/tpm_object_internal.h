@@ -1,0 +1,38 @@
+/* Station-internal: what a kl_tpm_object is, for the files that drive TPM
+ * commands with one (tpm_cred.c creates and activates, tpm_keys.c certifies,
+ * signs and persists). tpm2-tss types stay in station/. */
+#ifndef KL_STATION_TPM_OBJECT_INTERNAL_H
+#define KL_STATION_TPM_OBJECT_INTERNAL_H
+
+#include <stdbool.h>
+
+#include <openssl/evp.h>
+#include <tss2/tss2_esys.h>
+
+#include "tpm.h"
+#include "tpm_cred.h"
+
+struct kl_tpm_object {
+	kl_tpm *tpm;
+	ESYS_TR handle;
+	kl_tpm_key_type type;
+	TPMT_PUBLIC pub; /* as the TPM returned it, checked against the template */
+	kl_tpm_name name;
+	EVP_PKEY *key;
+	/* A persistent object loaded back by kl_tpm_persistent_load: its
+	 * ESYS_TR is closed, not flushed, and it is not a transient slot. */
+	bool persistent;
+};
+
+/* The template of a key type (tpm_cred.c). Returns 0 or -KL_E_INVALID. */
+int kl_tpm_key_template(kl_tpm_key_type type, TPMT_PUBLIC *ret);
+
+/* Checks a public area the TPM returned against the template it was made
+ * from: everything but `unique` equal, `unique` a P-256 point (tpm_cred.c).
+ * Returns 0 or -KL_E_TPM. */
+int kl_tpm_key_check_public(kl_tpm_key_type type, const TPMT_PUBLIC *want, const TPMT_PUBLIC *got);
+
+/* The templates of the identity keys (tpm_keys.c). */
+int kl_tpm_identity_template(kl_tpm_key_type type, TPMT_PUBLIC *ret);
+
+#endif
