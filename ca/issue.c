@@ -268,14 +268,19 @@ int kl_ca_issue_batch(kl_ca *ca, const kl_cert_request *reqs, size_t n, kl_issue
 		kl_error_wrap("record certificates");
 		goto out;
 	}
-	/* Hand back the certificates. Nothing before this point asked OpenSSL
-	 * to cache the certificate's extensions (the linter decodes them
-	 * itself), so the objects answer as freshly parsed ones would. */
+	/* Hand back each certificate as stored, decoded afresh: the object we
+	 * built got its public key from raw parameters, and OpenSSL 3.0 only
+	 * fills the key that X509_get0_pubkey returns when it decodes DER. */
 	for (size_t i = 0; i < n; i++) {
+		const unsigned char *q = ders[i];
+
 		if (!items[i].signed_ok)
 			continue;
-		res[i].cert = items[i].x;
-		items[i].x = NULL; /* transferred */
+		res[i].cert = d2i_X509(NULL, &q, der_lens[i]);
+		if (!res[i].cert) {
+			kl_error_set_ssl(KL_E_NOMEM, "decode issued certificate %s", res[i].serial);
+			item_fail(&items[i], &res[i], -KL_E_NOMEM);
+		}
 	}
 	r = 0;
 out:

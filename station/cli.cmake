@@ -1,5 +1,5 @@
 # The keyline program.
-add_executable(keyline keyline.c cmd_ca.c cmd_audit.c cmd_demo.c cmd_devices.c home.c)
+add_executable(keyline keyline.c cmd_ca.c cmd_audit.c cmd_demo.c cmd_devices.c cmd_provision.c home.c)
 target_compile_definitions(keyline PRIVATE
   KL_VERSION="${PROJECT_VERSION}"
   KL_SRC_DATADIR="${PROJECT_SOURCE_DIR}"

@@ -11,6 +11,7 @@
 int kl_cmd_ca(const char *home_dir, int argc, char **argv);
 int kl_cmd_audit(const char *home_dir, int argc, char **argv);
 int kl_cmd_demo(const char *home_dir, int argc, char **argv);
+int kl_cmd_provision(const char *home_dir, int argc, char **argv);
 int kl_cmd_devices(const char *home_dir, int argc, char **argv);
 int kl_cmd_preregister(const char *home_dir, int argc, char **argv);
 
@@ -22,5 +23,14 @@ const char *kl_cli_data_dir(const char *name);
 /* Builds, signs and writes HOME/crl/issuing.crl (DER) and issuing.crl.pem;
  * path receives the DER file's path. */
 int kl_cli_publish_crl(kl_home *home, long days, char *path, size_t size);
+
+/* The engine's configuration from a home: its store, CA, registry, trust
+ * bundle (HOME/trust or station.trust), entropy HSM and policy
+ * ([policy] require_prereg, ek_types; [station] id). */
+struct kl_engine_config;
+struct kl_registry;
+struct kl_trust;
+int kl_engine_config_from_home(kl_home *home, struct kl_engine_config *cfg,
+                               struct kl_registry **reg, struct kl_trust **trust);
 
 #endif

@@ -106,6 +106,8 @@ int main(int argc, char **argv)
 	argv += optind;
 	if (strcmp(argv[0], "ca") == 0)
 		return kl_cmd_ca(home, argc, argv);
+	if (strcmp(argv[0], "provision") == 0)
+		return kl_cmd_provision(home, argc, argv);
 	if (strcmp(argv[0], "audit") == 0)
 		return kl_cmd_audit(home, argc, argv);
 	if (strcmp(argv[0], "preregister") == 0)

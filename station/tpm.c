@@ -570,3 +570,42 @@ int kl_tpm_stir_random(kl_tpm *t, const unsigned char *data, size_t len)
 	OPENSSL_cleanse(&in, sizeof(in));
 	return r;
 }
+
+int kl_tpm_flush_leftovers(kl_tpm *t, size_t *flushed)
+{
+	/* Transient objects, then loaded sessions (TPM 2.0 Part 2 §7.2). */
+	static const TPM2_HANDLE first[] = { TPM_TRANSIENT_FIRST, 0x02000000u, 0x03000000u };
+	size_t n = 0;
+
+	for (size_t k = 0; k < sizeof(first) / sizeof(first[0]); k++) {
+		_cleanup_(esys_freep) TPMS_CAPABILITY_DATA *cap = NULL;
+		TPMI_YES_NO more = TPM2_NO;
+		TSS2_RC rc;
+
+		TPM_CALL(t, rc,
+		         Esys_GetCapability(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+		                            TPM2_CAP_HANDLES, first[k], TPM2_MAX_CAP_HANDLES, &more,
+		                            &cap));
+		if (rc != TSS2_RC_SUCCESS)
+			return kl_tpm_rc_error(rc, "Esys_GetCapability(handles 0x%08x)", first[k]);
+		for (uint32_t i = 0; i < cap->data.handles.count && i < TPM2_MAX_CAP_HANDLES; i++) {
+			TPM2_HANDLE h = cap->data.handles.handle[i];
+			ESYS_TR tr = ESYS_TR_NONE;
+
+			if ((h >> TPM2_HR_SHIFT) != (first[k] >> TPM2_HR_SHIFT))
+				continue;
+			TPM_CALL(t, rc,
+			         Esys_TR_FromTPMPublic(t->esys, h, ESYS_TR_NONE, ESYS_TR_NONE,
+			                               ESYS_TR_NONE, &tr));
+			if (rc != TSS2_RC_SUCCESS)
+				continue; /* gone meanwhile */
+			TPM_CALL(t, rc, Esys_FlushContext(t->esys, tr));
+			if (rc != TSS2_RC_SUCCESS)
+				return kl_tpm_rc_error(rc, "Esys_FlushContext(0x%08x)", h);
+			n++;
+		}
+	}
+	if (flushed)
+		*flushed = n;
+	return 0;
+}

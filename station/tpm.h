@@ -120,6 +120,12 @@ int kl_tpm_ek_public(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret);
  * credential to). ret_name may be NULL. */
 int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key, kl_tpm_name *ret_name);
 
+/* Flushes every transient object and loaded session in the TPM, whoever
+ * left them: a DUT driven directly (no resource manager) keeps what a
+ * killed run loaded until it is power-cycled. The station is the DUT's only
+ * user during provisioning. *flushed (may be NULL) receives the count. */
+int kl_tpm_flush_leftovers(kl_tpm *t, size_t *flushed);
+
 /* Mixes data into the TPM's RNG state (TPM2_StirRandom, in chunks of 128
  * bytes): the factory entropy of UC007-1 step 3, from the HSM's RNG. */
 int kl_tpm_stir_random(kl_tpm *t, const unsigned char *data, size_t len);

@@ -198,6 +198,9 @@ static void test_issue_idevid(void **state)
 	if (kl_ca_issue(e->ca, &req, &x, serial) < 0)
 		fail_msg("issue: %s", kl_error_detail());
 	assert_int_equal(verify(e, x, NULL), 0);
+	/* The returned object works like a parsed one. */
+	assert_non_null(X509_get0_pubkey(x));
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(x), dev), 1);
 
 	/* Contents an 802.1AR / TCG verifier looks for. */
 	assert_true(X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_serialNumber, sn,

@@ -1,0 +1,193 @@
+/* keyline provision: one DUT on one bench, through the provisioning engine
+ * in this process (the daemon runs the same engine per slot). */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "engine.h"
+#include "home.h"
+#include "hsm.h"
+#include "kl_error.h"
+#include "registry.h"
+#include "trust.h"
+
+static const char provision_usage[] =
+    "usage: keyline [--home DIR] provision --link TCTI --serial S [OPTIONS]\n"
+    "\n"
+    "Takes a device under test in factory-new mode through the whole flow: TPM discovery,\n"
+    "EK certificate chain and EK match, registry gates, factory entropy, IAK and IDevID\n"
+    "created in the TPM, credential activation, TPM2_Certify, proof of possession,\n"
+    "certificates from the CA, keys persisted and certificates written to locked NV, and\n"
+    "one registry commit with the evidence.\n"
+    "\n"
+    "options:\n"
+    "  --link TCTI      the DUT's TPM: swtpm:host=127.0.0.1,port=P or device:/dev/tpmrm0\n"
+    "  --serial S       the device serial\n"
+    "  --tenant T       the tenant (default: the serial's pre-registration)\n"
+    "  --ek TYPE        the EK that proves the TPM: rsa2048, p256 (default), p384\n"
+    "  --json           the result as one JSON object on stdout\n"
+    "\n"
+    "exit status: 0 provisioned (or already was), 1 refused or failed, 2 usage error\n";
+
+struct progress {
+	bool tty;
+	bool quiet;
+};
+
+static void show(void *ctx, kl_step step, bool done, double ms)
+{
+	struct progress *p = ctx;
+
+	if (p->quiet)
+		return;
+	if (!done) {
+		fprintf(stderr, "  [%2d/%d] %-20s", (int)step + 1, KL_STEP__MAX,
+		        kl_step_name(step));
+		fflush(stderr);
+		return;
+	}
+	fprintf(stderr, "%8.1f ms\n", ms);
+}
+
+int kl_engine_config_from_home(kl_home *home, kl_engine_config *cfg, kl_registry **reg,
+                               kl_trust **trust)
+{
+	char p[PATH_MAX];
+	const char *types;
+	kl_store *store;
+	kl_ca *ca;
+	bool prereg;
+	int r;
+
+	if ((r = kl_home_store(home, &store)) < 0 ||
+	    (r = kl_home_ca(home, kl_home_actor(), &ca)) < 0 ||
+	    (r = kl_registry_open(store, reg)) < 0)
+		return r;
+	kl_home_path(home, "trust", p, sizeof(p));
+	r = kl_trust_load(kl_config_get(home->conf, "station.trust", p), trust);
+	if (r < 0)
+		return kl_error_wrap("the station's trust bundle of TPM vendors");
+	if ((r = kl_config_bool(home->conf, "policy.require_prereg", true, &prereg)) < 0)
+		return r;
+	*cfg = (kl_engine_config){
+		.store = store,
+		.reg = *reg,
+		.ca = ca,
+		.trust = *trust,
+		.entropy = home->hsm,
+		.require_prereg = prereg,
+		.station_id = kl_config_get(home->conf, "station.id", "station"),
+	};
+	types = kl_config_get(home->conf, "policy.ek_types", "rsa2048,p256,p384");
+	for (int t = 0; t < KL_EK__MAX; t++)
+		if (strstr(types, kl_ek_type_name((kl_ek_type)t)))
+			cfg->ek_types |= 1u << t;
+	return 0;
+}
+
+int kl_cmd_provision(const char *home_dir, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "link", required_argument, NULL, 'l' },
+		{ "serial", required_argument, NULL, 's' },
+		{ "tenant", required_argument, NULL, 't' },
+		{ "ek", required_argument, NULL, 'e' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	kl_job job = { .ek_type = KL_EK_P256, .actor = kl_home_actor() };
+	struct progress prog = { .tty = isatty(STDERR_FILENO) };
+	kl_engine_config cfg;
+	kl_registry *reg = NULL;
+	kl_trust *trust = NULL;
+	kl_home *home = NULL;
+	kl_job_result res;
+	bool json = false;
+	int c, rc = 1;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			job.tcti = optarg;
+			break;
+		case 's':
+			job.serial = optarg;
+			break;
+		case 't':
+			job.tenant = optarg;
+			break;
+		case 'e':
+			if (kl_ek_type_from_name(optarg, &job.ek_type) < 0) {
+				fprintf(stderr,
+				        "keyline provision: --ek must be rsa2048, p256 or p384\n");
+				return 2;
+			}
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			fputs(provision_usage, stdout);
+			return 0;
+		default:
+			fputs(provision_usage, stderr);
+			return 2;
+		}
+	}
+	if (!job.tcti || !job.serial || optind < argc) {
+		fprintf(stderr, "keyline provision: %s\n(see 'keyline provision --help')\n",
+		        optind < argc ? "unexpected argument" : "--link and --serial are required");
+		return 2;
+	}
+	prog.quiet = json;
+	job.progress = show;
+	job.progress_ctx = &prog;
+
+	if (kl_home_open(home_dir, &home) < 0 ||
+	    kl_engine_config_from_home(home, &cfg, &reg, &trust) < 0) {
+		fprintf(stderr, "keyline provision: %s\n", kl_error_detail());
+		goto out;
+	}
+	if (!json)
+		fprintf(stderr, "Provisioning %s on %s (EK %s)\n", job.serial, job.tcti,
+		        kl_ek_type_name(job.ek_type));
+	if (kl_engine_provision(&cfg, &job, &res) < 0) {
+		fprintf(stderr, "keyline provision: %s\n", kl_error_detail());
+		goto out;
+	}
+	if (res.rc < 0 && !json && res.failed_step < KL_STEP__MAX)
+		fprintf(stderr, "  FAILED\n");
+	if (json) {
+		printf("{\"serial\":\"%s\",\"ok\":%s,\"already_provisioned\":%s,\"resumed\":%s,"
+		       "\"reason\":\"%s\",\"step\":\"%s\",\"iak_serial\":\"%s\",\"idevid_serial\":"
+		       "\"%s\","
+		       "\"total_ms\":%.1f}\n",
+		       job.serial, res.rc == 0 ? "true" : "false",
+		       res.already_provisioned ? "true" : "false", res.resumed ? "true" : "false",
+		       res.rc == 0 ? "" : res.reason,
+		       res.rc == 0 ? "" : kl_step_name(res.failed_step), res.iak_serial,
+		       res.idevid_serial, res.total_ms);
+	} else if (res.rc == 0 && res.already_provisioned) {
+		printf("ALREADY PROVISIONED %s: nothing issued (%.0f ms)\n", job.serial,
+		       res.total_ms);
+	} else if (res.rc == 0) {
+		printf("PROVISIONED %s: IDevID %s, IAK %s%s (%.0f ms)\n", job.serial,
+		       res.idevid_serial, res.iak_serial, res.resumed ? ", resumed" : "",
+		       res.total_ms);
+	} else {
+		printf("REFUSED %s at %s [%s]: %s\n", job.serial, kl_step_name(res.failed_step),
+		       res.reason, res.message);
+	}
+	rc = res.rc == 0 ? 0 : 1;
+out:
+	kl_registry_free(reg);
+	kl_trust_free(trust);
+	kl_home_free(home);
+	return rc;
+}

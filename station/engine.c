@@ -1,0 +1,675 @@
+/* The provisioning engine. See engine.h and docs/provisioning.md. */
+#include "engine.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "attest.h"
+#include "credential.h"
+#include "hsm.h"
+#include "kl_error.h"
+#include "kl_failpoint.h"
+#include "tpm_cred.h"
+#include "tpm_keys.h"
+
+/* What the IDevID signs to prove possession (UC007-1 step 6): a fixed label,
+ * the device serial and a fresh station nonce, so the signature can serve no
+ * other purpose. */
+#define POP_LABEL "KEYLINE-POP-V1"
+
+static const char *const step_names[KL_STEP__MAX] = {
+	[KL_STEP_DISCOVER] = "discover", [KL_STEP_FACTORY_NEW] = "factory_new",
+	[KL_STEP_EK_CERT] = "ek_cert",   [KL_STEP_EK_MATCH] = "ek_match",
+	[KL_STEP_GATES] = "gates",       [KL_STEP_ENTROPY] = "entropy",
+	[KL_STEP_KEYS] = "keys",         [KL_STEP_ACTIVATE] = "activate",
+	[KL_STEP_CERTIFY] = "certify",   [KL_STEP_POP] = "proof_of_possession",
+	[KL_STEP_ISSUE] = "issue",       [KL_STEP_ENGRAVE] = "engrave",
+	[KL_STEP_COMMIT] = "commit",
+};
+
+const char *kl_step_name(kl_step s)
+{
+	return (unsigned)s < KL_STEP__MAX ? step_names[s] : "unknown";
+}
+
+/* One run's state. */
+struct run {
+	const kl_engine_config *cfg;
+	const kl_job *job;
+	kl_job_result *res;
+	kl_tpm *tpm;
+	kl_tpm_info info;
+	kl_ek_report ek;
+	EVP_PKEY *ek_pub;
+	kl_tpm_object *iak, *idevid;
+	EVP_PKEY *iak_pub, *idevid_pub;
+	X509 *iak_cert, *idevid_cert;
+	bool had_identity; /* step 2: persistent keys or certificate indices */
+	kl_step step;
+	double t0;
+	json_object *evidence;
+};
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void step_begin(struct run *r, kl_step s)
+{
+	r->step = s;
+	r->t0 = now_ms();
+	if (r->job->progress)
+		r->job->progress(r->job->progress_ctx, s, false, 0);
+}
+
+static void step_end(struct run *r)
+{
+	double ms = now_ms() - r->t0;
+
+	r->res->step_ms[r->step] = ms;
+	if (r->job->progress)
+		r->job->progress(r->job->progress_ctx, r->step, true, ms);
+	kl_failpoint(kl_step_name(r->step));
+}
+
+/* Records a refusal or failure of the current step; returns -1 so steps can
+ * `return refuse(...)`. */
+static int refuse(struct run *r, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(struct run *r, const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->res->rc = -KL_E_PERM;
+	r->res->failed_step = r->step;
+	r->res->step_ms[r->step] = now_ms() - r->t0;
+	snprintf(r->res->reason, sizeof(r->res->reason), "%s", reason);
+	va_start(ap, fmt);
+	vsnprintf(r->res->message, sizeof(r->res->message), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* A step failed for a technical reason (TPM, HSM, database): the detail of
+ * the last error goes to the operator. */
+static int failed(struct run *r, const char *reason, int rc)
+{
+	refuse(r, reason, "%s failed: %s", kl_step_name(r->step), kl_error_detail());
+	r->res->rc = rc < 0 ? rc : -KL_E_INVALID;
+	return -1;
+}
+
+static void hex(const unsigned char *p, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
+static void ev_hex(json_object *o, const char *key, const unsigned char *p, size_t n)
+{
+	char *h = malloc(2 * n + 1);
+
+	if (!h)
+		return;
+	h[0] = '\0';
+	hex(p, n, h);
+	json_object_object_add(o, key, json_object_new_string(h));
+	free(h);
+}
+
+static int discover(struct run *r)
+{
+	step_begin(r, KL_STEP_DISCOVER);
+	if (kl_tpm_open(r->job->tcti, &r->tpm) < 0)
+		return failed(r, "link_failed", -(int)kl_error_code());
+	if (kl_tpm_get_info(r->tpm, &r->info) < 0)
+		return failed(r, "tpm_error", -(int)kl_error_code());
+	/* A killed earlier run may have left objects in the DUT's few slots. */
+	size_t leftovers = 0;
+	if (kl_tpm_flush_leftovers(r->tpm, &leftovers) < 0)
+		return failed(r, "tpm_error", -(int)kl_error_code());
+	if (!(r->cfg->ek_types & (1u << r->job->ek_type)))
+		return refuse(r, "ek_type_not_allowed",
+		              "EK type %s is not allowed by the station policy",
+		              kl_ek_type_name(r->job->ek_type));
+	json_object *tpm = json_object_new_object();
+	char fw[32];
+	json_object_object_add(tpm, "manufacturer",
+	                       json_object_new_string(r->info.manufacturer_str));
+	json_object_object_add(tpm, "vendor", json_object_new_string(r->info.vendor));
+	snprintf(fw, sizeof(fw), "%08x.%08x", r->info.firmware_version_1,
+	         r->info.firmware_version_2);
+	json_object_object_add(tpm, "firmware", json_object_new_string(fw));
+	json_object_object_add(r->evidence, "tpm", tpm);
+	step_end(r);
+	return 0;
+}
+
+static int factory_new(struct run *r)
+{
+	static const uint32_t handles[] = { KL_TPM_HANDLE_IAK, KL_TPM_HANDLE_IDEVID };
+	static const uint32_t indices[] = { KL_TPM_NV_IAK_CERT, KL_TPM_NV_IDEVID_CERT };
+	unsigned char *data = NULL;
+	size_t len;
+	bool exists;
+
+	step_begin(r, KL_STEP_FACTORY_NEW);
+	for (size_t i = 0; i < 2; i++) {
+		if (kl_tpm_persistent_exists(r->tpm, handles[i], &exists) < 0)
+			return failed(r, "tpm_error", -(int)kl_error_code());
+		r->had_identity |= exists;
+		int rc = kl_tpm_nv_read(r->tpm, indices[i], &data, &len);
+		free(data);
+		data = NULL;
+		if (rc == 0 || rc == -KL_E_STATE)
+			r->had_identity = true;
+		else if (rc != -KL_E_NOTFOUND)
+			return failed(r, "tpm_error", rc);
+	}
+	/* Whether that is a resume, a device provisioned before, or a TPM that
+	 * is not factory-new is decided with the registry in step 5. */
+	step_end(r);
+	return 0;
+}
+
+static int ek_steps(struct run *r)
+{
+	char h[65];
+
+	step_begin(r, KL_STEP_EK_CERT);
+	if (kl_ek_check_cert(r->tpm, r->cfg->trust, r->job->ek_type, &r->ek) < 0)
+		return failed(r, "tpm_error", -(int)kl_error_code());
+	if (r->ek.verdict != KL_EK_OK)
+		return refuse(r, kl_ek_verdict_name(r->ek.verdict), "%s", r->ek.reason);
+	step_end(r);
+
+	step_begin(r, KL_STEP_EK_MATCH);
+	if (kl_ek_check_match(r->tpm, &r->ek, &r->ek_pub) < 0)
+		return failed(r, "tpm_error", -(int)kl_error_code());
+	if (r->ek.verdict != KL_EK_OK)
+		return refuse(r, kl_ek_verdict_name(r->ek.verdict), "%s", r->ek.reason);
+	json_object *ek = json_object_new_object();
+	json_object_object_add(ek, "type",
+	                       json_object_new_string(kl_ek_type_name(r->job->ek_type)));
+	hex(r->ek.ek_sha256, 32, h);
+	json_object_object_add(ek, "sha256", json_object_new_string(h));
+	json_object_object_add(ek, "issuer", json_object_new_string(r->ek.issuer));
+	json_object_object_add(ek, "manufacturer", json_object_new_string(r->ek.manufacturer));
+	ev_hex(ek, "certificate", r->ek.cert_der, r->ek.cert_len);
+	json_object_object_add(r->evidence, "ek", ek);
+	step_end(r);
+	return 0;
+}
+
+/* Leftovers of an interrupted run on the DUT go, so that the run starts
+ * clean; certificates issued for it but never engraved are revoked
+ * (superseded) so that one valid set remains. */
+static int revoke_unfinished(void *ctx, const kl_registry_cert *c)
+{
+	struct run *r = ctx;
+
+	if (strcmp(c->state, "issued") == 0 && !c->revoked)
+		return kl_ca_revoke(r->cfg->ca, c->serial, 4 /* superseded */, r->job->actor);
+	return 0;
+}
+
+static int clean_dut(struct run *r)
+{
+	const uint32_t handles[] = { KL_TPM_HANDLE_IAK, KL_TPM_HANDLE_IDEVID };
+	bool exists;
+
+	for (size_t i = 0; i < 2; i++) {
+		if (kl_tpm_persistent_exists(r->tpm, handles[i], &exists) < 0)
+			return -1;
+		if (exists && kl_tpm_persistent_evict(r->tpm, handles[i]) < 0)
+			return -1;
+	}
+	const uint32_t idx[] = { KL_TPM_NV_IAK_CERT, KL_TPM_NV_IDEVID_CERT };
+	for (size_t i = 0; i < 2; i++) {
+		int rc = kl_tpm_nv_undefine(r->tpm, idx[i]);
+
+		if (rc < 0 && rc != -KL_E_NOTFOUND)
+			return -1;
+	}
+	return 0;
+}
+
+static int gates(struct run *r)
+{
+	kl_gate_result g;
+	int rc;
+
+	step_begin(r, KL_STEP_GATES);
+	rc = kl_registry_gate(r->cfg->reg, r->job->serial, r->job->tenant, r->ek.ek_sha256,
+	                      r->cfg->require_prereg, &g);
+	if (rc == -KL_E_INVALID && !r->job->tenant)
+		/* No tenant given and none from a pre-registration. */
+		return refuse(r, "not_preregistered", "%s", kl_error_detail());
+	if (rc < 0)
+		return failed(r, "registry_error", rc);
+	if (g.verdict == KL_GATE_ALREADY_PROVISIONED && r->had_identity) {
+		/* Idempotent: the same DUT again. Nothing is issued twice. */
+		r->res->already_provisioned = true;
+		step_end(r);
+		return 1;
+	}
+	if (g.verdict != KL_GATE_OK)
+		return refuse(r, g.reason, "%s", g.message);
+	if (r->had_identity && !g.resume)
+		return refuse(
+		    r, "not_factory_new",
+		    "the TPM already holds Keyline identity keys or certificates but the "
+		    "registry has no provisioning in progress for %s: refused, nothing is "
+		    "issued twice",
+		    r->job->serial);
+	rc = kl_registry_device_begin(r->cfg->reg, r->job->serial, g.tenant[0] ? g.tenant : NULL,
+	                              r->ek.ek_sha256, r->job->actor);
+	if (rc < 0)
+		return failed(r, "registry_error", rc);
+	if (rc == 1 || g.resume) {
+		r->res->resumed = true;
+		if (kl_registry_device_certs(r->cfg->reg, r->job->serial, revoke_unfinished, r) < 0)
+			return failed(r, "ca_error", -(int)kl_error_code());
+		if (clean_dut(r) < 0)
+			return failed(r, "tpm_error", -(int)kl_error_code());
+	}
+	step_end(r);
+	return 0;
+}
+
+static int entropy(struct run *r)
+{
+	unsigned char seed[64];
+	int rc;
+
+	step_begin(r, KL_STEP_ENTROPY);
+	if (!r->cfg->entropy)
+		return refuse(r, "no_entropy_source", "no HSM is configured to seed the TPM");
+	rc = kl_hsm_random(r->cfg->entropy, seed, sizeof(seed));
+	if (rc == 0)
+		rc = kl_tpm_stir_random(r->tpm, seed, sizeof(seed));
+	OPENSSL_cleanse(seed, sizeof(seed));
+	if (rc < 0)
+		return failed(r, "entropy_failed", rc);
+	json_object_object_add(r->evidence, "entropy_bytes", json_object_new_int(64));
+	step_end(r);
+	return 0;
+}
+
+static int keys(struct run *r)
+{
+	step_begin(r, KL_STEP_KEYS);
+	if (kl_tpm_object_create(r->tpm, NULL, KL_TPM_KEY_IAK_P256, &r->iak) < 0 ||
+	    kl_tpm_object_create(r->tpm, NULL, KL_TPM_KEY_IDEVID_P256, &r->idevid) < 0 ||
+	    kl_tpm_object_public(r->iak, &r->iak_pub) < 0 ||
+	    kl_tpm_object_public(r->idevid, &r->idevid_pub) < 0)
+		return failed(r, "key_creation_failed", -(int)kl_error_code());
+	step_end(r);
+	return 0;
+}
+
+static int activate(struct run *r)
+{
+	unsigned char nonce[32];
+	kl_credential *cred = NULL;
+	kl_secret *back = NULL;
+	kl_tpm_name name;
+	int rc;
+
+	step_begin(r, KL_STEP_ACTIVATE);
+	RAND_bytes(nonce, sizeof(nonce));
+	kl_tpm_object_name(r->iak, &name);
+	rc = kl_make_credential(r->ek_pub, r->job->ek_type, nonce, sizeof(nonce), &name, &cred);
+	if (rc < 0)
+		return failed(r, "activation_failed", rc);
+	rc = kl_tpm_activate_credential(r->tpm, r->job->ek_type, r->iak, cred, &back);
+	kl_credential_free(cred);
+	if (rc < 0) {
+		OPENSSL_cleanse(nonce, sizeof(nonce));
+		return refuse(
+		    r, "activation_failed",
+		    "the TPM could not activate a credential for its attestation key: the "
+		    "key is not in the TPM that owns this EK (%s)",
+		    kl_error_detail());
+	}
+	bool same =
+	    back->len == sizeof(nonce) && CRYPTO_memcmp(back->data, nonce, sizeof(nonce)) == 0;
+	kl_secret_free(back);
+	OPENSSL_cleanse(nonce, sizeof(nonce));
+	if (!same)
+		return refuse(r, "activation_failed",
+		              "the TPM answered the credential challenge with the wrong secret");
+	json_object_object_add(r->evidence, "activation", json_object_new_string("ok"));
+	step_end(r);
+	return 0;
+}
+
+static int certify(struct run *r)
+{
+	unsigned char nonce[32], *attest = NULL, *sig = NULL, *area = NULL;
+	size_t attest_len = 0, sig_len = 0, area_len = 0;
+	kl_tpm_name iak_name, idevid_name;
+	kl_attest_report rep;
+	int rc;
+
+	step_begin(r, KL_STEP_CERTIFY);
+	RAND_bytes(nonce, sizeof(nonce));
+	kl_tpm_object_name(r->iak, &iak_name);
+	kl_tpm_object_name(r->idevid, &idevid_name);
+	rc = kl_tpm_certify(r->tpm, r->idevid, r->iak, nonce, sizeof(nonce), &attest, &attest_len,
+	                    &sig, &sig_len);
+	if (rc < 0)
+		return failed(r, "certify_failed", rc);
+	rc = kl_attest_verify_certify(attest, attest_len, sig, sig_len, r->iak_pub, &iak_name,
+	                              &idevid_name, nonce, sizeof(nonce), &rep);
+	if (rc == -KL_E_CRYPTO) {
+		free(attest);
+		free(sig);
+		return refuse(r, kl_attest_verdict_name(rep.verdict),
+		              "TPM2_Certify does not prove the identity key is in this TPM: %s",
+		              kl_error_detail());
+	}
+	/* Every attribute bit of both keys, as the TPM reports them. */
+	const struct {
+		kl_tpm_object *key;
+		kl_attest_key_kind kind;
+	} keys[2] = { { r->iak, KL_ATTEST_KEY_IAK }, { r->idevid, KL_ATTEST_KEY_IDEVID } };
+	for (size_t i = 0; rc == 0 && i < 2; i++) {
+		kl_attest_verdict v = KL_ATTEST_OK;
+
+		rc = kl_tpm_object_public_area(keys[i].key, &area, &area_len);
+		if (rc == 0)
+			rc = kl_attest_check_public(area, area_len, keys[i].kind, &v);
+		free(area);
+		area = NULL;
+		if (rc == -KL_E_CRYPTO) {
+			free(attest);
+			free(sig);
+			return refuse(r, kl_attest_verdict_name(v),
+			              "the %s is not the key it must be: %s",
+			              i == 0 ? "IAK" : "IDevID", kl_error_detail());
+		}
+	}
+	if (rc < 0) {
+		free(attest);
+		free(sig);
+		return failed(r, "certify_failed", rc);
+	}
+	json_object *c = json_object_new_object();
+	ev_hex(c, "nonce", nonce, sizeof(nonce));
+	ev_hex(c, "attest", attest, attest_len);
+	ev_hex(c, "signature", sig, sig_len);
+	json_object_object_add(r->evidence, "certify", c);
+	free(attest);
+	free(sig);
+	step_end(r);
+	return 0;
+}
+
+/* SHA-256(POP_LABEL || 0 || serial || 0 || nonce) */
+static void pop_digest(const char *serial, const unsigned char *nonce, size_t n,
+                       unsigned char out[32])
+{
+	EVP_MD_CTX *m = EVP_MD_CTX_new();
+
+	EVP_DigestInit_ex(m, EVP_sha256(), NULL);
+	EVP_DigestUpdate(m, POP_LABEL, sizeof(POP_LABEL));
+	EVP_DigestUpdate(m, serial, strlen(serial) + 1);
+	EVP_DigestUpdate(m, nonce, n);
+	EVP_DigestFinal_ex(m, out, NULL);
+	EVP_MD_CTX_free(m);
+}
+
+/* The key signs a fresh nonce; the signature must verify with pub. */
+static int prove(struct run *r, kl_tpm_object *key, EVP_PKEY *pub, json_object *ev)
+{
+	unsigned char nonce[32], digest[32], *sig = NULL;
+	size_t sig_len = 0;
+	EVP_PKEY_CTX *v;
+	int ok, rc;
+
+	RAND_bytes(nonce, sizeof(nonce));
+	pop_digest(r->job->serial, nonce, sizeof(nonce), digest);
+	rc = kl_tpm_sign(r->tpm, key, digest, sizeof(digest), &sig, &sig_len);
+	if (rc < 0)
+		return rc;
+	v = EVP_PKEY_CTX_new(pub, NULL);
+	ok = v && EVP_PKEY_verify_init(v) > 0 && EVP_PKEY_verify(v, sig, sig_len, digest, 32) == 1;
+	EVP_PKEY_CTX_free(v);
+	if (ev) {
+		ev_hex(ev, "nonce", nonce, sizeof(nonce));
+		ev_hex(ev, "signature", sig, sig_len);
+	}
+	free(sig);
+	return ok ? 0 : kl_error_set(KL_E_CRYPTO, "the signature does not verify");
+}
+
+static int pop(struct run *r)
+{
+	json_object *p = json_object_new_object();
+
+	step_begin(r, KL_STEP_POP);
+	json_object_object_add(r->evidence, "proof_of_possession", p);
+	if (prove(r, r->idevid, r->idevid_pub, p) < 0)
+		return refuse(r, "pop_failed", "the identity key's proof of possession failed: %s",
+		              kl_error_detail());
+	step_end(r);
+	return 0;
+}
+
+static int issue(struct run *r)
+{
+	kl_issue_result res[2];
+	kl_cert_request reqs[2] = {
+		{ .profile = r->cfg->iak_profile ? r->cfg->iak_profile : "iak",
+		  .pubkey = r->iak_pub,
+		  .serial_number = r->job->serial,
+		  .actor = r->job->actor },
+		{ .profile = r->cfg->idevid_profile ? r->cfg->idevid_profile : "idevid",
+		  .pubkey = r->idevid_pub,
+		  .serial_number = r->job->serial,
+		  .actor = r->job->actor },
+	};
+
+	step_begin(r, KL_STEP_ISSUE);
+	if (kl_ca_issue_batch(r->cfg->ca, reqs, 2, res) < 0 || res[0].rc < 0 || res[1].rc < 0) {
+		const char *why = res[0].rc < 0 ? res[0].error : res[1].error;
+
+		X509_free(res[0].cert);
+		X509_free(res[1].cert);
+		return refuse(r, "issue_failed", "the CA did not issue: %s",
+		              why[0] ? why : kl_error_detail());
+	}
+	r->iak_cert = res[0].cert;
+	r->idevid_cert = res[1].cert;
+	snprintf(r->res->iak_serial, sizeof(r->res->iak_serial), "%s", res[0].serial);
+	snprintf(r->res->idevid_serial, sizeof(r->res->idevid_serial), "%s", res[1].serial);
+	json_object *c = json_object_new_object();
+	json_object_object_add(c, "iak", json_object_new_string(res[0].serial));
+	json_object_object_add(c, "idevid", json_object_new_string(res[1].serial));
+	json_object_object_add(r->evidence, "certificates", c);
+	step_end(r);
+	return 0;
+}
+
+static int engrave(struct run *r)
+{
+	unsigned char *der = NULL, *back = NULL;
+	size_t back_len = 0;
+	int len, rc = 0;
+	struct {
+		kl_tpm_object *key;
+		uint32_t handle, index;
+		X509 *cert;
+	} items[2] = {
+		{ r->iak, KL_TPM_HANDLE_IAK, KL_TPM_NV_IAK_CERT, r->iak_cert },
+		{ r->idevid, KL_TPM_HANDLE_IDEVID, KL_TPM_NV_IDEVID_CERT, r->idevid_cert },
+	};
+
+	step_begin(r, KL_STEP_ENGRAVE);
+	for (size_t i = 0; i < 2 && rc == 0; i++) {
+		len = i2d_X509(items[i].cert, &der);
+		if (len <= 0)
+			return failed(r, "engrave_failed", -KL_E_CRYPTO);
+		rc = kl_tpm_object_persist(r->tpm, items[i].key, items[i].handle);
+		if (rc == 0)
+			rc = kl_tpm_nv_write_cert(r->tpm, items[i].index, der, (size_t)len);
+		/* Read back what the DUT holds now. */
+		if (rc == 0)
+			rc = kl_tpm_nv_read(r->tpm, items[i].index, &back, &back_len);
+		if (rc == 0 && (back_len != (size_t)len || memcmp(back, der, back_len) != 0))
+			rc = kl_error_set(KL_E_TPM,
+			                  "the certificate read back from NV 0x%08x differs",
+			                  items[i].index);
+		free(back);
+		back = NULL;
+		OPENSSL_free(der);
+		der = NULL;
+	}
+	if (rc < 0)
+		return failed(r, "engrave_failed", rc);
+
+	/* A fresh signature by the persisted IDevID verifies with the public
+	 * key of the certificate that now stands in its NV index. */
+	kl_tpm_object *persisted = NULL;
+	rc = kl_tpm_persistent_load(r->tpm, KL_TPM_HANDLE_IDEVID, KL_TPM_KEY_IDEVID_P256,
+	                            &persisted);
+	if (rc == 0)
+		rc = prove(r, persisted, X509_get0_pubkey(r->idevid_cert), NULL);
+	kl_tpm_object_free(persisted);
+	if (rc < 0)
+		return failed(r, "engrave_failed", rc);
+	json_object *h = json_object_new_object();
+	char v[16];
+	snprintf(v, sizeof(v), "0x%08x", KL_TPM_HANDLE_IAK);
+	json_object_object_add(h, "iak", json_object_new_string(v));
+	snprintf(v, sizeof(v), "0x%08x", KL_TPM_HANDLE_IDEVID);
+	json_object_object_add(h, "idevid", json_object_new_string(v));
+	snprintf(v, sizeof(v), "0x%08x", KL_TPM_NV_IAK_CERT);
+	json_object_object_add(h, "iak_cert_nv", json_object_new_string(v));
+	snprintf(v, sizeof(v), "0x%08x", KL_TPM_NV_IDEVID_CERT);
+	json_object_object_add(h, "idevid_cert_nv", json_object_new_string(v));
+	json_object_object_add(r->evidence, "handles", h);
+	step_end(r);
+	return 0;
+}
+
+static int commit(struct run *r)
+{
+	json_object *t = json_object_new_object();
+	int rc;
+
+	step_begin(r, KL_STEP_COMMIT);
+	for (int s = 0; s < KL_STEP_COMMIT; s++)
+		json_object_object_add(t, kl_step_name((kl_step)s),
+		                       json_object_new_double(r->res->step_ms[s]));
+	json_object_object_add(r->evidence, "timings_ms", t);
+	json_object_object_add(
+	    r->evidence, "station",
+	    json_object_new_string(r->cfg->station_id ? r->cfg->station_id : ""));
+	json_object_object_add(r->evidence, "operator", json_object_new_string(r->job->actor));
+	json_object_object_add(r->evidence, "trust_bundle",
+	                       json_object_new_string(kl_trust_version(r->cfg->trust)));
+	rc = kl_registry_device_commit(
+	    r->cfg->reg, r->job->serial,
+	    json_object_to_json_string_ext(r->evidence, JSON_C_TO_STRING_PLAIN), r->job->actor);
+	if (rc < 0)
+		return failed(r, "registry_error", rc);
+	step_end(r);
+	return 0;
+}
+
+/* A refusal after the device was begun gives the serial back (aborted
+ * provisioning, EK released) and leaves the audit entry of why. */
+static void record_refusal(struct run *r)
+{
+	char detail[900], msg[600];
+	size_t n = 0;
+
+	/* JSON-escape the operator sentence. */
+	for (const char *p = r->res->message; *p && n + 7 < sizeof(msg); p++) {
+		if (*p == '"' || *p == '\\')
+			msg[n++] = '\\';
+		if ((unsigned char)*p < 0x20)
+			continue;
+		msg[n++] = *p;
+	}
+	msg[n] = '\0';
+	snprintf(detail, sizeof(detail),
+	         "{\"serial\":\"%s\",\"step\":\"%s\",\"reason\":\"%s\",\"message\":\"%s\"}",
+	         r->job->serial, kl_step_name(r->res->failed_step), r->res->reason, msg);
+	kl_store_audit(r->cfg->store, r->job->actor, "station.provision.refused", detail);
+	if (r->res->failed_step > KL_STEP_GATES) {
+		kl_registry_device_set_state(r->cfg->reg, r->job->serial, KL_DEVICE_PREREGISTERED,
+		                             r->res->reason, r->job->actor);
+		if (r->tpm)
+			clean_dut(r);
+	}
+}
+
+int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job, kl_job_result *res)
+{
+	struct run r = { .cfg = cfg, .job = job, .res = res };
+	double start = now_ms();
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	if (!job->serial || !job->tcti || !job->actor)
+		return kl_error_set(KL_E_INVALID, "provision: serial, link and actor are required");
+	r.evidence = json_object_new_object();
+	if (!r.evidence)
+		return kl_error_set(KL_E_NOMEM, "provision: out of memory");
+	json_object_object_add(r.evidence, "serial", json_object_new_string(job->serial));
+
+	rc = discover(&r);
+	if (rc == 0)
+		rc = factory_new(&r);
+	if (rc == 0)
+		rc = ek_steps(&r);
+	if (rc == 0)
+		rc = gates(&r);
+	if (rc == 0)
+		rc = entropy(&r);
+	if (rc == 0)
+		rc = keys(&r);
+	if (rc == 0)
+		rc = activate(&r);
+	if (rc == 0)
+		rc = certify(&r);
+	if (rc == 0)
+		rc = pop(&r);
+	if (rc == 0)
+		rc = issue(&r);
+	if (rc == 0)
+		rc = engrave(&r);
+	if (rc == 0)
+		rc = commit(&r);
+	if (rc < 0)
+		record_refusal(&r);
+
+	res->total_ms = now_ms() - start;
+	json_object_put(r.evidence);
+	kl_tpm_object_free(r.iak);
+	kl_tpm_object_free(r.idevid);
+	EVP_PKEY_free(r.iak_pub);
+	EVP_PKEY_free(r.idevid_pub);
+	EVP_PKEY_free(r.ek_pub);
+	X509_free(r.iak_cert);
+	X509_free(r.idevid_cert);
+	kl_ek_report_clear(&r.ek);
+	kl_tpm_free(r.tpm);
+	return 0;
+}

@@ -1,0 +1,463 @@
+/* The provisioning engine end to end on swtpm DUTs, a SoftHSM CA and a real
+ * registry, judged from the outside with tpm2-tools and openssl. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "ca.h"
+#include "ceremony.h"
+#include "engine.h"
+#include "floor.h"
+#include "hsm.h"
+#include "kl_error.h"
+#include "mitm.h"
+#include "registry.h"
+#include "store.h"
+#include "tpm.h"
+#include "trust.h"
+
+#ifndef KL_PROFILES_DIR
+#error "KL_PROFILES_DIR must be defined by the build"
+#endif
+
+enum { N_GOOD = 7 };
+
+static struct {
+	kl_floor *floor;
+	kl_vendor *acme, *rogue;
+	kl_dut **good, **forged;
+	kl_token tok;
+	kl_hsm *hsm;
+	EVP_PKEY *ca_key, *root_key;
+	X509 *root, *issuing;
+	char dir[PATH_MAX], db[PATH_MAX], root_pem[PATH_MAX], issuing_pem[PATH_MAX];
+	char trust_dir[PATH_MAX];
+	kl_store *store;
+	kl_ca *ca;
+	kl_registry *reg;
+	kl_trust *trust;
+	kl_engine_config cfg;
+} g;
+
+static void write_pem(const char *path, X509 *x)
+{
+	FILE *f = fopen(path, "w");
+
+	PEM_write_X509(f, x);
+	fclose(f);
+}
+
+static int copy(const char *from, const char *to)
+{
+	const char *argv[] = { "cp", from, to, NULL };
+
+	return kl_floor_run(g.floor, NULL, NULL, argv);
+}
+
+static int open_all(void)
+{
+	kl_ca_config cc = { .issuer_name = "issuing",
+		            .profiles_dir = KL_PROFILES_DIR,
+		            .crl_url = "http://pki.test/issuing.crl",
+		            .actor = "test" };
+
+	if (kl_store_open(g.db, &g.store) < 0 || kl_ca_open(g.store, &cc, g.ca_key, &g.ca) < 0 ||
+	    kl_registry_open(g.store, &g.reg) < 0)
+		return -1;
+	g.cfg = (kl_engine_config){ .store = g.store,
+		                    .reg = g.reg,
+		                    .ca = g.ca,
+		                    .trust = g.trust,
+		                    .entropy = g.hsm,
+		                    .require_prereg = true,
+		                    .ek_types = 7,
+		                    .station_id = "test-station" };
+	return 0;
+}
+
+static void close_all(void)
+{
+	kl_registry_free(g.reg);
+	kl_ca_free(g.ca);
+	kl_store_free(g.store);
+	g.reg = NULL;
+	g.ca = NULL;
+	g.store = NULL;
+}
+
+static int setup(void **state)
+{
+	kl_secret *pin = NULL;
+	kl_hsm_key *k = NULL;
+	X509_NAME *rn = NULL, *in = NULL;
+	unsigned char *der = NULL;
+	char p[PATH_MAX], serial[16];
+	kl_registry_item items[12];
+	int len;
+
+	(void)state;
+	if (kl_floor_new(&g.floor) < 0 || kl_floor_vendor(g.floor, "Acme TPM", &g.acme) < 0 ||
+	    kl_floor_vendor(g.floor, "Rogue TPM", &g.rogue) < 0 ||
+	    kl_floor_manufacture(g.floor, g.acme, "acme", N_GOOD, &g.good) < 0 ||
+	    kl_floor_manufacture(g.floor, g.rogue, "rogue", 1, &g.forged) < 0 ||
+	    kl_floor_token(g.floor, "ca", "so-1", "user-1", &g.tok) < 0) {
+		fprintf(stderr, "floor: %s\n", kl_error_detail());
+		return -1;
+	}
+	snprintf(g.dir, sizeof(g.dir), "%s", kl_floor_dir(g.floor));
+	/* The CA: software root, issuing key in the SoftHSM token. */
+	if (kl_secret_from_bytes("user-1", 6, &pin) < 0 ||
+	    kl_hsm_open(g.tok.module, "ca", &g.hsm) < 0 || kl_hsm_login(g.hsm, pin) < 0 ||
+	    kl_hsm_key_generate(g.hsm, KL_HSM_KEY_EC_P256, "issuing", &k) < 0 ||
+	    kl_hsm_key_private(g.hsm, k, &g.ca_key) < 0)
+		return -1;
+	kl_secret_free(pin);
+	kl_hsm_key_free(k);
+	g.root_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
+	if (kl_ceremony_name("Test Root", "Keyline", "DE", &rn) < 0 ||
+	    kl_ceremony_name("Test Issuing", "Keyline", "DE", &in) < 0 ||
+	    kl_ceremony_root(g.root_key, rn, 3650, &g.root) < 0 ||
+	    kl_ceremony_issuing(g.root, g.root_key, in, g.ca_key, 1825, &g.issuing) < 0)
+		return -1;
+	X509_NAME_free(rn);
+	X509_NAME_free(in);
+	snprintf(g.root_pem, sizeof(g.root_pem), "%s/root.pem", g.dir);
+	snprintf(g.issuing_pem, sizeof(g.issuing_pem), "%s/issuing.pem", g.dir);
+	write_pem(g.root_pem, g.root);
+	write_pem(g.issuing_pem, g.issuing);
+	snprintf(g.db, sizeof(g.db), "%s/registry.db", g.dir);
+	if (kl_store_open(g.db, &g.store) < 0)
+		return -1;
+	len = i2d_X509(g.issuing, &der);
+	if (kl_store_issuer_add(g.store, "issuing", "pkcs11:token=ca;object=issuing", der,
+	                        (size_t)len, NULL) < 0)
+		return -1;
+	OPENSSL_free(der);
+	kl_store_free(g.store);
+	g.store = NULL;
+	/* The trust bundle: Acme only. */
+	snprintf(g.trust_dir, sizeof(g.trust_dir), "%s/trust", g.dir);
+	mkdir(g.trust_dir, 0755);
+	snprintf(p, sizeof(p), "%s/acme.pem", g.trust_dir);
+	if (copy(g.acme->root_pem, p) != 0)
+		return -1;
+	snprintf(p, sizeof(p), "%s/acme-issuing.pem", g.trust_dir);
+	if (copy(g.acme->intermediate_pem, p) != 0 || kl_trust_load(g.trust_dir, &g.trust) < 0)
+		return -1;
+	if (open_all() < 0)
+		return -1;
+	/* Serials SN-0 .. SN-9 pre-registered for tenant acme. */
+	static char names[12][16];
+	for (int i = 0; i < 10; i++) {
+		snprintf(names[i], sizeof(names[i]), "SN-%d", i);
+		items[i] = (kl_registry_item){ .serial = names[i], .line = (unsigned)i + 1 };
+	}
+	(void)serial;
+	if (kl_registry_tenant_add(g.reg, "acme", "test") < 0 ||
+	    kl_registry_work_order_add(g.reg, "acme", "WO-1", -1, "test") < 0 ||
+	    kl_registry_preregister(g.reg, "acme", "WO-1", items, 10, "test") < 0) {
+		fprintf(stderr, "registry: %s\n", kl_error_detail());
+		return -1;
+	}
+	for (int i = 0; i < N_GOOD; i++)
+		if (kl_dut_start(g.floor, g.good[i]) < 0)
+			return -1;
+	return kl_dut_start(g.floor, g.forged[0]) < 0 ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	close_all();
+	kl_trust_free(g.trust);
+	EVP_PKEY_free(g.ca_key);
+	EVP_PKEY_free(g.root_key);
+	X509_free(g.root);
+	X509_free(g.issuing);
+	kl_hsm_free(g.hsm);
+	kl_floor_free(g.floor);
+	return 0;
+}
+
+static void run_job(const char *tcti, const char *serial, kl_ek_type type, kl_job_result *res)
+{
+	kl_job job = { .serial = serial, .tcti = tcti, .ek_type = type, .actor = "operator:test" };
+
+	assert_int_equal(kl_engine_provision(&g.cfg, &job, res), 0);
+}
+
+static int64_t issued(void)
+{
+	int64_t n = -1;
+
+	assert_int_equal(kl_store_cert_count(g.store, kl_ca_issuer_id(g.ca), "issued", &n), 0);
+	return n;
+}
+
+static void assert_out(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "r");
+	char buf[8192];
+	size_t n;
+
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	if (!strstr(buf, needle))
+		fail_msg("'%s' not in %s:\n%s", needle, path, buf);
+}
+
+/* From the outside: the certificates in the DUT's NV chain to the CA, and
+ * the persisted IDevID signs a challenge that its certificate verifies. */
+static void check_dut(kl_dut *d, const char *serial)
+{
+	char der[PATH_MAX], pem[PATH_MAX], pub[PATH_MAX], msg[PATH_MAX], sig[PATH_MAX],
+	    out[PATH_MAX];
+	const char *idx[2] = { "0x01c90000", "0x01c90010" };
+
+	snprintf(out, sizeof(out), "%s/out.txt", g.dir);
+	for (int i = 0; i < 2; i++) {
+		snprintf(der, sizeof(der), "%s/%s-%d.der", g.dir, serial, i);
+		snprintf(pem, sizeof(pem), "%s/%s-%d.pem", g.dir, serial, i);
+		const char *nvread[] = { "tpm2_nvread", idx[i], "-C", "o", "-o", der, NULL };
+		assert_int_equal(kl_dut_tool(g.floor, d, "/dev/null", nvread), 0);
+		const char *conv[] = { "openssl", "x509", "-inform", "DER", "-in",
+			               der,       "-out", pem,       NULL };
+		assert_int_equal(kl_floor_run(g.floor, NULL, NULL, conv), 0);
+		const char *verify[] = { "openssl",     "verify",   "-x509_strict",
+			                 "-CAfile",     g.root_pem, "-untrusted",
+			                 g.issuing_pem, pem,        NULL };
+		assert_int_equal(kl_floor_run(g.floor, NULL, NULL, verify), 0);
+		const char *subj[] = { "openssl", "x509", "-in", pem, "-noout", "-subject", NULL };
+		assert_int_equal(kl_floor_run(g.floor, out, NULL, subj), 0);
+		assert_out(out, serial);
+	}
+	const char *handles[] = { "tpm2_getcap", "handles-persistent", NULL };
+	assert_int_equal(kl_dut_tool(g.floor, d, out, handles), 0);
+	assert_out(out, "0x81020000");
+	assert_out(out, "0x81020001");
+	const char *nvpub[] = { "tpm2_nvreadpublic", "0x01c90000", NULL };
+	assert_int_equal(kl_dut_tool(g.floor, d, out, nvpub), 0);
+	assert_out(out, "writelocked");
+
+	/* The IDevID (0x81020000) signs; its certificate (NV 0x01c90000) verifies. */
+	snprintf(msg, sizeof(msg), "%s/challenge.bin", g.dir);
+	snprintf(sig, sizeof(sig), "%s/challenge.sig", g.dir);
+	snprintf(pub, sizeof(pub), "%s/idevid-pub.pem", g.dir);
+	FILE *f = fopen(msg, "w");
+	fprintf(f, "challenge for %s from the outside", serial);
+	fclose(f);
+	const char *sign[] = { "tpm2_sign", "-c",    "0x81020000", "-g", "sha256", "-s", "ecdsa",
+		               "-f",        "plain", "-o",         sig,  msg,      NULL };
+	assert_int_equal(kl_dut_tool(g.floor, d, NULL, sign), 0);
+	snprintf(pem, sizeof(pem), "%s/%s-0.pem", g.dir, serial);
+	const char *getpub[] = { "openssl", "x509", "-in", pem, "-noout",
+		                 "-pubkey", "-out", pub,   NULL };
+	assert_int_equal(kl_floor_run(g.floor, NULL, NULL, getpub), 0);
+	const char *check[] = { "openssl",    "dgst", "-sha256", "-verify", pub,
+		                "-signature", sig,    msg,       NULL };
+	assert_int_equal(kl_floor_run(g.floor, NULL, NULL, check), 0);
+}
+
+static void test_provision_each_ek_type(void **state)
+{
+	kl_job_result res;
+	kl_registry_device dev;
+	char serial[16];
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		snprintf(serial, sizeof(serial), "SN-%d", i);
+		run_job(g.good[i]->tcti, serial, (kl_ek_type)i, &res);
+		if (res.rc != 0)
+			fail_msg("%s: %s [%s] %s", serial, kl_step_name(res.failed_step),
+			         res.reason, res.message);
+		assert_false(res.already_provisioned);
+		assert_true(strlen(res.idevid_serial) >= 16);
+		for (int s = 0; s < KL_STEP__MAX; s++)
+			assert_true(res.step_ms[s] >= 0);
+		assert_int_equal(kl_registry_device_get(g.reg, serial, &dev), 0);
+		assert_int_equal(dev.state, KL_DEVICE_PROVISIONED);
+		assert_int_equal(strlen(dev.ek_sha256), 64);
+		check_dut(g.good[i], serial);
+	}
+	kl_audit_report rep;
+	assert_int_equal(kl_store_audit_verify(g.store, &rep), 0);
+}
+
+static void test_again_is_idempotent(void **state)
+{
+	kl_job_result res;
+	int64_t before = issued();
+
+	(void)state;
+	run_job(g.good[0]->tcti, "SN-0", KL_EK_RSA2048, &res);
+	assert_int_equal(res.rc, 0);
+	assert_true(res.already_provisioned);
+	assert_int_equal(issued(), before);
+}
+
+static void expect_refusal_ek(const char *tcti, const char *serial, kl_ek_type type,
+                              const char *reason)
+{
+	kl_job_result res;
+	int64_t before = issued();
+
+	run_job(tcti, serial, type, &res);
+	if (res.rc == 0 || strcmp(res.reason, reason) != 0)
+		fail_msg("%s: want %s, got rc %d [%s] %s", serial, reason, res.rc, res.reason,
+		         res.message);
+	assert_true(strlen(res.message) > 10);
+	assert_int_equal(issued(), before);
+}
+
+static void expect_refusal(const char *tcti, const char *serial, const char *reason)
+{
+	expect_refusal_ek(tcti, serial, KL_EK_P256, reason);
+}
+
+static void test_refusals(void **state)
+{
+	(void)state;
+	/* Forged TPM: the EK certificate does not chain to a trusted vendor. */
+	expect_refusal(g.forged[0]->tcti, "SN-5", "ek_cert_untrusted");
+	/* Not pre-registered when the policy requires it. */
+	expect_refusal(g.good[3]->tcti, "SN-UNKNOWN", "not_preregistered");
+	/* An EK already bound to another serial (acme-0 is SN-0). */
+	expect_refusal_ek(g.good[0]->tcti, "SN-6", KL_EK_RSA2048, "ek_bound");
+	/* The same TPM through another of its EKs: not factory-new. */
+	expect_refusal(g.good[0]->tcti, "SN-6", "not_factory_new");
+
+	/* An EK on the deny list. */
+	kl_tpm *t = NULL;
+	EVP_PKEY *ek = NULL;
+	unsigned char h[32];
+	assert_int_equal(kl_tpm_open(g.good[4]->tcti, &t), 0);
+	assert_int_equal(kl_tpm_ek_public(t, KL_EK_P256, &ek), 0);
+	kl_tpm_free(t);
+	assert_int_equal(kl_registry_ek_hash(ek, h), 0);
+	EVP_PKEY_free(ek);
+	assert_int_equal(kl_registry_deny_add(g.reg, h, "reported stolen", "officer"), 0);
+	expect_refusal(g.good[4]->tcti, "SN-4", "ek_denied");
+}
+
+/* A DUT whose TPM lies on the wire. */
+static void test_lying_dut(void **state)
+{
+	kl_mitm *m = NULL;
+	kl_registry_device dev;
+
+	(void)state;
+	/* ActivateCredential (0x147) answered with a failure. */
+	kl_mitm_rule fail = { .command_code = 0x00000147, .action = KL_MITM_FAIL };
+	assert_int_equal(kl_mitm_start(g.good[5], &fail, 1, &m), 0);
+	expect_refusal(kl_mitm_tcti(m), "SN-7", "activation_failed");
+	kl_mitm_stop(m);
+	/* The serial is free again, nothing issued. */
+	assert_int_equal(kl_registry_device_get(g.reg, "SN-7", &dev), 0);
+	assert_int_equal(dev.state, KL_DEVICE_PREREGISTERED);
+
+	/* One bit of the Certify response (0x148) flipped: the attestation no
+	 * longer verifies. */
+	kl_mitm_rule flip = { .command_code = 0x00000148, .action = KL_MITM_FLIP, .offset = 40 };
+	assert_int_equal(kl_mitm_start(g.good[5], &flip, 1, &m), 0);
+	kl_job_result res;
+	int64_t before = issued();
+	run_job(kl_mitm_tcti(m), "SN-7", KL_EK_P256, &res);
+	assert_int_not_equal(res.rc, 0);
+	assert_int_equal(res.failed_step, KL_STEP_CERTIFY);
+	assert_int_equal(issued(), before);
+	kl_mitm_stop(m);
+
+	/* The honest link afterwards provisions it. */
+	run_job(g.good[5]->tcti, "SN-7", KL_EK_P256, &res);
+	if (res.rc != 0)
+		fail_msg("%s [%s] %s", kl_step_name(res.failed_step), res.reason, res.message);
+}
+
+struct count {
+	int valid, superseded;
+};
+
+static int count_cert(void *ctx, const kl_registry_cert *cert)
+{
+	struct count *cc = ctx;
+
+	if (!cert->revoked && strcmp(cert->state, "issued") == 0)
+		cc->valid++;
+	else if (cert->revoked && cert->reason == 4)
+		cc->superseded++;
+	return 0;
+}
+
+/* Killed right after the certificates were issued, then run again: ends
+ * provisioned once, with one valid set of certificates. */
+static void test_killed_and_resumed(void **state)
+{
+	kl_job_result res;
+	pid_t pid;
+	int st;
+
+	(void)state;
+	close_all();
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		kl_job_result r;
+		kl_job job = { .serial = "SN-8",
+			       .tcti = g.good[6]->tcti,
+			       .ek_type = KL_EK_P384,
+			       .actor = "operator:test" };
+
+		setenv("KEYLINE_FAILPOINT", "issue", 1);
+		if (open_all() < 0)
+			_exit(3);
+		kl_engine_provision(&g.cfg, &job, &r);
+		fprintf(stderr, "child: not killed: %s [%s] %s\n", kl_step_name(r.failed_step),
+		        r.reason, r.message);
+		_exit(4);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFSIGNALED(st));
+	assert_int_equal(open_all(), 0);
+
+	run_job(g.good[6]->tcti, "SN-8", KL_EK_P384, &res);
+	if (res.rc != 0)
+		fail_msg("%s [%s] %s", kl_step_name(res.failed_step), res.reason, res.message);
+	assert_true(res.resumed);
+	check_dut(g.good[6], "SN-8");
+
+	/* The first run's two certificates are revoked as superseded; the new
+	 * two are valid. */
+	struct count c = { 0, 0 };
+	assert_int_equal(kl_registry_device_certs(g.reg, "SN-8", count_cert, &c), 4);
+	assert_int_equal(c.valid, 2);
+	assert_int_equal(c.superseded, 2);
+	kl_audit_report rep;
+	assert_int_equal(kl_store_audit_verify(g.store, &rep), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_provision_each_ek_type),
+		cmocka_unit_test(test_again_is_idempotent),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_lying_dut),
+		cmocka_unit_test(test_killed_and_resumed),
+	};
+
+	return cmocka_run_group_tests_name("engine", tests, setup, teardown);
+}
