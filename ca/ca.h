@@ -15,6 +15,7 @@
 #ifndef KL_CA_CA_H
 #define KL_CA_CA_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <openssl/evp.h>
@@ -49,6 +50,7 @@ typedef struct kl_cert_request {
 	const char *cn, *o, *ou, *c;
 	const char *hw_serial; /* HardwareModuleName hwSerialNum; default serial_number */
 	const char *actor;     /* who asked; default the CA's actor */
+	bool der_only;         /* batch: return only the DER, no X509 object */
 } kl_cert_request;
 
 /* Runs the whole issuance order above. On success *ret is the certificate and
@@ -63,7 +65,9 @@ int kl_ca_issue(kl_ca *ca, const kl_cert_request *req, X509 **ret, char *serial_
  * (then every rc says so and no certificate was returned). */
 #define KL_CA_BATCH_MAX 1024
 typedef struct kl_issue_result {
-	X509 *cert;      /* the issued certificate, or NULL */
+	X509 *cert;         /* the issued certificate, or NULL (always NULL with der_only) */
+	unsigned char *der; /* its DER (OPENSSL_free it), or NULL */
+	size_t der_len;
 	char serial[48]; /* the serial reserved for it ("" when none was) */
 	int rc;          /* 0, or a negative kl_err */
 	char error[256]; /* what went wrong, when rc < 0 */

@@ -268,19 +268,28 @@ int kl_ca_issue_batch(kl_ca *ca, const kl_cert_request *reqs, size_t n, kl_issue
 		kl_error_wrap("record certificates");
 		goto out;
 	}
-	/* Hand back each certificate as stored, decoded afresh: the object we
-	 * built got its public key from raw parameters, and OpenSSL 3.0 only
-	 * fills the key that X509_get0_pubkey returns when it decodes DER. */
+	/* Hand back each certificate's DER, and unless the caller wants only
+	 * that, an X509 decoded afresh from it: the object we built got its
+	 * public key from raw parameters, and OpenSSL 3.0 only fills the key
+	 * that X509_get0_pubkey returns when it decodes DER (which costs about
+	 * a third of an issuance here). */
 	for (size_t i = 0; i < n; i++) {
 		const unsigned char *q = ders[i];
 
 		if (!items[i].signed_ok)
 			continue;
-		res[i].cert = d2i_X509(NULL, &q, der_lens[i]);
-		if (!res[i].cert) {
-			kl_error_set_ssl(KL_E_NOMEM, "decode issued certificate %s", res[i].serial);
-			item_fail(&items[i], &res[i], -KL_E_NOMEM);
+		if (!reqs[i].der_only) {
+			res[i].cert = d2i_X509(NULL, &q, der_lens[i]);
+			if (!res[i].cert) {
+				kl_error_set_ssl(KL_E_NOMEM, "decode issued certificate %s",
+				                 res[i].serial);
+				item_fail(&items[i], &res[i], -KL_E_NOMEM);
+				continue;
+			}
 		}
+		res[i].der = ders[i];
+		res[i].der_len = (size_t)der_lens[i];
+		ders[i] = NULL; /* transferred */
 	}
 	r = 0;
 out:
@@ -309,18 +318,22 @@ out:
 
 int kl_ca_issue(kl_ca *ca, const kl_cert_request *req, X509 **ret, char *serial_hex)
 {
+	kl_cert_request one = *req;
 	kl_issue_result res;
 	int r;
 
-	r = kl_ca_issue_batch(ca, req, 1, &res);
+	one.der_only = false; /* this function returns the X509 */
+	r = kl_ca_issue_batch(ca, &one, 1, &res);
 	if (r == 0)
 		r = res.rc;
 	if (r < 0) {
 		/* Put this item's own detail back in the error. */
 		kl_error_set(kl_error_code() ? kl_error_code() : KL_E_INVALID, "%s", res.error);
 		X509_free(res.cert);
+		OPENSSL_free(res.der);
 		return r;
 	}
+	OPENSSL_free(res.der);
 	if (serial_hex)
 		memcpy(serial_hex, res.serial, strlen(res.serial) + 1);
 	*ret = res.cert;

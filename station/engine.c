@@ -488,13 +488,17 @@ static int issue(struct run *r)
 	if (kl_ca_issue_batch(r->cfg->ca, reqs, 2, res) < 0 || res[0].rc < 0 || res[1].rc < 0) {
 		const char *why = res[0].rc < 0 ? res[0].error : res[1].error;
 
-		X509_free(res[0].cert);
-		X509_free(res[1].cert);
+		for (int i = 0; i < 2; i++) {
+			X509_free(res[i].cert);
+			OPENSSL_free(res[i].der);
+		}
 		return refuse(r, "issue_failed", "the CA did not issue: %s",
 		              why[0] ? why : kl_error_detail());
 	}
 	r->iak_cert = res[0].cert;
 	r->idevid_cert = res[1].cert;
+	OPENSSL_free(res[0].der);
+	OPENSSL_free(res[1].der);
 	snprintf(r->res->iak_serial, sizeof(r->res->iak_serial), "%s", res[0].serial);
 	snprintf(r->res->idevid_serial, sizeof(r->res->idevid_serial), "%s", res[1].serial);
 	json_object *c = json_object_new_object();

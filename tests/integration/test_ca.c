@@ -514,8 +514,11 @@ static void test_batch_mixed(void **state)
 	assert_null(row.der);
 	kl_cert_row_clear(&row);
 	assert_int_equal(kl_ca_issue_batch(e->ca, reqs, 0, res), -KL_E_INVALID);
+	assert_non_null(res[0].der);
 	X509_free(res[0].cert);
 	X509_free(res[2].cert);
+	OPENSSL_free(res[0].der);
+	OPENSSL_free(res[2].der);
 	EVP_PKEY_free(ok);
 	EVP_PKEY_free(weak);
 }
@@ -563,14 +566,17 @@ static void test_hundred_thousand_serials(void **state)
 	for (int i = 0; i < BATCH; i++)
 		reqs[i] = (kl_cert_request){ .profile = "idevid",
 			                     .pubkey = dev,
-			                     .serial_number = "KL-MASS" };
+			                     .serial_number = "KL-MASS",
+			                     .der_only = true };
 	for (int done = 0; done < TOTAL; done += BATCH) {
 		assert_int_equal(kl_ca_issue_batch(e->ca, reqs, BATCH, res), 0);
 		for (int i = 0; i < BATCH; i++) {
 			assert_int_equal(res[i].rc, 0);
 			assert_true(strlen(res[i].serial) >= 16);
 			serials[done + i] = strdup(res[i].serial);
-			X509_free(res[i].cert);
+			assert_null(res[i].cert);
+			assert_non_null(res[i].der);
+			OPENSSL_free(res[i].der);
 		}
 	}
 	qsort(serials, TOTAL, sizeof(*serials), cmp_str);
