@@ -1,16 +1,15 @@
-/* keyline demo: a simulated line on the embedded default.
+/* keyline demo: a simulated line on the embedded default, provisioned by the
+ * real engine.
  *
- * What it does today, and says so: the CA key ceremony in SoftHSM, a
- * simulated TPM vendor manufacturing swtpm DUTs (plus one forged DUT from a
- * vendor the station does not trust), and on every DUT the checks the station
- * makes before it trusts a TPM: discover, EK certificate from NV, chain to
- * the trust bundle, EK EKU and manufacturer, EK match (provisioning flow steps
- * 1, 3 and 4). Identity keys, attestation and certificate issuance (steps 5 to
- * 13) are not built yet. Every process it starts is stopped before it exits;
- * the home stays for a look around. */
+ * A CA key ceremony in SoftHSM, a simulated TPM vendor manufacturing swtpm
+ * DUTs (plus one forged DUT from a vendor the station does not trust), the
+ * serials pre-registered, and every DUT taken through the whole provisioning
+ * flow by the same engine `keyline provision` and the daemon use. The DUTs run
+ * one after another: parallel slots are the station daemon's job. Every
+ * process it starts is stopped before it exits; the home stays for a look
+ * around. */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +17,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/x509_vfy.h>
+
 #include "cli.h"
+#include "engine.h"
 #include "floor.h"
 #include "home.h"
 #include "kl_error.h"
-#include "tpm.h"
+#include "registry.h"
 #include "trust.h"
 
 #define DEMO_MAX 64
@@ -30,35 +32,21 @@
 static const char demo_usage[] =
     "usage: keyline [--home DIR] demo [--devices N]\n"
     "\n"
-    "Builds a simulated line on the embedded default and runs the station's TPM checks\n"
-    "on every device under test:\n"
+    "Builds a simulated line on the embedded default and provisions it:\n"
     "  - a CA key ceremony in a SoftHSM token store inside the home (if not done yet)\n"
-    "  - a simulated TPM vendor (EK root and issuing CA) whose roots go into the\n"
+    "  - a simulated TPM vendor (EK root and issuing CA) whose certificates go into the\n"
     "    home's trust bundle, and N swtpm DUTs it manufactures (EK certificates for\n"
     "    RSA-2048, P-256 and P-384), plus one forged DUT from an untrusted vendor\n"
-    "  - on each DUT, in parallel: TPM discovery, the EK certificate read from NV,\n"
-    "    its chain to the trust bundle, the EK EKU and TPM manufacturer, and the EK\n"
-    "    recreated in the TPM and compared with the certificate\n"
-    "Identity keys, attestation and certificate issuance are not built yet.\n"
+    "  - the serials pre-registered for tenant 'demo'\n"
+    "  - every DUT through the whole provisioning flow (EK chain and match, gates,\n"
+    "    factory entropy, IAK and IDevID in the TPM, credential activation, Certify,\n"
+    "    proof of possession, certificates from the HSM-backed CA, engraving, registry\n"
+    "    commit), then every certificate chain verified and a CRL published\n"
     "\n"
     "options:\n"
     "  --devices N   trusted DUTs to manufacture, 1..64 (default 4)\n"
     "  --home DIR    the station home to use (default: a new directory under $TMPDIR,\n"
     "                kept afterwards so that you can look around)\n";
-
-struct job {
-	kl_dut *dut;
-	kl_ek_type type;
-	const kl_trust *trust;
-	bool forged;
-	kl_ek_report rep;
-	kl_tpm_info info;
-	double ms;
-	char error[256];
-};
-
-static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
-static int done_count, total_count;
 
 static double now_ms(void)
 {
@@ -68,25 +56,15 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void *run_job(void *arg)
+static void dot(void *ctx, kl_step step, bool done, double ms)
 {
-	struct job *j = arg;
-	kl_tpm *tpm = NULL;
-	double t0 = now_ms();
-
-	if (kl_tpm_open(j->dut->tcti, &tpm) < 0 || kl_tpm_get_info(tpm, &j->info) < 0 ||
-	    kl_ek_check(tpm, j->trust, j->type, &j->rep) < 0)
-		snprintf(j->error, sizeof(j->error), "%s", kl_error_detail());
-	kl_tpm_free(tpm);
-	j->ms = now_ms() - t0;
-	pthread_mutex_lock(&print_lock);
-	done_count++;
-	if (isatty(STDERR_FILENO)) {
-		fprintf(stderr, "\r   checked %d/%d DUTs", done_count, total_count);
-		fflush(stderr);
+	(void)ctx;
+	(void)step;
+	(void)ms;
+	if (done) {
+		putchar('.');
+		fflush(stdout);
 	}
-	pthread_mutex_unlock(&print_lock);
-	return NULL;
 }
 
 static int copy_file(const char *from, const char *to)
@@ -114,6 +92,42 @@ static int fail(const char *what)
 	return 1;
 }
 
+/* Every certificate the registry holds for a device chains to the CA. */
+struct chain_check {
+	X509_STORE *store;
+	int ok, bad;
+};
+
+static int check_chain(void *vctx, const kl_registry_cert *c)
+{
+	struct chain_check *cc = vctx;
+	const unsigned char *q = c->der;
+	X509 *x = q ? d2i_X509(NULL, &q, (long)c->der_len) : NULL;
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+
+	if (x && ctx && X509_STORE_CTX_init(ctx, cc->store, x, NULL) && X509_verify_cert(ctx) == 1)
+		cc->ok++;
+	else if (!c->revoked)
+		cc->bad++;
+	X509_STORE_CTX_free(ctx);
+	X509_free(x);
+	return 0;
+}
+
+static X509_STORE *ca_store(const char *home_dir)
+{
+	X509_STORE *s = X509_STORE_new();
+	char p[PATH_MAX];
+
+	snprintf(p, sizeof(p), "%s/ca/chain.pem", home_dir);
+	if (!s || X509_STORE_load_file(s, p) != 1) {
+		X509_STORE_free(s);
+		return NULL;
+	}
+	X509_STORE_set_flags(s, X509_V_FLAG_X509_STRICT);
+	return s;
+}
+
 int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -122,16 +136,20 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	char home_dir[PATH_MAX], conf[PATH_MAX], trust_dir[PATH_MAX], p[PATH_MAX];
-	struct job jobs[DEMO_MAX + 1];
-	pthread_t threads[DEMO_MAX + 1];
+	static char serials[DEMO_MAX + 1][32];
+	kl_job_result results[DEMO_MAX + 1];
+	kl_registry_item items[DEMO_MAX];
 	kl_floor *floor = NULL;
 	kl_vendor *acme, *rogue;
 	kl_dut **duts, **forged;
 	kl_trust *trust = NULL;
+	kl_registry *reg = NULL;
 	kl_home *home = NULL;
+	kl_engine_config cfg;
+	struct chain_check cc = { 0 };
 	long n = 4;
-	int c, rc = 1, passed = 0, refused = 0, errors = 0;
-	bool forged_untrusted = false;
+	int c, rc = 1, provisioned = 0, refused = 0, errors = 0;
+	bool forged_refused = false;
 	double t0 = now_ms();
 
 	optind = 0; /* start afresh: see kl_cmd_ca */
@@ -190,7 +208,7 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 		printf("1. CA: using the existing CA of this home\n");
 	}
 
-	printf("\n2. Simulated TPM vendors and %ld DUTs (+1 forged)\n", n);
+	printf("\n2. A simulated TPM vendor manufactures %ld DUTs (+1 forged by another)\n", n);
 	fflush(stdout);
 	if (kl_floor_new(&floor) < 0)
 		return fail("floor");
@@ -199,8 +217,7 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 		rc = fail("vendor CA");
 		goto out;
 	}
-	/* The station trusts Acme only: its root and issuing CA go into the
-	 * home's trust bundle. */
+	/* The station trusts Acme only. */
 	snprintf(trust_dir, sizeof(trust_dir), "%s/trust", home_dir);
 	if (mkdir(trust_dir, 0755) < 0 && errno != EEXIST) {
 		kl_error_set(KL_E_IO, "mkdir %s: %s", trust_dir, strerror(errno));
@@ -213,7 +230,7 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 		goto out;
 	}
 	snprintf(p, sizeof(p), "%s/acme-tpm-issuing.pem", trust_dir);
-	if (copy_file(acme->intermediate_pem, p) < 0 || kl_trust_load(trust_dir, &trust) < 0) {
+	if (copy_file(acme->intermediate_pem, p) < 0) {
 		rc = fail("trust bundle");
 		goto out;
 	}
@@ -223,86 +240,118 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 		rc = fail("manufacture");
 		goto out;
 	}
-	printf("   manufactured %ld DUTs in %.1f s; trust bundle %s (%zu root, version %s)\n",
-	       n + 1, (now_ms() - tm) / 1e3, trust_dir, kl_trust_roots(trust),
-	       kl_trust_version(trust));
-
-	printf("\n3. Station checks on every DUT, in parallel\n");
+	printf("   %ld DUTs in %.1f s; trust bundle %s\n", n + 1, (now_ms() - tm) / 1e3, trust_dir);
 	fflush(stdout);
-	total_count = (int)n + 1;
+
+	/* The engine, configured from the home; serials pre-registered. */
+	if (kl_home_open(home_dir, &home) < 0 ||
+	    kl_engine_config_from_home(home, &cfg, &reg, &trust) < 0) {
+		rc = fail("station");
+		goto out;
+	}
+	/* Serials this home has not seen yet, so that a second demo run on the
+	 * same home provisions new devices. */
+	long base = 0;
+	kl_registry_device probe;
+	do {
+		base++;
+		snprintf(serials[0], sizeof(serials[0]), "DEMO-%04ld", base);
+	} while (kl_registry_device_get(reg, serials[0], &probe) == 0);
+	for (long i = 0; i <= n; i++)
+		snprintf(serials[i], sizeof(serials[i]), "DEMO-%04ld", base + i);
+	for (long i = 0; i < n + 1 && i < DEMO_MAX; i++)
+		items[i] = (kl_registry_item){ .serial = serials[i], .line = (unsigned)i + 1 };
+	kl_registry_tenant tenant;
+	kl_registry_work_order wo;
+	if ((kl_registry_tenant_get(reg, "demo", &tenant) < 0 &&
+	     kl_registry_tenant_add(reg, "demo", kl_home_actor()) < 0) ||
+	    (kl_registry_work_order_get(reg, "demo", "demo-line", &wo) < 0 &&
+	     kl_registry_work_order_add(reg, "demo", "demo-line", -1, kl_home_actor()) < 0) ||
+	    kl_registry_preregister(reg, "demo", "demo-line", items,
+	                            (size_t)(n + 1 <= DEMO_MAX ? n + 1 : n), kl_home_actor()) < 0) {
+		rc = fail("pre-registration");
+		goto out;
+	}
+	printf("   serials %s..%s pre-registered for tenant 'demo', work order 'demo-line'\n",
+	       serials[0], serials[n]);
+
+	printf("\n3. Provisioning, one DUT after another\n");
+	fflush(stdout);
 	for (long i = 0; i <= n; i++) {
 		kl_dut *d = i < n ? duts[i] : forged[0];
+		kl_job job = { .serial = serials[i],
+			       .ek_type = (kl_ek_type)(i % KL_EK__MAX),
+			       .actor = kl_home_actor(),
+			       .progress = dot };
 
-		memset(&jobs[i], 0, sizeof(jobs[i]));
-		jobs[i].dut = d;
-		jobs[i].type = (kl_ek_type)(i % KL_EK__MAX);
-		jobs[i].trust = trust;
-		jobs[i].forged = i == n;
 		if (kl_dut_start(floor, d) < 0) {
 			rc = fail("power on");
 			goto out;
 		}
-	}
-	for (long i = 0; i <= n; i++)
-		pthread_create(&threads[i], NULL, run_job, &jobs[i]);
-	for (long i = 0; i <= n; i++)
-		pthread_join(threads[i], NULL);
-	if (isatty(STDERR_FILENO))
-		fprintf(stderr, "\n");
-
-	printf("\n   %-9s %-8s %-18s %-8s %-8s %7s  %s\n", "DUT", "EK", "manufacturer", "chain",
-	       "EK match", "time", "result");
-	for (long i = 0; i <= n; i++) {
-		struct job *j = &jobs[i];
-		bool ok = !j->error[0] && j->rep.verdict == KL_EK_OK;
-		const char *chain =
-		    j->error[0] ? "-"
-		    : (j->rep.verdict == KL_EK_UNTRUSTED || j->rep.verdict == KL_EK_NO_CERT ||
-		       j->rep.verdict == KL_EK_BAD_CERT)
-		        ? "REFUSED"
-		        : "trusted";
-
-		char mf[32];
-
-		snprintf(mf, sizeof(mf), "%s %s", j->info.manufacturer_str,
-		         j->rep.manufacturer[0] ? j->rep.manufacturer : "");
-		printf("   %-9s %-8s %-18s %-8s %-8s %5.0fms  ", j->dut->name,
-		       kl_ek_type_name(j->type), mf, chain,
-		       ok ? "yes" : (j->rep.verdict == KL_EK_MISMATCH ? "NO" : "-"), j->ms);
-		if (j->error[0]) {
-			printf("ERROR: %s\n", j->error);
-			errors++;
-		} else if (ok) {
-			printf("PASS genuine TPM\n");
-			passed++;
-		} else {
-			printf("REFUSED [%s]: %s\n", kl_ek_verdict_name(j->rep.verdict),
-			       j->rep.reason);
-			refused++;
-			forged_untrusted |= j->forged && j->rep.verdict == KL_EK_UNTRUSTED;
+		job.tcti = d->tcti;
+		printf("   %-9s %-10s %-8s ", d->name, serials[i], kl_ek_type_name(job.ek_type));
+		fflush(stdout);
+		if (kl_engine_provision(&cfg, &job, &results[i]) < 0) {
+			rc = fail("engine");
+			goto out;
 		}
-		kl_ek_report_clear(&j->rep);
+		kl_dut_stop(floor, d);
+		if (results[i].rc == 0) {
+			printf(" PASS %6.0f ms\n", results[i].total_ms);
+			provisioned++;
+		} else {
+			printf(" REFUSED at %s [%s]\n", kl_step_name(results[i].failed_step),
+			       results[i].reason);
+			refused++;
+			forged_refused |=
+			    i == n && strcmp(results[i].reason, "ek_cert_untrusted") == 0;
+			errors += i < n;
+		}
 	}
 
-	printf("\n4. CRL published by the CA (signed in the HSM)\n");
-	if (kl_home_open(home_dir, &home) < 0 || kl_cli_publish_crl(home, 7, p, sizeof(p)) < 0) {
+	printf("\n   %-10s %-8s %-34s %9s  %s\n", "serial", "EK", "IDevID certificate serial",
+	       "time", "result");
+	for (long i = 0; i <= n; i++)
+		printf("   %-10s %-8s %-34s %6.0f ms  %s\n", serials[i],
+		       kl_ek_type_name((kl_ek_type)(i % KL_EK__MAX)),
+		       results[i].rc == 0 ? results[i].idevid_serial : "-", results[i].total_ms,
+		       results[i].rc == 0 ? "provisioned" : results[i].message);
+
+	printf("\n4. Every certificate chain, verified against the CA (x509_strict)\n");
+	cc.store = ca_store(home_dir);
+	if (!cc.store) {
+		kl_error_set_ssl(KL_E_CRYPTO, "load %s/ca/chain.pem", home_dir);
+		rc = fail("verify");
+		goto out;
+	}
+	for (long i = 0; i < n; i++)
+		kl_registry_device_certs(reg, serials[i], check_chain, &cc);
+	X509_STORE_free(cc.store);
+	printf("   %d certificates verify, %d do not\n", cc.ok, cc.bad);
+
+	printf("\n5. CRL published by the CA (signed in the HSM)\n");
+	if (kl_cli_publish_crl(home, 7, p, sizeof(p)) < 0) {
 		rc = fail("CRL");
 		goto out;
 	}
 	printf("   %s\n", p);
 
-	printf("\nSummary: %d genuine, %d refused, %d errors, %.1f s in all.\n", passed, refused,
-	       errors, (now_ms() - t0) / 1e3);
-	printf("Not built yet: identity keys, attestation, certificate issuance and engraving\n"
-	       "(provisioning steps 5-13); the forged DUT is refused as it must be.\n");
-	printf("\nLook around:\n  keyline --home %s ca status\n  keyline --home %s audit verify\n"
-	       "  ls %s\n",
-	       home_dir, home_dir, home_dir);
-	/* Success: every trusted DUT genuine, the forged one refused as untrusted. */
-	rc = (passed == n && refused == 1 && forged_untrusted && errors == 0) ? 0 : 1;
+	printf("\nSummary: %d provisioned, %d refused, %.1f s in all.\n", provisioned, refused,
+	       (now_ms() - t0) / 1e3);
+	printf("\nLook around:\n  keyline --home %s devices list\n"
+	       "  keyline --home %s devices show %s\n  keyline --home %s ca status\n"
+	       "  keyline --home %s audit verify\n",
+	       home_dir, home_dir, serials[0], home_dir, home_dir);
+	/* Success: every trusted DUT provisioned with verifying certificates,
+	 * the forged one refused as untrusted. */
+	rc = (provisioned == n && refused == 1 && forged_refused && errors == 0 && cc.bad == 0 &&
+	      cc.ok == 2 * n)
+	         ? 0
+	         : 1;
 out:
-	kl_home_free(home);
+	kl_registry_free(reg);
 	kl_trust_free(trust);
+	kl_home_free(home);
 	kl_floor_free(floor); /* stops every swtpm */
 	return rc;
 }

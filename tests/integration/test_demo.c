@@ -53,9 +53,9 @@ static void test_demo(void **state)
 	const char *demo[] = { KEYLINE_BIN, "--home", home, "demo", "--devices", "3", NULL };
 	assert_int_equal(kl_floor_run(f, out, env, demo), 0);
 	text = slurp(out);
-	assert_non_null(strstr(text, "Summary: 3 genuine, 1 refused, 0 errors"));
-	assert_non_null(strstr(text, "REFUSED [ek_cert_untrusted]"));
-	assert_non_null(strstr(text, "Not built yet"));
+	assert_non_null(strstr(text, "Summary: 3 provisioned, 1 refused"));
+	assert_non_null(strstr(text, "REFUSED at ek_cert [ek_cert_untrusted]"));
+	assert_non_null(strstr(text, "6 certificates verify, 0 do not"));
 	assert_non_null(strstr(text, home));
 	free(text);
 
@@ -82,6 +82,15 @@ static void test_demo(void **state)
 	assert_int_equal(kl_floor_run(f, NULL, NULL, crlv), 0);
 	const char *audit[] = { KEYLINE_BIN, "--home", home, "audit", "verify", NULL };
 	assert_int_equal(kl_floor_run(f, out, NULL, audit), 0);
+	/* The registry says the same as the demo. */
+	const char *list[] = { KEYLINE_BIN, "--home",      home,     "devices", "list",
+		               "--state",   "provisioned", "--json", NULL };
+	assert_int_equal(kl_floor_run(f, out, NULL, list), 0);
+	text = slurp(out);
+	assert_non_null(strstr(text, "DEMO-0001"));
+	assert_non_null(strstr(text, "DEMO-0003"));
+	assert_null(strstr(text, "DEMO-0004")); /* the forged one */
+	free(text);
 
 	/* A bad option is a usage error, not a half-built line. */
 	const char *bad[] = { KEYLINE_BIN, "--home", home, "demo", "--devices", "0", NULL };
