@@ -130,6 +130,16 @@ static void ev_hex(json_object *o, const char *key, const unsigned char *p, size
 	free(h);
 }
 
+/* "certify_bad_signature" from the attestation verdict "bad-signature". */
+static const char *attest_reason(const char *prefix, kl_attest_verdict v, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s_%s", prefix, kl_attest_verdict_name(v));
+	for (char *p = buf; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	return buf;
+}
+
 static int discover(struct run *r)
 {
 	step_begin(r, KL_STEP_DISCOVER);
@@ -363,6 +373,7 @@ static int certify(struct run *r)
 	size_t attest_len = 0, sig_len = 0, area_len = 0;
 	kl_tpm_name iak_name, idevid_name;
 	kl_attest_report rep;
+	char why[64];
 	int rc;
 
 	step_begin(r, KL_STEP_CERTIFY);
@@ -378,7 +389,7 @@ static int certify(struct run *r)
 	if (rc == -KL_E_CRYPTO) {
 		free(attest);
 		free(sig);
-		return refuse(r, kl_attest_verdict_name(rep.verdict),
+		return refuse(r, attest_reason("certify", rep.verdict, why, sizeof(why)),
 		              "TPM2_Certify does not prove the identity key is in this TPM: %s",
 		              kl_error_detail());
 	}
@@ -398,7 +409,7 @@ static int certify(struct run *r)
 		if (rc == -KL_E_CRYPTO) {
 			free(attest);
 			free(sig);
-			return refuse(r, kl_attest_verdict_name(v),
+			return refuse(r, attest_reason("key", v, why, sizeof(why)),
 			              "the %s is not the key it must be: %s",
 			              i == 0 ? "IAK" : "IDevID", kl_error_detail());
 		}

@@ -378,6 +378,7 @@ static void test_lying_dut(void **state)
 	run_job(kl_mitm_tcti(m), "SN-7", KL_EK_P256, &res);
 	assert_int_not_equal(res.rc, 0);
 	assert_int_equal(res.failed_step, KL_STEP_CERTIFY);
+	assert_int_equal(strncmp(res.reason, "certify_", 8), 0);
 	assert_int_equal(issued(), before);
 	kl_mitm_stop(m);
 
