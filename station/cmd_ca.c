@@ -243,6 +243,16 @@ static int copy_profiles(const char *to)
 	return 0;
 }
 
+/* The trust bundle of TPM vendors starts empty: the officer adds vendor EK
+ * roots (PEM or DER) before the line provisions. */
+static void mkdir_trust(const char *home_dir)
+{
+	char p[PATH_MAX];
+
+	snprintf(p, sizeof(p), "%s/trust", home_dir);
+	(void)mkdir(p, 0755);
+}
+
 static int audit_cert(kl_store *s, const char *actor, const char *action, const char *uri,
                       const X509 *x)
 {
@@ -383,6 +393,9 @@ static int ca_init(const char *home_dir, const struct init_opts *o)
 		snprintf(crl_url, sizeof(crl_url), "%s", o->crl_url);
 	else
 		snprintf(crl_url, sizeof(crl_url), "file://%s/crl/issuing.crl", home_dir);
+	char station_id[64] = "station";
+	gethostname(station_id, sizeof(station_id) - 1);
+	mkdir_trust(home_dir);
 	/* The officer's own PIN file stays where it is: the home refers to it. */
 	char pin_line[PATH_MAX + 8];
 	if (o->pin_file) {
@@ -419,8 +432,15 @@ static int ca_init(const char *home_dir, const struct init_opts *o)
 	        "crl_days = 7\n"
 	        "profiles = ${home}/profiles\n\n"
 	        "[registry]\n"
-	        "path = ${home}/registry.db\n",
-	        module, CA_TOKEN, CA_KEY, pin_line, ROOT_TOKEN, ROOT_KEY, ROOT_TOKEN, crl_url);
+	        "path = ${home}/registry.db\n\n"
+	        "[policy]\n"
+	        "require_prereg = true\n"
+	        "ek_types = rsa2048,p256,p384\n\n"
+	        "[station]\n"
+	        "id = %s\n"
+	        "trust = ${home}/trust\n",
+	        module, CA_TOKEN, CA_KEY, pin_line, ROOT_TOKEN, ROOT_KEY, ROOT_TOKEN, crl_url,
+	        station_id);
 	if (fclose(f) != 0) {
 		r = kl_error_set(KL_E_IO, "%s: %s", conf, strerror(errno));
 		goto out;

@@ -11,3 +11,10 @@ if(TARGET keyline)
   target_compile_definitions(test_demo PRIVATE KEYLINE_BIN="$<TARGET_FILE:keyline>")
   add_dependencies(test_demo keyline)
 endif()
+
+if(TARGET keyline)
+  kl_add_test(test_cli_provision SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_cli_provision.c
+    LIBS kl_floor kl_common LABELS "integration;swtpm;softhsm;cli")
+  target_compile_definitions(test_cli_provision PRIVATE KEYLINE_BIN="$<TARGET_FILE:keyline>")
+  add_dependencies(test_cli_provision keyline)
+endif()

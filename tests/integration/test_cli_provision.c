@@ -1,0 +1,163 @@
+/* `keyline provision` end to end on the built binary: a home from
+ * `keyline ca init`, a trust bundle, serials pre-registered with the CLI,
+ * real swtpm DUTs; exit codes, the final line, --json. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "floor.h"
+#include "kl_error.h"
+
+#ifndef KEYLINE_BIN
+#error "KEYLINE_BIN must be defined by the build"
+#endif
+
+static struct {
+	kl_floor *f;
+	kl_vendor *acme, *rogue;
+	kl_dut **good, **forged;
+	char home[PATH_MAX], out[PATH_MAX];
+} g;
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	long n;
+
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = calloc(1, (size_t)n + 1);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	return buf;
+}
+
+/* keyline --home HOME args... with stdout and stderr both in g.out */
+static int kl(const char *first, ...)
+{
+	const char *argv[24] = { "sh",   "-c", "exec \"$0\" \"$@\" 2>&1", KEYLINE_BIN, "--home",
+		                 g.home, first };
+	va_list ap;
+	int n = 7;
+
+	va_start(ap, first);
+	for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 23;)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	return kl_floor_run(g.f, g.out, NULL, argv);
+}
+
+static void assert_out(const char *needle)
+{
+	char *t = slurp(g.out);
+
+	if (!strstr(t, needle))
+		fail_msg("'%s' not in:\n%s", needle, t);
+	free(t);
+}
+
+static int setup(void **state)
+{
+	char p[PATH_MAX], csv[PATH_MAX];
+	FILE *f;
+
+	(void)state;
+	if (kl_floor_new(&g.f) < 0 || kl_floor_vendor(g.f, "Acme TPM", &g.acme) < 0 ||
+	    kl_floor_vendor(g.f, "Rogue TPM", &g.rogue) < 0 ||
+	    kl_floor_manufacture(g.f, g.acme, "acme", 1, &g.good) < 0 ||
+	    kl_floor_manufacture(g.f, g.rogue, "rogue", 1, &g.forged) < 0 ||
+	    kl_dut_start(g.f, g.good[0]) < 0 || kl_dut_start(g.f, g.forged[0]) < 0)
+		return -1;
+	snprintf(g.home, sizeof(g.home), "%s/home", kl_floor_dir(g.f));
+	snprintf(g.out, sizeof(g.out), "%s/out.txt", kl_floor_dir(g.f));
+	if (kl("ca", "init", NULL) != 0)
+		return -1;
+	snprintf(p, sizeof(p), "%s/trust", g.home);
+	mkdir(p, 0755);
+	snprintf(p, sizeof(p), "%s/trust/acme.pem", g.home);
+	const char *cp1[] = { "cp", g.acme->root_pem, p, NULL };
+	snprintf(csv, sizeof(csv), "%s/trust/acme-issuing.pem", g.home);
+	const char *cp2[] = { "cp", g.acme->intermediate_pem, csv, NULL };
+	if (kl_floor_run(g.f, NULL, NULL, cp1) != 0 || kl_floor_run(g.f, NULL, NULL, cp2) != 0)
+		return -1;
+	snprintf(csv, sizeof(csv), "%s/serials.csv", kl_floor_dir(g.f));
+	f = fopen(csv, "w");
+	fputs("serial\nSN-A\nSN-B\n", f);
+	fclose(f);
+	return kl("preregister", csv, "--tenant", "acme", NULL) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	kl_floor_free(g.f);
+	return 0;
+}
+
+static void test_provision_cli(void **state)
+{
+	(void)state;
+	assert_int_equal(
+	    kl("provision", "--link", g.good[0]->tcti, "--serial", "SN-A", "--ek", "p384", NULL),
+	    0);
+	assert_out("[13/13] commit");
+	assert_out("PROVISIONED SN-A: IDevID ");
+	/* Again: recognised, nothing issued. */
+	assert_int_equal(
+	    kl("provision", "--link", g.good[0]->tcti, "--serial", "SN-A", "--ek", "p384", NULL),
+	    0);
+	assert_out("ALREADY PROVISIONED SN-A");
+	/* The registry has it, with both certificates. */
+	assert_int_equal(kl("devices", "show", "SN-A", "--json", NULL), 0);
+	assert_out("\"provisioned\"");
+	assert_out("BEGIN CERTIFICATE");
+}
+
+static void test_refusals_cli(void **state)
+{
+	(void)state;
+	/* The forged DUT, as JSON for a script. */
+	assert_int_equal(
+	    kl("provision", "--link", g.forged[0]->tcti, "--serial", "SN-B", "--json", NULL, NULL),
+	    1);
+	assert_out("\"ok\":false");
+	assert_out("\"reason\":\"ek_cert_untrusted\"");
+	assert_out("\"step\":\"ek_cert\"");
+	/* Not pre-registered. */
+	assert_int_equal(
+	    kl("provision", "--link", g.good[0]->tcti, "--serial", "SN-Z", NULL, NULL, NULL, NULL),
+	    1);
+	assert_out("REFUSED SN-Z at gates [not_preregistered]");
+	/* Usage errors. */
+	assert_int_equal(kl("provision", "--serial", "SN-B", NULL), 2);
+	assert_out("--link and --serial are required");
+	assert_int_equal(kl("provision", "--link", "x", "--serial", "SN-B", "--ek", "dsa", NULL),
+	                 2);
+	assert_out("--ek must be rsa2048, p256 or p384");
+	/* A link that leads nowhere is a clear failure, not a crash. */
+	assert_int_equal(kl("provision", "--link", "swtpm:host=127.0.0.1,port=1", "--serial",
+	                    "SN-B", NULL, NULL),
+	                 1);
+	assert_out("REFUSED SN-B at discover [link_failed]");
+	assert_int_equal(kl("audit", "verify", NULL), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_provision_cli),
+		cmocka_unit_test(test_refusals_cli),
+	};
+
+	return cmocka_run_group_tests_name("cli_provision", tests, setup, teardown);
+}
