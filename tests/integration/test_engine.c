@@ -31,12 +31,12 @@
 #error "KL_PROFILES_DIR must be defined by the build"
 #endif
 
-enum { N_GOOD = 7 };
+enum { N_GOOD = 8, N_KILL = KL_STEP__MAX };
 
 static struct {
 	kl_floor *floor;
 	kl_vendor *acme, *rogue;
-	kl_dut **good, **forged;
+	kl_dut **good, **forged, **kill;
 	kl_token tok;
 	kl_hsm *hsm;
 	EVP_PKEY *ca_key, *root_key;
@@ -111,6 +111,7 @@ static int setup(void **state)
 	    kl_floor_vendor(g.floor, "Rogue TPM", &g.rogue) < 0 ||
 	    kl_floor_manufacture(g.floor, g.acme, "acme", N_GOOD, &g.good) < 0 ||
 	    kl_floor_manufacture(g.floor, g.rogue, "rogue", 1, &g.forged) < 0 ||
+	    kl_floor_manufacture(g.floor, g.acme, "kill", N_KILL, &g.kill) < 0 ||
 	    kl_floor_token(g.floor, "ca", "so-1", "user-1", &g.tok) < 0) {
 		fprintf(stderr, "floor: %s\n", kl_error_detail());
 		return -1;
@@ -164,14 +165,28 @@ static int setup(void **state)
 		items[i] = (kl_registry_item){ .serial = names[i], .line = (unsigned)i + 1 };
 	}
 	(void)serial;
+	static char knames[N_KILL][16];
+	kl_registry_item kitems[N_KILL];
+	for (int i = 0; i < N_KILL; i++) {
+		snprintf(knames[i], sizeof(knames[i]), "K-%d", i);
+		kitems[i] = (kl_registry_item){ .serial = knames[i], .line = (unsigned)i + 1 };
+	}
+	kl_registry_item qitems[2] = { { .serial = "Q-1", .line = 1 },
+		                       { .serial = "Q-2", .line = 2 } };
 	if (kl_registry_tenant_add(g.reg, "acme", "test") < 0 ||
 	    kl_registry_work_order_add(g.reg, "acme", "WO-1", -1, "test") < 0 ||
-	    kl_registry_preregister(g.reg, "acme", "WO-1", items, 10, "test") < 0) {
+	    kl_registry_preregister(g.reg, "acme", "WO-1", items, 10, "test") < 0 ||
+	    kl_registry_preregister(g.reg, "acme", "WO-1", kitems, N_KILL, "test") < 0 ||
+	    kl_registry_work_order_add(g.reg, "acme", "WO-Q", 1, "test") < 0 ||
+	    kl_registry_preregister(g.reg, "acme", "WO-Q", qitems, 2, "test") < 0) {
 		fprintf(stderr, "registry: %s\n", kl_error_detail());
 		return -1;
 	}
 	for (int i = 0; i < N_GOOD; i++)
 		if (kl_dut_start(g.floor, g.good[i]) < 0)
+			return -1;
+	for (int i = 0; i < N_KILL; i++)
+		if (kl_dut_start(g.floor, g.kill[i]) < 0)
 			return -1;
 	return kl_dut_start(g.floor, g.forged[0]) < 0 ? -1 : 0;
 }
@@ -309,11 +324,30 @@ static void test_again_is_idempotent(void **state)
 	assert_int_equal(issued(), before);
 }
 
+/* Audit entries of an action, counted from the outside with sqlite3. */
+static int audits(const char *action)
+{
+	char out[PATH_MAX], sql[160];
+	FILE *f;
+	int n = -1;
+
+	snprintf(out, sizeof(out), "%s/audit-count.txt", g.dir);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit WHERE action = '%s'", action);
+	const char *argv[] = { "sqlite3", g.db, sql, NULL };
+	assert_int_equal(kl_floor_run(g.floor, out, NULL, argv), 0);
+	f = fopen(out, "r");
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%d", &n), 1);
+	fclose(f);
+	return n;
+}
+
 static void expect_refusal_ek(const char *tcti, const char *serial, kl_ek_type type,
                               const char *reason)
 {
 	kl_job_result res;
 	int64_t before = issued();
+	int refusals = audits("station.provision.refused");
 
 	run_job(tcti, serial, type, &res);
 	if (res.rc == 0 || strcmp(res.reason, reason) != 0)
@@ -321,6 +355,7 @@ static void expect_refusal_ek(const char *tcti, const char *serial, kl_ek_type t
 		         res.message);
 	assert_true(strlen(res.message) > 10);
 	assert_int_equal(issued(), before);
+	assert_int_equal(audits("station.provision.refused"), refusals + 1);
 }
 
 static void expect_refusal(const char *tcti, const char *serial, const char *reason)
@@ -351,6 +386,38 @@ static void test_refusals(void **state)
 	EVP_PKEY_free(ek);
 	assert_int_equal(kl_registry_deny_add(g.reg, h, "reported stolen", "officer"), 0);
 	expect_refusal(g.good[4]->tcti, "SN-4", "ek_denied");
+
+	/* A work order with a quota of one: the second device is refused. */
+	kl_job_result res;
+	run_job(g.good[3]->tcti, "Q-1", KL_EK_P256, &res);
+	if (res.rc != 0)
+		fail_msg("Q-1: [%s] %s", res.reason, res.message);
+	expect_refusal(g.good[7]->tcti, "Q-2", "quota_exhausted");
+
+	/* An EK certificate swapped in from another TPM of the same vendor:
+	 * it chains, but it is not this TPM's EK. */
+	char der[PATH_MAX], size[16];
+	struct stat st;
+	snprintf(der, sizeof(der), "%s/swap.der", g.dir);
+	const char *read0[] = { "tpm2_nvread", "0x01c0000a", "-C", "o", "-o", der, NULL };
+	assert_int_equal(kl_dut_tool(g.floor, g.good[0], NULL, read0), 0);
+	assert_int_equal(stat(der, &st), 0);
+	snprintf(size, sizeof(size), "%lld", (long long)st.st_size);
+	const char *undef[] = { "tpm2_nvundefine", "0x01c0000a", "-C", "p", NULL };
+	const char *def[] = { "tpm2_nvdefine",
+		              "0x01c0000a",
+		              "-C",
+		              "p",
+		              "-s",
+		              size,
+		              "-a",
+		              "ppwrite|writedefine|ppread|ownerread|authread|no_da|platformcreate",
+		              NULL };
+	const char *write[] = { "tpm2_nvwrite", "0x01c0000a", "-C", "p", "-i", der, NULL };
+	assert_int_equal(kl_dut_tool(g.floor, g.good[7], NULL, undef), 0);
+	assert_int_equal(kl_dut_tool(g.floor, g.good[7], NULL, def), 0);
+	assert_int_equal(kl_dut_tool(g.floor, g.good[7], NULL, write), 0);
+	expect_refusal(g.good[7]->tcti, "SN-9", "ek_mismatch");
 }
 
 /* A DUT whose TPM lies on the wire. */
@@ -450,6 +517,60 @@ static void test_killed_and_resumed(void **state)
 	assert_int_equal(kl_store_audit_verify(g.store, &rep), 0);
 }
 
+/* Killed after each step in turn, then run again: every time the device
+ * ends provisioned once, with exactly one valid set of certificates, and
+ * the audit chain verifies. */
+static void test_killed_at_every_step(void **state)
+{
+	kl_audit_report rep;
+
+	(void)state;
+	for (int s = 0; s < KL_STEP__MAX; s++) {
+		char serial[16];
+		kl_job_result res;
+		pid_t pid;
+		int st;
+
+		snprintf(serial, sizeof(serial), "K-%d", s);
+		close_all();
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			kl_job_result r;
+			kl_job job = { .serial = serial,
+				       .tcti = g.kill[s]->tcti,
+				       .ek_type = (kl_ek_type)(s % KL_EK__MAX),
+				       .actor = "operator:test" };
+
+			setenv("KEYLINE_FAILPOINT", kl_step_name((kl_step)s), 1);
+			if (open_all() < 0)
+				_exit(3);
+			kl_engine_provision(&g.cfg, &job, &r);
+			_exit(4);
+		}
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		if (!WIFSIGNALED(st))
+			fail_msg("not killed after %s (status %d)", kl_step_name((kl_step)s), st);
+		assert_int_equal(open_all(), 0);
+
+		run_job(g.kill[s]->tcti, serial, (kl_ek_type)(s % KL_EK__MAX), &res);
+		if (res.rc != 0)
+			fail_msg("after %s: %s [%s] %s", kl_step_name((kl_step)s),
+			         kl_step_name(res.failed_step), res.reason, res.message);
+		/* Killed after the commit, the device was already provisioned. */
+		assert_int_equal(res.already_provisioned, s == KL_STEP_COMMIT);
+
+		struct count c = { 0, 0 };
+		assert_true(kl_registry_device_certs(g.reg, serial, count_cert, &c) >= 2);
+		assert_int_equal(c.valid, 2);
+		kl_registry_device dev;
+		assert_int_equal(kl_registry_device_get(g.reg, serial, &dev), 0);
+		assert_int_equal(dev.state, KL_DEVICE_PROVISIONED);
+		check_dut(g.kill[s], serial);
+	}
+	assert_int_equal(kl_store_audit_verify(g.store, &rep), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -458,6 +579,7 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_lying_dut),
 		cmocka_unit_test(test_killed_and_resumed),
+		cmocka_unit_test(test_killed_at_every_step),
 	};
 
 	return cmocka_run_group_tests_name("engine", tests, setup, teardown);
