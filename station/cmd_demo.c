@@ -288,7 +288,7 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 			rc = fail("power on");
 			goto out;
 		}
-		job.tcti = d->tcti;
+		job.link = d->tcti;
 		printf("   %-9s %-10s %-8s ", d->name, serials[i], kl_ek_type_name(job.ek_type));
 		fflush(stdout);
 		if (kl_engine_provision(&cfg, &job, &results[i]) < 0) {

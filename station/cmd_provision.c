@@ -53,6 +53,17 @@ static void show(void *ctx, kl_step step, bool done, double ms)
 	fprintf(stderr, "%8.1f ms\n", ms);
 }
 
+/* [profiles] TENANT.iak / TENANT.idevid = PROFILE */
+static const char *tenant_profile(void *ctx, const char *tenant, const char *kind)
+{
+	char key[200];
+
+	if (!tenant || !*tenant)
+		return NULL;
+	snprintf(key, sizeof(key), "profiles.%s.%s", tenant, kind);
+	return kl_config_get(ctx, key, NULL);
+}
+
 int kl_engine_config_from_home(kl_home *home, kl_engine_config *cfg, kl_registry **reg,
                                kl_trust **trust)
 {
@@ -81,6 +92,8 @@ int kl_engine_config_from_home(kl_home *home, kl_engine_config *cfg, kl_registry
 		.entropy = home->hsm,
 		.require_prereg = prereg,
 		.station_id = kl_config_get(home->conf, "station.id", "station"),
+		.profile_for = tenant_profile,
+		.profile_ctx = home->conf,
 	};
 	types = kl_config_get(home->conf, "policy.ek_types", "rsa2048,p256,p384");
 	for (int t = 0; t < KL_EK__MAX; t++)
@@ -114,7 +127,7 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
-			job.tcti = optarg;
+			job.link = optarg;
 			break;
 		case 's':
 			job.serial = optarg;
@@ -140,7 +153,7 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!job.tcti || !job.serial || optind < argc) {
+	if (!job.link || !job.serial || optind < argc) {
 		fprintf(stderr, "keyline provision: %s\n(see 'keyline provision --help')\n",
 		        optind < argc ? "unexpected argument" : "--link and --serial are required");
 		return 2;
@@ -155,7 +168,7 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 		goto out;
 	}
 	if (!json)
-		fprintf(stderr, "Provisioning %s on %s (EK %s)\n", job.serial, job.tcti,
+		fprintf(stderr, "Provisioning %s on %s (EK %s)\n", job.serial, job.link,
 		        kl_ek_type_name(job.ek_type));
 	if (kl_engine_provision(&cfg, &job, &res) < 0) {
 		fprintf(stderr, "keyline provision: %s\n", kl_error_detail());

@@ -53,6 +53,7 @@ struct run {
 	EVP_PKEY *iak_pub, *idevid_pub;
 	X509 *iak_cert, *idevid_cert;
 	bool had_identity; /* step 2: persistent keys or certificate indices */
+	char tenant[128];  /* the device's tenant, known from step 5 */
 	kl_step step;
 	double t0;
 	json_object *evidence;
@@ -143,7 +144,7 @@ static const char *attest_reason(const char *prefix, kl_attest_verdict v, char *
 static int discover(struct run *r)
 {
 	step_begin(r, KL_STEP_DISCOVER);
-	if (kl_tpm_open(r->job->tcti, &r->tpm) < 0)
+	if (kl_tpm_open(r->job->link, &r->tpm) < 0)
 		return failed(r, "link_failed", -(int)kl_error_code());
 	if (kl_tpm_get_info(r->tpm, &r->info) < 0)
 		return failed(r, "tpm_error", -(int)kl_error_code());
@@ -278,6 +279,7 @@ static int gates(struct run *r)
 	}
 	if (g.verdict != KL_GATE_OK)
 		return refuse(r, g.reason, "%s", g.message);
+	snprintf(r->tenant, sizeof(r->tenant), "%s", g.tenant);
 	if (r->had_identity && !g.resume)
 		return refuse(
 		    r, "not_factory_new",
@@ -481,15 +483,26 @@ static int pop(struct run *r)
 	return 0;
 }
 
+/* The profile for this device: per tenant when the station says so. */
+static const char *profile(struct run *r, const char *kind, const char *def)
+{
+	const char *p = NULL;
+
+	if (r->cfg->profile_for)
+		p = r->cfg->profile_for(r->cfg->profile_ctx, r->tenant, kind);
+	return p ? p : def;
+}
+
 static int issue(struct run *r)
 {
 	kl_issue_result res[2];
 	kl_cert_request reqs[2] = {
-		{ .profile = r->cfg->iak_profile ? r->cfg->iak_profile : "iak",
+		{ .profile = profile(r, "iak", r->cfg->iak_profile ? r->cfg->iak_profile : "iak"),
 		  .pubkey = r->iak_pub,
 		  .serial_number = r->job->serial,
 		  .actor = r->job->actor },
-		{ .profile = r->cfg->idevid_profile ? r->cfg->idevid_profile : "idevid",
+		{ .profile = profile(r, "idevid",
+		                     r->cfg->idevid_profile ? r->cfg->idevid_profile : "idevid"),
 		  .pubkey = r->idevid_pub,
 		  .serial_number = r->job->serial,
 		  .actor = r->job->actor },
@@ -642,7 +655,7 @@ int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job, kl_job_r
 	int rc;
 
 	memset(res, 0, sizeof(*res));
-	if (!job->serial || !job->tcti || !job->actor)
+	if (!job->serial || !job->link || !job->actor)
 		return kl_error_set(KL_E_INVALID, "provision: serial, link and actor are required");
 	r.evidence = json_object_new_object();
 	if (!r.evidence)

@@ -43,11 +43,15 @@ typedef struct kl_engine_config {
 	kl_registry *reg;
 	kl_ca *ca;
 	const kl_trust *trust;
-	kl_hsm *entropy;        /* the HSM whose RNG seeds the TPM (step 6) */
-	bool require_prereg;    /* policy: serials must be pre-registered */
-	unsigned ek_types;      /* bit (1 << kl_ek_type) per allowed EK type */
-	const char *station_id; /* recorded in the evidence */
-	const char *iak_profile, *idevid_profile;
+	kl_hsm *entropy;                          /* the HSM whose RNG seeds the TPM (step 6) */
+	bool require_prereg;                      /* policy: serials must be pre-registered */
+	unsigned ek_types;                        /* bit (1 << kl_ek_type) per allowed EK type */
+	const char *station_id;                   /* recorded in the evidence */
+	const char *iak_profile, *idevid_profile; /* defaults "iak", "idevid" */
+	/* Profile per tenant (may be NULL): returns the profile name for a
+	 * tenant and a kind ("iak" or "idevid"), or NULL for the default. */
+	const char *(*profile_for)(void *ctx, const char *tenant, const char *kind);
+	void *profile_ctx;
 } kl_engine_config;
 
 /* Progress: called when a step starts (done false) and ends (done true, with
@@ -57,7 +61,8 @@ typedef void (*kl_progress_fn)(void *ctx, kl_step step, bool done, double ms);
 typedef struct kl_job {
 	const char *serial;
 	const char *tenant; /* NULL: the pre-registration's tenant */
-	const char *tcti;   /* the DUT's link */
+	const char *link; /* the DUT's link: a TCTI configuration today ("swtpm:host=...,port=...",
+	                   * "device:/dev/tpmrm0"); a USB link gets its own scheme later */
 	kl_ek_type ek_type; /* which EK proves the TPM */
 	const char *actor;  /* operator or automation, for the audit log */
 	kl_progress_fn progress;

@@ -74,9 +74,10 @@ static int setup(void **state)
 	(void)state;
 	if (kl_floor_new(&g.f) < 0 || kl_floor_vendor(g.f, "Acme TPM", &g.acme) < 0 ||
 	    kl_floor_vendor(g.f, "Rogue TPM", &g.rogue) < 0 ||
-	    kl_floor_manufacture(g.f, g.acme, "acme", 1, &g.good) < 0 ||
+	    kl_floor_manufacture(g.f, g.acme, "acme", 2, &g.good) < 0 ||
 	    kl_floor_manufacture(g.f, g.rogue, "rogue", 1, &g.forged) < 0 ||
-	    kl_dut_start(g.f, g.good[0]) < 0 || kl_dut_start(g.f, g.forged[0]) < 0)
+	    kl_dut_start(g.f, g.good[0]) < 0 || kl_dut_start(g.f, g.good[1]) < 0 ||
+	    kl_dut_start(g.f, g.forged[0]) < 0)
 		return -1;
 	snprintf(g.home, sizeof(g.home), "%s/home", kl_floor_dir(g.f));
 	snprintf(g.out, sizeof(g.out), "%s/out.txt", kl_floor_dir(g.f));
@@ -152,11 +153,41 @@ static void test_refusals_cli(void **state)
 	assert_int_equal(kl("audit", "verify", NULL), 0);
 }
 
+/* A tenant with its own IDevID profile: [profiles] acme.idevid = NAME. */
+static void test_profile_per_tenant(void **state)
+{
+	char src[PATH_MAX], dst[PATH_MAX], conf[PATH_MAX];
+	FILE *f;
+
+	(void)state;
+	snprintf(src, sizeof(src), "%s/profiles/idevid.json", g.home);
+	snprintf(dst, sizeof(dst), "%s/profiles/idevid-acme.json", g.home);
+	const char *sed[] = {
+		"sh",
+		"-c",
+		"sed -e 's/\"name\": \"idevid\"/\"name\": \"idevid-acme\"/' "
+		"-e 's/\"not_after\": \"99991231235959Z\"/\"days\": 3650/' \"$0\" > \"$1\"",
+		src,
+		dst,
+		NULL
+	};
+	assert_int_equal(kl_floor_run(g.f, NULL, NULL, sed), 0);
+	snprintf(conf, sizeof(conf), "%s/keyline.conf", g.home);
+	f = fopen(conf, "a");
+	fputs("\n[profiles]\nacme.idevid = idevid-acme\n", f);
+	fclose(f);
+	assert_int_equal(kl("provision", "--link", g.good[1]->tcti, "--serial", "SN-B", NULL), 0);
+	assert_int_equal(kl("devices", "show", "SN-B", "--json", NULL), 0);
+	assert_out("idevid-acme");
+	assert_out("\"iak\"");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_provision_cli),
 		cmocka_unit_test(test_refusals_cli),
+		cmocka_unit_test(test_profile_per_tenant),
 	};
 
 	return cmocka_run_group_tests_name("cli_provision", tests, setup, teardown);

@@ -207,7 +207,7 @@ static int teardown(void **state)
 
 static void run_job(const char *tcti, const char *serial, kl_ek_type type, kl_job_result *res)
 {
-	kl_job job = { .serial = serial, .tcti = tcti, .ek_type = type, .actor = "operator:test" };
+	kl_job job = { .serial = serial, .link = tcti, .ek_type = type, .actor = "operator:test" };
 
 	assert_int_equal(kl_engine_provision(&g.cfg, &job, res), 0);
 }
@@ -485,7 +485,7 @@ static void test_killed_and_resumed(void **state)
 	if (pid == 0) {
 		kl_job_result r;
 		kl_job job = { .serial = "SN-8",
-			       .tcti = g.good[6]->tcti,
+			       .link = g.good[6]->tcti,
 			       .ek_type = KL_EK_P384,
 			       .actor = "operator:test" };
 
@@ -538,7 +538,7 @@ static void test_killed_at_every_step(void **state)
 		if (pid == 0) {
 			kl_job_result r;
 			kl_job job = { .serial = serial,
-				       .tcti = g.kill[s]->tcti,
+				       .link = g.kill[s]->tcti,
 				       .ek_type = (kl_ek_type)(s % KL_EK__MAX),
 				       .actor = "operator:test" };
 
