@@ -19,63 +19,7 @@
 #include "registry.h"
 #include "store.h"
 
-#ifndef KEYLINE_BIN
-#error "KEYLINE_BIN must be defined by the build"
-#endif
-
-struct env {
-	kl_floor *floor;
-	char dir[PATH_MAX];
-	char home[PATH_MAX];
-	char out[PATH_MAX];
-	char err[PATH_MAX];
-};
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	char *buf;
-	long n;
-
-	if (!f)
-		return strdup("");
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	buf = calloc(1, (size_t)n + 1);
-	if (fread(buf, 1, (size_t)n, f) != (size_t)n)
-		buf[0] = '\0';
-	fclose(f);
-	return buf;
-}
-
-/* Runs keyline --home HOME ARGS...; stdout to e->out, stderr to e->err. */
-static int keyline(struct env *e, ...)
-{
-	const char *argv[32] = { "sh",        "-c",     "exec \"$0\" \"$@\" 2>\"$KL_ERR\"",
-		                 KEYLINE_BIN, "--home", e->home };
-	char env_err[PATH_MAX + 8];
-	const char *extra[] = { env_err, NULL };
-	va_list ap;
-	int n = 6;
-
-	va_start(ap, e);
-	for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 31;)
-		argv[n++] = a;
-	va_end(ap);
-	argv[n] = NULL;
-	snprintf(env_err, sizeof(env_err), "KL_ERR=%s", e->err);
-	return kl_floor_run(e->floor, e->out, extra, argv);
-}
-
-static void assert_in(const char *path, const char *needle)
-{
-	char *text = slurp(path);
-
-	if (!strstr(text, needle))
-		fail_msg("'%s' not found in %s:\n%s", needle, path, text);
-	free(text);
-}
+#include "cli_test.h"
 
 /* stdout parsed as one JSON value. */
 static json_object *out_json(struct env *e)
