@@ -689,6 +689,7 @@ int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job, kl_job_r
 		record_refusal(&r);
 
 	res->total_ms = now_ms() - start;
+	res->tpm_ms = kl_tpm_busy_ms(r.tpm);
 	json_object_put(r.evidence);
 	kl_tpm_object_free(r.iak);
 	kl_tpm_object_free(r.idevid);

@@ -78,6 +78,7 @@ typedef struct kl_job_result {
 	bool resumed;             /* an interrupted run was taken up again */
 	double step_ms[KL_STEP__MAX];
 	double total_ms;
+	double tpm_ms; /* of total_ms, spent waiting on the TPM and its link */
 	char iak_serial[48], idevid_serial[48];
 } kl_job_result;
 

@@ -609,3 +609,8 @@ int kl_tpm_flush_leftovers(kl_tpm *t, size_t *flushed)
 		*flushed = n;
 	return 0;
 }
+
+double kl_tpm_busy_ms(const kl_tpm *t)
+{
+	return t ? t->busy_ms : 0;
+}

@@ -36,6 +36,10 @@ typedef struct kl_tpm kl_tpm;
  * Returns 0, -KL_E_IO when the link cannot be opened, -KL_E_TPM otherwise. */
 int kl_tpm_open(const char *tcti_conf, kl_tpm **ret);
 
+/* Milliseconds spent inside TPM commands through t so far (the link's
+ * transfer included): the part of a job that waits on the TPM. */
+double kl_tpm_busy_ms(const kl_tpm *t);
+
 /* Flushes every transient object still loaded through t, closes the ESAPI
  * context and the TCTI. Accepts NULL. */
 void kl_tpm_free(kl_tpm *t);
@@ -119,6 +123,10 @@ int kl_tpm_ek_public(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret);
 /* The same, also giving the EK's TPM name (what TPM2_MakeCredential binds a
  * credential to). ret_name may be NULL. */
 int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key, kl_tpm_name *ret_name);
+
+/* Milliseconds spent inside TPM commands through t so far (the link's
+ * transfer included): the part of a job that waits on the TPM. */
+double kl_tpm_busy_ms(const kl_tpm *t);
 
 /* Flushes every transient object and loaded session in the TPM, whoever
  * left them: a DUT driven directly (no resource manager) keeps what a

@@ -10,6 +10,7 @@
 #define KL_STATION_TPM_INTERNAL_H
 
 #include <stdbool.h>
+#include <time.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,7 +32,16 @@ struct kl_tpm {
 	size_t nv_chunk_cap;    /* kl_tpm_set_nv_chunk_max, 0 for none */
 	ESYS_TR loaded[TPM_MAX_LOADED];
 	size_t n_loaded;
+	double busy_ms; /* time spent inside TPM commands (link included) */
 };
+
+static inline double tpm_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 static inline void esys_freep(void *p)
 {
@@ -72,11 +82,15 @@ static inline bool tpm_started_now(kl_tpm *t, TSS2_RC rc)
 }
 
 /* rc = call, and once more after a Startup(CLEAR) if the TPM asked for one. */
-#define TPM_CALL(t, rc, call)                   \
-	do {                                    \
-		(rc) = (call);                  \
-		if (tpm_started_now((t), (rc))) \
-			(rc) = (call);          \
+/* Each call's time is added to t->busy_ms: what the station spends waiting
+ * on the TPM and its link, as opposed to its own work. */
+#define TPM_CALL(t, rc, call)                                  \
+	do {                                                   \
+		double tpm_call_t0_ = tpm_clock_ms();          \
+		(rc) = (call);                                 \
+		if (tpm_started_now((t), (rc)))                \
+			(rc) = (call);                         \
+		(t)->busy_ms += tpm_clock_ms() - tpm_call_t0_; \
 	} while (0)
 
 static inline int tpm_track(kl_tpm *t, ESYS_TR h)
