@@ -14,7 +14,8 @@
 # and its certificate from NV, chain verified and public key compared; IAK
 # (restricted signing) and IDevID (signing) as endorsement primaries;
 # MakeCredential in software + ActivateCredential under PolicySecret(EH);
-# TPM2_Certify(IDevID by IAK) with a fresh nonce, signature checked; the
+# TPM2_Certify(IDevID by IAK), signature checked (tpm2_certify 5.4 takes no
+# nonce, so unlike the engine this accepts a replayed attestation); the
 # IDevID signs a challenge, checked; two certificates from the software CA
 # (no HSM); both keys persisted, both certificates in write-locked NV and
 # read back.
