@@ -467,31 +467,24 @@ out:
  * in the endorsement hierarchy with the profile's template recreates the EK
  * that the vendor certified. The object is flushed at once, also when
  * anything after CreatePrimary fails: we only need its public area. */
-int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key, kl_tpm_name *ret_name)
+int tpm_ek_load(kl_tpm *t, kl_ek_type type, ESYS_TR *ret, TPM2B_PUBLIC **out_public)
 {
-	_cleanup_(esys_freep) TPM2B_PUBLIC *out_public = NULL;
-	_cleanup_(esys_freep) TPM2B_CREATION_DATA *creation_data = NULL;
-	_cleanup_(esys_freep) TPM2B_DIGEST *creation_hash = NULL;
-	_cleanup_(esys_freep) TPMT_TK_CREATION *creation_ticket = NULL;
-	_cleanup_(esys_freep) TPM2B_NAME *esys_name = NULL;
-	_cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+	TPM2B_PUBLIC *pub = NULL;
 	const TPM2B_SENSITIVE_CREATE sensitive = { 0 };
 	const TPM2B_DATA outside_info = { 0 };
 	const TPML_PCR_SELECTION creation_pcr = { 0 };
 	ESYS_TR h = ESYS_TR_NONE;
 	TPM2B_PUBLIC in;
-	kl_tpm_name name;
 	TSS2_RC rc;
 	int r;
 
 	r = kl_ek_template_get(type, &in);
 	if (r < 0)
 		return r;
-
 	TPM_CALL(t, rc,
 	         Esys_CreatePrimary(t->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 	                            ESYS_TR_NONE, &sensitive, &in, &outside_info, &creation_pcr, &h,
-	                            &out_public, &creation_data, &creation_hash, &creation_ticket));
+	                            &pub, NULL, NULL, NULL));
 	if (rc != TSS2_RC_SUCCESS) {
 		if (tpm_rc_code(rc) == TPM2_RC_OBJECT_MEMORY)
 			return kl_tpm_rc_error(rc,
@@ -501,9 +494,36 @@ int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key, kl_tpm
 		return kl_tpm_rc_error(rc, "Esys_CreatePrimary(EK %s)", kl_ek_type_name(type));
 	}
 	r = tpm_track(t, h);
-	if (r < 0)
-		goto out;
+	if (r < 0) {
+		(void)Esys_FlushContext(t->esys, h);
+		Esys_Free(pub);
+		return r;
+	}
+	/* Only `unique` may differ from the template. */
+	r = kl_ek_check_public(type, &in.publicArea, &pub->publicArea);
+	if (r < 0) {
+		tpm_flush_quiet(t, h);
+		Esys_Free(pub);
+		return r;
+	}
+	*ret = h;
+	*out_public = pub;
+	return 0;
+}
 
+int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key, kl_tpm_name *ret_name)
+{
+	_cleanup_(esys_freep) TPM2B_PUBLIC *out_public = NULL;
+	_cleanup_(esys_freep) TPM2B_NAME *esys_name = NULL;
+	_cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+	ESYS_TR h = ESYS_TR_NONE;
+	kl_tpm_name name;
+	TSS2_RC rc;
+	int r;
+
+	r = tpm_ek_load(t, type, &h, &out_public);
+	if (r < 0)
+		return r;
 	rc = Esys_TR_GetName(t->esys, h, &esys_name);
 	if (rc != TSS2_RC_SUCCESS) {
 		r = kl_tpm_rc_error(rc, "Esys_TR_GetName(EK %s)", kl_ek_type_name(type));
@@ -514,9 +534,6 @@ int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key, kl_tpm
 		goto out;
 	h = ESYS_TR_NONE;
 
-	r = kl_ek_check_public(type, &in.publicArea, &out_public->publicArea);
-	if (r < 0)
-		goto out;
 	r = kl_tpm_public_name(&out_public->publicArea, &name);
 	if (r < 0)
 		goto out;
@@ -536,11 +553,8 @@ int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key, kl_tpm
 		*ret_name = name;
 	r = 0;
 out:
-	/* Only failures get here with the object still loaded: flush it
-	 * without overwriting their error. If even that fails it stays
-	 * tracked and kl_tpm_free tries again. */
-	if (h != ESYS_TR_NONE && Esys_FlushContext(t->esys, h) == TSS2_RC_SUCCESS)
-		tpm_untrack(t, h);
+	/* Only failures get here with the object still loaded. */
+	tpm_flush_quiet(t, h);
 	return r;
 }
 

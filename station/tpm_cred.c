@@ -40,15 +40,6 @@ static const char *key_type_name(kl_tpm_key_type type)
 	}
 }
 
-/* Flushes a handle on a path that already failed, without touching the
- * recorded error. If even that fails the handle stays tracked, and
- * kl_tpm_free tries again. */
-static void tpm_flush_quiet(kl_tpm *t, ESYS_TR h)
-{
-	if (h != ESYS_TR_NONE && Esys_FlushContext(t->esys, h) == TSS2_RC_SUCCESS)
-		tpm_untrack(t, h);
-}
-
 /* Flushes *h if set and clears it. After a failure (r < 0) the flush is
  * quiet and r is kept; otherwise a failed flush is the error. */
 static int tpm_flush_keep(kl_tpm *t, ESYS_TR *h, int r)
@@ -336,43 +327,13 @@ void kl_tpm_object_free(kl_tpm_object *o)
  * its nameAlg, which its policy session must use. */
 static int ek_load(kl_tpm *t, kl_ek_type type, ESYS_TR *ret, TPMI_ALG_HASH *name_alg)
 {
-	_cleanup_(esys_freep) TPM2B_PUBLIC *out_public = NULL;
-	const TPM2B_SENSITIVE_CREATE sensitive = { 0 };
-	const TPM2B_DATA outside_info = { 0 };
-	const TPML_PCR_SELECTION creation_pcr = { 0 };
-	ESYS_TR h = ESYS_TR_NONE;
-	TPM2B_PUBLIC in;
-	TSS2_RC rc;
-	int r;
+	TPM2B_PUBLIC *pub = NULL;
+	int r = tpm_ek_load(t, type, ret, &pub);
 
-	r = kl_ek_template_get(type, &in);
-	if (r < 0)
-		return r;
-	TPM_CALL(t, rc,
-	         Esys_CreatePrimary(t->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-	                            ESYS_TR_NONE, &sensitive, &in, &outside_info, &creation_pcr, &h,
-	                            &out_public, NULL, NULL, NULL));
-	if (rc != TSS2_RC_SUCCESS) {
-		if (tpm_rc_code(rc) == TPM2_RC_OBJECT_MEMORY)
-			return kl_tpm_rc_error(rc,
-			                       "Esys_CreatePrimary(EK %s): no free transient "
-			                       "object slot (something did not flush)",
-			                       kl_ek_type_name(type));
-		return kl_tpm_rc_error(rc, "Esys_CreatePrimary(EK %s)", kl_ek_type_name(type));
-	}
-	r = tpm_track(t, h);
-	if (r < 0) {
-		(void)Esys_FlushContext(t->esys, h);
-		return r;
-	}
-	r = kl_ek_check_public(type, &in.publicArea, &out_public->publicArea);
-	if (r < 0) {
-		tpm_flush_quiet(t, h);
-		return r;
-	}
-	*ret = h;
-	*name_alg = in.publicArea.nameAlg;
-	return 0;
+	if (r == 0)
+		*name_alg = pub->publicArea.nameAlg;
+	Esys_Free(pub);
+	return r;
 }
 
 /* EK Credential Profile Annex B: the high-range templates' authPolicy

@@ -124,4 +124,19 @@ static inline int tpm_flush(kl_tpm *t, ESYS_TR h)
 	return 0;
 }
 
+/* Flushes a handle on a path that already failed, without touching the
+ * recorded error. If even that fails the handle stays tracked, and
+ * kl_tpm_free tries again. */
+static inline void tpm_flush_quiet(kl_tpm *t, ESYS_TR h)
+{
+	if (h != ESYS_TR_NONE && Esys_FlushContext(t->esys, h) == TSS2_RC_SUCCESS)
+		tpm_untrack(t, h);
+}
+
+/* Recreates the EK of that type (TPM2_CreatePrimary with its TCG template),
+ * checks the returned public area against the template, and leaves it
+ * loaded and tracked in *ret; *out_public (Esys_Free it) is its public
+ * area. Defined in tpm.c. */
+int tpm_ek_load(kl_tpm *t, kl_ek_type type, ESYS_TR *ret, TPM2B_PUBLIC **out_public);
+
 #endif
