@@ -56,7 +56,7 @@ const char *kl_err_str(int code)
 	return c == KL_E__MAX ? "unknown error" : err_table[c].text;
 }
 
-static int set_v(kl_err code, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static int set_v(kl_err code, const char *fmt, va_list ap)
 {
 	int saved = errno; /* so that %m in fmt reports the caller's errno */
 

@@ -193,7 +193,7 @@ static int gate(kl_registry *r, const char *serial, const char *tenant, const ch
 				               "this TPM's (%s); abort that first",
 				               serial, ek_short(d->ek_sha256, s1),
 				               ek_short(ek, s2));
-			/* fallthrough */
+			__attribute__((fallthrough));
 		case KL_DEVICE_PREREGISTERED:
 			if (strcmp(d->tenant, tenant) != 0)
 				return verdict(res, KL_GATE_TENANT_MISMATCH,
