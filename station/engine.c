@@ -342,7 +342,8 @@ static int activate(struct run *r)
 	int rc;
 
 	step_begin(r, KL_STEP_ACTIVATE);
-	RAND_bytes(nonce, sizeof(nonce));
+	if (RAND_bytes(nonce, sizeof(nonce)) != 1)
+		return failed(r, "rng_failed", -KL_E_CRYPTO);
 	kl_tpm_object_name(r->iak, &name);
 	rc = kl_make_credential(r->ek_pub, r->job->ek_type, nonce, sizeof(nonce), &name, &cred);
 	if (rc < 0)
@@ -379,7 +380,8 @@ static int certify(struct run *r)
 	int rc;
 
 	step_begin(r, KL_STEP_CERTIFY);
-	RAND_bytes(nonce, sizeof(nonce));
+	if (RAND_bytes(nonce, sizeof(nonce)) != 1)
+		return failed(r, "rng_failed", -KL_E_CRYPTO);
 	kl_tpm_object_name(r->iak, &iak_name);
 	kl_tpm_object_name(r->idevid, &idevid_name);
 	rc = kl_tpm_certify(r->tpm, r->idevid, r->iak, nonce, sizeof(nonce), &attest, &attest_len,
@@ -454,7 +456,8 @@ static int prove(struct run *r, kl_tpm_object *key, EVP_PKEY *pub, json_object *
 	EVP_PKEY_CTX *v;
 	int ok, rc;
 
-	RAND_bytes(nonce, sizeof(nonce));
+	if (RAND_bytes(nonce, sizeof(nonce)) != 1)
+		return kl_error_set(KL_E_CRYPTO, "no random nonce");
 	pop_digest(r->job->serial, nonce, sizeof(nonce), digest);
 	rc = kl_tpm_sign(r->tpm, key, digest, sizeof(digest), &sig, &sig_len);
 	if (rc < 0)
@@ -622,30 +625,52 @@ static int commit(struct run *r)
 
 /* A refusal after the device was begun gives the serial back (aborted
  * provisioning, EK released) and leaves the audit entry of why. */
-static void record_refusal(struct run *r)
+/* JSON string contents: quotes and backslashes escaped, control characters
+ * dropped. */
+static void json_escape(const char *in, char *out, size_t size)
 {
-	char detail[900], msg[600];
 	size_t n = 0;
 
-	/* JSON-escape the operator sentence. */
-	for (const char *p = r->res->message; *p && n + 7 < sizeof(msg); p++) {
-		if (*p == '"' || *p == '\\')
-			msg[n++] = '\\';
+	for (const char *p = in; p && *p && n + 3 < size; p++) {
 		if ((unsigned char)*p < 0x20)
 			continue;
-		msg[n++] = *p;
+		if (*p == '"' || *p == '\\')
+			out[n++] = '\\';
+		out[n++] = *p;
 	}
-	msg[n] = '\0';
-	snprintf(detail, sizeof(detail),
-	         "{\"serial\":\"%s\",\"step\":\"%s\",\"reason\":\"%s\",\"message\":\"%s\"}",
-	         r->job->serial, kl_step_name(r->res->failed_step), r->res->reason, msg);
-	kl_store_audit(r->cfg->store, r->job->actor, "station.provision.refused", detail);
+	out[n] = '\0';
+}
+
+/* A refusal leaves an audit entry. After step 5 the device was begun: the
+ * certificates of this run (if it got as far as issuing) are revoked, and
+ * the device goes back to preregistered, its EK released, only when the DUT
+ * could be cleaned; otherwise it stays provisioning, so that the next run
+ * takes the resume path, which revokes and cleans. */
+static void record_refusal(struct run *r)
+{
+	char detail[1400], msg[600], serial[200], extra[160] = "";
+	bool cleaned = false;
+	int revoked = 0;
+
 	if (r->res->failed_step > KL_STEP_GATES) {
-		kl_registry_device_set_state(r->cfg->reg, r->job->serial, KL_DEVICE_PREREGISTERED,
-		                             r->res->reason, r->job->actor);
-		if (r->tpm)
-			clean_dut(r);
+		cleaned = r->tpm && clean_dut(r) == 0;
+		if (r->res->failed_step >= KL_STEP_ISSUE) {
+			revoked = kl_registry_device_certs(r->cfg->reg, r->job->serial,
+			                                   revoke_unfinished, r);
+		}
+		if (cleaned)
+			kl_registry_device_set_state(r->cfg->reg, r->job->serial,
+			                             KL_DEVICE_PREREGISTERED, r->res->reason,
+			                             r->job->actor);
+		snprintf(extra, sizeof(extra), ",\"dut_cleaned\":%s,\"certificates_revoked\":%s",
+		         cleaned ? "true" : "false", revoked >= 0 ? "true" : "false");
 	}
+	json_escape(r->res->message, msg, sizeof(msg));
+	json_escape(r->job->serial, serial, sizeof(serial));
+	snprintf(detail, sizeof(detail),
+	         "{\"serial\":\"%s\",\"step\":\"%s\",\"reason\":\"%s\",\"message\":\"%s\"%s}",
+	         serial, kl_step_name(r->res->failed_step), r->res->reason, msg, extra);
+	kl_store_audit(r->cfg->store, r->job->actor, "station.provision.refused", detail);
 }
 
 int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job, kl_job_result *res)

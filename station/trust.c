@@ -327,9 +327,17 @@ int kl_ek_check_match(kl_tpm *tpm, kl_ek_report *rep, EVP_PKEY **ek_ret)
 		    "the TPM's %s EK is not the key in its EK certificate: forged or swapped TPM",
 		    kl_ek_type_name(rep->type));
 	} else {
+		/* The EK's identity for the registry: SHA-256 of its
+		 * SubjectPublicKeyInfo. A failure here must not leave a zero
+		 * hash behind an OK verdict. */
 		len = i2d_PUBKEY(ek, &spki);
-		if (len > 0)
-			EVP_Digest(spki, (size_t)len, rep->ek_sha256, NULL, EVP_sha256(), NULL);
+		if (len <= 0 ||
+		    !EVP_Digest(spki, (size_t)len, rep->ek_sha256, NULL, EVP_sha256(), NULL)) {
+			OPENSSL_free(spki);
+			EVP_PKEY_free(ek);
+			X509_free(cert);
+			return kl_error_set_ssl(KL_E_CRYPTO, "hash of the EK");
+		}
 		OPENSSL_free(spki);
 		rep->verdict = KL_EK_OK;
 		if (ek_ret) {

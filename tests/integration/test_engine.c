@@ -420,6 +420,57 @@ static void test_refusals(void **state)
 	expect_refusal(g.good[7]->tcti, "SN-9", "ek_mismatch");
 }
 
+struct count {
+	int valid, superseded;
+};
+
+static int count_cert(void *ctx, const kl_registry_cert *cert)
+{
+	struct count *cc = ctx;
+
+	if (!cert->revoked && strcmp(cert->state, "issued") == 0)
+		cc->valid++;
+	else if (cert->revoked && cert->reason == 4)
+		cc->superseded++;
+	return 0;
+}
+
+static const char *broken_idevid_profile(void *ctx, const char *tenant, const char *kind)
+{
+	(void)ctx;
+	(void)tenant;
+	return strcmp(kind, "idevid") == 0 ? "no-such-profile" : NULL;
+}
+
+/* Refused after the IAK certificate was issued (the IDevID's profile does
+ * not exist): the issued certificate is revoked, the DUT cleaned, the serial
+ * given back; the next run provisions it with one valid set. */
+static void test_refused_after_issue(void **state)
+{
+	struct count c = { 0, 0 };
+	kl_registry_device dev;
+	kl_job_result res;
+
+	(void)state;
+	g.cfg.profile_for = broken_idevid_profile;
+	run_job(g.good[7]->tcti, "SN-9", KL_EK_RSA2048, &res);
+	g.cfg.profile_for = NULL;
+	assert_int_not_equal(res.rc, 0);
+	assert_int_equal(res.failed_step, KL_STEP_ISSUE);
+	assert_true(kl_registry_device_certs(g.reg, "SN-9", count_cert, &c) >= 1);
+	assert_int_equal(c.valid, 0);
+	assert_int_equal(kl_registry_device_get(g.reg, "SN-9", &dev), 0);
+	assert_int_equal(dev.state, KL_DEVICE_PREREGISTERED);
+
+	run_job(g.good[7]->tcti, "SN-9", KL_EK_RSA2048, &res);
+	if (res.rc != 0)
+		fail_msg("%s [%s] %s", kl_step_name(res.failed_step), res.reason, res.message);
+	c = (struct count){ 0, 0 };
+	assert_true(kl_registry_device_certs(g.reg, "SN-9", count_cert, &c) >= 3);
+	assert_int_equal(c.valid, 2);
+	check_dut(g.good[7], "SN-9");
+}
+
 /* A DUT whose TPM lies on the wire. */
 static void test_lying_dut(void **state)
 {
@@ -453,21 +504,6 @@ static void test_lying_dut(void **state)
 	run_job(g.good[5]->tcti, "SN-7", KL_EK_P256, &res);
 	if (res.rc != 0)
 		fail_msg("%s [%s] %s", kl_step_name(res.failed_step), res.reason, res.message);
-}
-
-struct count {
-	int valid, superseded;
-};
-
-static int count_cert(void *ctx, const kl_registry_cert *cert)
-{
-	struct count *cc = ctx;
-
-	if (!cert->revoked && strcmp(cert->state, "issued") == 0)
-		cc->valid++;
-	else if (cert->revoked && cert->reason == 4)
-		cc->superseded++;
-	return 0;
 }
 
 /* Killed right after the certificates were issued, then run again: ends
@@ -578,6 +614,7 @@ int main(void)
 		cmocka_unit_test(test_again_is_idempotent),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_lying_dut),
+		cmocka_unit_test(test_refused_after_issue),
 		cmocka_unit_test(test_killed_and_resumed),
 		cmocka_unit_test(test_killed_at_every_step),
 	};
