@@ -4,6 +4,9 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdbool.h>
+#include <unistd.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,6 +31,7 @@ enum stmt_id {
 	ST_CERT_REJECTED,
 	ST_CERT_GET,
 	ST_CERT_ABANDON,
+	ST_CERT_PENDING,
 	ST_CERT_COUNT,
 	ST_CERT_COUNT_STATE,
 	ST_CERT_REVOKE,
@@ -53,8 +57,8 @@ static const char *const stmt_sql[ST__MAX] = {
 	[ST_ISSUER_CRL_BUMP] = "UPDATE ca_issuer SET crl_number = crl_number + 1 WHERE id = ?1",
 	[ST_ISSUER_CRL_GET] = "SELECT crl_number FROM ca_issuer WHERE id = ?1",
 	[ST_CERT_RESERVE] = "INSERT INTO ca_cert(issuer_id, serial, state, profile, subject, "
-	                    "device_serial, tbs, not_after, created) "
-	                    "VALUES(?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8)",
+	                    "device_serial, tbs, not_after, created, owner) "
+	                    "VALUES(?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[ST_CERT_ISSUED] = "UPDATE ca_cert SET state = 'issued', cert = ?3, issued = ?4 "
 	                   "WHERE issuer_id = ?1 AND serial = ?2 AND state = 'pending'",
 	[ST_CERT_REJECTED] = "UPDATE ca_cert SET state = 'rejected', note = ?3 "
@@ -63,7 +67,9 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "SELECT serial, state, profile, subject, device_serial, cert, tbs, "
 	    "not_after, revoked, reason FROM ca_cert WHERE issuer_id = ?1 AND serial = ?2",
 	[ST_CERT_ABANDON] = "UPDATE ca_cert SET state = 'abandoned', revoked = ?2, reason = 0, "
-	                    "note = 'pending at start-up: possibly issued' "
+	                    "note = 'pending at start-up, its process gone: possibly issued' "
+	                    "WHERE issuer_id = ?1 AND serial = ?3 AND state = 'pending'",
+	[ST_CERT_PENDING] = "SELECT serial, owner, created FROM ca_cert "
 	                    "WHERE issuer_id = ?1 AND state = 'pending'",
 	[ST_CERT_COUNT] = "SELECT count(*) FROM ca_cert WHERE issuer_id = ?1",
 	[ST_CERT_COUNT_STATE] = "SELECT count(*) FROM ca_cert WHERE issuer_id = ?1 AND state = ?2",
@@ -122,6 +128,9 @@ static const char *const ca_migrations[] = {
 	"  hash BLOB NOT NULL);"
 	"CREATE TABLE audit_head(id INTEGER PRIMARY KEY CHECK(id = 1), seq INTEGER NOT NULL,"
 	"  hash BLOB NOT NULL);",
+	/* 2: which process reserved a pending row ("host:pid"), so that a
+	 * start-up abandons only the rows of processes that are gone. */
+	"ALTER TABLE ca_cert ADD COLUMN owner TEXT;",
 };
 
 struct kl_store {
@@ -489,6 +498,8 @@ fail:
 	return r < 0 ? r : -KL_E_DB;
 }
 
+static const char *owner_id(void);
+
 static int cert_reserve(kl_store *s, const kl_cert_pending *p)
 {
 	sqlite3_stmt *st = stmt(s, ST_CERT_RESERVE);
@@ -505,6 +516,7 @@ static int cert_reserve(kl_store *s, const kl_cert_pending *p)
 	sqlite3_bind_blob(st, 6, p->tbs, (int)p->tbs_len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 7, p->not_after);
 	sqlite3_bind_int64(st, 8, now_s());
+	sqlite3_bind_text(st, 9, owner_id(), -1, SQLITE_STATIC);
 	r = step_done(s, st, "reserve serial");
 	return r < 0 ? r : 0;
 }
@@ -605,23 +617,99 @@ void kl_cert_row_clear(kl_cert_row *row)
 	memset(row, 0, sizeof(*row));
 }
 
+/* "host:pid" of this process, for the owner column of pending rows. */
+static const char *owner_id(void)
+{
+	static char id[300];
+	static pid_t for_pid;
+
+	/* Recomputed after a fork: the child is another owner. */
+	if (for_pid != getpid()) {
+		for_pid = getpid();
+		char host[256] = "";
+
+		gethostname(host, sizeof(host) - 1);
+		snprintf(id, sizeof(id), "%s:%ld", host, (long)getpid());
+	}
+	return id;
+}
+
+/* Whether the process that reserved a pending row may still be working on
+ * it. On this host: its pid is alive (a reused pid errs on the safe side:
+ * the row waits). Another host's process cannot be asked: its rows count as
+ * gone after an hour. */
+static bool owner_alive(const char *owner, int64_t created)
+{
+	char host[256] = "";
+	const char *colon;
+	long pid;
+
+	if (!owner || !(colon = strrchr(owner, ':')))
+		return false;
+	gethostname(host, sizeof(host) - 1);
+	if ((size_t)(colon - owner) != strlen(host) || strncmp(owner, host, strlen(host)) != 0)
+		return now_s() - created < 3600;
+	pid = strtol(colon + 1, NULL, 10);
+	if (pid <= 0)
+		return false;
+	if (pid == (long)getpid())
+		return true;
+	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
 int kl_store_reconcile(kl_store *s, int64_t issuer_id, const char *actor)
 {
+	char(*gone)[48] = NULL;
 	sqlite3_stmt *st;
 	char detail[128];
-	int n, r;
+	size_t n_gone = 0, cap = 0;
+	int n = 0, r, rc;
 
 	r = kl_store_begin(s);
 	if (r < 0)
 		return r;
-	st = stmt(s, ST_CERT_ABANDON);
+	st = stmt(s, ST_CERT_PENDING);
 	if (!st) {
 		kl_store_rollback(s);
 		return -KL_E_DB;
 	}
 	sqlite3_bind_int64(st, 1, issuer_id);
-	sqlite3_bind_int64(st, 2, now_s());
-	n = step_done(s, st, "reconcile pending");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *serial = (const char *)sqlite3_column_text(st, 0);
+
+		if (owner_alive((const char *)sqlite3_column_text(st, 1),
+		                sqlite3_column_int64(st, 2)))
+			continue;
+		if (n_gone == cap) {
+			void *grown = realloc(gone, (cap = cap ? 2 * cap : 16) * sizeof(*gone));
+
+			if (!grown) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			gone = grown;
+		}
+		snprintf(gone[n_gone++], sizeof(gone[0]), "%s", serial ? serial : "");
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(gone);
+		kl_store_rollback(s);
+		return db_error(s, "list pending");
+	}
+	for (size_t i = 0; i < n_gone && n >= 0; i++) {
+		st = stmt(s, ST_CERT_ABANDON);
+		if (!st) {
+			n = -KL_E_DB;
+			break;
+		}
+		sqlite3_bind_int64(st, 1, issuer_id);
+		sqlite3_bind_int64(st, 2, now_s());
+		sqlite3_bind_text(st, 3, gone[i], -1, SQLITE_STATIC);
+		r = step_done(s, st, "reconcile pending");
+		n = r < 0 ? r : n + r;
+	}
+	free(gone);
 	if (n > 0) {
 		snprintf(detail, sizeof(detail), "{\"issuer\":%lld,\"abandoned\":%d}",
 		         (long long)issuer_id, n);

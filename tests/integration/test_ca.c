@@ -541,6 +541,54 @@ static void test_store_inner_rollback(void **state)
 	assert_int_equal(kl_store_commit(e->store), 0);
 }
 
+/* A pending row is abandoned at start-up only when the process that
+ * reserved it is gone: not while it lives (another station or command may be
+ * signing right now), not for another host's process until an hour passed. */
+static void test_reconcile_only_dead_owners(void **state)
+{
+	struct env *e = *state;
+	unsigned char tbs[8] = { 0x30, 0x06, 0, 0, 0, 0, 0, 0 };
+	kl_cert_pending p = { .issuer_id = kl_ca_issuer_id(e->ca),
+		              .serial = "0a0b0c0d0e0f1011",
+		              .profile = "idevid",
+		              .subject = "test",
+		              .tbs = tbs,
+		              .tbs_len = sizeof(tbs),
+		              .not_after = 0 };
+	kl_cert_row row;
+	sqlite3 *db;
+
+	assert_int_equal(kl_store_cert_reserve(e->store, &p), 0);
+	/* Ours, and we are alive. */
+	kl_ca_free(e->ca);
+	assert_int_equal(open_ca(e), 0);
+	assert_int_equal(kl_ca_reconciled(e->ca), 0);
+	/* Another host's, fresh: left alone. */
+	assert_int_equal(sqlite3_open(e->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                              "UPDATE ca_cert SET owner = 'station-elsewhere:1' "
+	                              "WHERE serial = '0a0b0c0d0e0f1011'",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	kl_ca_free(e->ca);
+	assert_int_equal(open_ca(e), 0);
+	assert_int_equal(kl_ca_reconciled(e->ca), 0);
+	/* Another host's, two hours old: abandoned onto the CRL. */
+	assert_int_equal(sqlite3_exec(db,
+	                              "UPDATE ca_cert SET created = created - 7200 "
+	                              "WHERE serial = '0a0b0c0d0e0f1011'",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	kl_ca_free(e->ca);
+	assert_int_equal(open_ca(e), 0);
+	assert_int_equal(kl_ca_reconciled(e->ca), 1);
+	assert_int_equal(kl_store_cert_get(e->store, kl_ca_issuer_id(e->ca), p.serial, &row), 0);
+	assert_string_equal(row.state, "abandoned");
+	assert_true(row.revoked > 0);
+	kl_cert_row_clear(&row);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -612,6 +660,7 @@ int main(void)
 		cmocka_unit_test(test_killed_between_pending_and_issued),
 		cmocka_unit_test(test_batch_mixed),
 		cmocka_unit_test(test_store_inner_rollback),
+		cmocka_unit_test(test_reconcile_only_dead_owners),
 		cmocka_unit_test(test_audit_tamper),
 		cmocka_unit_test(test_hundred_thousand_serials),
 	};
