@@ -396,27 +396,7 @@ static void test_refusals(void **state)
 
 	/* An EK certificate swapped in from another TPM of the same vendor:
 	 * it chains, but it is not this TPM's EK. */
-	char der[PATH_MAX], size[16];
-	struct stat st;
-	snprintf(der, sizeof(der), "%s/swap.der", g.dir);
-	const char *read0[] = { "tpm2_nvread", "0x01c0000a", "-C", "o", "-o", der, NULL };
-	assert_int_equal(kl_dut_tool(g.floor, g.good[0], NULL, read0), 0);
-	assert_int_equal(stat(der, &st), 0);
-	snprintf(size, sizeof(size), "%lld", (long long)st.st_size);
-	const char *undef[] = { "tpm2_nvundefine", "0x01c0000a", "-C", "p", NULL };
-	const char *def[] = { "tpm2_nvdefine",
-		              "0x01c0000a",
-		              "-C",
-		              "p",
-		              "-s",
-		              size,
-		              "-a",
-		              "ppwrite|writedefine|ppread|ownerread|authread|no_da|platformcreate",
-		              NULL };
-	const char *write[] = { "tpm2_nvwrite", "0x01c0000a", "-C", "p", "-i", der, NULL };
-	assert_int_equal(kl_dut_tool(g.floor, g.good[7], NULL, undef), 0);
-	assert_int_equal(kl_dut_tool(g.floor, g.good[7], NULL, def), 0);
-	assert_int_equal(kl_dut_tool(g.floor, g.good[7], NULL, write), 0);
+	assert_int_equal(kl_dut_copy_ek_cert(g.floor, g.good[0], g.good[7], KL_NV_EK_P256), 0);
 	expect_refusal(g.good[7]->tcti, "SN-9", "ek_mismatch");
 }
 

@@ -131,30 +131,10 @@ static void test_untrusted_vendor(void **state)
  * this TPM's key. A swapped or cloned certificate. */
 static void test_swapped_certificate(void **state)
 {
-	char der[PATH_MAX], size[16];
 	kl_ek_report rep;
-	struct stat st;
 
 	(void)state;
-	snprintf(der, sizeof(der), "%s/good0-rsa.der", kl_floor_dir(g.floor));
-	const char *read0[] = { "tpm2_nvread", "0x01c00002", "-C", "o", "-o", der, NULL };
-	assert_int_equal(kl_dut_tool(g.floor, g.good[0], NULL, read0), 0);
-	assert_int_equal(stat(der, &st), 0);
-	snprintf(size, sizeof(size), "%lld", (long long)st.st_size);
-	const char *undef[] = { "tpm2_nvundefine", "0x01c00002", "-C", "p", NULL };
-	const char *def[] = { "tpm2_nvdefine",
-		              "0x01c00002",
-		              "-C",
-		              "p",
-		              "-s",
-		              size,
-		              "-a",
-		              "ppwrite|writedefine|ppread|ownerread|authread|no_da|platformcreate",
-		              NULL };
-	const char *write[] = { "tpm2_nvwrite", "0x01c00002", "-C", "p", "-i", der, NULL };
-	assert_int_equal(kl_dut_tool(g.floor, g.good[1], NULL, undef), 0);
-	assert_int_equal(kl_dut_tool(g.floor, g.good[1], NULL, def), 0);
-	assert_int_equal(kl_dut_tool(g.floor, g.good[1], NULL, write), 0);
+	assert_int_equal(kl_dut_copy_ek_cert(g.floor, g.good[0], g.good[1], KL_NV_EK_RSA2048), 0);
 
 	assert_int_equal(check(g.good[1]->tcti, KL_EK_RSA2048, &rep), KL_EK_MISMATCH);
 	assert_non_null(strstr(rep.reason, "forged or swapped TPM"));
