@@ -43,6 +43,7 @@
 #include "kl_secret.h"
 #include "tpm.h"
 #include "tpm_cred.h"
+#include "../ek_public_file.h"
 
 static struct {
 	kl_floor *floor;
@@ -371,53 +372,6 @@ static void test_child_key(void **state)
 	assert_transients(t, 0);
 	kl_tpm_free(t);
 	assert_nothing_left_outside(d);
-}
-
-/* The EK as the marshalled TPM2B_PUBLIC that tpm2_makecredential reads
- * without -G: the TCG template (kl_tpm_ek_template) with the key in
- * `unique`, at full size as the TPM has it. Each template ends with
- * `unique`: 2 + 256 bytes (L-1), 2 + 32 + 2 + 32 (L-2), 2 + 2 (H-3). */
-static void write_tpm2b_public(const char *path, kl_ek_type type, EVP_PKEY *ek)
-{
-	unsigned char *tmpl = NULL, buf[1024];
-	size_t len = 0, n;
-	FILE *f;
-
-	assert_int_equal(kl_tpm_ek_template(type, &tmpl, &len), 0);
-	n = len - (type == KL_EK_RSA2048 ? 258 : type == KL_EK_P256 ? 68 : 4);
-	memcpy(buf + 2, tmpl, n);
-	n += 2;
-	free(tmpl);
-	if (type == KL_EK_RSA2048) {
-		_cleanup_(BN_freep) BIGNUM *m = NULL;
-
-		assert_int_equal(EVP_PKEY_get_bn_param(ek, OSSL_PKEY_PARAM_RSA_N, &m), 1);
-		buf[n++] = 0x01;
-		buf[n++] = 0x00;
-		assert_int_equal(BN_bn2binpad(m, buf + n, 256), 256);
-		n += 256;
-	} else {
-		_cleanup_(BN_freep) BIGNUM *x = NULL;
-		_cleanup_(BN_freep) BIGNUM *y = NULL;
-		int fs = type == KL_EK_P256 ? 32 : 48;
-
-		assert_int_equal(EVP_PKEY_get_bn_param(ek, OSSL_PKEY_PARAM_EC_PUB_X, &x), 1);
-		assert_int_equal(EVP_PKEY_get_bn_param(ek, OSSL_PKEY_PARAM_EC_PUB_Y, &y), 1);
-		buf[n++] = 0;
-		buf[n++] = (unsigned char)fs;
-		assert_int_equal(BN_bn2binpad(x, buf + n, fs), fs);
-		n += (size_t)fs;
-		buf[n++] = 0;
-		buf[n++] = (unsigned char)fs;
-		assert_int_equal(BN_bn2binpad(y, buf + n, fs), fs);
-		n += (size_t)fs;
-	}
-	buf[0] = (unsigned char)((n - 2) >> 8);
-	buf[1] = (unsigned char)(n - 2);
-	f = fopen(path, "we");
-	assert_non_null(f);
-	assert_int_equal(fwrite(buf, 1, n, f), n);
-	assert_int_equal(fclose(f), 0);
 }
 
 /* tpm2-tools' file: 0xBADCC0DE, version 1, TPM2B_ID_OBJECT,

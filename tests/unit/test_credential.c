@@ -43,6 +43,7 @@
 #include "kl_error.h"
 #include "kl_secret.h"
 #include "tpm.h"
+#include "../ek_public_file.h"
 
 static const kl_ek_type all_types[] = { KL_EK_RSA2048, KL_EK_P256, KL_EK_P384 };
 #define N_TYPES 3
@@ -401,50 +402,6 @@ static int run(const char *const argv[])
 	while (waitpid(pid, &status, 0) < 0)
 		assert_int_equal(errno, EINTR);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* The EK public area as tpm2-tools reads it without -G: a marshalled
- * TPM2B_PUBLIC, here the profile's template (kl_tpm_ek_template) with the
- * key in `unique`, coordinates and modulus at full size as a TPM makes them.
- * The templates end with `unique`: 2 + 256 bytes (L-1), 2 + 32 + 2 + 32
- * (L-2), 2 + 2 (H-3, empty). */
-static void write_tpm2b_public(const char *path, kl_ek_type type, EVP_PKEY *ek)
-{
-	unsigned char *tmpl = NULL, buf[1024];
-	size_t len = 0, n;
-
-	assert_int_equal(kl_tpm_ek_template(type, &tmpl, &len), 0);
-	n = len - (type == KL_EK_RSA2048 ? 258 : type == KL_EK_P256 ? 68 : 4);
-	memcpy(buf + 2, tmpl, n);
-	n += 2;
-	free(tmpl);
-	if (type == KL_EK_RSA2048) {
-		_cleanup_(BN_freep) BIGNUM *m = NULL;
-
-		assert_int_equal(EVP_PKEY_get_bn_param(ek, OSSL_PKEY_PARAM_RSA_N, &m), 1);
-		buf[n++] = 0x01;
-		buf[n++] = 0x00;
-		assert_int_equal(BN_bn2binpad(m, buf + n, 256), 256);
-		n += 256;
-	} else {
-		_cleanup_(BN_freep) BIGNUM *x = NULL;
-		_cleanup_(BN_freep) BIGNUM *y = NULL;
-		int f = type == KL_EK_P256 ? 32 : 48;
-
-		assert_int_equal(EVP_PKEY_get_bn_param(ek, OSSL_PKEY_PARAM_EC_PUB_X, &x), 1);
-		assert_int_equal(EVP_PKEY_get_bn_param(ek, OSSL_PKEY_PARAM_EC_PUB_Y, &y), 1);
-		buf[n++] = 0;
-		buf[n++] = (unsigned char)f;
-		assert_int_equal(BN_bn2binpad(x, buf + n, f), f);
-		n += (size_t)f;
-		buf[n++] = 0;
-		buf[n++] = (unsigned char)f;
-		assert_int_equal(BN_bn2binpad(y, buf + n, f), f);
-		n += (size_t)f;
-	}
-	buf[0] = (unsigned char)((n - 2) >> 8);
-	buf[1] = (unsigned char)(n - 2);
-	write_file(path, buf, n);
 }
 
 static void write_pem(const char *path, EVP_PKEY *ek)
