@@ -48,6 +48,7 @@ struct run {
 	kl_tpm *tpm;
 	kl_tpm_info info;
 	kl_ek_report ek;
+	kl_ek_type ek_type; /* the job's, or the one detected */
 	EVP_PKEY *ek_pub;
 	kl_tpm_object *iak, *idevid;
 	EVP_PKEY *iak_pub, *idevid_pub;
@@ -65,6 +66,18 @@ static double now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void backend_lock(struct run *r)
+{
+	if (r->cfg->lock)
+		r->cfg->lock(r->cfg->lock_ctx);
+}
+
+static void backend_unlock(struct run *r)
+{
+	if (r->cfg->unlock)
+		r->cfg->unlock(r->cfg->lock_ctx);
 }
 
 static void step_begin(struct run *r, kl_step s)
@@ -141,6 +154,32 @@ static const char *attest_reason(const char *prefix, kl_attest_verdict v, char *
 	return buf;
 }
 
+/* The first EK type, in order of preference, that the policy allows and
+ * whose EK certificate index the TPM has defined. */
+static int detect_ek_type(struct run *r)
+{
+	static const kl_ek_type order[] = { KL_EK_P256, KL_EK_P384, KL_EK_RSA2048 };
+
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		unsigned char *der = NULL;
+		size_t len;
+		int rc;
+
+		if (!(r->cfg->ek_types & (1u << order[i])))
+			continue;
+		rc = kl_tpm_nv_read(r->tpm, kl_ek_type_nv_index(order[i]), &der, &len);
+		free(der);
+		if (rc == 0) {
+			r->ek_type = order[i];
+			return 0;
+		}
+		if (rc != -KL_E_NOTFOUND && rc != -KL_E_STATE)
+			return failed(r, "tpm_error", rc);
+	}
+	return refuse(r, "ek_cert_missing",
+	              "the TPM holds no EK certificate of a type the station policy allows");
+}
+
 static int discover(struct run *r)
 {
 	step_begin(r, KL_STEP_DISCOVER);
@@ -152,10 +191,13 @@ static int discover(struct run *r)
 	size_t leftovers = 0;
 	if (kl_tpm_flush_leftovers(r->tpm, &leftovers) < 0)
 		return failed(r, "tpm_error", -(int)kl_error_code());
-	if (!(r->cfg->ek_types & (1u << r->job->ek_type)))
+	if (r->ek_type == KL_EK__MAX && detect_ek_type(r) < 0)
+		return -1;
+	r->res->ek_type = r->ek_type;
+	if (!(r->cfg->ek_types & (1u << r->ek_type)))
 		return refuse(r, "ek_type_not_allowed",
 		              "EK type %s is not allowed by the station policy",
-		              kl_ek_type_name(r->job->ek_type));
+		              kl_ek_type_name(r->ek_type));
 	json_object *tpm = json_object_new_object();
 	char fw[32];
 	json_object_object_add(tpm, "manufacturer",
@@ -201,7 +243,7 @@ static int ek_steps(struct run *r)
 	char h[65];
 
 	step_begin(r, KL_STEP_EK_CERT);
-	if (kl_ek_check_cert(r->tpm, r->cfg->trust, r->job->ek_type, &r->ek) < 0)
+	if (kl_ek_check_cert(r->tpm, r->cfg->trust, r->ek_type, &r->ek) < 0)
 		return failed(r, "tpm_error", -(int)kl_error_code());
 	if (r->ek.verdict != KL_EK_OK)
 		return refuse(r, kl_ek_verdict_name(r->ek.verdict), "%s", r->ek.reason);
@@ -213,8 +255,7 @@ static int ek_steps(struct run *r)
 	if (r->ek.verdict != KL_EK_OK)
 		return refuse(r, kl_ek_verdict_name(r->ek.verdict), "%s", r->ek.reason);
 	json_object *ek = json_object_new_object();
-	json_object_object_add(ek, "type",
-	                       json_object_new_string(kl_ek_type_name(r->job->ek_type)));
+	json_object_object_add(ek, "type", json_object_new_string(kl_ek_type_name(r->ek_type)));
 	hex(r->ek.ek_sha256, 32, h);
 	json_object_object_add(ek, "sha256", json_object_new_string(h));
 	json_object_object_add(ek, "issuer", json_object_new_string(r->ek.issuer));
@@ -310,7 +351,9 @@ static int entropy(struct run *r)
 	step_begin(r, KL_STEP_ENTROPY);
 	if (!r->cfg->entropy)
 		return refuse(r, "no_entropy_source", "no HSM is configured to seed the TPM");
+	backend_lock(r);
 	rc = kl_hsm_random(r->cfg->entropy, seed, sizeof(seed));
+	backend_unlock(r);
 	if (rc == 0)
 		rc = kl_tpm_stir_random(r->tpm, seed, sizeof(seed));
 	OPENSSL_cleanse(seed, sizeof(seed));
@@ -345,10 +388,10 @@ static int activate(struct run *r)
 	if (RAND_bytes(nonce, sizeof(nonce)) != 1)
 		return failed(r, "rng_failed", -KL_E_CRYPTO);
 	kl_tpm_object_name(r->iak, &name);
-	rc = kl_make_credential(r->ek_pub, r->job->ek_type, nonce, sizeof(nonce), &name, &cred);
+	rc = kl_make_credential(r->ek_pub, r->ek_type, nonce, sizeof(nonce), &name, &cred);
 	if (rc < 0)
 		return failed(r, "activation_failed", rc);
-	rc = kl_tpm_activate_credential(r->tpm, r->job->ek_type, r->iak, cred, &back);
+	rc = kl_tpm_activate_credential(r->tpm, r->ek_type, r->iak, cred, &back);
 	kl_credential_free(cred);
 	if (rc < 0) {
 		OPENSSL_cleanse(nonce, sizeof(nonce));
@@ -499,6 +542,7 @@ static const char *profile(struct run *r, const char *kind, const char *def)
 static int issue(struct run *r)
 {
 	kl_issue_result res[2];
+	int rc;
 	kl_cert_request reqs[2] = {
 		{ .profile = profile(r, "iak", r->cfg->iak_profile ? r->cfg->iak_profile : "iak"),
 		  .pubkey = r->iak_pub,
@@ -512,7 +556,10 @@ static int issue(struct run *r)
 	};
 
 	step_begin(r, KL_STEP_ISSUE);
-	if (kl_ca_issue_batch(r->cfg->ca, reqs, 2, res) < 0 || res[0].rc < 0 || res[1].rc < 0) {
+	backend_lock(r);
+	rc = kl_ca_issue_batch(r->cfg->ca, reqs, 2, res);
+	backend_unlock(r);
+	if (rc < 0 || res[0].rc < 0 || res[1].rc < 0) {
 		const char *why = res[0].rc < 0 ? res[0].error : res[1].error;
 
 		for (int i = 0; i < 2; i++) {
@@ -614,9 +661,11 @@ static int commit(struct run *r)
 	json_object_object_add(r->evidence, "operator", json_object_new_string(r->job->actor));
 	json_object_object_add(r->evidence, "trust_bundle",
 	                       json_object_new_string(kl_trust_version(r->cfg->trust)));
+	backend_lock(r);
 	rc = kl_registry_device_commit(
 	    r->cfg->reg, r->job->serial,
 	    json_object_to_json_string_ext(r->evidence, JSON_C_TO_STRING_PLAIN), r->job->actor);
+	backend_unlock(r);
 	if (rc < 0)
 		return failed(r, "registry_error", rc);
 	step_end(r);
@@ -654,6 +703,7 @@ static void record_refusal(struct run *r)
 
 	if (r->res->failed_step > KL_STEP_GATES) {
 		cleaned = r->tpm && clean_dut(r) == 0;
+		backend_lock(r);
 		if (r->res->failed_step >= KL_STEP_ISSUE) {
 			revoked = kl_registry_device_certs(r->cfg->reg, r->job->serial,
 			                                   revoke_unfinished, r);
@@ -670,8 +720,24 @@ static void record_refusal(struct run *r)
 	snprintf(detail, sizeof(detail),
 	         "{\"serial\":\"%s\",\"step\":\"%s\",\"reason\":\"%s\",\"message\":\"%s\"%s}",
 	         serial, kl_step_name(r->res->failed_step), r->res->reason, msg, extra);
+	if (r->res->failed_step <= KL_STEP_GATES)
+		backend_lock(r);
 	kl_store_audit(r->cfg->store, r->job->actor, "station.provision.refused", detail);
+	backend_unlock(r);
 }
+
+/* The steps in order, each with the first kl_step it runs. */
+static const struct {
+	kl_step first;
+	int (*run)(struct run *r);
+} steps[] = {
+	{ KL_STEP_DISCOVER, discover }, { KL_STEP_FACTORY_NEW, factory_new },
+	{ KL_STEP_EK_CERT, ek_steps },  { KL_STEP_GATES, gates },
+	{ KL_STEP_ENTROPY, entropy },   { KL_STEP_KEYS, keys },
+	{ KL_STEP_ACTIVATE, activate }, { KL_STEP_CERTIFY, certify },
+	{ KL_STEP_POP, pop },           { KL_STEP_ISSUE, issue },
+	{ KL_STEP_ENGRAVE, engrave },   { KL_STEP_COMMIT, commit },
+};
 
 int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job, kl_job_result *res)
 {
@@ -686,30 +752,26 @@ int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job, kl_job_r
 	if (!r.evidence)
 		return kl_error_set(KL_E_NOMEM, "provision: out of memory");
 	json_object_object_add(r.evidence, "serial", json_object_new_string(job->serial));
+	r.ek_type = job->ek_type;
+	res->ek_type = job->ek_type;
+	rc = 0;
 
-	rc = discover(&r);
-	if (rc == 0)
-		rc = factory_new(&r);
-	if (rc == 0)
-		rc = ek_steps(&r);
-	if (rc == 0)
-		rc = gates(&r);
-	if (rc == 0)
-		rc = entropy(&r);
-	if (rc == 0)
-		rc = keys(&r);
-	if (rc == 0)
-		rc = activate(&r);
-	if (rc == 0)
-		rc = certify(&r);
-	if (rc == 0)
-		rc = pop(&r);
-	if (rc == 0)
-		rc = issue(&r);
-	if (rc == 0)
-		rc = engrave(&r);
-	if (rc == 0)
-		rc = commit(&r);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && rc == 0; i++) {
+		if (job->cancelled && job->cancelled(job->cancel_ctx)) {
+			r.step = steps[i].first;
+			r.t0 = now_ms();
+			rc = refuse(&r, "aborted", "the job was aborted before step %s",
+			            kl_step_name(steps[i].first));
+			break;
+		}
+		if (steps[i].first == KL_STEP_GATES) {
+			backend_lock(&r);
+			rc = gates(&r);
+			backend_unlock(&r);
+		} else {
+			rc = steps[i].run(&r);
+		}
+	}
 	if (rc < 0)
 		record_refusal(&r);
 

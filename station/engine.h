@@ -52,6 +52,13 @@ typedef struct kl_engine_config {
 	 * tenant and a kind ("iak" or "idevid"), or NULL for the default. */
 	const char *(*profile_for)(void *ctx, const char *tenant, const char *kind);
 	void *profile_ctx;
+	/* The backend lock (may be NULL): held around every use of store, reg,
+	 * ca and entropy, so that jobs on several slots share them while their
+	 * TPM work runs in parallel. Never held while waiting on a TPM, except
+	 * when a resumed run cleans its DUT. */
+	void (*lock)(void *ctx);
+	void (*unlock)(void *ctx);
+	void *lock_ctx;
 } kl_engine_config;
 
 /* Progress: called when a step starts (done false) and ends (done true, with
@@ -63,10 +70,16 @@ typedef struct kl_job {
 	const char *tenant; /* NULL: the pre-registration's tenant */
 	const char *link; /* the DUT's link: a TCTI configuration today ("swtpm:host=...,port=...",
 	                   * "device:/dev/tpmrm0"); a USB link gets its own scheme later */
-	kl_ek_type ek_type; /* which EK proves the TPM */
+	kl_ek_type ek_type; /* which EK proves the TPM; KL_EK__MAX: the first of
+	                     * P-256, P-384, RSA-2048 that the policy allows and
+	                     * whose EK certificate the TPM holds */
 	const char *actor;  /* operator or automation, for the audit log */
 	kl_progress_fn progress;
 	void *progress_ctx;
+	/* Asked before every step (may be NULL): true stops the run there as
+	 * refused with reason "aborted", cleaning up like any refusal. */
+	bool (*cancelled)(void *ctx);
+	void *cancel_ctx;
 } kl_job;
 
 typedef struct kl_job_result {
@@ -80,6 +93,7 @@ typedef struct kl_job_result {
 	double total_ms;
 	double tpm_ms; /* of total_ms, spent waiting on the TPM and its link */
 	char iak_serial[48], idevid_serial[48];
+	kl_ek_type ek_type; /* the EK type used (the detected one for auto) */
 } kl_job_result;
 
 /* Runs the flow. Returns 0 when it ran to a verdict (look at res->rc), a
