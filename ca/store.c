@@ -881,6 +881,39 @@ int kl_store_audit(kl_store *s, const char *actor, const char *action, const cha
 	return IN_TXN(s, audit_add(s, actor, action, detail && *detail ? detail : "{}"));
 }
 
+int kl_store_audit_list(kl_store *s, int64_t before, const char *action_prefix, int64_t limit,
+                        kl_audit_fn fn, void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	int n = 0, rc = SQLITE_DONE, r = 0;
+
+	if (sqlite3_prepare_v2(s->db,
+	                       "SELECT seq, time, actor, action, detail FROM audit "
+	                       "WHERE (?1 <= 0 OR seq < ?1) AND (?2 IS NULL OR "
+	                       "substr(action, 1, length(?2)) = ?2) ORDER BY seq DESC LIMIT ?3",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return kl_error_set(KL_E_DB, "audit list: %s", sqlite3_errmsg(s->db));
+	sqlite3_bind_int64(st, 1, before);
+	if (action_prefix && *action_prefix)
+		sqlite3_bind_text(st, 2, action_prefix, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, limit > 0 ? limit : 100);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		kl_audit_entry e = {
+			.seq = sqlite3_column_int64(st, 0),
+			.time_ms = sqlite3_column_int64(st, 1),
+			.actor = (const char *)sqlite3_column_text(st, 2),
+			.action = (const char *)sqlite3_column_text(st, 3),
+			.detail = (const char *)sqlite3_column_text(st, 4),
+		};
+		n++;
+		r = fn(ctx, &e);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = kl_error_set(KL_E_DB, "audit list: %s", sqlite3_errmsg(s->db));
+	sqlite3_finalize(st);
+	return r < 0 ? r : n;
+}
+
 int kl_store_audit_verify(kl_store *s, kl_audit_report *ret)
 {
 	unsigned char prev[32] = { 0 }, hash[32];

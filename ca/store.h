@@ -128,6 +128,19 @@ typedef struct kl_audit_report {
 	char problem[256];
 } kl_audit_report;
 
+/* Audit entries, newest first: those with seq < before (0: from the newest),
+ * whose action starts with action_prefix (NULL or "": all), at most limit
+ * (<= 0: 100). fn gets each; a negative return stops with that error.
+ * Returns how many were passed. */
+typedef struct kl_audit_entry {
+	int64_t seq;
+	int64_t time_ms;
+	const char *actor, *action, *detail; /* valid during the call */
+} kl_audit_entry;
+typedef int (*kl_audit_fn)(void *ctx, const kl_audit_entry *e);
+int kl_store_audit_list(kl_store *s, int64_t before, const char *action_prefix, int64_t limit,
+                        kl_audit_fn fn, void *ctx);
+
 /* Walks the chain; returns 0 when it verifies, -KL_E_CRYPTO with the report
  * filled when an entry was edited, deleted or inserted. */
 int kl_store_audit_verify(kl_store *s, kl_audit_report *ret);

@@ -137,6 +137,11 @@ int kl_registry_preregister(kl_registry *r, const char *tenant, const char *work
 int kl_registry_import_file(kl_registry *r, const char *tenant, const char *work_order,
                             const char *path, const char *actor, size_t *count);
 
+/* Reads a pre-registration file as above without touching a registry: fn
+ * gets the entries (valid during the call) and its result is returned. */
+typedef int (*kl_registry_items_fn)(void *ctx, const kl_registry_item *items, size_t n);
+int kl_registry_read_file(const char *path, kl_registry_items_fn fn, void *ctx);
+
 /* Provisioning gates (architecture "The provisioning flow", step 5). */
 typedef enum kl_gate_verdict {
 	KL_GATE_OK = 0,              /* go on (see resume) */
@@ -234,6 +239,8 @@ int kl_registry_device_get(kl_registry *r, const char *serial, kl_registry_devic
 typedef struct kl_registry_filter {
 	int state; /* a kl_device_state, or -1 */
 	const char *tenant;
+	const char *search; /* serials containing this text (literally), or NULL */
+	bool newest_first;  /* order by last state change, newest first */
 	int64_t offset;
 	int64_t limit;
 } kl_registry_filter;

@@ -587,8 +587,7 @@ static bool ends_with(const char *s, const char *suffix)
 	return n >= m && strcasecmp(s + n - m, suffix) == 0;
 }
 
-int kl_registry_import_file(kl_registry *r, const char *tenant, const char *work_order,
-                            const char *path, const char *actor, size_t *count)
+int kl_registry_read_file(const char *path, kl_registry_items_fn fn, void *ctx)
 {
 	_cleanup_(freep) char *buf = NULL;
 	_cleanup_(json_object_putp) json_object *keep = NULL;
@@ -619,11 +618,32 @@ int kl_registry_import_file(kl_registry *r, const char *tenant, const char *work
 	if (rc == 0 && l.n == 0)
 		rc = kl_error_set(KL_E_INVALID, "%s: no entries", path);
 	if (rc == 0)
-		rc = preregister(r, tenant, work_order, l.v, l.n, actor, path);
+		rc = fn(ctx, l.v, l.n);
 	free(l.v);
-	if (rc < 0)
-		return rc;
-	if (count)
-		*count = l.n;
+	return rc;
+}
+
+struct import {
+	kl_registry *r;
+	const char *tenant, *work_order, *actor, *path;
+	size_t count;
+};
+
+static int import_items(void *ctx, const kl_registry_item *items, size_t n)
+{
+	struct import *im = ctx;
+
+	im->count = n;
+	return preregister(im->r, im->tenant, im->work_order, items, n, im->actor, im->path);
+}
+
+int kl_registry_import_file(kl_registry *r, const char *tenant, const char *work_order,
+                            const char *path, const char *actor, size_t *count)
+{
+	struct import im = { r, tenant, work_order, actor, path, 0 };
+	int rc = kl_registry_read_file(path, import_items, &im);
+
+	if (rc >= 0 && count)
+		*count = im.count;
 	return rc;
 }

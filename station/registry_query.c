@@ -67,10 +67,15 @@ static int filter_bind(kl_registry *r, sqlite3_stmt *st, const kl_registry_filte
 			return rc;
 		sqlite3_bind_int64(st, 2, tid);
 	}
+	if (f && f->search && *f->search)
+		sqlite3_bind_text(st, 5, f->search, -1, SQLITE_STATIC);
 	return 0;
 }
 
-#define FILTER_WHERE "WHERE (?1 IS NULL OR d.state = ?1) AND (?2 IS NULL OR d.tenant_id = ?2) "
+/* instr(), not LIKE: the search text is taken literally. */
+#define FILTER_WHERE                                                               \
+	"WHERE (?1 IS NULL OR d.state = ?1) AND (?2 IS NULL OR d.tenant_id = ?2) " \
+	"AND (?5 IS NULL OR instr(d.serial, ?5) > 0) "
 
 int kl_registry_device_list(kl_registry *r, const kl_registry_filter *f, kl_registry_device_fn fn,
                             void *ctx)
@@ -79,8 +84,12 @@ int kl_registry_device_list(kl_registry *r, const kl_registry_filter *f, kl_regi
 	kl_registry_device d;
 	int n = 0, rc;
 
-	rc = kl_reg_prepare(
-	    r, KL_REG_DEVICE_SELECT FILTER_WHERE "ORDER BY d.serial LIMIT ?3 OFFSET ?4", &st);
+	rc = kl_reg_prepare(r,
+	                    f && f->newest_first ? KL_REG_DEVICE_SELECT FILTER_WHERE
+	                        "ORDER BY d.state_time DESC, d.serial LIMIT ?3 OFFSET ?4"
+	                                         : KL_REG_DEVICE_SELECT FILTER_WHERE
+	                        "ORDER BY d.serial LIMIT ?3 OFFSET ?4",
+	                    &st);
 	if (rc < 0 || (rc = filter_bind(r, st, f)) < 0)
 		return rc;
 	sqlite3_bind_int64(st, 3, f && f->limit > 0 ? f->limit : -1);

@@ -180,5 +180,9 @@ int kl_rpc_obj_put_int(kl_rpc_obj *o, const char *key, int64_t val);
 int kl_rpc_obj_put_bool(kl_rpc_obj *o, const char *key, bool val);
 int kl_rpc_obj_put_object(kl_rpc_obj *o, const char *key, kl_rpc_obj **ret);
 int kl_rpc_obj_put_array(kl_rpc_obj *o, const char *key, kl_rpc_obj **ret);
+/* A value given as JSON text (e.g. a stored evidence record); -KL_E_INVALID
+ * when it does not parse. */
+int kl_rpc_obj_put_json(kl_rpc_obj *o, const char *key, const char *json);
+int kl_rpc_obj_put_double(kl_rpc_obj *o, const char *key, double val);
 
 #endif

@@ -223,3 +223,19 @@ int kl_rpc_obj_put_array(kl_rpc_obj *o, const char *key, kl_rpc_obj **ret)
 {
 	return put_container(o, key, json_object_new_array(), ret);
 }
+
+int kl_rpc_obj_put_json(kl_rpc_obj *o, const char *key, const char *json)
+{
+	json_object *v = json ? json_tokener_parse(json) : NULL;
+
+	if (json && !v)
+		return kl_error_set(KL_E_INVALID, "stored JSON does not parse");
+	return obj_put(o, key, v);
+}
+
+int kl_rpc_obj_put_double(kl_rpc_obj *o, const char *key, double val)
+{
+	json_object *v = json_object_new_double(val);
+
+	return v ? obj_put(o, key, v) : -KL_E_NOMEM;
+}
