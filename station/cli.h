@@ -2,6 +2,7 @@
 #ifndef KL_STATION_CLI_H
 #define KL_STATION_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "home.h"
@@ -14,6 +15,22 @@ int kl_cmd_demo(const char *home_dir, int argc, char **argv);
 int kl_cmd_provision(const char *home_dir, int argc, char **argv);
 int kl_cmd_devices(const char *home_dir, int argc, char **argv);
 int kl_cmd_preregister(const char *home_dir, int argc, char **argv);
+int kl_cmd_station(const char *home_dir, int argc, char **argv);
+/* Clients of the running station (cmd_client.c). */
+int kl_cmd_status(const char *home_dir, int argc, char **argv);
+int kl_cmd_jobs(const char *home_dir, int argc, char **argv);
+int kl_cmd_events(const char *home_dir, int argc, char **argv);
+int kl_cmd_provision_station(const char *home_dir, int argc, char **argv);
+int kl_cmd_lifecycle(const char *home_dir, int argc,
+                     char **argv);                              /* renew, decommission, repurpose */
+int kl_cmd_revoke(const char *home_dir, int argc, char **argv); /* revoke, lost */
+int kl_cmd_record(const char *home_dir, int argc, char **argv);
+int kl_cmd_crl(const char *home_dir, int argc, char **argv);
+int kl_cmd_audit_list(const char *home_dir, int argc, char **argv);
+/* devices list/show through the running station: returns 1 when it handled
+ * the command (*status is the exit status), 0 when no station runs. */
+int kl_cli_devices_via_station(const char *home_dir, const char *sub, int argc, char **argv,
+                               int *status);
 
 /* Where installed data lives ("profiles", "fixtures"): $KEYLINE_DATADIR/NAME,
  * else the install prefix's share/keyline/NAME when it exists, else the
@@ -22,7 +39,7 @@ const char *kl_cli_data_dir(const char *name);
 
 /* Builds, signs and writes HOME/crl/issuing.crl (DER) and issuing.crl.pem;
  * path receives the DER file's path. */
-int kl_cli_publish_crl(kl_home *home, long days, char *path, size_t size);
+int kl_cli_publish_crl(kl_home *home, long days, const char *actor, char *path, size_t size);
 
 /* The engine's configuration from a home: its store, CA, registry, trust
  * bundle (HOME/trust or station.trust), entropy HSM and policy
@@ -32,5 +49,10 @@ struct kl_registry;
 struct kl_trust;
 int kl_engine_config_from_home(kl_home *home, struct kl_engine_config *cfg,
                                struct kl_registry **reg, struct kl_trust **trust);
+
+/* preregister through the running station (quota -2: leave it): 1 when
+ * handled (*status set), 0 when no station runs. */
+int kl_cli_preregister_via_station(const char *home_dir, const char *tenant, const char *wo,
+                                   long long quota, const char *file, bool json, int *status);
 
 #endif

@@ -74,31 +74,6 @@ static int fail(const char *what)
 	return 1;
 }
 
-/* Writes a file atomically (temp + rename) with the given mode. */
-static int write_file(const char *path, const void *data, size_t len, mode_t mode)
-{
-	char tmp[PATH_MAX];
-	int fd;
-	ssize_t n;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0)
-		return kl_error_set(KL_E_IO, "write %s: %s", path, strerror(errno));
-	n = write(fd, data, len);
-	if (n < 0 || (size_t)n != len || fsync(fd) < 0) {
-		close(fd);
-		unlink(tmp);
-		return kl_error_set(KL_E_IO, "write %s: %s", path, strerror(errno));
-	}
-	close(fd);
-	if (rename(tmp, path) < 0) {
-		unlink(tmp);
-		return kl_error_set(KL_E_IO, "rename %s: %s", path, strerror(errno));
-	}
-	return 0;
-}
-
 static int pem_string(X509 *x, X509_REQ *req, char **out, size_t *len)
 {
 	BIO *b = BIO_new(BIO_s_mem());
@@ -129,7 +104,7 @@ static int write_pem(const char *path, X509 *x, X509_REQ *req)
 	int r = pem_string(x, req, &s, &len);
 
 	if (r == 0)
-		r = write_file(path, s, len, 0644);
+		r = kl_write_file(path, s, len, 0644);
 	free(s);
 	return r;
 }
@@ -186,7 +161,7 @@ static int new_pin_file(const char *path, kl_secret **ret)
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		pin->data[i] = (unsigned char)alphabet[rnd[i] % (sizeof(alphabet) - 1)];
 	OPENSSL_cleanse(rnd, sizeof(rnd));
-	r = write_file(path, pin->data, pin->len, 0600);
+	r = kl_write_file(path, pin->data, pin->len, 0600);
 	if (r < 0) {
 		kl_secret_free(pin);
 		return r;
@@ -498,7 +473,7 @@ static int ca_init(const char *home_dir, const struct init_opts *o)
 			memcpy(chain, a, al);
 			memcpy(chain + al, b, bl);
 			snprintf(p, sizeof(p), "%s/ca/chain.pem", home_dir);
-			r = write_file(p, chain, al + bl, 0644);
+			r = kl_write_file(p, chain, al + bl, 0644);
 			free(chain);
 		}
 		free(a);
@@ -692,7 +667,7 @@ static int ca_issue(kl_home *home, const char *csr_path, const char *profile, co
 	r = pem_string(x, NULL, &pem, &len);
 	X509_free(x);
 	if (r == 0 && out)
-		r = write_file(out, pem, len, 0644);
+		r = kl_write_file(out, pem, len, 0644);
 	else if (r == 0)
 		fwrite(pem, 1, len, stdout);
 	free(pem);
@@ -717,41 +692,6 @@ static int ca_revoke(kl_home *home, const char *serial, const char *reason_name)
 }
 
 /* Builds, signs and writes HOME/crl/issuing.crl (DER) and .pem. */
-int kl_cli_publish_crl(kl_home *home, long days, char *path, size_t size)
-{
-	unsigned char *der = NULL;
-	size_t len = 0;
-	char pem_path[PATH_MAX];
-	kl_ca *ca;
-	X509_CRL *crl;
-	const unsigned char *q;
-	BIO *b;
-	int r;
-
-	if ((r = kl_home_ca(home, kl_home_actor(), &ca)) < 0 ||
-	    (r = kl_ca_crl(ca, (int64_t)days * 86400, kl_home_actor(), &der, &len)) < 0)
-		return r;
-	kl_home_path(home, "crl/issuing.crl", path, size);
-	r = write_file(path, der, len, 0644);
-	if (r == 0) {
-		q = der;
-		crl = d2i_X509_CRL(NULL, &q, (long)len);
-		b = BIO_new(BIO_s_mem());
-		if (crl && b && PEM_write_bio_X509_CRL(b, crl)) {
-			char *p;
-			long n = BIO_get_mem_data(b, &p);
-
-			snprintf(pem_path, sizeof(pem_path), "%s.pem", path);
-			r = write_file(pem_path, p, (size_t)n, 0644);
-		} else {
-			r = kl_error_set_ssl(KL_E_CRYPTO, "CRL to PEM");
-		}
-		BIO_free(b);
-		X509_CRL_free(crl);
-	}
-	free(der);
-	return r;
-}
 
 static int ca_crl(kl_home *home, long days)
 {
@@ -759,7 +699,7 @@ static int ca_crl(kl_home *home, long days)
 
 	if (days <= 0 && kl_config_int(home->conf, "ca.crl_days", 7, 1, 366, &days) < 0)
 		return fail("crl");
-	if (kl_cli_publish_crl(home, days, path, sizeof(path)) < 0)
+	if (kl_cli_publish_crl(home, days, kl_home_actor(), path, sizeof(path)) < 0)
 		return fail("crl");
 	printf("%s\n", path);
 	return 0;

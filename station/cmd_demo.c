@@ -3,13 +3,15 @@
  *
  * A CA key ceremony in SoftHSM, a simulated TPM vendor manufacturing swtpm
  * DUTs (plus one forged DUT from a vendor the station does not trust), the
- * serials pre-registered, and every DUT taken through the whole provisioning
- * flow by the same engine `keyline provision` and the daemon use. The DUTs run
- * one after another: parallel slots are the station daemon's job. Every
- * process it starts is stopped before it exits; the home stays for a look
- * around. */
+ * station daemon started with one slot per DUT, the serials pre-registered
+ * and every DUT provisioned in parallel through the socket API, exactly as an
+ * MES drives a line. Every process it starts is stopped before it exits; the
+ * home stays for a look around. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/pem.h>
 #include <openssl/x509_vfy.h>
 
+#include <json-c/json.h>
+
 #include "cli.h"
+#include "client.h"
 #include "engine.h"
 #include "floor.h"
 #include "home.h"
@@ -37,8 +43,10 @@ static const char demo_usage[] =
     "  - a simulated TPM vendor (EK root and issuing CA) whose certificates go into the\n"
     "    home's trust bundle, and N swtpm DUTs it manufactures (EK certificates for\n"
     "    RSA-2048, P-256 and P-384), plus one forged DUT from an untrusted vendor\n"
-    "  - the serials pre-registered for tenant 'demo'\n"
-    "  - every DUT through the whole provisioning flow (EK chain and match, gates,\n"
+    "  - a station daemon with one slot per DUT (keyline station), and through its\n"
+    "    socket API: the serials pre-registered for tenant 'demo', then all DUTs\n"
+    "    provisioned in parallel with live progress, each through the whole flow\n"
+    "    (EK chain and match, gates,\n"
     "    factory entropy, IAK and IDevID in the TPM, credential activation, Certify,\n"
     "    proof of possession, certificates from the HSM-backed CA, engraving, registry\n"
     "    commit), then every certificate chain verified and a CRL published\n"
@@ -54,17 +62,6 @@ static double now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void dot(void *ctx, kl_step step, bool done, double ms)
-{
-	(void)ctx;
-	(void)step;
-	(void)ms;
-	if (done) {
-		putchar('.');
-		fflush(stdout);
-	}
 }
 
 static int copy_file(const char *from, const char *to)
@@ -98,20 +95,20 @@ struct chain_check {
 	int ok, bad;
 };
 
-static int check_chain(void *vctx, const kl_registry_cert *c)
+/* Verifies one PEM certificate against the CA chain. */
+static void check_pem(struct chain_check *cc, const char *pem, bool revoked)
 {
-	struct chain_check *cc = vctx;
-	const unsigned char *q = c->der;
-	X509 *x = q ? d2i_X509(NULL, &q, (long)c->der_len) : NULL;
+	BIO *b = BIO_new_mem_buf(pem, -1);
+	X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
 	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
 
 	if (x && ctx && X509_STORE_CTX_init(ctx, cc->store, x, NULL) && X509_verify_cert(ctx) == 1)
 		cc->ok++;
-	else if (!c->revoked)
+	else if (!revoked)
 		cc->bad++;
 	X509_STORE_CTX_free(ctx);
 	X509_free(x);
-	return 0;
+	BIO_free(b);
 }
 
 static X509_STORE *ca_store(const char *home_dir)
@@ -128,6 +125,281 @@ static X509_STORE *ca_store(const char *home_dir)
 	return s;
 }
 
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!o || !json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+		return "";
+	return json_object_get_string(v);
+}
+
+static int64_t jint(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+static double jdbl(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : 0;
+}
+
+static bool jbool(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+}
+
+static json_object *jobj(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+/* keyline.conf with this run's [slots] (the DUTs' ports change every run):
+ * an earlier [slots] section is replaced. */
+static int write_slots(const char *conf, kl_dut **duts, size_t n, kl_dut *forged)
+{
+	FILE *f = fopen(conf, "re");
+	char line[1024], *text = NULL;
+	size_t len = 0;
+	bool skip = false;
+	FILE *out;
+	int r;
+
+	if (!f)
+		return kl_error_set(KL_E_IO, "%s: %s", conf, strerror(errno));
+	out = open_memstream(&text, &len);
+	while (fgets(line, sizeof(line), f)) {
+		if (line[0] == '[')
+			skip = strncmp(line, "[slots]", 7) == 0;
+		if (!skip)
+			fputs(line, out);
+	}
+	fclose(f);
+	fprintf(out, "[slots]\n");
+	for (size_t i = 0; i <= n; i++)
+		fprintf(out, "slot-%02zu = %s\n", i + 1, i < n ? duts[i]->tcti : forged->tcti);
+	fclose(out);
+	r = kl_write_file(conf, text, len, 0600);
+	free(text);
+	return r;
+}
+
+/* Starts `keyline --home H station` (this program), its log in
+ * HOME/station.log, and waits until its socket answers. */
+static int start_station(const char *home, pid_t *pid, kl_client **client)
+{
+	char log[PATH_MAX], sock[PATH_MAX];
+	pid_t parent = getpid();
+
+	snprintf(log, sizeof(log), "%s/station.log", home);
+	kl_client_socket_path(home, sock, sizeof(sock));
+	fflush(NULL);
+	*pid = fork();
+	if (*pid < 0)
+		return kl_error_set(KL_E_IO, "fork: %s", strerror(errno));
+	if (*pid == 0) {
+		FILE *l = freopen(log, "a", stderr);
+
+		(void)l;
+		/* Never outlive the demo, even when it is killed. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		execl("/proc/self/exe", "keyline", "--home", home, "station", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 300; i++) {
+		int st;
+
+		if (kl_client_connect(sock, client) == 0)
+			return 0;
+		if (waitpid(*pid, &st, WNOHANG) == *pid) {
+			*pid = 0;
+			return kl_error_set(KL_E_UNAVAILABLE,
+			                    "the station did not start; its log %s says why", log);
+		}
+		usleep(100 * 1000);
+	}
+	return kl_error_set(KL_E_TIMEOUT, "the station did not open %s in 30 s (log %s)", sock,
+	                    log);
+}
+
+/* SIGTERM, and its exit status. */
+static int stop_station(pid_t pid)
+{
+	int st = 0;
+
+	if (pid <= 0)
+		return 0;
+	kill(pid, SIGTERM);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return kl_error_set(KL_E_IO, "the station ended badly (status 0x%x)", st);
+	return 0;
+}
+
+/* Serials this home has not seen yet (a second demo on the same home
+ * provisions new devices), pre-registered through the API. */
+static int preregister(kl_client *c, char serials[][32], long n)
+{
+	json_object *p = json_object_new_object(), *res = NULL, *items;
+	int64_t base;
+	int r;
+
+	json_object_object_add(p, "search", json_object_new_string("DEMO-"));
+	json_object_object_add(p, "limit", json_object_new_int(1));
+	if ((r = kl_client_call(c, "devices.list", p, &res)) < 0)
+		return r;
+	base = jint(res, "total") + 1;
+	json_object_put(res);
+	p = json_object_new_object();
+	items = json_object_new_array();
+	for (long i = 0; i <= n; i++) {
+		snprintf(serials[i], 32, "DEMO-%04lld", (long long)(base + i));
+		json_object_array_add(items, json_object_new_string(serials[i]));
+	}
+	json_object_object_add(p, "tenant", json_object_new_string("demo"));
+	json_object_object_add(p, "work_order", json_object_new_string("demo-line"));
+	json_object_object_add(p, "items", items);
+	r = kl_client_call(c, "devices.preregister", p, &res);
+	json_object_put(res);
+	return r;
+}
+
+struct slot_view {
+	int64_t job;
+	char step[24];
+	int index, of;
+	bool done;
+	char result[64];
+};
+
+/* One line per slot, redrawn in place on a terminal. */
+static void draw(struct slot_view *v, char serials[][32], long n, bool redraw, double secs)
+{
+	if (redraw)
+		printf("\033[%ldA", n + 1);
+	for (long i = 0; i <= n; i++) {
+		char bar[21];
+		int fill = v[i].of ? v[i].index * 20 / v[i].of : 0;
+
+		for (int k = 0; k < 20; k++)
+			bar[k] = k < fill ? '#' : '.';
+		bar[20] = 0;
+		printf("\033[2K   slot-%02ld %-10s [%s] %-13s %s\n", i + 1, serials[i], bar,
+		       v[i].done ? "" : v[i].step, v[i].done ? v[i].result : "");
+	}
+	printf("\033[2K   %.1f s\r", secs);
+	fflush(stdout);
+}
+
+/* Submits every job, follows their events, and fetches each result. */
+static int provision_all(kl_client *c, char serials[][32], long n, json_object **jobs)
+{
+	struct slot_view v[DEMO_MAX + 1] = { 0 };
+	bool tty = isatty(STDOUT_FILENO);
+	json_object *res = NULL, *ev;
+	long left = n + 1;
+	double t0 = now_ms();
+	int r;
+
+	if ((r = kl_client_call(c, "events.subscribe", NULL, &res)) < 0)
+		return r;
+	json_object_put(res);
+	for (long i = 0; i <= n; i++) {
+		json_object *p = json_object_new_object();
+		char slot[16];
+
+		snprintf(slot, sizeof(slot), "slot-%02ld", i + 1);
+		json_object_object_add(p, "slot", json_object_new_string(slot));
+		json_object_object_add(p, "serial", json_object_new_string(serials[i]));
+		/* Every EK type the line meets, in turn. */
+		json_object_object_add(
+		    p, "ek_type",
+		    json_object_new_string(kl_ek_type_name((kl_ek_type)(i % KL_EK__MAX))));
+		if ((r = kl_client_call(c, "job.provision", p, &res)) < 0)
+			return r;
+		v[i].job = jint(res, "job");
+		json_object_put(res);
+	}
+	if (tty)
+		draw(v, serials, n, false, 0);
+	while (left > 0) {
+		r = kl_client_next_event(c, 500, &ev);
+		if (r == -KL_E_TIMEOUT) {
+			if (tty)
+				draw(v, serials, n, true, (now_ms() - t0) / 1e3);
+			continue;
+		}
+		if (r < 0)
+			return r;
+		for (long i = 0; i <= n; i++) {
+			const char *type = jstr(ev, "type");
+
+			if (jint(ev, "job") != v[i].job)
+				continue;
+			if (strncmp(type, "step.", 5) == 0) {
+				snprintf(v[i].step, sizeof(v[i].step), "%s", jstr(ev, "step"));
+				v[i].index = (int)jint(ev, "index") - (type[5] == 's' ? 1 : 0);
+				v[i].of = (int)jint(ev, "of");
+			} else if (strcmp(type, "job.finished") == 0 && !v[i].done) {
+				v[i].done = true;
+				v[i].index = v[i].of;
+				snprintf(v[i].result, sizeof(v[i].result), "%s %.0f ms",
+				         strcmp(jstr(ev, "result"), "passed") == 0 ? "PASS"
+				                                                   : "FAIL",
+				         jdbl(ev, "total_ms"));
+				left--;
+				if (!tty)
+					printf("   slot-%02ld %-10s %s\n", i + 1, serials[i],
+					       v[i].result);
+			}
+		}
+		json_object_put(ev);
+		if (tty)
+			draw(v, serials, n, true, (now_ms() - t0) / 1e3);
+	}
+	if (tty)
+		printf("\n");
+	for (long i = 0; i <= n; i++) {
+		json_object *p = json_object_new_object();
+
+		json_object_object_add(p, "job", json_object_new_int64(v[i].job));
+		if ((r = kl_client_call(c, "job.get", p, &jobs[i])) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Every certificate the registry holds for the device chains to the CA. */
+static int verify_device(kl_client *c, const char *serial, struct chain_check *cc)
+{
+	json_object *p = json_object_new_object(), *res = NULL, *certs;
+	int r;
+
+	json_object_object_add(p, "serial", json_object_new_string(serial));
+	if ((r = kl_client_call(c, "devices.show", p, &res)) < 0)
+		return r;
+	certs = jobj(res, "certificates");
+	for (size_t i = 0; certs && i < json_object_array_length(certs); i++) {
+		json_object *x = json_object_array_get_idx(certs, i);
+
+		if (*jstr(x, "pem"))
+			check_pem(cc, jstr(x, "pem"), jbool(x, "revoked"));
+	}
+	json_object_put(res);
+	return 0;
+}
+
 int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -137,15 +409,12 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 	};
 	char home_dir[PATH_MAX], conf[PATH_MAX], trust_dir[PATH_MAX], p[PATH_MAX];
 	static char serials[DEMO_MAX + 1][32];
-	kl_job_result results[DEMO_MAX + 1];
-	kl_registry_item items[DEMO_MAX];
+	json_object *jobs[DEMO_MAX + 1] = { 0 };
 	kl_floor *floor = NULL;
 	kl_vendor *acme, *rogue;
-	kl_dut **duts, **forged;
-	kl_trust *trust = NULL;
-	kl_registry *reg = NULL;
-	kl_home *home = NULL;
-	kl_engine_config cfg;
+	kl_dut **duts = NULL, **forged = NULL;
+	kl_client *client = NULL;
+	pid_t station = 0;
 	struct chain_check cc = { 0 };
 	long n = 4;
 	int c, rc = 1, provisioned = 0, refused = 0, errors = 0;
@@ -243,81 +512,65 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 	printf("   %ld DUTs in %.1f s; trust bundle %s\n", n + 1, (now_ms() - tm) / 1e3, trust_dir);
 	fflush(stdout);
 
-	/* The engine, configured from the home; serials pre-registered. */
-	if (kl_home_open(home_dir, &home) < 0 ||
-	    kl_engine_config_from_home(home, &cfg, &reg, &trust) < 0) {
-		rc = fail("station");
-		goto out;
-	}
-	/* Serials this home has not seen yet, so that a second demo run on the
-	 * same home provisions new devices. */
-	long base = 0;
-	kl_registry_device probe;
-	do {
-		base++;
-		snprintf(serials[0], sizeof(serials[0]), "DEMO-%04ld", base);
-	} while (kl_registry_device_get(reg, serials[0], &probe) == 0);
+	/* Every DUT on its own slot of a station. */
 	for (long i = 0; i <= n; i++)
-		snprintf(serials[i], sizeof(serials[i]), "DEMO-%04ld", base + i);
-	for (long i = 0; i < n + 1 && i < DEMO_MAX; i++)
-		items[i] = (kl_registry_item){ .serial = serials[i], .line = (unsigned)i + 1 };
-	kl_registry_tenant tenant;
-	kl_registry_work_order wo;
-	if ((kl_registry_tenant_get(reg, "demo", &tenant) < 0 &&
-	     kl_registry_tenant_add(reg, "demo", kl_home_actor()) < 0) ||
-	    (kl_registry_work_order_get(reg, "demo", "demo-line", &wo) < 0 &&
-	     kl_registry_work_order_add(reg, "demo", "demo-line", -1, kl_home_actor()) < 0) ||
-	    kl_registry_preregister(reg, "demo", "demo-line", items,
-	                            (size_t)(n + 1 <= DEMO_MAX ? n + 1 : n), kl_home_actor()) < 0) {
-		rc = fail("pre-registration");
-		goto out;
-	}
-	printf("   serials %s..%s pre-registered for tenant 'demo', work order 'demo-line'\n",
-	       serials[0], serials[n]);
-
-	printf("\n3. Provisioning, one DUT after another\n");
-	fflush(stdout);
-	for (long i = 0; i <= n; i++) {
-		kl_dut *d = i < n ? duts[i] : forged[0];
-		kl_job job = { .serial = serials[i],
-			       .ek_type = (kl_ek_type)(i % KL_EK__MAX),
-			       .actor = kl_home_actor(),
-			       .progress = dot };
-
-		if (kl_dut_start(floor, d) < 0) {
+		if (kl_dut_start(floor, i < n ? duts[i] : forged[0]) < 0) {
 			rc = fail("power on");
 			goto out;
 		}
-		job.link = d->tcti;
-		printf("   %-9s %-10s %-8s ", d->name, serials[i], kl_ek_type_name(job.ek_type));
-		fflush(stdout);
-		if (kl_engine_provision(&cfg, &job, &results[i]) < 0) {
-			rc = fail("engine");
-			goto out;
-		}
-		kl_dut_stop(floor, d);
-		if (results[i].rc == 0) {
-			printf(" PASS %6.0f ms\n", results[i].total_ms);
+	if (write_slots(conf, duts, (size_t)n, forged[0]) < 0) {
+		rc = fail("keyline.conf");
+		goto out;
+	}
+	printf("\n3. The station: %ld slots, socket API\n", n + 1);
+	fflush(stdout);
+	if (start_station(home_dir, &station, &client) < 0) {
+		rc = fail("station");
+		goto out;
+	}
+	if (preregister(client, serials, n) < 0) {
+		rc = fail("pre-registration");
+		goto out;
+	}
+	printf("   serials %s..%s pre-registered for tenant 'demo' (devices.preregister)\n",
+	       serials[0], serials[n]);
+
+	printf("\n4. Provisioning all %ld DUTs in parallel (job.provision on every slot)\n", n + 1);
+	fflush(stdout);
+	double tp = now_ms();
+	if (provision_all(client, serials, n, jobs) < 0) {
+		rc = fail("provisioning");
+		goto out;
+	}
+	double wall = now_ms() - tp;
+
+	printf("\n   %-8s %-10s %-8s %-34s %8s  %s\n", "slot", "serial", "EK",
+	       "IDevID certificate serial", "time", "result");
+	for (long i = 0; i <= n; i++) {
+		json_object *r = jobj(jobs[i], "result");
+		bool ok = jbool(r, "ok");
+
+		printf("   %-8s %-10s %-8s %-34s %5.0f ms  ", jstr(jobs[i], "slot"), serials[i],
+		       *jstr(r, "ek_type") ? jstr(r, "ek_type") : "-",
+		       ok ? jstr(r, "idevid_serial") : "-", jdbl(r, "total_ms"));
+		if (ok)
+			printf("PASS\n");
+		else
+			printf("REFUSED at %s [%s]\n%14s%s\n", jstr(r, "failed_step"),
+			       jstr(r, "reason"), "", jstr(r, "message"));
+		if (ok)
 			provisioned++;
-		} else {
-			printf(" REFUSED at %s [%s]\n", kl_step_name(results[i].failed_step),
-			       results[i].reason);
+		else {
 			refused++;
 			forged_refused |=
-			    i == n && strcmp(results[i].reason, "ek_cert_untrusted") == 0;
+			    i == n && strcmp(jstr(r, "reason"), "ek_cert_untrusted") == 0;
 			errors += i < n;
 		}
 	}
+	printf("   %d provisioned in %.1f s wall time: %.0f devices/min\n", provisioned, wall / 1e3,
+	       provisioned * 60e3 / wall);
 
-	printf("\n   %-10s %-8s %-34s %9s  %s\n", "serial", "EK", "IDevID certificate serial",
-	       "time", "result");
-	for (long i = 0; i <= n; i++)
-		printf("   %-10s %-8s %-34s %6.0f ms  %s\n", serials[i],
-		       kl_ek_type_name((kl_ek_type)(i % KL_EK__MAX)),
-		       results[i].rc == 0 ? results[i].idevid_serial : "-", results[i].total_ms,
-		       results[i].rc == 0 ? "provisioned" : results[i].message);
-
-	printf("\n4. Every certificate chain, verified against the CA (x509_strict)\n");
+	printf("\n5. Every certificate chain, verified against the CA (x509_strict)\n");
 	cc.store = ca_store(home_dir);
 	if (!cc.store) {
 		kl_error_set_ssl(KL_E_CRYPTO, "load %s/ca/chain.pem", home_dir);
@@ -325,23 +578,33 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 		goto out;
 	}
 	for (long i = 0; i < n; i++)
-		kl_registry_device_certs(reg, serials[i], check_chain, &cc);
-	X509_STORE_free(cc.store);
+		if (verify_device(client, serials[i], &cc) < 0) {
+			rc = fail("verify");
+			goto out;
+		}
 	printf("   %d certificates verify, %d do not\n", cc.ok, cc.bad);
 
-	printf("\n5. CRL published by the CA (signed in the HSM)\n");
-	if (kl_cli_publish_crl(home, 7, p, sizeof(p)) < 0) {
-		rc = fail("CRL");
-		goto out;
+	printf("\n6. CRL published by the CA (signed in the HSM; crl.publish)\n");
+	{
+		json_object *res = NULL;
+
+		if (kl_client_call(client, "crl.publish", NULL, &res) < 0) {
+			rc = fail("CRL");
+			goto out;
+		}
+		printf("   CRL %lld: %s\n", (long long)jint(res, "crl_number"), jstr(res, "path"));
+		json_object_put(res);
 	}
-	printf("   %s\n", p);
 
 	printf("\nSummary: %d provisioned, %d refused, %.1f s in all.\n", provisioned, refused,
 	       (now_ms() - t0) / 1e3);
-	printf("\nLook around:\n  keyline --home %s devices list\n"
+	printf("\nLook around (the station has stopped; these read the home):\n"
+	       "  keyline --home %s devices list\n"
 	       "  keyline --home %s devices show %s\n  keyline --home %s ca status\n"
-	       "  keyline --home %s audit verify\n",
-	       home_dir, home_dir, serials[0], home_dir, home_dir);
+	       "  keyline --home %s audit verify\n"
+	       "Run the line yourself: keyline --home %s station   (the demo's DUTs are gone;\n"
+	       "  point [slots] in keyline.conf at your own TPMs)\n",
+	       home_dir, home_dir, serials[0], home_dir, home_dir, home_dir);
 	/* Success: every trusted DUT provisioned with verifying certificates,
 	 * the forged one refused as untrusted. */
 	rc = (provisioned == n && refused == 1 && forged_refused && errors == 0 && cc.bad == 0 &&
@@ -349,9 +612,11 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 	         ? 0
 	         : 1;
 out:
-	kl_registry_free(reg);
-	kl_trust_free(trust);
-	kl_home_free(home);
+	for (long i = 0; i <= n; i++)
+		json_object_put(jobs[i]);
+	kl_client_free(client);
+	if (stop_station(station) < 0 && rc == 0)
+		rc = fail("station");
 	kl_floor_free(floor); /* stops every swtpm */
 	return rc;
 }

@@ -222,6 +222,10 @@ int kl_cmd_preregister(const char *home_dir, int argc, char **argv)
 		return usage_error("preregister", "--tenant is required");
 	file = argv[optind];
 
+	/* With a running station, it does the work (devices.preregister). */
+	if (kl_cli_preregister_via_station(home_dir, tenant, wo, set_quota ? quota : -2, file, json,
+	                                   &r))
+		return r;
 	if (reg_open(home_dir, &c) < 0) {
 		r = fail("preregister");
 		reg_close(&c);
@@ -572,6 +576,9 @@ int kl_cmd_devices(const char *home_dir, int argc, char **argv)
 	if (strcmp(cmd, "list") != 0 && strcmp(cmd, "show") != 0)
 		return usage_error("devices", "unknown command '%s'", cmd);
 	snprintf(what, sizeof(what), "devices %s", cmd);
+	/* With a running station, it answers (docs/api.md devices.*). */
+	if (kl_cli_devices_via_station(home_dir, cmd, argc - 1, argv + 1, &r))
+		return r;
 	/* Parse what follows the command; argv[1] plays argv[0]. */
 	argc--;
 	argv++;

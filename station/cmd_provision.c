@@ -53,55 +53,6 @@ static void show(void *ctx, kl_step step, bool done, double ms)
 	fprintf(stderr, "%8.1f ms\n", ms);
 }
 
-/* [profiles] TENANT.iak / TENANT.idevid = PROFILE */
-static const char *tenant_profile(void *ctx, const char *tenant, const char *kind)
-{
-	char key[200];
-
-	if (!tenant || !*tenant)
-		return NULL;
-	snprintf(key, sizeof(key), "profiles.%s.%s", tenant, kind);
-	return kl_config_get(ctx, key, NULL);
-}
-
-int kl_engine_config_from_home(kl_home *home, kl_engine_config *cfg, kl_registry **reg,
-                               kl_trust **trust)
-{
-	char p[PATH_MAX];
-	const char *types;
-	kl_store *store;
-	kl_ca *ca;
-	bool prereg;
-	int r;
-
-	if ((r = kl_home_store(home, &store)) < 0 ||
-	    (r = kl_home_ca(home, kl_home_actor(), &ca)) < 0 ||
-	    (r = kl_registry_open(store, reg)) < 0)
-		return r;
-	kl_home_path(home, "trust", p, sizeof(p));
-	r = kl_trust_load(kl_config_get(home->conf, "station.trust", p), trust);
-	if (r < 0)
-		return kl_error_wrap("the station's trust bundle of TPM vendors");
-	if ((r = kl_config_bool(home->conf, "policy.require_prereg", true, &prereg)) < 0)
-		return r;
-	*cfg = (kl_engine_config){
-		.store = store,
-		.reg = *reg,
-		.ca = ca,
-		.trust = *trust,
-		.entropy = home->hsm,
-		.require_prereg = prereg,
-		.station_id = kl_config_get(home->conf, "station.id", "station"),
-		.profile_for = tenant_profile,
-		.profile_ctx = home->conf,
-	};
-	types = kl_config_get(home->conf, "policy.ek_types", "rsa2048,p256,p384");
-	for (int t = 0; t < KL_EK__MAX; t++)
-		if (strstr(types, kl_ek_type_name((kl_ek_type)t)))
-			cfg->ek_types |= 1u << t;
-	return 0;
-}
-
 int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 {
 	static const struct option opts[] = {

@@ -2,6 +2,7 @@
 #include "home.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,4 +222,29 @@ const char *kl_home_actor(void)
 		         (unsigned)getuid());
 	}
 	return actor;
+}
+
+/* Writes a file atomically (temp + rename) with the given mode. */
+int kl_write_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	int fd;
+	ssize_t n;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return kl_error_set(KL_E_IO, "write %s: %s", path, strerror(errno));
+	n = write(fd, data, len);
+	if (n < 0 || (size_t)n != len || fsync(fd) < 0) {
+		close(fd);
+		unlink(tmp);
+		return kl_error_set(KL_E_IO, "write %s: %s", path, strerror(errno));
+	}
+	close(fd);
+	if (rename(tmp, path) < 0) {
+		unlink(tmp);
+		return kl_error_set(KL_E_IO, "rename %s: %s", path, strerror(errno));
+	}
+	return 0;
 }

@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <openssl/evp.h>
 
@@ -71,5 +72,8 @@ int kl_home_hsm_signer(kl_hsm *h, const kl_pkcs11_uri *key, EVP_PKEY **ret);
 /* The name of the person or process acting, for the audit log:
  * "user:NAME(uid)". */
 const char *kl_home_actor(void);
+
+/* Writes a file atomically (temp file, fsync, rename) with the given mode. */
+int kl_write_file(const char *path, const void *data, size_t len, mode_t mode);
 
 #endif

@@ -13,12 +13,6 @@
 #ifndef KL_VERSION
 #define KL_VERSION "0.0.0"
 #endif
-#ifndef KL_SRC_DATADIR
-#define KL_SRC_DATADIR "."
-#endif
-#ifndef KL_INSTALL_DATADIR
-#define KL_INSTALL_DATADIR "/usr/local/share/keyline"
-#endif
 
 static const char usage[] =
     "usage: keyline [--home DIR] COMMAND [ARGS]\n"
@@ -28,7 +22,25 @@ static const char usage[] =
     "commands:\n"
     "  demo [--devices N]    a complete simulated line on the embedded default:\n"
     "                        SoftHSM CA ceremony, swtpm DUTs from a simulated TPM vendor,\n"
-    "                        and the checks the station makes on each DUT's TPM\n"
+    "                        a station with one slot per DUT, all provisioned in parallel\n"
+    "  station               run the station daemon (slots, socket API) in the foreground\n"
+    "\n"
+    "  through the running station:\n"
+    "  status                the station and its slots\n"
+    "  provision --serial S [--slot NAME]   provision the DUT on a slot, with progress\n"
+    "  jobs [list|show|abort]               recent jobs and their results\n"
+    "  events [--slot NAME]  stream step, job, link and CRL events\n"
+    "  renew --slot NAME --serial S         rekey: new IDevID, old one superseded\n"
+    "  decommission --slot NAME --serial S [--repurpose]\n"
+    "                        revoke, cryptographic erase, signed sanitization record\n"
+    "  repurpose --slot NAME --serial S     decommission for reuse by another tenant\n"
+    "  revoke (--serial S | --certificate HEX) [--reason R]   and publish the CRL\n"
+    "  lost --serial S       revoke, mark lost, deny-list the EK\n"
+    "  record --serial S     a device's signed sanitization record\n"
+    "  crl                   sign and publish a fresh CRL\n"
+    "  audit list            audit entries, newest first\n"
+    "\n"
+    "  on the home (also without a running station):\n"
     "  ca COMMAND            the CA: init, status, issue, revoke, crl, export, import\n"
     "  audit verify          verify the hash-chained audit log\n"
     "  preregister FILE --tenant T [--work-order W] [--quota N]\n"
@@ -43,26 +55,6 @@ static const char usage[] =
     "  -h, --help            this text; 'keyline COMMAND --help' for a command\n"
     "\n"
     "environment: KEYLINE_HOME, KEYLINE_LOG (e.g. all+debug), TSS2_LOG\n";
-
-const char *kl_cli_data_dir(const char *name)
-{
-	static char path[PATH_MAX];
-	const char *env = getenv("KEYLINE_DATADIR");
-
-	if (env && *env) {
-		snprintf(path, sizeof(path), "%s/%s", env, name);
-		return path;
-	}
-	snprintf(path, sizeof(path), "%s/%s", KL_INSTALL_DATADIR, name);
-	if (access(path, R_OK) == 0)
-		return path;
-	/* Not installed: the source tree next to this build. */
-	if (strcmp(name, "profiles") == 0)
-		snprintf(path, sizeof(path), "%s/ca/profiles", KL_SRC_DATADIR);
-	else
-		snprintf(path, sizeof(path), "%s/%s", KL_SRC_DATADIR, name);
-	return path;
-}
 
 int main(int argc, char **argv)
 {
@@ -106,8 +98,32 @@ int main(int argc, char **argv)
 	argv += optind;
 	if (strcmp(argv[0], "ca") == 0)
 		return kl_cmd_ca(home, argc, argv);
-	if (strcmp(argv[0], "provision") == 0)
-		return kl_cmd_provision(home, argc, argv);
+	if (strcmp(argv[0], "provision") == 0) {
+		/* --link: this process drives the DUT; else the station does. */
+		for (int i = 1; i < argc; i++)
+			if (strcmp(argv[i], "--link") == 0 || strncmp(argv[i], "--link=", 7) == 0)
+				return kl_cmd_provision(home, argc, argv);
+		return kl_cmd_provision_station(home, argc, argv);
+	}
+	if (strcmp(argv[0], "station") == 0)
+		return kl_cmd_station(home, argc, argv);
+	if (strcmp(argv[0], "status") == 0)
+		return kl_cmd_status(home, argc, argv);
+	if (strcmp(argv[0], "jobs") == 0)
+		return kl_cmd_jobs(home, argc, argv);
+	if (strcmp(argv[0], "events") == 0)
+		return kl_cmd_events(home, argc, argv);
+	if (strcmp(argv[0], "renew") == 0 || strcmp(argv[0], "decommission") == 0 ||
+	    strcmp(argv[0], "repurpose") == 0)
+		return kl_cmd_lifecycle(home, argc, argv);
+	if (strcmp(argv[0], "revoke") == 0 || strcmp(argv[0], "lost") == 0)
+		return kl_cmd_revoke(home, argc, argv);
+	if (strcmp(argv[0], "record") == 0)
+		return kl_cmd_record(home, argc, argv);
+	if (strcmp(argv[0], "crl") == 0)
+		return kl_cmd_crl(home, argc, argv);
+	if (argc > 1 && strcmp(argv[0], "audit") == 0 && strcmp(argv[1], "list") == 0)
+		return kl_cmd_audit_list(home, argc - 1, argv + 1);
 	if (strcmp(argv[0], "audit") == 0)
 		return kl_cmd_audit(home, argc, argv);
 	if (strcmp(argv[0], "preregister") == 0)
