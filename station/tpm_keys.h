@@ -124,4 +124,30 @@ int kl_tpm_nv_write_cert(kl_tpm *t, uint32_t index, const unsigned char *der, si
  * index such as the EK certificate's). */
 int kl_tpm_nv_undefine(kl_tpm *t, uint32_t index);
 
+/* The lifecycle's additions (lifecycle.h). */
+
+/* Creates an identity key like kl_tpm_object_create(t, NULL, type, ...)
+ * (an endorsement primary from the DevID template of type), but with
+ * `unique` (1..32 bytes) in place of the template's ASCII "IAK" /
+ * "IDevID". A primary is a function of the endorsement seed and the whole
+ * template, so another unique gives another key: a rekey (renewal) uses a
+ * fresh random unique, and the same unique gives the same key again, like
+ * any primary. The key stays loaded (one transient slot) until
+ * kl_tpm_object_free. Returns 0, -KL_E_INVALID, -KL_E_TPM. */
+int kl_tpm_identity_create(kl_tpm *t, kl_tpm_key_type type, const unsigned char *unique,
+                           size_t unique_len, kl_tpm_object **ret);
+
+/* TPM2_Clear (TPM 2.0 Part 3 §24.6) with the lockout hierarchy's empty
+ * password: the owner hierarchy's persistent objects and NV indices go, the
+ * storage primary seed is replaced, and the owner, endorsement and lockout
+ * authorisations become empty. The endorsement primary seed is NOT changed
+ * (Part 1 §14.4.2): endorsement primaries (the EK, and the identity keys of
+ * this header) can be derived again. Platform-created NV indices (the EK
+ * certificates) stay.
+ * Returns 0; -KL_E_PERM when the TPM refuses the authorisation or has
+ * TPM2_Clear disabled (TPM_RC_DISABLED, TPM_RC_AUTH_FAIL, TPM_RC_BAD_AUTH,
+ * TPM_RC_LOCKOUT, TPM_RC_HIERARCHY), the TPM's code in the detail;
+ * -KL_E_INVALID; -KL_E_TPM otherwise. */
+int kl_tpm_clear(kl_tpm *t);
+
 #endif
