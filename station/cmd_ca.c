@@ -187,33 +187,19 @@ static int mkdirs(const char *dir, const char *const subdirs[])
 
 static int copy_profiles(const char *to)
 {
-	const char *const names[] = { "idevid", "iak", "ldevid", "tls", NULL };
+	const char *const names[] = { "idevid", "iak", "ldevid", "tls", "records", NULL };
 	char src[PATH_MAX], dst[PATH_MAX];
 	const char *from = kl_cli_data_dir("profiles");
 
 	for (size_t i = 0; names[i]; i++) {
-		FILE *in, *out;
-		char buf[8192];
-		size_t n;
+		int r;
 
 		snprintf(src, sizeof(src), "%s/%s.json", from, names[i]);
 		snprintf(dst, sizeof(dst), "%s/%s.json", to, names[i]);
 		if (access(dst, F_OK) == 0)
 			continue; /* an officer's edited profile stays */
-		in = fopen(src, "re");
-		if (!in)
-			return kl_error_set(KL_E_NOTFOUND, "default profile %s: %s", src,
-			                    strerror(errno));
-		out = fopen(dst, "we");
-		if (!out) {
-			fclose(in);
-			return kl_error_set(KL_E_IO, "%s: %s", dst, strerror(errno));
-		}
-		while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
-			fwrite(buf, 1, n, out);
-		fclose(in);
-		if (fclose(out) != 0)
-			return kl_error_set(KL_E_IO, "%s: %s", dst, strerror(errno));
+		if ((r = kl_copy_file(src, dst)) < 0)
+			return r;
 	}
 	return 0;
 }

@@ -64,25 +64,6 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int copy_file(const char *from, const char *to)
-{
-	FILE *in = fopen(from, "re"), *out;
-	char buf[8192];
-	size_t n;
-
-	if (!in)
-		return kl_error_set(KL_E_IO, "%s: %s", from, strerror(errno));
-	out = fopen(to, "we");
-	if (!out) {
-		fclose(in);
-		return kl_error_set(KL_E_IO, "%s: %s", to, strerror(errno));
-	}
-	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
-		fwrite(buf, 1, n, out);
-	fclose(in);
-	return fclose(out) == 0 ? 0 : kl_error_set(KL_E_IO, "%s: %s", to, strerror(errno));
-}
-
 static int fail(const char *what)
 {
 	fprintf(stderr, "\nkeyline demo: %s: %s\n", what, kl_error_detail());
@@ -494,12 +475,12 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 		goto out;
 	}
 	snprintf(p, sizeof(p), "%s/acme-tpm-root.pem", trust_dir);
-	if (copy_file(acme->root_pem, p) < 0) {
+	if (kl_copy_file(acme->root_pem, p) < 0) {
 		rc = fail("trust bundle");
 		goto out;
 	}
 	snprintf(p, sizeof(p), "%s/acme-tpm-issuing.pem", trust_dir);
-	if (copy_file(acme->intermediate_pem, p) < 0) {
+	if (kl_copy_file(acme->intermediate_pem, p) < 0) {
 		rc = fail("trust bundle");
 		goto out;
 	}

@@ -248,3 +248,24 @@ int kl_write_file(const char *path, const void *data, size_t len, mode_t mode)
 	}
 	return 0;
 }
+
+int kl_copy_file(const char *from, const char *to)
+{
+	FILE *in = fopen(from, "re"), *out;
+	char buf[8192];
+	size_t n;
+
+	if (!in)
+		return kl_error_set(KL_E_NOTFOUND, "%s: %s", from, strerror(errno));
+	out = fopen(to, "we");
+	if (!out) {
+		fclose(in);
+		return kl_error_set(KL_E_IO, "%s: %s", to, strerror(errno));
+	}
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		if (fwrite(buf, 1, n, out) != n)
+			break;
+	fclose(in);
+	return fclose(out) == 0 && n == 0 ? 0
+	                                  : kl_error_set(KL_E_IO, "%s: %s", to, strerror(errno));
+}

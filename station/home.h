@@ -76,4 +76,7 @@ const char *kl_home_actor(void);
 /* Writes a file atomically (temp file, fsync, rename) with the given mode. */
 int kl_write_file(const char *path, const void *data, size_t len, mode_t mode);
 
+/* Copies a file (not atomically: for files made once, such as profiles). */
+int kl_copy_file(const char *from, const char *to);
+
 #endif

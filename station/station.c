@@ -276,6 +276,25 @@ static void life_progress(void *ctx, const char *step, bool done, double ms)
 	step_event(j, step, -1, done, ms);
 }
 
+/* A job's verdict from its runner. mu held. */
+static void job_verdict(st_job *j, int rc, int res_rc, const char *reason, const char *message,
+                        const char *failed_step, double total_ms)
+{
+	if (rc < 0) {
+		j->state = KL_JOB_FAILED;
+		snprintf(j->reason, sizeof(j->reason), "station_error");
+		snprintf(j->message, sizeof(j->message), "%s", kl_error_detail());
+		return;
+	}
+	j->state = res_rc == 0                      ? KL_JOB_PASSED
+	           : strcmp(reason, "aborted") == 0 ? KL_JOB_ABORTED
+	                                            : KL_JOB_FAILED;
+	snprintf(j->reason, sizeof(j->reason), "%s", reason);
+	snprintf(j->message, sizeof(j->message), "%s", message);
+	snprintf(j->failed_step, sizeof(j->failed_step), "%s", res_rc < 0 ? failed_step : "");
+	j->total_ms = total_ms;
+}
+
 static void run_provision(kl_station *s, st_job *j)
 {
 	kl_job job = {
@@ -293,19 +312,9 @@ static void run_provision(kl_station *s, st_job *j)
 	int rc = kl_engine_provision(&s->ecfg, &job, &res);
 
 	pthread_mutex_lock(&s->mu);
-	if (rc < 0) {
-		j->state = KL_JOB_FAILED;
-		snprintf(j->reason, sizeof(j->reason), "station_error");
-		snprintf(j->message, sizeof(j->message), "%s", kl_error_detail());
-	} else {
-		j->state = res.rc == 0                          ? KL_JOB_PASSED
-		           : strcmp(res.reason, "aborted") == 0 ? KL_JOB_ABORTED
-		                                                : KL_JOB_FAILED;
-		snprintf(j->reason, sizeof(j->reason), "%s", res.reason);
-		snprintf(j->message, sizeof(j->message), "%s", res.message);
-		if (res.rc < 0)
-			snprintf(j->failed_step, sizeof(j->failed_step), "%s",
-			         kl_step_name(res.failed_step));
+	job_verdict(j, rc, res.rc, res.reason, res.message, kl_step_name(res.failed_step),
+	            res.total_ms);
+	if (rc == 0) {
 		memcpy(j->iak_serial, res.iak_serial, sizeof(j->iak_serial));
 		memcpy(j->idevid_serial, res.idevid_serial, sizeof(j->idevid_serial));
 		snprintf(j->ek_type_used, sizeof(j->ek_type_used), "%s",
@@ -313,7 +322,6 @@ static void run_provision(kl_station *s, st_job *j)
 		j->already_provisioned = res.already_provisioned;
 		j->resumed = res.resumed;
 		memcpy(j->step_ms, res.step_ms, sizeof(j->step_ms));
-		j->total_ms = res.total_ms;
 		j->tpm_ms = res.tpm_ms;
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -348,20 +356,10 @@ static void run_lifecycle(kl_station *s, st_job *j)
 		st_unlock_backend(s);
 	}
 	pthread_mutex_lock(&s->mu);
-	if (rc < 0) {
-		j->state = KL_JOB_FAILED;
-		snprintf(j->reason, sizeof(j->reason), "station_error");
-		snprintf(j->message, sizeof(j->message), "%s", kl_error_detail());
-	} else {
-		j->state = res.rc == 0                          ? KL_JOB_PASSED
-		           : strcmp(res.reason, "aborted") == 0 ? KL_JOB_ABORTED
-		                                                : KL_JOB_FAILED;
-		snprintf(j->reason, sizeof(j->reason), "%s", res.reason);
-		snprintf(j->message, sizeof(j->message), "%s", res.message);
-		snprintf(j->failed_step, sizeof(j->failed_step), "%s", res.rc < 0 ? res.step : "");
+	job_verdict(j, rc, res.rc, res.reason, res.message, res.step, res.total_ms);
+	if (rc == 0) {
 		snprintf(j->new_serial, sizeof(j->new_serial), "%s", res.new_serial);
 		j->record_id = res.record_id;
-		j->total_ms = res.total_ms;
 	}
 	pthread_mutex_unlock(&s->mu);
 }
@@ -643,9 +641,6 @@ static int parse_socket(kl_station *s)
 static int records_profile(kl_station *s)
 {
 	char def[PATH_MAX], dst[PATH_MAX], src[PATH_MAX];
-	FILE *in, *out;
-	char buf[8192];
-	size_t n;
 
 	kl_home_path(s->home, "profiles", def, sizeof(def));
 	snprintf(dst, sizeof(dst), "%s/records.json",
@@ -653,18 +648,7 @@ static int records_profile(kl_station *s)
 	if (access(dst, R_OK) == 0)
 		return 0;
 	snprintf(src, sizeof(src), "%s/records.json", kl_cli_data_dir("profiles"));
-	in = fopen(src, "re");
-	if (!in)
-		return kl_error_set(KL_E_NOTFOUND, "no 'records' profile in %s or %s", dst, src);
-	out = fopen(dst, "we");
-	if (!out) {
-		fclose(in);
-		return kl_error_set(KL_E_IO, "%s: %s", dst, strerror(errno));
-	}
-	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
-		fwrite(buf, 1, n, out);
-	fclose(in);
-	return fclose(out) == 0 ? 0 : kl_error_set(KL_E_IO, "%s: %s", dst, strerror(errno));
+	return kl_copy_file(src, dst);
 }
 
 /* The key that signs sanitization records: "station-records" in the CA's
