@@ -750,6 +750,8 @@ int kl_station_open_offline(const char *home_dir, kl_station **ret)
 	}
 	snprintf(s->station_id, sizeof(s->station_id), "%s",
 	         kl_config_get(s->home->conf, "station.id", "station"));
+	s->rstore = s->store;
+	s->rreg = s->reg;
 	*ret = s;
 	return 0;
 }
@@ -786,6 +788,17 @@ int kl_station_open(const char *home_dir, kl_station **ret)
 		goto fail;
 	}
 	s->store = s->home->store;
+	{
+		char def[PATH_MAX];
+
+		kl_home_path(s->home, "registry.db", def, sizeof(def));
+		if ((r = kl_store_open(kl_config_get(s->home->conf, "registry.path", def),
+		                       &s->rstore)) < 0 ||
+		    (r = kl_registry_open(s->rstore, &s->rreg)) < 0) {
+			r = kl_error_wrap("cannot start: the registry is unusable");
+			goto fail;
+		}
+	}
 	if ((r = record_signer(s)) < 0) {
 		r = kl_error_wrap("cannot start");
 		goto fail;
@@ -861,6 +874,8 @@ static int conn_queue(st_conn *c, const char *line, size_t len)
 {
 	kl_station *s = c->caller.st;
 
+	if (c->closing)
+		return -KL_E_IO; /* dropped for slowness, or gone: nothing more to send */
 	if (c->out_len - c->out_off + len > s->max_out) {
 		kl_log_warn(LOG_MOD, "client %s does not read its answers: disconnected",
 		            c->caller.actor);
@@ -1359,6 +1374,10 @@ void kl_station_free(kl_station *s)
 			close(s->wake[i]);
 	EVP_PKEY_free(s->record_key);
 	X509_free(s->record_cert);
+	if (s->rreg != s->reg) {
+		kl_registry_free(s->rreg);
+		kl_store_free(s->rstore);
+	}
 	kl_registry_free(s->reg);
 	kl_trust_free(s->trust);
 	kl_home_free(s->home);

@@ -111,6 +111,12 @@ struct kl_station {
 	bool offline; /* in process, read-only: no slots, no socket, no HSM */
 	kl_store *store;
 	kl_registry *reg;
+	/* A second connection for the API's reads, used by the main thread
+	 * only and without the backend lock (WAL: readers never wait for the
+	 * writer), so that lists and look-ups stay prompt while every slot
+	 * commits. Offline, the same as store/reg. */
+	kl_store *rstore;
+	kl_registry *rreg;
 	kl_trust *trust;
 	kl_engine_config ecfg;
 	kl_life_config lcfg;

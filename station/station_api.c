@@ -1,7 +1,9 @@
 /* The station's socket API: one handler per method (docs/api.md). Every
  * method lists its roles; the JSON-RPC layer (rpc.c) checks them and the
  * parameters before a handler runs. Handlers run on the daemon's main
- * thread and must answer promptly: work on a DUT is a job on its slot. */
+ * thread and must answer promptly: work on a DUT is a job on its slot, and
+ * reads go through the station's read connection (rstore, rreg) without
+ * waiting for the backend lock that the slots' commits hold. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -386,11 +388,9 @@ static int m_devices_list(kl_rpc_call *call)
 		                          "Invalid params: offset must be >= 0 and limit 1..1000");
 	if (kl_rpc_reply_object(call, &o) < 0 || kl_rpc_obj_put_array(o, "devices", &a) < 0)
 		return -KL_E_NOMEM;
-	st_lock_backend(s);
-	r = kl_registry_device_count(s->reg, &f, &total);
+	r = kl_registry_device_count(s->rreg, &f, &total);
 	if (r == 0)
-		r = kl_registry_device_list(s->reg, &f, list_one, a);
-	st_unlock_backend(s);
+		r = kl_registry_device_list(s->rreg, &f, list_one, a);
 	if (r < 0)
 		return r;
 	kl_rpc_obj_put_int(o, "total", total);
@@ -509,8 +509,7 @@ static int m_devices_show(kl_rpc_call *call)
 
 	if (kl_rpc_reply_object(call, &o) < 0)
 		return -KL_E_NOMEM;
-	st_lock_backend(s);
-	r = kl_registry_device_get(s->reg, serial, &d);
+	r = kl_registry_device_get(s->rreg, serial, &d);
 	if (r == 0) {
 		kl_rpc_obj_put_object(o, "device", &dev);
 		device_put(dev, &d);
@@ -521,12 +520,11 @@ static int m_devices_show(kl_rpc_call *call)
 		kl_rpc_obj_put_array(o, "audit", &au);
 		struct audit_ctx ac = { .arr = au, .serial = serial };
 
-		if ((r = kl_registry_device_history(s->reg, serial, history_one, h)) >= 0 &&
-		    (r = kl_registry_device_certs(s->reg, serial, cert_one, certs)) >= 0 &&
-		    (r = kl_registry_device_evidence(s->reg, serial, evidence_one, ev)) >= 0)
-			r = kl_store_audit_list(s->store, 0, NULL, 5000, audit_one, &ac);
+		if ((r = kl_registry_device_history(s->rreg, serial, history_one, h)) >= 0 &&
+		    (r = kl_registry_device_certs(s->rreg, serial, cert_one, certs)) >= 0 &&
+		    (r = kl_registry_device_evidence(s->rreg, serial, evidence_one, ev)) >= 0)
+			r = kl_store_audit_list(s->rstore, 0, NULL, 5000, audit_one, &ac);
 	}
-	st_unlock_backend(s);
 	return r < 0 ? r : 0;
 }
 
@@ -744,9 +742,7 @@ static int m_record(kl_rpc_call *call)
 	kl_rpc_obj *o;
 	int r;
 
-	st_lock_backend(s);
-	r = kl_life_record_get(s->reg, str_or(call, "serial", ""), int_or(call, "id", 0), &json);
-	st_unlock_backend(s);
+	r = kl_life_record_get(s->rreg, str_or(call, "serial", ""), int_or(call, "id", 0), &json);
 	if (r < 0)
 		return r;
 	r = kl_rpc_reply_object(call, &o);
@@ -827,19 +823,17 @@ static int m_ca_status(kl_rpc_call *call)
 	cert_file_put(s, o, "records", "ca/records.pem");
 	kl_rpc_obj_put_str(o, "key", kl_config_get(s->home->conf, "ca.key", NULL));
 	kl_rpc_obj_put_bool(o, "hsm_logged_in", !s->offline && s->home->hsm != NULL);
-	st_lock_backend(s);
-	if (kl_store_issuer_get(s->store, kl_config_get(s->home->conf, "ca.issuer", "issuing"),
+	if (kl_store_issuer_get(s->rstore, kl_config_get(s->home->conf, "ca.issuer", "issuing"),
 	                        &row) == 0) {
 		kl_rpc_obj_put_object(o, "certificates", &c);
 		for (size_t i = 0; i < 4; i++)
-			if (kl_store_cert_count(s->store, row.id, states[i], &n) == 0)
+			if (kl_store_cert_count(s->rstore, row.id, states[i], &n) == 0)
 				kl_rpc_obj_put_int(c, states[i], n);
-		if (kl_store_revoked_count(s->store, row.id, &n) == 0)
+		if (kl_store_revoked_count(s->rstore, row.id, &n) == 0)
 			kl_rpc_obj_put_int(c, "revoked", n);
 		kl_rpc_obj_put_int(o, "crl_number", row.crl_number);
 		kl_issuer_row_clear(&row);
 	}
-	st_unlock_backend(s);
 	{
 		char p[PATH_MAX];
 
@@ -862,10 +856,8 @@ static int m_audit_list(kl_rpc_call *call)
 		                          "Invalid params: limit must be 1..1000");
 	if (kl_rpc_reply_object(call, &o) < 0 || kl_rpc_obj_put_array(o, "entries", &ac.arr) < 0)
 		return -KL_E_NOMEM;
-	st_lock_backend(s);
-	r = kl_store_audit_list(s->store, int_or(call, "before", 0), str_or(call, "action", NULL),
+	r = kl_store_audit_list(s->rstore, int_or(call, "before", 0), str_or(call, "action", NULL),
 	                        limit, audit_one, &ac);
-	st_unlock_backend(s);
 	return r < 0 ? r : 0;
 }
 
@@ -876,9 +868,7 @@ static int m_audit_verify(kl_rpc_call *call)
 	kl_rpc_obj *o;
 	int r;
 
-	st_lock_backend(s);
-	r = kl_store_audit_verify(s->store, &rep);
-	st_unlock_backend(s);
+	r = kl_store_audit_verify(s->rstore, &rep);
 	if (r < 0 && r != -KL_E_CRYPTO)
 		return r;
 	if (kl_rpc_reply_object(call, &o) < 0)
