@@ -53,6 +53,9 @@ static const char demo_usage[] =
     "\n"
     "options:\n"
     "  --devices N   trusted DUTs to manufacture, 1..64 (default 4)\n"
+    "  --spare N     more factory-new DUTs on their own slots, pre-registered but left\n"
+    "                for you (or keyline-ui) to provision (default 0)\n"
+    "  --keep-running  leave the station and the DUTs up until Ctrl-C (prints READY)\n"
     "  --home DIR    the station home to use (default: a new directory under $TMPDIR,\n"
     "                kept afterwards so that you can look around)\n";
 
@@ -145,7 +148,8 @@ static json_object *jobj(json_object *o, const char *key)
 
 /* keyline.conf with this run's [slots] (the DUTs' ports change every run):
  * an earlier [slots] section is replaced. */
-static int write_slots(const char *conf, kl_dut **duts, size_t n, kl_dut *forged)
+static int write_slots(const char *conf, kl_dut **duts, size_t n, kl_dut *forged, kl_dut **spare,
+                       size_t n_spare)
 {
 	FILE *f = fopen(conf, "re");
 	char line[1024], *text = NULL;
@@ -167,6 +171,8 @@ static int write_slots(const char *conf, kl_dut **duts, size_t n, kl_dut *forged
 	fprintf(out, "[slots]\n");
 	for (size_t i = 0; i <= n; i++)
 		fprintf(out, "slot-%02zu = %s\n", i + 1, i < n ? duts[i]->tcti : forged->tcti);
+	for (size_t i = 0; i < n_spare; i++)
+		fprintf(out, "slot-%02zu = %s\n", n + 2 + i, spare[i]->tcti);
 	fclose(out);
 	r = kl_write_file(conf, text, len, 0600);
 	free(text);
@@ -230,7 +236,7 @@ static int stop_station(pid_t pid)
 
 /* Serials this home has not seen yet (a second demo on the same home
  * provisions new devices), pre-registered through the API. */
-static int preregister(kl_client *c, char serials[][32], long n)
+static int preregister(kl_client *c, char serials[][32], long count)
 {
 	json_object *p = json_object_new_object(), *res = NULL, *items;
 	int64_t base;
@@ -244,7 +250,7 @@ static int preregister(kl_client *c, char serials[][32], long n)
 	json_object_put(res);
 	p = json_object_new_object();
 	items = json_object_new_array();
-	for (long i = 0; i <= n; i++) {
+	for (long i = 0; i < count; i++) {
 		snprintf(serials[i], 32, "DEMO-%04lld", (long long)(base + i));
 		json_object_array_add(items, json_object_new_string(serials[i]));
 	}
@@ -381,19 +387,58 @@ static int verify_device(kl_client *c, const char *serial, struct chain_check *c
 	return 0;
 }
 
+static volatile sig_atomic_t demo_stop;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	demo_stop = 1;
+}
+
+/* --keep-running: the line stays up (station, DUTs) until Ctrl-C or
+ * SIGTERM, for a person, keyline-ui or a test to use. */
+static void keep_running(const char *home, char serials[][32], long n, long spare_n)
+{
+	struct sigaction sa = { .sa_handler = on_stop };
+	char sock[PATH_MAX];
+
+	kl_client_socket_path(home, sock, sizeof(sock));
+	printf("\nThe line keeps running: station socket %s\n", sock);
+	if (spare_n > 0)
+		printf("  factory-new DUTs on slots slot-%02ld..slot-%02ld, serials %s..%s\n"
+		       "  e.g.: keyline --home %s provision --slot slot-%02ld --serial %s\n",
+		       n + 2, n + 1 + spare_n, serials[n + 1], serials[n + spare_n], home, n + 2,
+		       serials[n + 1]);
+	printf("  keyline --home %s status    keyline --home %s events\n"
+	       "Ctrl-C stops the station and the DUTs.\n",
+	       home, home);
+	printf("READY\n");
+	fflush(stdout);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	while (!demo_stop)
+		pause();
+	printf("stopping the line\n");
+}
+
 int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "devices", required_argument, NULL, 'n' },
+		{ "spare", required_argument, NULL, 's' },
+		{ "keep-running", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char home_dir[PATH_MAX], conf[PATH_MAX], trust_dir[PATH_MAX], p[PATH_MAX];
-	static char serials[DEMO_MAX + 1][32];
+	static char serials[2 * DEMO_MAX + 1][32];
 	json_object *jobs[DEMO_MAX + 1] = { 0 };
 	kl_floor *floor = NULL;
 	kl_vendor *acme, *rogue;
-	kl_dut **duts = NULL, **forged = NULL;
+	kl_dut **duts = NULL, **forged = NULL, **spare = NULL;
+	long spare_n = 0;
+	bool keep = false;
 	kl_client *client = NULL;
 	pid_t station = 0;
 	struct chain_check cc = { 0 };
@@ -416,6 +461,20 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 			}
 			break;
 		}
+		case 's': {
+			char *end;
+
+			spare_n = strtol(optarg, &end, 10);
+			if (*end || spare_n < 0 || spare_n > DEMO_MAX) {
+				fprintf(stderr, "keyline demo: --spare must be 0..%d, not '%s'\n",
+				        DEMO_MAX, optarg);
+				return 2;
+			}
+			break;
+		}
+		case 'k':
+			keep = true;
+			break;
 		case 'h':
 			fputs(demo_usage, stdout);
 			return 0;
@@ -486,11 +545,14 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 	}
 	double tm = now_ms();
 	if (kl_floor_manufacture(floor, acme, "acme", (size_t)n, &duts) < 0 ||
-	    kl_floor_manufacture(floor, rogue, "forged", 1, &forged) < 0) {
+	    kl_floor_manufacture(floor, rogue, "forged", 1, &forged) < 0 ||
+	    (spare_n > 0 &&
+	     kl_floor_manufacture(floor, acme, "spare", (size_t)spare_n, &spare) < 0)) {
 		rc = fail("manufacture");
 		goto out;
 	}
-	printf("   %ld DUTs in %.1f s; trust bundle %s\n", n + 1, (now_ms() - tm) / 1e3, trust_dir);
+	printf("   %ld DUTs in %.1f s; trust bundle %s\n", n + 1 + spare_n, (now_ms() - tm) / 1e3,
+	       trust_dir);
 	fflush(stdout);
 
 	/* Every DUT on its own slot of a station. */
@@ -499,22 +561,27 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 			rc = fail("power on");
 			goto out;
 		}
-	if (write_slots(conf, duts, (size_t)n, forged[0]) < 0) {
+	for (long i = 0; i < spare_n; i++)
+		if (kl_dut_start(floor, spare[i]) < 0) {
+			rc = fail("power on");
+			goto out;
+		}
+	if (write_slots(conf, duts, (size_t)n, forged[0], spare, (size_t)spare_n) < 0) {
 		rc = fail("keyline.conf");
 		goto out;
 	}
-	printf("\n3. The station: %ld slots, socket API\n", n + 1);
+	printf("\n3. The station: %ld slots, socket API\n", n + 1 + spare_n);
 	fflush(stdout);
 	if (start_station(home_dir, &station, &client) < 0) {
 		rc = fail("station");
 		goto out;
 	}
-	if (preregister(client, serials, n) < 0) {
+	if (preregister(client, serials, n + 1 + spare_n) < 0) {
 		rc = fail("pre-registration");
 		goto out;
 	}
 	printf("   serials %s..%s pre-registered for tenant 'demo' (devices.preregister)\n",
-	       serials[0], serials[n]);
+	       serials[0], serials[n + spare_n]);
 
 	printf("\n4. Provisioning all %ld DUTs in parallel (job.provision on every slot)\n", n + 1);
 	fflush(stdout);
@@ -579,15 +646,19 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 
 	printf("\nSummary: %d provisioned, %d refused, %.1f s in all.\n", provisioned, refused,
 	       (now_ms() - t0) / 1e3);
-	printf("\nLook around (the station has stopped; these read the home):\n"
-	       "  keyline --home %s devices list\n"
-	       "  keyline --home %s devices show %s\n  keyline --home %s ca status\n"
-	       "  keyline --home %s audit verify\n"
-	       "Run the line yourself: keyline --home %s station   (the demo's DUTs are gone;\n"
-	       "  point [slots] in keyline.conf at your own TPMs)\n",
-	       home_dir, home_dir, serials[0], home_dir, home_dir, home_dir);
+	printf(
+	    keep ? "\nLook around:\n"
+	         : "\nLook around (the station has stopped; these read the home):\n"
+	           "  keyline --home %s devices list\n"
+	           "  keyline --home %s devices show %s\n  keyline --home %s ca status\n"
+	           "  keyline --home %s audit verify\n"
+	           "Run the line yourself: keyline --home %s station   (the demo's DUTs are gone;\n"
+	           "  point [slots] in keyline.conf at your own TPMs)\n",
+	    home_dir, home_dir, serials[0], home_dir, home_dir, home_dir);
 	/* Success: every trusted DUT provisioned with verifying certificates,
 	 * the forged one refused as untrusted. */
+	if (keep)
+		keep_running(home_dir, serials, n, spare_n);
 	rc = (provisioned == n && refused == 1 && forged_refused && errors == 0 && cc.bad == 0 &&
 	      cc.ok == 2 * n)
 	         ? 0

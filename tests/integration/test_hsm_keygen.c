@@ -78,6 +78,27 @@ static CK_RV shim_random(CK_SESSION_HANDLE s, CK_BYTE_PTR buf, CK_ULONG len)
 	return dropped(s) ? CKR_SESSION_HANDLE_INVALID : real->C_GenerateRandom(s, buf, len);
 }
 
+/* KL_SHIM_DROP_AT_SIGN=N in the environment of a process that loads the
+ * shim (the station, in test_station): the Nth C_SignInit finds every
+ * session of the process gone, as when a network HSM restarts mid-issuance.
+ * Later sessions work. */
+static unsigned sign_calls;
+
+static CK_RV shim_sign_init(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+	const char *at = getenv("KL_SHIM_DROP_AT_SIGN");
+
+	if (at && ++sign_calls == (unsigned)atoi(at))
+		kl_shim_drop();
+	return dropped(s) ? CKR_SESSION_HANDLE_INVALID : real->C_SignInit(s, m, key);
+}
+
+static CK_RV shim_sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                       CK_ULONG_PTR sig_len)
+{
+	return dropped(s) ? CKR_SESSION_HANDLE_INVALID : real->C_Sign(s, data, len, sig, sig_len);
+}
+
 static CK_RV shim_session_info(CK_SESSION_HANDLE s, CK_SESSION_INFO_PTR info)
 {
 	return dropped(s) ? CKR_SESSION_HANDLE_INVALID : real->C_GetSessionInfo(s, info);
@@ -155,6 +176,8 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 		shim.C_OpenSession = shim_open;
 		shim.C_GenerateRandom = shim_random;
 		shim.C_GetSessionInfo = shim_session_info;
+		shim.C_SignInit = shim_sign_init;
+		shim.C_Sign = shim_sign;
 	}
 	*list = &shim;
 	return CKR_OK;
