@@ -274,7 +274,9 @@ static int revoke_unfinished(void *ctx, const kl_registry_cert *c)
 	struct run *r = ctx;
 
 	if (strcmp(c->state, "issued") == 0 && !c->revoked)
-		return kl_ca_revoke(r->cfg->ca, c->serial, 4 /* superseded */, r->job->actor);
+		return r->cfg->ca
+		           ? kl_ca_revoke(r->cfg->ca, c->serial, 4 /* superseded */, r->job->actor)
+		           : kl_error_set(KL_E_UNAVAILABLE, "the CA's HSM is unavailable");
 	return 0;
 }
 
@@ -349,11 +351,11 @@ static int entropy(struct run *r)
 	int rc;
 
 	step_begin(r, KL_STEP_ENTROPY);
-	if (!r->cfg->entropy)
-		return refuse(r, "no_entropy_source", "no HSM is configured to seed the TPM");
 	backend_lock(r);
-	rc = kl_hsm_random(r->cfg->entropy, seed, sizeof(seed));
+	rc = r->cfg->entropy ? kl_hsm_random(r->cfg->entropy, seed, sizeof(seed)) : 1;
 	backend_unlock(r);
+	if (rc == 1)
+		return refuse(r, "no_entropy_source", "no HSM is available to seed the TPM");
 	if (rc == 0)
 		rc = kl_tpm_stir_random(r->tpm, seed, sizeof(seed));
 	OPENSSL_cleanse(seed, sizeof(seed));
@@ -557,7 +559,9 @@ static int issue(struct run *r)
 
 	step_begin(r, KL_STEP_ISSUE);
 	backend_lock(r);
-	rc = kl_ca_issue_batch(r->cfg->ca, reqs, 2, res);
+	/* The daemon clears ca while it reopens a lost HSM. */
+	rc = r->cfg->ca ? kl_ca_issue_batch(r->cfg->ca, reqs, 2, res)
+	                : kl_error_set(KL_E_UNAVAILABLE, "the CA's HSM is unavailable");
 	backend_unlock(r);
 	if (rc < 0 || res[0].rc < 0 || res[1].rc < 0) {
 		const char *why = res[0].rc < 0 ? res[0].error : res[1].error;

@@ -80,6 +80,17 @@ int kl_home_open(const char *dir, kl_home **ret)
 	return 0;
 }
 
+int kl_home_ca_reopen(kl_home *h, const char *actor, kl_ca **ret)
+{
+	kl_ca_free(h->ca);
+	h->ca = NULL;
+	EVP_PKEY_free(h->ca_key);
+	h->ca_key = NULL;
+	kl_hsm_free(h->hsm);
+	h->hsm = NULL;
+	return kl_home_ca(h, actor, ret);
+}
+
 void kl_home_free(kl_home *h)
 {
 	if (!h)

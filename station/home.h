@@ -55,6 +55,12 @@ int kl_home_store(kl_home *h, kl_store **ret);
  * PIN source, the signing key, the CA over the registry. */
 int kl_home_ca(kl_home *h, const char *actor, kl_ca **ret);
 
+/* Closes the CA, its key and the token, then opens them again as
+ * kl_home_ca does: one login with the configured PIN source. For a token
+ * that lost its sessions (an HSM restarted); every EVP_PKEY of the token
+ * must have been freed first. */
+int kl_home_ca_reopen(kl_home *h, const char *actor, kl_ca **ret);
+
 /* Where the issuing CA key is: ca.key (an RFC 7512 URI, or a bare label
  * with ca.token), hsm.module and ca.pin, the URI's own parts winning. */
 typedef struct kl_home_key {

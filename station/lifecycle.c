@@ -434,7 +434,9 @@ int kl_life_revoke_where(struct life *l, int reason,
 		    (strcmp(c->state, "issued") != 0 && strcmp(c->state, "abandoned") != 0) ||
 		    (keep && keep(ctx, c)))
 			continue;
-		rc = kl_ca_revoke(l->cfg->ca, c->serial, reason, l->actor);
+		/* The station clears ca while it reopens a lost HSM. */
+		rc = l->cfg->ca ? kl_ca_revoke(l->cfg->ca, c->serial, reason, l->actor)
+		                : kl_error_set(KL_E_UNAVAILABLE, "the CA's HSM is unavailable");
 		if (rc < 0) {
 			kl_store_rollback(s);
 			return kl_error_wrap("revoke %s", c->serial);

@@ -373,7 +373,9 @@ static int record(struct decom *d)
 	kl_life_lock(l);
 	rec = build_record(d);
 	/* The record key is in the HSM: signed under the lock. */
-	rc = sign_record(l->cfg->record_key, l->cfg->record_cert, rec, &signed_json);
+	rc = l->cfg->record_key && l->cfg->record_cert
+	         ? sign_record(l->cfg->record_key, l->cfg->record_cert, rec, &signed_json)
+	         : kl_error_set(KL_E_UNAVAILABLE, "the record key's HSM is unavailable");
 	json_object_put(rec);
 	if (rc == 0)
 		rc = kl_store_begin(l->cfg->store);

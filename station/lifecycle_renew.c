@@ -210,7 +210,8 @@ static int issue(struct renew *r)
 
 	kl_life_step_begin(l, "issue");
 	kl_life_lock(l);
-	rc = kl_ca_issue(l->cfg->ca, &req, &r->cert, r->serial_hex);
+	rc = l->cfg->ca ? kl_ca_issue(l->cfg->ca, &req, &r->cert, r->serial_hex)
+	                : kl_error_set(KL_E_UNAVAILABLE, "the CA's HSM is unavailable");
 	kl_life_unlock(l);
 	if (rc < 0)
 		return kl_life_refuse(l, "issue_failed", "the CA did not issue: %s",

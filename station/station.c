@@ -70,6 +70,7 @@ static void unlock_hook(void *ctx)
 }
 
 static void on_denied(void *ctx, unsigned roles, const char *method);
+static int record_signer(kl_station *s);
 
 /* ---- events ---- */
 
@@ -189,6 +190,16 @@ int st_job_submit(kl_station *s, const char *slot, kl_job_kind kind, const char 
 		pthread_mutex_unlock(&s->mu);
 		free(j);
 		return kl_error_set(KL_E_UNAVAILABLE, "the station is shutting down");
+	}
+	if (!s->hsm_ok && s->hsm_gave_up) {
+		int r = kl_error_set(KL_E_UNAVAILABLE,
+		                     "the HSM is unavailable (%s): restart the station to log in "
+		                     "again",
+		                     s->hsm_error);
+
+		pthread_mutex_unlock(&s->mu);
+		free(j);
+		return r;
 	}
 	for (size_t i = 0; i < s->nslots; i++) {
 		st_slot *c = &s->slots[i];
@@ -364,6 +375,63 @@ static void run_lifecycle(kl_station *s, st_job *j)
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* After a job that failed in a step that uses the HSM: if the token no
+ * longer answers on our session (an HSM that restarted, a network HSM that
+ * dropped us), reopen everything of it once, with one login. A login that
+ * fails is never tried again (a wrong PIN locks tokens): the station then
+ * refuses work that needs the HSM and says why in station.status. */
+static void hsm_check(kl_station *s, const char *actor)
+{
+	unsigned char b;
+	kl_ca *ca;
+	int r;
+
+	st_lock_backend(s);
+	if (s->hsm_gave_up || (s->home->hsm && kl_hsm_random(s->home->hsm, &b, 1) == 0)) {
+		st_unlock_backend(s);
+		return;
+	}
+	kl_log_warn(LOG_MOD, "the HSM does not answer on its session (%s): reconnecting once",
+	            kl_error_detail());
+	EVP_PKEY_free(s->record_key);
+	s->record_key = NULL;
+	X509_free(s->record_cert);
+	s->record_cert = NULL;
+	s->ecfg.ca = NULL;
+	s->ecfg.entropy = NULL;
+	s->lcfg.ca = NULL;
+	s->lcfg.record_key = NULL;
+	s->lcfg.record_cert = NULL;
+	r = kl_home_ca_reopen(s->home, actor, &ca);
+	if (r == 0)
+		r = record_signer(s);
+	pthread_mutex_lock(&s->mu);
+	s->hsm_ok = r == 0;
+	snprintf(s->hsm_error, sizeof(s->hsm_error), "%s", r < 0 ? kl_error_detail() : "");
+	pthread_mutex_unlock(&s->mu);
+	if (r < 0) {
+		s->hsm_gave_up = r == -KL_E_PIN || r == -KL_E_INVALID;
+		kl_log_error(LOG_MOD, "the HSM could not be reopened: %s", s->hsm_error);
+	} else {
+		s->ecfg.ca = ca;
+		s->ecfg.entropy = s->home->hsm;
+		s->lcfg.ca = ca;
+		s->lcfg.record_key = s->record_key;
+		s->lcfg.record_cert = s->record_cert;
+		kl_store_audit(s->store, actor, "station.hsm.reconnected", "{}");
+		kl_log_info(LOG_MOD, "the HSM is back");
+	}
+	st_unlock_backend(s);
+	{
+		json_object *o = event_new("hsm", NULL);
+
+		json_object_object_add(o, "ok", json_object_new_boolean(r == 0));
+		if (r < 0)
+			json_object_object_add(o, "error", json_object_new_string(s->hsm_error));
+		event_obj(s, NULL, o);
+	}
+}
+
 static void job_finished_event(kl_station *s, st_job *j)
 {
 	json_object *o = event_new("job.finished", j);
@@ -457,6 +525,8 @@ static void *slot_main(void *arg)
 		if (strcmp(j->reason, "link_failed") != 0)
 			sl->link_up = 1;
 		pthread_mutex_unlock(&s->mu);
+		if (j->state == KL_JOB_FAILED)
+			hsm_check(s, j->actor);
 		kl_log_info(LOG_MOD, "job %lld %s %s on %s: %s%s%s", (long long)j->id,
 		            kl_job_kind_name(j->kind), j->serial, sl->name,
 		            kl_job_state_name(j->state), j->reason[0] ? " " : "", j->reason);
@@ -803,6 +873,7 @@ int kl_station_open(const char *home_dir, kl_station **ret)
 		r = kl_error_wrap("cannot start");
 		goto fail;
 	}
+	s->hsm_ok = true;
 	s->ecfg.station_id = s->station_id;
 	s->ecfg.lock = lock_hook;
 	s->ecfg.unlock = unlock_hook;

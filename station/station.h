@@ -122,6 +122,11 @@ struct kl_station {
 	kl_life_config lcfg;
 	EVP_PKEY *record_key;
 	X509 *record_cert;
+	/* The HSM's health, as the last check saw it (hsm_ok and hsm_error
+	 * under mu; hsm_gave_up under backend). */
+	bool hsm_ok;
+	bool hsm_gave_up; /* a login after a reconnect failed: never again */
+	char hsm_error[512];
 	char station_id[128];
 	char crl_path[PATH_MAX];
 	long crl_days;

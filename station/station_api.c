@@ -94,7 +94,11 @@ static int m_status(kl_rpc_call *call)
 	kl_rpc_obj_put_int(slots, "failed", s->failed);
 	pthread_mutex_unlock(&s->mu);
 	kl_rpc_obj_put_int(o, "clients", (int64_t)st_client_count(s));
-	kl_rpc_obj_put_bool(o, "hsm_logged_in", !s->offline && s->home->hsm != NULL);
+	pthread_mutex_lock(&s->mu);
+	kl_rpc_obj_put_bool(o, "hsm_logged_in", !s->offline && s->hsm_ok);
+	if (!s->offline && !s->hsm_ok)
+		kl_rpc_obj_put_str(o, "hsm_error", s->hsm_error);
+	pthread_mutex_unlock(&s->mu);
 	kl_rpc_obj_put_bool(o, "stopping", s->stopping != 0);
 	return 0;
 }
@@ -822,7 +826,9 @@ static int m_ca_status(kl_rpc_call *call)
 	cert_file_put(s, o, "issuing", "ca/issuing.pem");
 	cert_file_put(s, o, "records", "ca/records.pem");
 	kl_rpc_obj_put_str(o, "key", kl_config_get(s->home->conf, "ca.key", NULL));
-	kl_rpc_obj_put_bool(o, "hsm_logged_in", !s->offline && s->home->hsm != NULL);
+	pthread_mutex_lock(&s->mu);
+	kl_rpc_obj_put_bool(o, "hsm_logged_in", !s->offline && s->hsm_ok);
+	pthread_mutex_unlock(&s->mu);
 	if (kl_store_issuer_get(s->rstore, kl_config_get(s->home->conf, "ca.issuer", "issuing"),
 	                        &row) == 0) {
 		kl_rpc_obj_put_object(o, "certificates", &c);

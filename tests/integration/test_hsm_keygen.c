@@ -88,8 +88,12 @@ static CK_RV shim_sign_init(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_H
 {
 	const char *at = getenv("KL_SHIM_DROP_AT_SIGN");
 
-	if (at && ++sign_calls == (unsigned)atoi(at))
+	if (at && ++sign_calls == (unsigned)atoi(at)) {
 		kl_shim_drop();
+		/* Once per process, even when the module is unloaded and loaded
+		 * again by a station that reconnects. */
+		setenv("KL_SHIM_DROP_AT_SIGN", "0", 1);
+	}
 	return dropped(s) ? CKR_SESSION_HANDLE_INVALID : real->C_SignInit(s, m, key);
 }
 

@@ -1,0 +1,233 @@
+/* The HSM lost mid-issuance, on a running station.
+ *
+ * `keyline demo --keep-running` builds a real line (SoftHSM CA, swtpm DUTs,
+ * a station with a slot per DUT) whose hsm.module is the PKCS#11 shim of
+ * test_hsm_keygen over SoftHSM. With KL_SHIM_DROP_AT_SIGN=3 the station's
+ * third signature finds every session of the process gone, as when a
+ * network HSM restarts: signature 1 is the station's sanitization-record
+ * certificate at start, 2 and 3 are the first provisioning job's IAK and
+ * IDevID certificates (one batch under the backend lock). So exactly one
+ * job fails at issue. The test proves: that job fails cleanly (reason
+ * issue_failed, the device back to preregistered with no valid
+ * certificate: the failed serial recorded as rejected, the one signed
+ * before the loss revoked, none pending);
+ * the other job passes; the station reconnects by itself (one login; an
+ * audit entry station.hsm.reconnected) and provisions the spare DUT
+ * afterwards; station.status says the HSM is logged in; the daemon and the
+ * demo stop cleanly with nothing left running. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "client.h"
+#include "cli_test.h"
+#include "kl_error.h"
+
+#ifndef KL_P11_SHIM_PATH
+#error "KL_P11_SHIM_PATH must be defined by the build"
+#endif
+
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) && json_object_get_string(v)
+	           ? json_object_get_string(v)
+	           : "";
+}
+
+static json_object *jget(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+static json_object *call(kl_client *c, const char *method, json_object *params)
+{
+	json_object *res = NULL;
+
+	if (kl_client_call_timeout(c, method, params, &res, 60000) < 0)
+		fail_msg("%s: %s", method, kl_error_detail());
+	return res;
+}
+
+static json_object *show(kl_client *c, const char *serial)
+{
+	json_object *p = json_object_new_object();
+
+	json_object_object_add(p, "serial", json_object_new_string(serial));
+	return call(c, "devices.show", p);
+}
+
+/* Rewrites keyline.conf's "module = ..." line. */
+static void use_shim(const char *conf)
+{
+	char *text = slurp(conf), *line = strstr(text, "\nmodule = ");
+	FILE *f;
+
+	assert_non_null(line);
+	f = fopen(conf, "w");
+	assert_non_null(f);
+	fwrite(text, 1, (size_t)(line - text) + 1, f);
+	fprintf(f, "module = %s%s", KL_P11_SHIM_PATH, strchr(line + 1, '\n'));
+	fclose(f);
+	free(text);
+}
+
+static void test_hsm_lost_mid_issuance(void **state)
+{
+	struct env e = { 0 };
+	char conf[PATH_MAX], out[PATH_MAX], sock[PATH_MAX], tmp[PATH_MAX];
+	json_object *res, *p, *devs, *ev;
+	const char *failed = NULL, *passed = NULL;
+	kl_client *c = NULL;
+	pid_t demo;
+	int st, n_failed = 0, n_passed = 0;
+
+	(void)state;
+	assert_int_equal(kl_floor_new(&e.floor), 0);
+	snprintf(e.dir, sizeof(e.dir), "%s", kl_floor_dir(e.floor));
+	snprintf(e.home, sizeof(e.home), "%s/home", e.dir);
+	snprintf(e.out, sizeof(e.out), "%s/out", e.dir);
+	snprintf(e.err, sizeof(e.err), "%s/err", e.dir);
+	assert_int_equal(keyline(&e, "ca", "init", "--org", "HSM loss", NULL), 0);
+	snprintf(conf, sizeof(conf), "%s/keyline.conf", e.home);
+	use_shim(conf);
+
+	/* The line, left running; its swtpm state under our directory. */
+	snprintf(out, sizeof(out), "%s/demo.out", e.dir);
+	snprintf(tmp, sizeof(tmp), "%s/tmp", e.dir);
+	assert_int_equal(mkdir(tmp, 0700), 0);
+	demo = fork();
+	assert_true(demo >= 0);
+	if (demo == 0) {
+		if (!freopen(out, "w", stdout) || !freopen(out, "a", stderr))
+			_exit(126);
+		setenv("TMPDIR", tmp, 1);
+		setenv("KL_SHIM_DROP_AT_SIGN", "3", 1);
+		execl(KEYLINE_BIN, "keyline", "--home", e.home, "demo", "--devices", "2", "--spare",
+		      "1", "--keep-running", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 1200; i++) {
+		char *text = slurp(out);
+		bool ready = strstr(text, "READY") != NULL;
+
+		free(text);
+		if (ready || waitpid(demo, &st, WNOHANG) == demo)
+			break;
+		usleep(100 * 1000);
+	}
+	assert_in(out, "READY");
+	assert_in(out, "REFUSED at issue [issue_failed]");
+	assert_in(out, "Session handle invalid");
+
+	kl_client_socket_path(e.home, sock, sizeof(sock));
+	assert_int_equal(kl_client_connect(sock, &c), 0);
+
+	/* Of the two trusted DUTs, one failed cleanly and one passed. */
+	p = json_object_new_object();
+	json_object_object_add(p, "search", json_object_new_string("DEMO-"));
+	res = call(c, "devices.list", p);
+	devs = jget(res, "devices");
+	for (size_t i = 0; i < 2; i++) {
+		json_object *d = json_object_array_get_idx(devs, i);
+
+		if (strcmp(jstr(d, "state"), "provisioned") == 0) {
+			passed = jstr(d, "serial");
+			n_passed++;
+		} else {
+			assert_string_equal(jstr(d, "state"), "preregistered");
+			failed = jstr(d, "serial");
+			n_failed++;
+		}
+	}
+	assert_int_equal(n_failed, 1);
+	assert_int_equal(n_passed, 1);
+	{
+		json_object *f = show(c, failed), *certs = jget(f, "certificates");
+		size_t rejected = 0;
+
+		for (size_t i = 0; i < json_object_array_length(certs); i++) {
+			json_object *x = json_object_array_get_idx(certs, i);
+
+			/* Nothing left pending or valid: the serial whose
+			 * signature failed is recorded as rejected, and the
+			 * batch's other certificate, signed before the loss,
+			 * is revoked with the refusal. */
+			assert_string_not_equal(jstr(x, "state"), "pending");
+			if (strcmp(jstr(x, "state"), "issued") == 0)
+				assert_true(json_object_get_boolean(jget(x, "revoked")));
+			rejected += strcmp(jstr(x, "state"), "rejected") == 0;
+		}
+		assert_true(rejected >= 1);
+		json_object_put(f);
+		json_object *ok = show(c, passed);
+		assert_int_equal(json_object_array_length(jget(ok, "certificates")), 2);
+		json_object_put(ok);
+	}
+	json_object_put(res);
+
+	/* The station reconnected by itself and says so. */
+	res = call(c, "station.status", NULL);
+	assert_true(json_object_get_boolean(jget(res, "hsm_logged_in")));
+	json_object_put(res);
+	p = json_object_new_object();
+	json_object_object_add(p, "action", json_object_new_string("station.hsm"));
+	res = call(c, "audit.list", p);
+	assert_int_equal(json_object_array_length(jget(res, "entries")), 1);
+	assert_string_equal(jstr(json_object_array_get_idx(jget(res, "entries"), 0), "action"),
+	                    "station.hsm.reconnected");
+	json_object_put(res);
+
+	/* And provisions again: the spare DUT on slot-04 (DEMO-0004). */
+	json_object_put(call(c, "events.subscribe", NULL));
+	p = json_object_new_object();
+	json_object_object_add(p, "slot", json_object_new_string("slot-04"));
+	json_object_object_add(p, "serial", json_object_new_string("DEMO-0004"));
+	res = call(c, "job.provision", p);
+	json_object_put(res);
+	for (;;) {
+		assert_int_equal(kl_client_next_event(c, 60000, &ev), 0);
+		if (strcmp(jstr(ev, "type"), "job.finished") == 0 &&
+		    strcmp(jstr(ev, "serial"), "DEMO-0004") == 0) {
+			assert_string_equal(jstr(ev, "result"), "passed");
+			json_object_put(ev);
+			break;
+		}
+		json_object_put(ev);
+	}
+	res = show(c, "DEMO-0004");
+	assert_string_equal(jstr(jget(res, "device"), "state"), "provisioned");
+	json_object_put(res);
+	kl_client_free(c);
+
+	/* Ctrl-C: the demo stops the station and the DUTs. */
+	kill(demo, SIGINT);
+	assert_int_equal(waitpid(demo, &st, 0), demo);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(kl_procs_mentioning(tmp, false), 0);
+	assert_int_equal(kl_procs_mentioning(e.home, false), 0);
+	assert_int_not_equal(access(sock, F_OK), 0);
+	kl_floor_free(e.floor);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hsm_lost_mid_issuance),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
