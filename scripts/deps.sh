@@ -16,6 +16,8 @@ packages=(
 	# the simulated factory floor and outside checks in tests
 	swtpm swtpm-tools tpm2-tools
 	softhsm2 opensc
+	# keyline-ui (GTK4) and its test under Xvfb with synthetic key events
+	libgtk-4-dev libglib2.0-dev libglib2.0-bin xvfb xauth xdotool python3
 	# sanitizer runtime and the fuzzing compiler
 	clang libclang-rt-14-dev
 )

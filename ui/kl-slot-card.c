@@ -45,9 +45,9 @@ void kl_slot_card_tick(KlSlotCard *self)
 		return;
 	}
 	if (ms < 60000)
-		g_snprintf(buf, sizeof(buf), "⏱ %.1f s", (double)ms / 1000.0);
+		g_snprintf(buf, sizeof(buf), "%.1f s", (double)ms / 1000.0);
 	else
-		g_snprintf(buf, sizeof(buf), "⏱ %d:%02d", (int)(ms / 60000), (int)(ms / 1000 % 60));
+		g_snprintf(buf, sizeof(buf), "%d:%02d", (int)(ms / 60000), (int)(ms / 1000 % 60));
 	gtk_label_set_text(self->elapsed_label, buf);
 }
 
@@ -74,7 +74,7 @@ static void update(KlSlotCard *self)
 	else if (it->steps > 0 && it->step)
 		step =
 		    g_strdup_printf("Step %d of %d: %s",
-		                    MIN(it->step_index + (it->state == KL_SLOT_RUNNING), it->steps),
+		                    MIN(it->step_index + (it->state != KL_SLOT_PASSED), it->steps),
 		                    it->steps, it->step);
 	else
 		step = g_strdup(it->step ? it->step : "");
