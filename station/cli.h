@@ -50,6 +50,13 @@ struct kl_trust;
 int kl_engine_config_from_home(kl_home *home, struct kl_engine_config *cfg,
                                struct kl_registry **reg, struct kl_trust **trust);
 
+/* One call of the socket API: through the running station, or when none
+ * runs and need_station is false, through the same method table in process
+ * over the home (read-only role). params is taken; *res is the result. */
+struct json_object;
+int kl_cli_call(const char *home_dir, bool need_station, const char *method,
+                struct json_object *params, struct json_object **res);
+
 /* preregister through the running station (quota -2: leave it): 1 when
  * handled (*status set), 0 when no station runs. */
 int kl_cli_preregister_via_station(const char *home_dir, const char *tenant, const char *wo,

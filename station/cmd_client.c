@@ -136,6 +136,21 @@ static int api_call(api *a, const char *method, json_object *params, json_object
 	return r;
 }
 
+int kl_cli_call(const char *home, bool need_station, const char *method, json_object *params,
+                json_object **res)
+{
+	api a;
+	int r = api_open(home, need_station, &a);
+
+	if (r < 0) {
+		json_object_put(params);
+		return r;
+	}
+	r = api_call(&a, method, params, res);
+	api_close(&a);
+	return r;
+}
+
 static int fail(const char *cmd)
 {
 	fprintf(stderr, "keyline %s: %s\n", cmd, kl_error_detail());

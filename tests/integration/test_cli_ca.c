@@ -235,6 +235,25 @@ static void test_issue_revoke_crl(void **state)
 
 	assert_int_equal(keyline(e, "audit", "verify", NULL), 0);
 	assert_in(e->out, "chain intact");
+
+	/* An edited audit entry is found and named; the exit status says so. */
+	char db[PATH_MAX], copy[PATH_MAX], sql[PATH_MAX + 64];
+	snprintf(db, sizeof(db), "%s/registry.db", e->home);
+	snprintf(copy, sizeof(copy), "%s/registry.db.orig", e->dir);
+	const char *cp[] = { "cp", db, copy, NULL };
+	assert_int_equal(kl_floor_run(e->floor, NULL, NULL, cp), 0);
+	snprintf(sql, sizeof(sql), "UPDATE audit SET actor = 'mallory' WHERE seq = 2;");
+	const char *edit[] = { "sqlite3", db, sql, NULL };
+	assert_int_equal(kl_floor_run(e->floor, NULL, NULL, edit), 0);
+	assert_int_equal(keyline(e, "audit", "verify", NULL), 1);
+	assert_in(e->out, "AUDIT LOG DOES NOT VERIFY");
+	assert_in(e->out, "entry 2");
+	assert_int_equal(keyline(e, "audit", "verify", "--json", NULL), 1);
+	assert_in(e->out, "\"ok\":false");
+	assert_in(e->out, "\"first_bad\":2");
+	const char *back[] = { "cp", copy, db, NULL };
+	assert_int_equal(kl_floor_run(e->floor, NULL, NULL, back), 0);
+	assert_int_equal(keyline(e, "audit", "verify", NULL), 0);
 }
 
 static void test_wrong_pin_once(void **state)
