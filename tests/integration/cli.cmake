@@ -18,3 +18,11 @@ if(TARGET keyline)
   target_compile_definitions(test_cli_provision PRIVATE KEYLINE_BIN="$<TARGET_FILE:keyline>")
   add_dependencies(test_cli_provision keyline)
 endif()
+
+if(TARGET keyline)
+  kl_add_test(test_station SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_station.c
+    LIBS kl_floor kl_client kl_common PkgConfig::CRYPTO PkgConfig::JSONC
+    LABELS "integration;swtpm;softhsm;cli;slow" TIMEOUT 600)
+  target_compile_definitions(test_station PRIVATE KEYLINE_BIN="$<TARGET_FILE:keyline>")
+  add_dependencies(test_station keyline)
+endif()
