@@ -171,6 +171,17 @@ int kl_rpc_reply_object(kl_rpc_call *call, kl_rpc_obj **ret);
 int kl_rpc_reply_error(kl_rpc_call *call, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A parameter the schema cannot judge (a range, a name from a list): -32602
+ * "Invalid params: " + the sentence, error.data {"reason": "invalid"}, as
+ * the schema's own checks answer. Returns -KL_E_INVALID. */
+int kl_rpc_reply_params(kl_rpc_call *call, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Like kl_rpc_reply_error, with the operation's stable refusal reason
+ * ("identity_unproven", "not_provisioned", ...) in error.data.refusal. */
+int kl_rpc_reply_refusal(kl_rpc_call *call, int err, const char *refusal, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Builders for a result. On an object, key names the member (set, replacing
  * any previous one); on an array key must be NULL and the value is appended.
  * Return 0, -KL_E_INVALID (key/container mismatch, NULL o) or -KL_E_NOMEM.

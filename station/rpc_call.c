@@ -139,10 +139,21 @@ int kl_rpc_reply_object(kl_rpc_call *call, kl_rpc_obj **ret)
 	return 0;
 }
 
+/* Replaces the call's answer with error e (taken). */
+static int set_error(kl_rpc_call *call, json_object *e, int err)
+{
+	if (!e)
+		return -KL_E_NOMEM;
+	json_object_put(call->result);
+	json_object_put(call->error);
+	call->result = NULL;
+	call->error = e;
+	return err < 0 ? err : -KL_E_INVALID;
+}
+
 int kl_rpc_reply_error(kl_rpc_call *call, int err, const char *fmt, ...)
 {
 	char msg[512];
-	json_object *e;
 	va_list ap;
 
 	if (err > 0)
@@ -154,14 +165,39 @@ int kl_rpc_reply_error(kl_rpc_call *call, int err, const char *fmt, ...)
 	} else {
 		snprintf(msg, sizeof(msg), "%s", kl_err_str(err));
 	}
-	e = rpc_error_new(kl_rpc_error_code(err), msg, rpc_reason_new(kl_err_name(err)));
-	if (!e)
-		return -KL_E_NOMEM;
-	json_object_put(call->result);
-	json_object_put(call->error);
-	call->result = NULL;
-	call->error = e;
-	return err < 0 ? err : -KL_E_INVALID;
+	return set_error(
+	    call, rpc_error_new(kl_rpc_error_code(err), msg, rpc_reason_new(kl_err_name(err))),
+	    err);
+}
+
+int kl_rpc_reply_params(kl_rpc_call *call, const char *fmt, ...)
+{
+	char msg[512];
+	int n = snprintf(msg, sizeof(msg), "Invalid params: ");
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+	va_end(ap);
+	return set_error(call, rpc_error_new(KL_RPC_E_PARAMS, msg, rpc_reason_new("invalid")),
+	                 -KL_E_INVALID);
+}
+
+int kl_rpc_reply_refusal(kl_rpc_call *call, int err, const char *refusal, const char *fmt, ...)
+{
+	char msg[512];
+	json_object *data;
+	va_list ap;
+
+	if (err > 0)
+		err = -err;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	data = rpc_reason_new(kl_err_name(err));
+	if (data && refusal)
+		json_object_object_add(data, "refusal", json_object_new_string(refusal));
+	return set_error(call, rpc_error_new(kl_rpc_error_code(err), msg, data), err);
 }
 
 /* Puts v (taken) into o under key (object) or at the end (array). */

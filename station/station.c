@@ -282,9 +282,16 @@ static void life_progress(void *ctx, const char *step, bool done, double ms)
 {
 	st_job *j = ctx;
 
+	kl_station *s = j->slot->st;
+	int index;
+
+	/* A lifecycle's steps depend on the device: counted as they come. */
+	pthread_mutex_lock(&s->mu);
 	if (!done)
 		j->steps++;
-	step_event(j, step, -1, done, ms);
+	index = j->steps - 1;
+	pthread_mutex_unlock(&s->mu);
+	step_event(j, step, index, done, ms);
 }
 
 /* A job's verdict from its runner. mu held. */
@@ -520,10 +527,12 @@ static void *slot_main(void *arg)
 			s->passed++;
 		else
 			s->failed++;
-		/* A job that reached the TPM says the link is up; one that could
-		 * not open it says it is down. */
-		if (strcmp(j->reason, "link_failed") != 0)
+		/* A job that passed says the link is up; one that could not open
+		 * it says it is down; anything else is left to the next probe. */
+		if (j->state == KL_JOB_PASSED)
 			sl->link_up = 1;
+		else if (strcmp(j->reason, "link_failed") == 0)
+			sl->link_up = 0;
 		pthread_mutex_unlock(&s->mu);
 		if (j->state == KL_JOB_FAILED)
 			hsm_check(s, j->actor);
@@ -1062,7 +1071,7 @@ static void accept_one(kl_station *s)
 		return;
 	if (s->nconns >= (size_t)s->max_clients) {
 		static const char busy[] =
-		    "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32000,\"message\":\"too many "
+		    "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32025,\"message\":\"too many "
 		    "clients: the station serves at most station.max_clients\",\"data\":"
 		    "{\"reason\":\"unavailable\"}},\"id\":null}\n";
 
@@ -1330,7 +1339,8 @@ int kl_station_run(kl_station *s)
 				static const char slow[] =
 				    "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600,\"message\":"
 				    "\"request incomplete: no complete line within "
-				    "station.idle_timeout_s\"},\"id\":null}\n";
+				    "station.idle_timeout_s\",\"data\":{\"reason\":\"timeout\"}},"
+				    "\"id\":null}\n";
 
 				conn_queue(c, slow, sizeof(slow) - 1);
 				c->closing = true;

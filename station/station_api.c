@@ -192,8 +192,7 @@ static int submit(kl_rpc_call *call, kl_job_kind kind, const char *serial, const
 
 	if ((r = kl_registry_check_name("serial", serial)) < 0 ||
 	    (tenant && (r = kl_registry_check_name("tenant", tenant)) < 0))
-		return kl_rpc_reply_error(call, KL_E_INVALID, "Invalid params: %s",
-		                          kl_error_detail());
+		return kl_rpc_reply_params(call, "%s", kl_error_detail());
 	r = st_job_submit(s, slot, kind, serial, tenant, ek, caller(call)->actor, &j);
 	if (r < 0)
 		return r;
@@ -212,9 +211,8 @@ static int m_provision(kl_rpc_call *call)
 
 	kl_rpc_param_str(call, "serial", &serial);
 	if (strcmp(ek, "auto") != 0 && kl_ek_type_from_name(ek, &t) < 0)
-		return kl_rpc_reply_error(call, KL_E_INVALID,
-		                          "Invalid params: ek_type must be auto, rsa2048, p256 or "
-		                          "p384");
+		return kl_rpc_reply_params(call, "ek_type must be auto, rsa2048, p256 or "
+		                                 "p384");
 	return submit(call, KL_JOB_PROVISION, serial, str_or(call, "slot", NULL),
 	              str_or(call, "tenant", NULL), (int)t);
 }
@@ -250,8 +248,7 @@ static int m_job_list(kl_rpc_call *call)
 	kl_rpc_obj *o, *a, *e;
 
 	if (limit < 1 || limit > KL_STATION_JOBS_KEPT)
-		return kl_rpc_reply_error(call, KL_E_INVALID, "Invalid params: limit must be 1..%d",
-		                          KL_STATION_JOBS_KEPT);
+		return kl_rpc_reply_params(call, "limit must be 1..%d", KL_STATION_JOBS_KEPT);
 	if (kl_rpc_reply_object(call, &o) < 0 || kl_rpc_obj_put_array(o, "jobs", &a) < 0)
 		return -KL_E_NOMEM;
 	pthread_mutex_lock(&s->mu);
@@ -385,11 +382,9 @@ static int m_devices_list(kl_rpc_call *call)
 	kl_rpc_param_bool(call, "newest_first", &newest);
 	f.newest_first = newest;
 	if (state && (f.state = kl_registry_state_from_name(state)) < 0)
-		return kl_rpc_reply_error(call, KL_E_INVALID, "Invalid params: %s",
-		                          kl_error_detail());
+		return kl_rpc_reply_params(call, "%s", kl_error_detail());
 	if (f.offset < 0 || f.limit < 1 || f.limit > 1000)
-		return kl_rpc_reply_error(call, KL_E_INVALID,
-		                          "Invalid params: offset must be >= 0 and limit 1..1000");
+		return kl_rpc_reply_params(call, "offset must be >= 0 and limit 1..1000");
 	if (kl_rpc_reply_object(call, &o) < 0 || kl_rpc_obj_put_array(o, "devices", &a) < 0)
 		return -KL_E_NOMEM;
 	r = kl_registry_device_count(s->rreg, &f, &total);
@@ -549,8 +544,7 @@ static int m_preregister(kl_rpc_call *call)
 	n = arr ? json_object_array_length(arr) : 0;
 	if (n == 0 || n > 100000) {
 		json_object_put(arr);
-		return kl_rpc_reply_error(call, KL_E_INVALID,
-		                          "Invalid params: items must hold 1 to 100000 entries");
+		return kl_rpc_reply_params(call, "items must hold 1 to 100000 entries");
 	}
 	items = calloc(n, sizeof(*items));
 	if (!items) {
@@ -570,10 +564,10 @@ static int m_preregister(kl_rpc_call *call)
 		    !json_object_is_type(v, json_type_string)) {
 			free(items);
 			json_object_put(arr);
-			return kl_rpc_reply_error(call, KL_E_INVALID,
-			                          "Invalid params: items[%zu] must be a serial or "
-			                          "{\"serial\": ..., \"ek_sha256\": ...}",
-			                          i);
+			return kl_rpc_reply_params(call,
+			                           "items[%zu] must be a serial or "
+			                           "{\"serial\": ..., \"ek_sha256\": ...}",
+			                           i);
 		}
 		items[i].serial = json_object_get_string(v);
 		if (json_object_object_get_ex(it, "ek_sha256", &v) &&
@@ -649,10 +643,10 @@ static int reason_param(kl_rpc_call *call, int def)
 		return def;
 	code = kl_crl_reason_from_name(name);
 	if (code < 0)
-		kl_rpc_reply_error(call, KL_E_INVALID,
-		                   "Invalid params: reason '%s' is not an RFC 5280 reason "
-		                   "(keyCompromise, superseded, cessationOfOperation, ...)",
-		                   name);
+		kl_rpc_reply_params(call,
+		                    "reason '%s' is not an RFC 5280 reason "
+		                    "(keyCompromise, superseded, cessationOfOperation, ...)",
+		                    name);
 	return code;
 }
 
@@ -670,12 +664,32 @@ static void publish_into(kl_rpc_call *call, kl_rpc_obj *o)
 	}
 }
 
+/* The kl_err a lifecycle refusal is answered with: its own reason goes in
+ * error.data.refusal. */
+static int refusal_code(const kl_life_result *res)
+{
+	static const struct {
+		const char *reason;
+		int err;
+	} map[] = {
+		{ "unknown_serial", KL_E_NOTFOUND },   { "not_provisioned", KL_E_STATE },
+		{ "device_state", KL_E_STATE },        { "bad_reason", KL_E_INVALID },
+		{ "no_record_key", KL_E_UNAVAILABLE },
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(res->reason, map[i].reason) == 0)
+			return map[i].err;
+	return res->rc;
+}
+
 static int life_reply(kl_rpc_call *call, const kl_life_result *res)
 {
 	kl_rpc_obj *o;
 
 	if (res->rc < 0)
-		return kl_rpc_reply_error(call, res->rc, "%s", res->message);
+		return kl_rpc_reply_refusal(call, refusal_code(res), res->reason, "%s",
+		                            res->message);
 	if (kl_rpc_reply_object(call, &o) < 0)
 		return -KL_E_NOMEM;
 	kl_rpc_obj_put_int(o, "revoked", res->revoked);
@@ -697,9 +711,8 @@ static int m_revoke(kl_rpc_call *call)
 	if (need_online(call) < 0)
 		return -KL_E_UNAVAILABLE;
 	if (!serial == !cert)
-		return kl_rpc_reply_error(call, KL_E_INVALID,
-		                          "Invalid params: give either serial (a device) or "
-		                          "certificate (a certificate serial)");
+		return kl_rpc_reply_params(call, "give either serial (a device) or "
+		                                 "certificate (a certificate serial)");
 	if (cert) {
 		st_lock_backend(s);
 		r = kl_ca_revoke(s->home->ca, cert, reason, caller(call)->actor);
@@ -858,8 +871,7 @@ static int m_audit_list(kl_rpc_call *call)
 	int r;
 
 	if (limit < 1 || limit > 1000)
-		return kl_rpc_reply_error(call, KL_E_INVALID,
-		                          "Invalid params: limit must be 1..1000");
+		return kl_rpc_reply_params(call, "limit must be 1..1000");
 	if (kl_rpc_reply_object(call, &o) < 0 || kl_rpc_obj_put_array(o, "entries", &ac.arr) < 0)
 		return -KL_E_NOMEM;
 	r = kl_store_audit_list(s->rstore, int_or(call, "before", 0), str_or(call, "action", NULL),

@@ -855,11 +855,11 @@ static void test_start(void **state)
 	/* Bad items: an error, and nothing registered. */
 	assert_int_equal(call_err(g.c, NULL, 0, "devices.preregister",
 	                          "{\"tenant\":\"acme\",\"work_order\":\"wo-1\",\"items\":[]}"),
-	                 KL_RPC_E_KL_BASE - KL_E_INVALID);
+	                 KL_RPC_E_PARAMS);
 	assert_int_equal(call_err(g.c, NULL, 0, "devices.preregister",
 	                          "{\"tenant\":\"acme\",\"work_order\":\"wo-1\","
 	                          "\"items\":[\"SN-9001\", 7]}"),
-	                 KL_RPC_E_KL_BASE - KL_E_INVALID);
+	                 KL_RPC_E_PARAMS);
 	r = call_ok(g.c, "devices.list", "{\"search\":\"SN-9001\"}");
 	assert_int_equal(jint(r, "total"), 0);
 	json_object_put(r);
@@ -966,7 +966,7 @@ static void test_provision(void **state)
 	assert_int_equal(jint(json_object_array_get_idx(a, 0), "job"), jobs[1]);
 	json_object_put(r);
 	assert_int_equal(call_err(g.c, NULL, 0, "job.list", "{\"limit\":0}"),
-	                 KL_RPC_E_KL_BASE - KL_E_INVALID);
+	                 KL_RPC_E_PARAMS);
 	assert_int_equal(call_err(g.c, NULL, 0, "job.get", "{\"job\":424242}"),
 	                 KL_RPC_E_KL_BASE - KL_E_NOTFOUND);
 
@@ -1018,9 +1018,9 @@ static void test_devices_list(void **state)
 	assert_int_equal(call_err(g.c, NULL, 0, "devices.list", "{\"tenant\":\"nobody\"}"),
 	                 KL_RPC_E_KL_BASE - KL_E_NOTFOUND);
 	assert_int_equal(call_err(g.c, NULL, 0, "devices.list", "{\"state\":\"shiny\"}"),
-	                 KL_RPC_E_KL_BASE - KL_E_INVALID);
+	                 KL_RPC_E_PARAMS);
 	assert_int_equal(call_err(g.c, NULL, 0, "devices.list", "{\"limit\":0}"),
-	                 KL_RPC_E_KL_BASE - KL_E_INVALID);
+	                 KL_RPC_E_PARAMS);
 	assert_int_equal(call_err(g.c, NULL, 0, "devices.show", "{\"serial\":\"SN-NONE\"}"),
 	                 KL_RPC_E_KL_BASE - KL_E_NOTFOUND);
 }
@@ -1123,14 +1123,14 @@ static void test_revoke_crl(void **state)
 
 	/* Bad requests. */
 	assert_int_equal(call_err(g.c, msg, sizeof(msg), "device.revoke", "{}"),
-	                 KL_RPC_E_KL_BASE - KL_E_INVALID);
+	                 KL_RPC_E_PARAMS);
 	assert_contains(msg, "either serial");
 	assert_int_equal(call_err(g.c, NULL, 0, "device.revoke",
 	                          "{\"serial\":\"SN-0003\",\"certificate\":\"%s\"}", g.iak[2]),
-	                 KL_RPC_E_KL_BASE - KL_E_INVALID);
+	                 KL_RPC_E_PARAMS);
 	assert_int_equal(call_err(g.c, msg, sizeof(msg), "device.revoke",
 	                          "{\"serial\":\"SN-0003\",\"reason\":\"boredom\"}"),
-	                 KL_RPC_E_KL_BASE - KL_E_INVALID);
+	                 KL_RPC_E_PARAMS);
 	assert_contains(msg, "boredom");
 	assert_true(call_err(g.c, NULL, 0, "device.revoke", "{\"certificate\":\"7e57\"}") < -32000);
 
@@ -1193,8 +1193,9 @@ static void test_lost(void **state)
 	{
 		char msg[256];
 
-		assert_true(call_err(g.c, msg, sizeof(msg), "device.lost",
-		                     "{\"serial\":\"SN-NONE\"}") < -32000);
+		assert_int_equal(call_err(g.c, msg, sizeof(msg), "device.lost",
+		                          "{\"serial\":\"SN-NONE\"}"),
+		                 KL_RPC_E_KL_BASE - KL_E_NOTFOUND);
 		assert_contains(msg, "SN-NONE");
 	}
 }
@@ -1811,7 +1812,7 @@ static void test_audit(void **state)
 	assert_true(json_object_array_length(jget(r, "entries")) >= 1);
 	json_object_put(r);
 	assert_int_equal(call_err(g.c, NULL, 0, "audit.list", "{\"limit\":0}"),
-	                 KL_RPC_E_KL_BASE - KL_E_INVALID);
+	                 KL_RPC_E_PARAMS);
 }
 
 /* SIGTERM: the daemon exits 0 and removes its socket. */
