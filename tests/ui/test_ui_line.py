@@ -22,10 +22,13 @@ import tempfile
 import time
 
 
-def wait_for(what, pred, timeout):
+def wait_for(what, pred, timeout, proc=None):
     end = time.time() + timeout
     last = None
     while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError("keyline-ui exited (%s) while waiting for %s"
+                                 % (proc.returncode, what))
         try:
             last = pred()
             if last:
@@ -51,15 +54,26 @@ def main():
             return json.load(f)
 
     try:
-        # Xvfb picks a free display and tells us which on a pipe.
-        r, w = os.pipe()
-        xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0",
-                                 "1400x900x24", "-nolisten", "tcp"],
-                                pass_fds=(w,), stderr=subprocess.DEVNULL)
-        procs.append(xvfb)
-        os.close(w)
-        display = ":" + os.read(r, 64).decode().strip()
-        os.close(r)
+        # Our own X server on a display nobody uses (not :0, which a desktop
+        # or another test may hold), checked to answer before use.
+        display = None
+        for n in range(90 + os.getpid() % 50, 300):
+            if os.path.exists("/tmp/.X%d-lock" % n) or \
+                    os.path.exists("/tmp/.X11-unix/X%d" % n):
+                continue
+            xvfb = subprocess.Popen(["Xvfb", ":%d" % n, "-screen", "0", "1400x900x24",
+                                     "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
+            procs.append(xvfb)
+            try:
+                wait_for("Xvfb :%d" % n, lambda: xvfb.poll() is None and subprocess.run(
+                    ["xdotool", "getdisplaygeometry"], env=dict(os.environ, DISPLAY=":%d" % n),
+                    capture_output=True).returncode == 0, 15)
+                display = ":%d" % n
+                break
+            except AssertionError:
+                xvfb.kill()
+                xvfb.wait()
+        assert display, "no X display could be started"
         env = dict(os.environ, DISPLAY=display, GDK_BACKEND="x11",
                    GSK_RENDERER="cairo", NO_AT_BRIDGE="1",
                    KEYLINE_UI_TEST_STATE=state,
@@ -75,7 +89,7 @@ def main():
         # The demo line comes up: a CA, 3 DUTs, the station, 3 cards.
         d = wait_for("the demo line and the cards",
                      lambda: (lambda s: s if s["connection"].endswith("CONNECTED")
-                              and len(s["line"]["cards"]) == 3 else None)(load()), 300)
+                              and len(s["line"]["cards"]) == 3 else None)(load()), 300, ui)
         assert d["views"] == ["line", "devices", "ca", "service"], d["views"]
         assert d["line"]["serial_focused"], "the serial field has the focus at start"
         assert all(c["state"].endswith("READY") for c in d["line"]["cards"]), d["line"]
@@ -102,7 +116,7 @@ def main():
             states = [c["state"] for c in s["line"]["cards"]]
             return s if all(x.endswith(("PASS", "FAIL")) for x in states) else None
 
-        d = wait_for("every card finished", finished, 120)
+        d = wait_for("every card finished", finished, 120, ui)
         cards = {c["serial"]: c for c in d["line"]["cards"]}
         for s in serials[:2]:
             assert cards[s]["state"] == "✔ PASS", cards[s]
