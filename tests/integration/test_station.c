@@ -965,8 +965,7 @@ static void test_provision(void **state)
 	assert_int_equal(json_object_array_length(a), 1);
 	assert_int_equal(jint(json_object_array_get_idx(a, 0), "job"), jobs[1]);
 	json_object_put(r);
-	assert_int_equal(call_err(g.c, NULL, 0, "job.list", "{\"limit\":0}"),
-	                 KL_RPC_E_PARAMS);
+	assert_int_equal(call_err(g.c, NULL, 0, "job.list", "{\"limit\":0}"), KL_RPC_E_PARAMS);
 	assert_int_equal(call_err(g.c, NULL, 0, "job.get", "{\"job\":424242}"),
 	                 KL_RPC_E_KL_BASE - KL_E_NOTFOUND);
 
@@ -1019,8 +1018,7 @@ static void test_devices_list(void **state)
 	                 KL_RPC_E_KL_BASE - KL_E_NOTFOUND);
 	assert_int_equal(call_err(g.c, NULL, 0, "devices.list", "{\"state\":\"shiny\"}"),
 	                 KL_RPC_E_PARAMS);
-	assert_int_equal(call_err(g.c, NULL, 0, "devices.list", "{\"limit\":0}"),
-	                 KL_RPC_E_PARAMS);
+	assert_int_equal(call_err(g.c, NULL, 0, "devices.list", "{\"limit\":0}"), KL_RPC_E_PARAMS);
 	assert_int_equal(call_err(g.c, NULL, 0, "devices.show", "{\"serial\":\"SN-NONE\"}"),
 	                 KL_RPC_E_KL_BASE - KL_E_NOTFOUND);
 }
@@ -1122,8 +1120,7 @@ static void test_revoke_crl(void **state)
 	json_object_put(r);
 
 	/* Bad requests. */
-	assert_int_equal(call_err(g.c, msg, sizeof(msg), "device.revoke", "{}"),
-	                 KL_RPC_E_PARAMS);
+	assert_int_equal(call_err(g.c, msg, sizeof(msg), "device.revoke", "{}"), KL_RPC_E_PARAMS);
 	assert_contains(msg, "either serial");
 	assert_int_equal(call_err(g.c, NULL, 0, "device.revoke",
 	                          "{\"serial\":\"SN-0003\",\"certificate\":\"%s\"}", g.iak[2]),
@@ -1193,9 +1190,9 @@ static void test_lost(void **state)
 	{
 		char msg[256];
 
-		assert_int_equal(call_err(g.c, msg, sizeof(msg), "device.lost",
-		                          "{\"serial\":\"SN-NONE\"}"),
-		                 KL_RPC_E_KL_BASE - KL_E_NOTFOUND);
+		assert_int_equal(
+		    call_err(g.c, msg, sizeof(msg), "device.lost", "{\"serial\":\"SN-NONE\"}"),
+		    KL_RPC_E_KL_BASE - KL_E_NOTFOUND);
 		assert_contains(msg, "SN-NONE");
 	}
 }
@@ -1811,17 +1808,56 @@ static void test_audit(void **state)
 	r = call_ok(g.c, "audit.list", "{\"action\":\"station.start\"}");
 	assert_true(json_object_array_length(jget(r, "entries")) >= 1);
 	json_object_put(r);
-	assert_int_equal(call_err(g.c, NULL, 0, "audit.list", "{\"limit\":0}"),
-	                 KL_RPC_E_PARAMS);
+	assert_int_equal(call_err(g.c, NULL, 0, "audit.list", "{\"limit\":0}"), KL_RPC_E_PARAMS);
 }
 
-/* SIGTERM: the daemon exits 0 and removes its socket. */
+/* Valid (issued, unrevoked) certificates of a profile in the offline
+ * `keyline devices show --json` answer. */
+static size_t offline_valid(const char *serial, const char *profile)
+{
+	json_object *o, *certs;
+	size_t n = 0;
+	char *text;
+
+	assert_int_equal(keyline(&g.e, "devices", "show", serial, "--json", NULL), 0);
+	text = slurp(g.e.out);
+	o = json_tokener_parse(text);
+	free(text);
+	assert_non_null(o);
+	certs = jget(o, "certificates");
+	for (size_t i = 0; certs && i < json_object_array_length(certs); i++) {
+		json_object *c = json_object_array_get_idx(certs, i);
+
+		n += strcmp(jstr(c, "profile"), profile) == 0 &&
+		     strcmp(jstr(c, "state"), "issued") == 0 &&
+		     json_object_is_type(jget(c, "revoked"), json_type_null);
+	}
+	json_object_put(o);
+	return n;
+}
+
+/* SIGTERM while a job runs: the job stops at its next step boundary and
+ * cleans up (or ends, if it was on its last step), the daemon exits 0 and
+ * removes its socket, and the device keeps exactly one valid identity. */
 static void test_shutdown(void **state)
 {
+	json_object *r, *ev;
+	int64_t job;
 	char *log;
 
 	(void)state;
+	json_object_put(call_ok(g.c, "events.subscribe", "{\"slot\":\"B\"}"));
+	r = call_ok(g.c, "device.renew", "{\"slot\":\"B\",\"serial\":\"SN-0002\"}");
+	job = jint(r, "job");
+	json_object_put(r);
+	ev = wait_event(g.c, "step.started", job, NULL);
+	json_object_put(ev);
 	assert_int_equal(daemon_stop(), 0);
+	log = slurp(g.daemon_err);
+	assert_contains(log, "interrupting running jobs");
+	free(log);
+	assert_int_equal(offline_valid("SN-0002", "idevid"), 1);
+	assert_int_equal(offline_valid("SN-0002", "iak"), 1);
 	assert_int_not_equal(access(g.sock, F_OK), 0);
 	log = slurp(g.daemon_err);
 	assert_contains(log, "stopped");
