@@ -353,6 +353,10 @@ static int entropy(struct run *r)
 	step_begin(r, KL_STEP_ENTROPY);
 	backend_lock(r);
 	rc = r->cfg->entropy ? kl_hsm_random(r->cfg->entropy, seed, sizeof(seed)) : 1;
+	/* A session the token dropped (it restarted): reopen it, without a
+	 * login, and ask once more. */
+	if (rc == -KL_E_UNAVAILABLE && kl_hsm_recover(r->cfg->entropy) == 0)
+		rc = kl_hsm_random(r->cfg->entropy, seed, sizeof(seed));
 	backend_unlock(r);
 	if (rc == 1)
 		return refuse(r, "no_entropy_source", "no HSM is available to seed the TPM");

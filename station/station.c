@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 
 #include "cli.h"
@@ -387,6 +388,22 @@ static void run_lifecycle(kl_station *s, st_job *j)
  * dropped us), reopen everything of it once, with one login. A login that
  * fails is never tried again (a wrong PIN locks tokens): the station then
  * refuses work that needs the HSM and says why in station.status. */
+/* Whether the CA key still signs: through libp11's own sessions, which a
+ * token restart leaves dead while ours may have been reopened. backend
+ * held. */
+static bool ca_key_signs(kl_station *s)
+{
+	unsigned char digest[32] = { 0 }, sig[1024];
+	size_t n = sizeof(sig);
+	EVP_PKEY_CTX *c = s->home->ca_key ? EVP_PKEY_CTX_new(s->home->ca_key, NULL) : NULL;
+	bool ok =
+	    c && EVP_PKEY_sign_init(c) > 0 && EVP_PKEY_sign(c, sig, &n, digest, sizeof(digest)) > 0;
+
+	EVP_PKEY_CTX_free(c);
+	ERR_clear_error();
+	return ok;
+}
+
 static void hsm_check(kl_station *s, const char *actor)
 {
 	unsigned char b;
@@ -394,12 +411,12 @@ static void hsm_check(kl_station *s, const char *actor)
 	int r;
 
 	st_lock_backend(s);
-	if (s->hsm_gave_up || (s->home->hsm && kl_hsm_random(s->home->hsm, &b, 1) == 0)) {
+	if (s->hsm_gave_up ||
+	    (s->home->hsm && kl_hsm_random(s->home->hsm, &b, 1) == 0 && ca_key_signs(s))) {
 		st_unlock_backend(s);
 		return;
 	}
-	kl_log_warn(LOG_MOD, "the HSM does not answer on its session (%s): reconnecting once",
-	            kl_error_detail());
+	kl_log_warn(LOG_MOD, "the HSM does not answer or sign on its sessions: reconnecting once");
 	EVP_PKEY_free(s->record_key);
 	s->record_key = NULL;
 	X509_free(s->record_cert);
