@@ -412,11 +412,12 @@ static void keep_running(const char *home, char serials[][32], long n, long spar
 	printf("  keyline --home %s status    keyline --home %s events\n"
 	       "Ctrl-C stops the station and the DUTs.\n",
 	       home, home);
-	printf("READY\n");
-	fflush(stdout);
+	/* The handlers before READY: whoever waits for it may stop us at once. */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	printf("READY\n");
+	fflush(stdout);
 	while (!demo_stop)
 		pause();
 	printf("stopping the line\n");

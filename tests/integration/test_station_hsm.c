@@ -223,7 +223,9 @@ static void test_hsm_lost_mid_issuance(void **state)
 	/* Ctrl-C: the demo stops the station and the DUTs. */
 	kill(demo, SIGINT);
 	assert_int_equal(waitpid(demo, &st, 0), demo);
-	assert_true(WIFEXITED(st));
+	if (!WIFEXITED(st))
+		fail_msg("the demo ended by signal %d:\n%s", WIFSIGNALED(st) ? WTERMSIG(st) : -1,
+		         slurp(out));
 	assert_int_equal(kl_procs_mentioning(tmp, false), 0);
 	assert_int_equal(kl_procs_mentioning(e.home, false), 0);
 	assert_int_not_equal(access(sock, F_OK), 0);
