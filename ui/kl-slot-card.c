@@ -6,7 +6,7 @@ struct _KlSlotCard {
 
 	KlSlotItem *item;
 	GtkLabel *name_label, *elapsed_label, *link_label, *serial_label, *step_label;
-	GtkLabel *state_label, *reason_label;
+	GtkLabel *state_label, *reason_label, *message_label;
 	GtkProgressBar *progress;
 };
 
@@ -51,6 +51,31 @@ void kl_slot_card_tick(KlSlotCard *self)
 	gtk_label_set_text(self->elapsed_label, buf);
 }
 
+/* A failed or aborted job: the machine reason in large type, and the
+ * station's sentence with the step it stopped at, wrapped, under it. */
+static void set_failure(KlSlotCard *self, KlSlotItem *it)
+{
+	gboolean failed = it->state == KL_SLOT_FAILED || it->state == KL_SLOT_ABORTED;
+	g_autoptr(GString) msg = g_string_new(NULL);
+	const char *reason = "";
+
+	if (failed) {
+		if (it->message && *it->message)
+			g_string_append(msg, it->message);
+		if (it->failed_step && *it->failed_step)
+			g_string_append_printf(msg, "%s(at step %s)", msg->len ? " " : "",
+			                       it->failed_step);
+	}
+	if (failed && it->reason && *it->reason)
+		reason = it->reason;
+	else if (failed)
+		reason = "failed";
+	gtk_label_set_text(self->reason_label, reason);
+	gtk_widget_set_visible(GTK_WIDGET(self->reason_label), failed);
+	gtk_label_set_text(self->message_label, msg->str);
+	gtk_widget_set_visible(GTK_WIDGET(self->message_label), msg->len > 0);
+}
+
 static void update(KlSlotCard *self)
 {
 	KlSlotItem *it = self->item;
@@ -92,8 +117,7 @@ static void update(KlSlotCard *self)
 	for (size_t i = 0; i < G_N_ELEMENTS(state_classes); i++)
 		gtk_widget_remove_css_class(GTK_WIDGET(self), state_classes[i]);
 	gtk_widget_add_css_class(GTK_WIDGET(self), state_classes[it->state]);
-	gtk_label_set_text(self->reason_label, why);
-	gtk_widget_set_visible(GTK_WIDGET(self->reason_label), *why != 0);
+	set_failure(self, it);
 	kl_slot_card_tick(self);
 	/* Screen readers hear the card as one sentence. */
 	access = g_strdup_printf("%s: %s%s%s%s%s", it->name, kl_slot_item_get_state_label(it),
@@ -118,6 +142,38 @@ KlSlotItem *kl_slot_card_get_item(KlSlotCard *self)
 	return self->item;
 }
 
+/* Whether every visible child of the card lies inside the card as drawn: a
+ * box does not clip, so a child taller than what the card was given runs
+ * past the card's border. */
+static gboolean content_fits(KlSlotCard *self)
+{
+	GtkWidget *w = GTK_WIDGET(self);
+	int height = gtk_widget_get_height(w);
+
+	for (GtkWidget *c = gtk_widget_get_first_child(w); c; c = gtk_widget_get_next_sibling(c)) {
+		graphene_rect_t r;
+
+		if (!gtk_widget_get_visible(c) || !gtk_widget_compute_bounds(c, w, &r))
+			continue;
+		if (r.origin.y + r.size.height > (float)height + 0.5f)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* Whether the whole card is in the visible part of the scrolled list: the
+ * operator reads it without scrolling. */
+static gboolean in_view(KlSlotCard *self)
+{
+	GtkWidget *sw = gtk_widget_get_ancestor(GTK_WIDGET(self), GTK_TYPE_SCROLLED_WINDOW);
+	graphene_rect_t r;
+
+	if (!sw || !gtk_widget_compute_bounds(GTK_WIDGET(self), sw, &r))
+		return FALSE;
+	return r.origin.y >= -0.5f &&
+	       r.origin.y + r.size.height <= (float)gtk_widget_get_height(sw) + 0.5f;
+}
+
 GVariant *kl_slot_card_dump(KlSlotCard *self)
 {
 	GVariantBuilder b;
@@ -137,6 +193,11 @@ GVariant *kl_slot_card_dump(KlSlotCard *self)
 	                             ? gtk_label_get_text(self->reason_label)
 	                             : ""));
 	g_variant_builder_add(
+	    &b, "{sv}", "message",
+	    g_variant_new_string(gtk_widget_get_visible(GTK_WIDGET(self->message_label))
+	                             ? gtk_label_get_text(self->message_label)
+	                             : ""));
+	g_variant_builder_add(
 	    &b, "{sv}", "link",
 	    g_variant_new_string(gtk_widget_get_visible(GTK_WIDGET(self->link_label))
 	                             ? gtk_label_get_text(self->link_label)
@@ -145,6 +206,8 @@ GVariant *kl_slot_card_dump(KlSlotCard *self)
 	                      g_variant_new_double(gtk_progress_bar_get_fraction(self->progress)));
 	g_variant_builder_add(&b, "{sv}", "elapsed",
 	                      g_variant_new_string(gtk_label_get_text(self->elapsed_label)));
+	g_variant_builder_add(&b, "{sv}", "fits", g_variant_new_boolean(content_fits(self)));
+	g_variant_builder_add(&b, "{sv}", "in_view", g_variant_new_boolean(in_view(self)));
 	return g_variant_builder_end(&b);
 }
 
@@ -171,6 +234,7 @@ static void kl_slot_card_class_init(KlSlotCardClass *klass)
 	gtk_widget_class_bind_template_child(wc, KlSlotCard, progress);
 	gtk_widget_class_bind_template_child(wc, KlSlotCard, state_label);
 	gtk_widget_class_bind_template_child(wc, KlSlotCard, reason_label);
+	gtk_widget_class_bind_template_child(wc, KlSlotCard, message_label);
 }
 
 static void kl_slot_card_init(KlSlotCard *self)

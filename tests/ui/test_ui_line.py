@@ -124,8 +124,13 @@ def main():
         bad = cards["DEMO-0003"]
         assert bad["name"] == "slot-03", bad
         assert bad["state"] == "✖ FAIL", bad
-        assert bad["reason"].startswith("ek_cert_untrusted: "), bad
-        assert "(at step ek_cert)" in bad["reason"], bad
+        assert bad["reason"] == "ek_cert_untrusted", bad
+        assert bad["message"].startswith("EK certificate not issued by a trusted"), bad
+        assert bad["message"].endswith("(at step ek_cert)"), bad
+        # Readable without scrolling: every card's text inside its border,
+        # and every card inside the visible part of the list.
+        for c in d["line"]["cards"]:
+            assert c["fits"] and c["in_view"], c
         assert d["line"]["passed"] == "✔ Passed 2", d["line"]
         assert d["line"]["failed"] == "✖ Failed 1", d["line"]
         assert d["banner"] == "", d["banner"]
