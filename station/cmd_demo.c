@@ -631,6 +631,8 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 			rc = fail("verify");
 			goto out;
 		}
+	X509_STORE_free(cc.store);
+	cc.store = NULL;
 	printf("   %d certificates verify, %d do not\n", cc.ok, cc.bad);
 
 	printf("\n6. CRL published by the CA (signed in the HSM; crl.publish)\n");
@@ -665,6 +667,7 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 	         ? 0
 	         : 1;
 out:
+	X509_STORE_free(cc.store);
 	for (long i = 0; i <= n; i++)
 		json_object_put(jobs[i]);
 	kl_client_free(client);
