@@ -235,6 +235,8 @@ static void on_revoke_go(KlCaView *self)
 	GVariantBuilder b;
 
 	gtk_revealer_set_reveal_child(self->revoke_confirm, FALSE);
+	/* The focused button is going away: back to the serial. */
+	gtk_widget_grab_focus(GTK_WIDGET(self->revoke_serial));
 	g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
 	g_variant_builder_add(
 	    &b, "{sv}", "serial",
@@ -303,6 +305,12 @@ GVariant *kl_ca_view_dump(KlCaView *self)
 	                      g_variant_new_string(gtk_label_get_text(self->verify_label)));
 	g_variant_builder_add(&b, "{sv}", "revoke_visible",
 	                      g_variant_new_boolean(gtk_widget_get_visible(self->revoke_box)));
+	g_variant_builder_add(&b, "{sv}", "action_result",
+	                      g_variant_new_string(gtk_label_get_text(self->action_result)));
+	g_variant_builder_add(&b, "{sv}", "publish_visible",
+	                      g_variant_new_boolean(gtk_widget_get_visible(self->publish_button)));
+	g_variant_builder_add(&b, "{sv}", "audit_visible",
+	                      g_variant_new_boolean(gtk_widget_get_visible(self->audit_box)));
 	return g_variant_builder_end(&b);
 }
 

@@ -16,7 +16,7 @@ struct _KlServiceView {
 	GtkEntry *dec_serial, *lost_serial;
 	GtkCheckButton *repurpose_check;
 	GtkRevealer *dec_confirm, *lost_confirm;
-	GtkLabel *dec_question, *dec_progress, *lost_question, *result_label;
+	GtkLabel *dec_question, *dec_progress, *lost_question, *result_label, *record_summary;
 	GtkWidget *decommission_box, *lost_box, *dec_go, *lost_go;
 	GtkTextView *record_view;
 };
@@ -48,10 +48,29 @@ static void on_slots_changed(GListModel *list, guint pos, guint removed, guint a
 	                       (const char *const *)names->pdata);
 }
 
-static void show_record(KlServiceView *self, GVariant *record)
+/* The signed record ({"record": {...}, "signature", "signer"}) as its JSON,
+ * and above it what service staff check at a glance: which record, which
+ * device, how it was erased, the read-back verdict, the disposition, and
+ * that it is signed. */
+static void show_record(KlServiceView *self, GVariant *envelope)
 {
-	g_autofree char *json = kl_json_print(record, TRUE);
+	g_autofree char *json = kl_json_print(envelope, TRUE);
+	g_autoptr(GVariant) rec = kl_variant_child(envelope, "record");
+	g_autoptr(GVariant) dev = kl_variant_child(rec, "device");
+	g_autoptr(GVariant) san = kl_variant_child(rec, "sanitization");
+	g_autoptr(GVariant) ver = kl_variant_child(rec, "verification");
+	gboolean signed_ = *kl_variant_str(envelope, "signature", "") != 0 &&
+	                   *kl_variant_str(envelope, "signer", "") != 0;
+	g_autofree char *t = g_strdup_printf(
+	    "%s Sanitization record %" G_GINT64_FORMAT " of %s, %s\n%s; read back: %s\n%s\n%s",
+	    signed_ ? "✔" : "✖", kl_variant_int(rec, "record_id", 0),
+	    kl_variant_str(dev, "serial", "?"), kl_variant_str(rec, "time", "?"),
+	    kl_variant_str(san, "method", "?"), kl_variant_str(ver, "result", "?"),
+	    kl_variant_str(rec, "disposition", "?"),
+	    signed_ ? "Signed by the station's sanitization-record key (signer certificate below)"
+	            : "NOT SIGNED");
 
+	gtk_label_set_text(self->record_summary, t);
 	gtk_text_buffer_set_text(gtk_text_view_get_buffer(self->record_view), json, -1);
 }
 
@@ -178,6 +197,9 @@ static void on_dec_go(KlServiceView *self)
 	GVariantBuilder b;
 
 	gtk_revealer_set_reveal_child(self->dec_confirm, FALSE);
+	/* The focused button is going away: back to the serial, not to whatever
+	 * GTK picks next (the lost device's field). */
+	gtk_widget_grab_focus(GTK_WIDGET(self->dec_serial));
 	g_free(self->job_serial);
 	self->job_serial = g_strdup(gtk_editable_get_text(GTK_EDITABLE(self->dec_serial)));
 	g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
@@ -187,6 +209,7 @@ static void on_dec_go(KlServiceView *self)
 	    &b, "{sv}", "repurpose",
 	    g_variant_new_boolean(gtk_check_button_get_active(self->repurpose_check)));
 	gtk_text_buffer_set_text(gtk_text_view_get_buffer(self->record_view), "", -1);
+	gtk_label_set_text(self->record_summary, "");
 	kl_api_call(KL_API(self->client), "device.decommission", g_variant_builder_end(&b), NULL,
 	            dec_started, g_object_ref(self));
 }
@@ -234,6 +257,7 @@ static void lost_done(GObject *src, GAsyncResult *res, gpointer data)
 static void on_lost_go(KlServiceView *self)
 {
 	gtk_revealer_set_reveal_child(self->lost_confirm, FALSE);
+	gtk_widget_grab_focus(GTK_WIDGET(self->lost_serial));
 	kl_api_call(KL_API(self->client), "device.lost",
 	            g_variant_new_parsed("{'serial': <%s>}",
 	                                 gtk_editable_get_text(GTK_EDITABLE(self->lost_serial))),
@@ -256,6 +280,49 @@ void kl_service_view_setup(KlServiceView *self, KlStationClient *client, KlLineM
 	g_signal_connect_object(line, "items-changed", G_CALLBACK(on_slots_changed), self, 0);
 	g_signal_connect_object(client, "ready", G_CALLBACK(on_ready), self, 0);
 	g_signal_connect_object(client, "event", G_CALLBACK(on_event), self, 0);
+}
+
+/* Whether w or a widget inside it (an entry's text) has the focus. */
+static gboolean focused(GtkWidget *w)
+{
+	GtkRoot *root = gtk_widget_get_root(w);
+	GtkWidget *focus = root ? gtk_root_get_focus(root) : NULL;
+
+	return focus && (focus == w || gtk_widget_is_ancestor(focus, w));
+}
+
+GVariant *kl_service_view_dump(KlServiceView *self)
+{
+	GVariantBuilder b;
+	GtkTextBuffer *buf = gtk_text_view_get_buffer(self->record_view);
+	GtkTextIter start, end;
+	g_autofree char *record = NULL;
+
+	gtk_text_buffer_get_bounds(buf, &start, &end);
+	record = gtk_text_buffer_get_text(buf, &start, &end, FALSE);
+	g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
+	g_variant_builder_add(&b, "{sv}", "slot",
+	                      g_variant_new_string(slot_name(self) ? slot_name(self) : ""));
+	g_variant_builder_add(
+	    &b, "{sv}", "serial",
+	    g_variant_new_string(gtk_editable_get_text(GTK_EDITABLE(self->dec_serial))));
+	g_variant_builder_add(&b, "{sv}", "serial_focused",
+	                      g_variant_new_boolean(focused(GTK_WIDGET(self->dec_serial))));
+	g_variant_builder_add(
+	    &b, "{sv}", "confirm",
+	    g_variant_new_boolean(gtk_revealer_get_reveal_child(self->dec_confirm)));
+#define LABEL(key, w) \
+	g_variant_builder_add(&b, "{sv}", key, g_variant_new_string(gtk_label_get_text(w)))
+	LABEL("question", self->dec_question);
+	LABEL("progress", self->dec_progress);
+	LABEL("result", self->result_label);
+	LABEL("record_summary", self->record_summary);
+#undef LABEL
+	g_variant_builder_add(&b, "{sv}", "record", g_variant_new_string(record));
+	g_variant_builder_add(
+	    &b, "{sv}", "decommission_visible",
+	    g_variant_new_boolean(gtk_widget_get_visible(self->decommission_box)));
+	return g_variant_builder_end(&b);
 }
 
 static void kl_service_view_dispose(GObject *object)
@@ -286,6 +353,7 @@ static void kl_service_view_class_init(KlServiceViewClass *klass)
 	gtk_widget_class_bind_template_child(wc, KlServiceView, dec_progress);
 	gtk_widget_class_bind_template_child(wc, KlServiceView, lost_question);
 	gtk_widget_class_bind_template_child(wc, KlServiceView, result_label);
+	gtk_widget_class_bind_template_child(wc, KlServiceView, record_summary);
 	gtk_widget_class_bind_template_child(wc, KlServiceView, decommission_box);
 	gtk_widget_class_bind_template_child(wc, KlServiceView, lost_box);
 	gtk_widget_class_bind_template_child(wc, KlServiceView, dec_go);

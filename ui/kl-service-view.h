@@ -16,6 +16,9 @@ G_BEGIN_DECLS
 G_DECLARE_FINAL_TYPE(KlServiceView, kl_service_view, KL, SERVICE_VIEW, GtkBox)
 
 void kl_service_view_setup(KlServiceView *self, KlStationClient *client, KlLineModel *line);
+/* The view as shown (the chosen slot, the serial, the confirmation, the
+ * job's progress, the record's summary and text), an a{sv}. */
+GVariant *kl_service_view_dump(KlServiceView *self);
 
 G_END_DECLS
 

@@ -223,6 +223,7 @@ GVariant *kl_ui_window_dump(KlUiWindow *self)
 	g_variant_builder_add(&b, "{sv}", "line", kl_line_view_dump(self->line_view));
 	g_variant_builder_add(&b, "{sv}", "devices", kl_devices_view_dump(self->devices_view));
 	g_variant_builder_add(&b, "{sv}", "ca", kl_ca_view_dump(self->ca_view));
+	g_variant_builder_add(&b, "{sv}", "service", kl_service_view_dump(self->service_view));
 	return g_variant_builder_end(&b);
 }
 

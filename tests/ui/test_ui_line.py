@@ -7,13 +7,18 @@ demo serials into the UI's own serial field with synthetic key events
 (xdotool: text + Enter, as a barcode scanner does), waits for the cards, and
 asserts on what the widgets show (KEYLINE_UI_TEST_STATE: the app writes its
 labels' texts as JSON): two cards PASS, the forged DUT's card FAIL with its
-reason, the shift counters, the devices view's rows. Screenshots of the line
-and devices views are rendered by GTK itself (SIGUSR1) into --out.
+reason, the shift counters, the devices view's rows. Then, keyboard only,
+the CA view (Alt+I verifies the audit chain, Alt+P publishes the CRL: its
+number rises) and the service view (DEMO-0002 on slot-02 decommissioned
+through the confirmation; its signed sanitization record shown).
+Screenshots of the four views are rendered by GTK itself (SIGUSR1) into
+--out.
 Everything it starts is stopped, also when an assertion fails.
 """
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -159,8 +164,93 @@ def main():
         assert d["devices"]["total_label"] == "3 devices", d["devices"]
         time.sleep(0.5)
         shot("devices")
-        print("test_ui_line: 2 PASS and 1 FAIL from the UI's serial field; screenshots in",
-              args.out)
+
+        def key(*keys):
+            for k in keys:
+                subprocess.run(["xdotool", "key", k], env=xenv, check=True)
+                time.sleep(0.15)
+
+        def typed(text):
+            subprocess.run(["xdotool", "type", "--delay", "30", text], env=xenv, check=True)
+
+        # The CA view (Ctrl+3), keyboard only. Its audit verdict is from
+        # when the UI connected; the three jobs have added entries since, so
+        # Alt+I (Verify the chain) must report more.
+        key("ctrl+3")
+
+        def ca_verified():
+            s = load()
+            m = re.search(r"CRL number (\d+)", s["ca"]["status"])
+            v = re.match(r"✔ Audit chain intact: (\d+) entries verified", s["ca"]["verify"])
+            return (s, int(m.group(1)), int(v.group(1))) if s["view"] == "ca" and m and v \
+                else None
+
+        d, crl0, entries0 = wait_for("the CA view with its status and audit verdict",
+                                     ca_verified, 60, ui)
+        assert d["ca"]["publish_visible"] and d["ca"]["audit_visible"], d["ca"]
+        key("alt+i")
+        d, _, entries1 = wait_for("Alt+I: the chain verified again, with the jobs' entries",
+                                  lambda: (lambda r: r if r and r[2] > entries0 else None)(
+                                      ca_verified()), 60, ui)
+        # Alt+P: Publish the CRL. Its number rises, the status says so, and
+        # the chain (now with the publication's entry) is verified again.
+        key("alt+p")
+        d, crl1, entries2 = wait_for("Alt+P: CRL %d published" % (crl0 + 1), lambda: (
+            lambda r: r if r and r[1] == crl0 + 1 and r[0]["ca"]["action_result"].startswith(
+                "✔ CRL %d published" % (crl0 + 1)) else None)(ca_verified()), 60, ui)
+        assert entries2 >= entries1, (entries1, entries2)
+        time.sleep(0.5)
+        shot("ca")
+
+        # The service view (Ctrl+4): decommission DEMO-0002, provisioned on
+        # slot-02. Alt+S the slot (Space opens the list, Down, Enter), Alt+R
+        # the serial, Alt+M Decommission…, the confirmation, Alt+E Erase.
+        key("ctrl+4")
+        wait_for("the service view", lambda: load()["view"] == "service", 30, ui)
+        d = load()
+        assert d["service"]["decommission_visible"], d["service"]
+        assert d["service"]["slot"] == "slot-01", d["service"]
+        key("alt+s", "space")
+        time.sleep(0.5)
+        key("Down", "Return")
+        wait_for("slot-02 chosen", lambda: load()["service"]["slot"] == "slot-02", 30, ui)
+        key("alt+r")
+        typed("DEMO-0002")
+        wait_for("the serial typed", lambda: load()["service"]["serial"] == "DEMO-0002", 30)
+        key("alt+m")
+        d = wait_for("the confirmation", lambda: (lambda s: s if s["service"]["confirm"]
+                                                  else None)(load()), 30, ui)
+        q = d["service"]["question"]
+        assert q.startswith("Decommission DEMO-0002 on slot-02?"), q
+        assert "Its EK is deny-listed for good." in q, q
+        assert d["service"]["progress"] == "", d["service"]
+        key("alt+e")
+
+        def recorded():
+            s = load()
+            return s if s["service"]["record_summary"].startswith("✔ Sanitization record") \
+                else None
+
+        d = wait_for("the decommission's signed sanitization record", recorded, 120, ui)
+        svc = d["service"]
+        assert not svc["confirm"], svc
+        assert svc["serial_focused"], "the focus went back to the serial after Erase"
+        assert svc["progress"].startswith("✔ DEMO-0002 decommissioned"), svc["progress"]
+        env_ = json.loads(svc["record"])
+        rec = env_["record"]
+        assert rec["device"]["serial"] == "DEMO-0002", rec["device"]
+        assert rec["record_id"] >= 1, rec
+        assert rec["verification"]["result"] == "pass", rec["verification"]
+        assert rec["disposition"].startswith("decommissioned"), rec["disposition"]
+        assert env_["signature"] and "BEGIN CERTIFICATE" in env_["signer"], env_.keys()
+        assert svc["record_summary"].startswith(
+            "✔ Sanitization record %d of DEMO-0002" % rec["record_id"]), svc["record_summary"]
+        time.sleep(0.5)
+        shot("service")
+        print("test_ui_line: 2 PASS and 1 FAIL from the UI's serial field; CRL %d -> %d and "
+              "the audit chain verified from the CA view; DEMO-0002 decommissioned with "
+              "record %d from the service view; screenshots in %s"
+              % (crl0, crl1, rec["record_id"], args.out))
         return 0
     except AssertionError as e:
         print("test_ui_line: FAILED:", e, file=sys.stderr)
