@@ -26,3 +26,11 @@ if(TARGET keyline)
   target_compile_definitions(test_station PRIVATE KEYLINE_BIN="$<TARGET_FILE:keyline>")
   add_dependencies(test_station keyline)
 endif()
+
+if(TARGET keyline)
+  kl_add_test(test_cli_station SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_cli_station.c
+    LIBS kl_floor kl_common PkgConfig::JSONC
+    LABELS "integration;swtpm;softhsm;cli;station" TIMEOUT 600)
+  target_compile_definitions(test_cli_station PRIVATE KEYLINE_BIN="$<TARGET_FILE:keyline>")
+  add_dependencies(test_cli_station keyline)
+endif()

@@ -94,7 +94,7 @@ static void test_hsm_lost_mid_issuance(void **state)
 	const char *failed = NULL, *passed = NULL;
 	kl_client *c = NULL;
 	pid_t demo;
-	int st, n_failed = 0, n_passed = 0;
+	int n_failed = 0, n_passed = 0;
 
 	(void)state;
 	assert_int_equal(kl_floor_new(&e.floor), 0);
@@ -107,31 +107,10 @@ static void test_hsm_lost_mid_issuance(void **state)
 	use_shim(conf);
 
 	/* The line, left running; its swtpm state under our directory. */
+	static const char *const shim_env[] = { "KL_SHIM_DROP_AT_SIGN=3", NULL };
+	demo = demo_line_start(&e, 2, 1, shim_env);
 	snprintf(out, sizeof(out), "%s/demo.out", e.dir);
 	snprintf(tmp, sizeof(tmp), "%s/tmp", e.dir);
-	assert_int_equal(mkdir(tmp, 0700), 0);
-	demo = fork();
-	assert_true(demo >= 0);
-	if (demo == 0) {
-		/* A failed assertion must not leave the line running. */
-		prctl(PR_SET_PDEATHSIG, SIGINT);
-		if (!freopen(out, "w", stdout) || !freopen(out, "a", stderr))
-			_exit(126);
-		setenv("TMPDIR", tmp, 1);
-		setenv("KL_SHIM_DROP_AT_SIGN", "3", 1);
-		execl(KEYLINE_BIN, "keyline", "--home", e.home, "demo", "--devices", "2", "--spare",
-		      "1", "--keep-running", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 1200; i++) {
-		char *text = slurp(out);
-		bool ready = strstr(text, "READY") != NULL;
-
-		free(text);
-		if (ready || waitpid(demo, &st, WNOHANG) == demo)
-			break;
-		usleep(100 * 1000);
-	}
 	assert_in(out, "READY");
 	assert_in(out, "REFUSED at issue [issue_failed]");
 	assert_in(out, "Session handle invalid");
@@ -221,11 +200,7 @@ static void test_hsm_lost_mid_issuance(void **state)
 	kl_client_free(c);
 
 	/* Ctrl-C: the demo stops the station and the DUTs. */
-	kill(demo, SIGINT);
-	assert_int_equal(waitpid(demo, &st, 0), demo);
-	if (!WIFEXITED(st))
-		fail_msg("the demo ended by signal %d:\n%s", WIFSIGNALED(st) ? WTERMSIG(st) : -1,
-		         slurp(out));
+	demo_line_stop(&e, demo);
 	assert_int_equal(kl_procs_mentioning(tmp, false), 0);
 	assert_int_equal(kl_procs_mentioning(e.home, false), 0);
 	assert_int_not_equal(access(sock, F_OK), 0);
