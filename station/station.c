@@ -142,6 +142,9 @@ static json_object *event_new(const char *type, const st_job *j)
 		json_object_object_add(o, "serial", json_object_new_string(j->serial));
 		json_object_object_add(o, "kind",
 		                       json_object_new_string(kl_job_kind_name(j->kind)));
+		/* Provisioning has a fixed number of steps; a lifecycle job's
+		 * are counted as they come (0 until then). */
+		json_object_object_add(o, "steps", json_object_new_int(j->steps));
 	}
 	return o;
 }
@@ -466,6 +469,15 @@ static void job_finished_event(kl_station *s, st_job *j)
 	json_object_object_add(o, "message", json_object_new_string(j->message));
 	json_object_object_add(o, "failed_step", json_object_new_string(j->failed_step));
 	json_object_object_add(o, "total_ms", json_object_new_double(j->total_ms));
+	if (j->idevid_serial[0]) {
+		json_object_object_add(o, "idevid_serial",
+		                       json_object_new_string(j->idevid_serial));
+		json_object_object_add(o, "iak_serial", json_object_new_string(j->iak_serial));
+	}
+	if (j->new_serial[0])
+		json_object_object_add(o, "new_serial", json_object_new_string(j->new_serial));
+	if (j->record_id > 0)
+		json_object_object_add(o, "record_id", json_object_new_int64(j->record_id));
 	pthread_mutex_unlock(&s->mu);
 	event_obj(s, j->slot->name, o);
 }
@@ -540,6 +552,7 @@ static void *slot_main(void *arg)
 		pthread_mutex_lock(&s->mu);
 		j->finished_ms = wall_ms();
 		sl->current = NULL;
+		sl->last_job = j->id;
 		if (j->state == KL_JOB_PASSED)
 			s->passed++;
 		else

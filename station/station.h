@@ -92,6 +92,7 @@ typedef struct st_slot {
 	int link_up; /* 1 up, 0 down, -1 not probed yet */
 	char link_error[256];
 	st_job *pending, *current;
+	int64_t last_job; /* the last finished job's id, 0 when none */
 	pthread_cond_t cond;
 	pthread_t thread;
 	bool started;

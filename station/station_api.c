@@ -174,6 +174,15 @@ static int m_slots(kl_rpc_call *call)
 		if (cur) {
 			kl_rpc_obj_put_object(e, "job", &j);
 			job_put(j, cur);
+		} else if (sl->last_job) {
+			/* What the operator last saw on this slot, while it is
+			 * still remembered. */
+			const st_job *last = st_job_find(s, sl->last_job);
+
+			if (last) {
+				kl_rpc_obj_put_object(e, "last_job", &j);
+				job_put(j, last);
+			}
 		}
 	}
 	pthread_mutex_unlock(&s->mu);
