@@ -227,6 +227,14 @@ static void test_reads(void **state)
 	o = out_json();
 	assert_int_equal(json_object_get_int(jget(o, "total")), 2);
 	json_object_put(o);
+	/* An idle slot shows what it did last. */
+	assert_int_equal(keyline(&e, "status", "--json", NULL), 0);
+	o = out_json();
+	json_object *last = jget(json_object_array_get_idx(jget(o, "slot_list"), 3), "last_job");
+	assert_string_equal(jstr(last, "kind"), "renew");
+	assert_string_equal(jstr(last, "serial"), "DEMO-0004");
+	assert_string_equal(jstr(last, "state"), "passed");
+	json_object_put(o);
 }
 
 /* keyline events streams what happens: here a CRL published meanwhile. */

@@ -331,10 +331,15 @@ static json_object *finish(int64_t job, const char *result)
 	if (strcmp(jstr(ev, "result"), result) != 0)
 		fail_msg("job %lld finished %s, expected %s: %s", (long long)job,
 		         jstr(ev, "result"), result, dump(ev));
-	json_object_put(ev);
 	j = call_ok(g.c, "job.get", "{\"job\": %lld}", (long long)job);
 	assert_string_equal(jstr(j, "state"), result);
 	assert_non_null(jget(j, "result"));
+	/* The event carries what the result holds. */
+	assert_int_equal(jint(ev, "steps"), jint(j, "steps"));
+	assert_string_equal(jstr(ev, "idevid_serial"), jstr(jget(j, "result"), "idevid_serial"));
+	assert_string_equal(jstr(ev, "new_serial"), jstr(jget(j, "result"), "new_serial"));
+	assert_int_equal(jint(ev, "record_id"), jint(jget(j, "result"), "record_id"));
+	json_object_put(ev);
 	return j;
 }
 
