@@ -20,64 +20,6 @@
 
 #ifndef KEYLINE_BIN
 #error "KEYLINE_BIN must be defined by the build"
-/* A demo line left running: `keyline demo --devices N --spare S
- * --keep-running` on e->home (made first if needed), its swtpm state under
- * e->dir/tmp, its output in e->dir/demo.out; env (may be NULL) holds
- * NAME=VALUE strings for it. Returns the demo's pid once it printed READY,
- * or fails the test. demo_line_stop() sends Ctrl-C and returns its exit
- * status. The demo dies with the test (PR_SET_PDEATHSIG). */
-static inline pid_t demo_line_start(struct env *e, int devices, int spare, const char *const *env)
-{
-	char out[PATH_MAX], tmp[PATH_MAX], n[16], sp[16];
-	pid_t demo;
-	int st;
-
-	snprintf(out, sizeof(out), "%s/demo.out", e->dir);
-	snprintf(tmp, sizeof(tmp), "%s/tmp", e->dir);
-	snprintf(n, sizeof(n), "%d", devices);
-	snprintf(sp, sizeof(sp), "%d", spare);
-	mkdir(tmp, 0700);
-	demo = fork();
-	assert_true(demo >= 0);
-	if (demo == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGINT);
-		if (!freopen(out, "w", stdout) || !freopen(out, "a", stderr))
-			_exit(126);
-		setenv("TMPDIR", tmp, 1);
-		for (size_t i = 0; env && env[i]; i++)
-			putenv((char *)env[i]);
-		execl(KEYLINE_BIN, "keyline", "--home", e->home, "demo", "--devices", n, "--spare",
-		      sp, "--keep-running", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 1200; i++) {
-		char *text = slurp(out);
-		bool ready = strstr(text, "READY") != NULL;
-
-		free(text);
-		if (ready || waitpid(demo, &st, WNOHANG) == demo)
-			break;
-		usleep(100 * 1000);
-	}
-	assert_in(out, "READY");
-	return demo;
-}
-
-static inline int demo_line_stop(struct env *e, pid_t demo)
-{
-	char out[PATH_MAX];
-	int st = 0;
-
-	snprintf(out, sizeof(out), "%s/demo.out", e->dir);
-	kill(demo, SIGINT);
-	if (waitpid(demo, &st, 0) != demo)
-		return -1;
-	if (!WIFEXITED(st))
-		fail_msg("the demo ended by signal %d:\n%s", WIFSIGNALED(st) ? WTERMSIG(st) : -1,
-		         slurp(out));
-	return WEXITSTATUS(st);
-}
-
 #endif
 
 struct env {
