@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include "attest.h"
 #include "credential.h"
@@ -734,6 +735,92 @@ static void record_refusal(struct run *r)
 	backend_unlock(r);
 }
 
+/* The registry's valid certificate with this DER, if any. */
+struct engraved_find {
+	const unsigned char *der;
+	size_t len;
+	bool found;
+};
+
+static int engraved_match(void *ctx, const kl_registry_cert *c)
+{
+	struct engraved_find *f = ctx;
+
+	if (c->der && !c->revoked && strcmp(c->state, "issued") == 0 && c->der_len == f->len &&
+	    memcmp(c->der, f->der, f->len) == 0)
+		f->found = true;
+	return 0;
+}
+
+/* "Already provisioned" is believed only when the DUT shows it: each NV
+ * certificate is one of the registry's valid certificates for the serial,
+ * the key persisted beside it is that certificate's key, and the IDevID
+ * signs a fresh nonce. A TPM whose identity was tampered with, or that
+ * lost part of it, is refused rather than passed. */
+static int check_engraved(struct run *r)
+{
+	static const struct {
+		const char *what;
+		uint32_t index, handle;
+		kl_tpm_key_type type;
+	} ids[] = {
+		{ "IDevID", KL_TPM_NV_IDEVID_CERT, KL_TPM_HANDLE_IDEVID, KL_TPM_KEY_IDEVID_P256 },
+		{ "IAK", KL_TPM_NV_IAK_CERT, KL_TPM_HANDLE_IAK, KL_TPM_KEY_IAK_P256 },
+	};
+	char why[256] = "";
+
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]) && !why[0]; i++) {
+		struct engraved_find f = { 0 };
+		unsigned char *der = NULL;
+		const unsigned char *q;
+		kl_tpm_object *key = NULL;
+		EVP_PKEY *pub = NULL;
+		X509 *x = NULL;
+		int rc;
+
+		rc = kl_tpm_nv_read(r->tpm, ids[i].index, &der, &f.len);
+		if (rc < 0) {
+			snprintf(why, sizeof(why),
+			         "its %s certificate (NV 0x%08x) cannot be read: %s", ids[i].what,
+			         ids[i].index, kl_error_detail());
+			break;
+		}
+		f.der = der;
+		backend_lock(r);
+		rc = kl_registry_device_certs(r->cfg->reg, r->job->serial, engraved_match, &f);
+		backend_unlock(r);
+		q = der;
+		x = d2i_X509(NULL, &q, (long)f.len);
+		if (rc < 0 || !f.found || !x)
+			snprintf(why, sizeof(why),
+			         "its %s certificate (NV 0x%08x) is not a valid certificate the "
+			         "registry issued for it",
+			         ids[i].what, ids[i].index);
+		else if (kl_tpm_persistent_load(r->tpm, ids[i].handle, ids[i].type, &key) < 0 ||
+		         kl_tpm_object_public(key, &pub) < 0 ||
+		         EVP_PKEY_eq(pub, X509_get0_pubkey(x)) != 1)
+			snprintf(why, sizeof(why),
+			         "the key at 0x%08x is not the one its %s certificate certifies",
+			         ids[i].handle, ids[i].what);
+		else if (ids[i].type == KL_TPM_KEY_IDEVID_P256 &&
+		         prove(r, key, X509_get0_pubkey(x), NULL) < 0)
+			snprintf(why, sizeof(why),
+			         "its IDevID does not sign for its certificate: %s",
+			         kl_error_detail());
+		EVP_PKEY_free(pub);
+		kl_tpm_object_free(key);
+		X509_free(x);
+		free(der);
+	}
+	if (!why[0])
+		return 1;
+	r->res->already_provisioned = false;
+	return refuse(r, "engraved_mismatch",
+	              "%s is registered as provisioned with this EK, but %s: refused; have service "
+	              "look at the device (decommission or repurpose it)",
+	              r->job->serial, why);
+}
+
 /* The steps in order, each with the first kl_step it runs. */
 static const struct {
 	kl_step first;
@@ -776,6 +863,8 @@ int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job, kl_job_r
 			backend_lock(&r);
 			rc = gates(&r);
 			backend_unlock(&r);
+			if (rc == 1)
+				rc = check_engraved(&r);
 		} else {
 			rc = steps[i].run(&r);
 		}

@@ -324,6 +324,37 @@ static void test_again_is_idempotent(void **state)
 	assert_int_equal(issued(), before);
 }
 
+static int audits(const char *action);
+
+/* "Already provisioned" is believed only when the DUT shows it: with its
+ * IDevID certificate index removed from the outside, the run is refused,
+ * nothing is issued and the device stays provisioned. */
+static void test_already_provisioned_is_checked(void **state)
+{
+	kl_job_result res;
+	kl_registry_device dev;
+	int64_t before = issued();
+	int refusals;
+
+	(void)state;
+	run_job(g.good[2]->tcti, "SN-2", KL_EK_P384, &res);
+	assert_int_equal(res.rc, 0);
+	assert_true(res.already_provisioned);
+	refusals = audits("station.provision.refused");
+	const char *undef[] = { "tpm2_nvundefine", "0x01c90000", NULL };
+	assert_int_equal(kl_dut_tool(g.floor, g.good[2], NULL, undef), 0);
+	run_job(g.good[2]->tcti, "SN-2", KL_EK_P384, &res);
+	if (res.rc == 0 || strcmp(res.reason, "engraved_mismatch") != 0)
+		fail_msg("want engraved_mismatch, got rc %d [%s] %s", res.rc, res.reason,
+		         res.message);
+	assert_false(res.already_provisioned);
+	assert_non_null(strstr(res.message, "IDevID certificate (NV 0x01c90000)"));
+	assert_int_equal(issued(), before);
+	assert_int_equal(audits("station.provision.refused"), refusals + 1);
+	assert_int_equal(kl_registry_device_get(g.reg, "SN-2", &dev), 0);
+	assert_int_equal(dev.state, KL_DEVICE_PROVISIONED);
+}
+
 /* Audit entries of an action, counted from the outside with sqlite3. */
 static int audits(const char *action)
 {
@@ -592,6 +623,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_provision_each_ek_type),
 		cmocka_unit_test(test_again_is_idempotent),
+		cmocka_unit_test(test_already_provisioned_is_checked),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_lying_dut),
 		cmocka_unit_test(test_refused_after_issue),
