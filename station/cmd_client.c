@@ -162,7 +162,7 @@ static int fail(const char *cmd)
 struct opts {
 	const char *slot, *serial, *tenant, *ek, *reason, *cert, *state, *search, *action;
 	long limit, offset, before, id;
-	bool json, wait, repurpose, newest, follow;
+	bool json, json_lines, wait, repurpose, newest, follow;
 };
 
 enum {
@@ -183,6 +183,7 @@ enum {
 	O_NOWAIT,
 	O_REPURPOSE,
 	O_NEWEST,
+	O_JSONL,
 };
 
 static const struct option long_opts[] = {
@@ -203,6 +204,7 @@ static const struct option long_opts[] = {
 	{ "no-wait", no_argument, NULL, O_NOWAIT },
 	{ "repurpose", no_argument, NULL, O_REPURPOSE },
 	{ "newest-first", no_argument, NULL, O_NEWEST },
+	{ "json-lines", no_argument, NULL, O_JSONL },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -267,6 +269,9 @@ static int parse(int argc, char **argv, const char *usage, struct opts *o)
 			break;
 		case O_NEWEST:
 			o->newest = true;
+			break;
+		case O_JSONL:
+			o->json_lines = true;
 			break;
 		case O_LIMIT:
 		case O_OFFSET:
@@ -915,19 +920,50 @@ int kl_cli_devices_via_station(const char *home, const char *sub, int argc, char
 		json_object_object_add(p, "serial", json_object_new_string(serial));
 		r = kl_client_call(c, "devices.show", p, &res);
 	} else {
-		if (o.state)
-			json_object_object_add(p, "state", json_object_new_string(o.state));
-		if (o.tenant)
-			json_object_object_add(p, "tenant", json_object_new_string(o.tenant));
-		if (o.search)
-			json_object_object_add(p, "search", json_object_new_string(o.search));
-		if (o.offset > 0)
-			json_object_object_add(p, "offset", json_object_new_int64(o.offset));
-		json_object_object_add(p, "limit",
-		                       json_object_new_int64(o.limit > 0 ? o.limit : 100));
-		if (o.newest)
-			json_object_object_add(p, "newest_first", json_object_new_boolean(true));
-		r = kl_client_call(c, "devices.list", p, &res);
+		/* Pages of at most 1000 until the limit (0: all) or the end; the
+		 * answer is put together as one devices.list result. */
+		int64_t want = o.limit < 0 ? 100 : o.limit, got = 0, total = 0;
+		json_object *all = json_object_new_array();
+
+		json_object_put(p);
+		p = NULL;
+		r = 0;
+		while (r == 0 && (want == 0 || got < want)) {
+			int64_t page = want == 0 || want - got > 1000 ? 1000 : want - got;
+			json_object *q = json_object_new_object(), *part = NULL, *d;
+			size_t n;
+
+			if (o.state)
+				json_object_object_add(q, "state", json_object_new_string(o.state));
+			if (o.tenant)
+				json_object_object_add(q, "tenant",
+				                       json_object_new_string(o.tenant));
+			if (o.search)
+				json_object_object_add(q, "search",
+				                       json_object_new_string(o.search));
+			json_object_object_add(q, "offset", json_object_new_int64(o.offset + got));
+			json_object_object_add(q, "limit", json_object_new_int64(page));
+			if (o.newest)
+				json_object_object_add(q, "newest_first",
+				                       json_object_new_boolean(true));
+			r = kl_client_call(c, "devices.list", q, &part);
+			if (r < 0)
+				break;
+			d = jget(part, "devices");
+			n = json_object_array_length(d);
+			total = jint(part, "total");
+			for (size_t i = 0; i < n; i++)
+				json_object_array_add(
+				    all, json_object_get(json_object_array_get_idx(d, i)));
+			got += (int64_t)n;
+			json_object_put(part);
+			if ((int64_t)n < page)
+				break;
+		}
+		res = json_object_new_object();
+		json_object_object_add(res, "devices", all);
+		json_object_object_add(res, "total", json_object_new_int64(total));
+		json_object_object_add(res, "offset", json_object_new_int64(o.offset));
 	}
 	kl_client_free(c);
 	if (r < 0) {
@@ -935,7 +971,22 @@ int kl_cli_devices_via_station(const char *home, const char *sub, int argc, char
 		return 1;
 	}
 	*status = 0;
-	if (o.json) {
+	if (strcmp(sub, "list") == 0 && (o.json || o.json_lines)) {
+		/* The same outer shape as on a stopped home: an array, or lines;
+		 * each object is the API's device (docs/api.md devices.list). */
+		json_object *d = jget(res, "devices");
+
+		if (o.json)
+			print_json(d);
+		for (size_t i = 0; o.json_lines && i < json_object_array_length(d); i++)
+			printf("%s\n",
+			       json_object_to_json_string_ext(json_object_array_get_idx(d, i),
+			                                      JSON_C_TO_STRING_PLAIN));
+		if (o.json_lines)
+			fprintf(stderr, "%zu of %lld devices from offset %lld\n",
+			        json_object_array_length(d), (long long)jint(res, "total"),
+			        (long long)jint(res, "offset"));
+	} else if (o.json) {
 		print_json(res);
 	} else if (strcmp(sub, "list") == 0) {
 		json_object *d = jget(res, "devices");

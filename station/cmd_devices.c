@@ -56,8 +56,14 @@ static const char devices_usage[] =
     "      --offset N          skip the first N\n"
     "      --json              a JSON array of device objects\n"
     "      --json-lines        one JSON object per line\n"
+    "      --search TEXT       serials containing TEXT (through the station)\n"
+    "      --newest-first      by last change (through the station)\n"
     "  show SERIAL [--json]    one device: state, tenant, work order, EK hash, state\n"
-    "                          history, evidence, and its certificates as PEM\n";
+    "                          history, evidence, and its certificates as PEM\n"
+    "\n"
+    "With a running station both go through its socket API; the objects --json prints\n"
+    "are then the API's (docs/api.md devices.list, devices.show). On a stopped home they\n"
+    "are read from the registry file.\n";
 
 __attribute__((format(printf, 2, 3))) static int usage_error(const char *cmd, const char *fmt, ...)
 {
