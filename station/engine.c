@@ -16,6 +16,7 @@
 #include "attest.h"
 #include "credential.h"
 #include "hsm.h"
+#include "identity.h"
 #include "kl_error.h"
 #include "kl_failpoint.h"
 #include "tpm_cred.h"
@@ -422,8 +423,8 @@ static int activate(struct run *r)
 
 static int certify(struct run *r)
 {
-	unsigned char nonce[32], *attest = NULL, *sig = NULL, *area = NULL;
-	size_t attest_len = 0, sig_len = 0, area_len = 0;
+	unsigned char nonce[32], *attest = NULL, *sig = NULL;
+	size_t attest_len = 0, sig_len = 0;
 	kl_tpm_name iak_name, idevid_name;
 	kl_attest_report rep;
 	char why[64];
@@ -448,24 +449,17 @@ static int certify(struct run *r)
 		              kl_error_detail());
 	}
 	/* Every attribute bit of both keys, as the TPM reports them. */
-	const struct {
-		kl_tpm_object *key;
-		kl_attest_key_kind kind;
-	} keys[2] = { { r->iak, KL_ATTEST_KEY_IAK }, { r->idevid, KL_ATTEST_KEY_IDEVID } };
-	for (size_t i = 0; rc == 0 && i < 2; i++) {
-		kl_attest_verdict v = KL_ATTEST_OK;
+	if (rc == 0) {
+		kl_attest_verdict v;
+		int which;
 
-		rc = kl_tpm_object_public_area(keys[i].key, &area, &area_len);
-		if (rc == 0)
-			rc = kl_attest_check_public(area, area_len, keys[i].kind, &v);
-		free(area);
-		area = NULL;
+		rc = kl_identity_check_keys(r->iak, r->idevid, &which, &v);
 		if (rc == -KL_E_CRYPTO) {
 			free(attest);
 			free(sig);
 			return refuse(r, attest_reason("key", v, why, sizeof(why)),
 			              "the %s is not the key it must be: %s",
-			              i == 0 ? "IAK" : "IDevID", kl_error_detail());
+			              which == 0 ? "IAK" : "IDevID", kl_error_detail());
 		}
 	}
 	if (rc < 0) {
@@ -484,43 +478,21 @@ static int certify(struct run *r)
 	return 0;
 }
 
-/* SHA-256(POP_LABEL || 0 || serial || 0 || nonce) */
-static void pop_digest(const char *serial, const unsigned char *nonce, size_t n,
-                       unsigned char out[32])
-{
-	EVP_MD_CTX *m = EVP_MD_CTX_new();
-
-	EVP_DigestInit_ex(m, EVP_sha256(), NULL);
-	EVP_DigestUpdate(m, POP_LABEL, sizeof(POP_LABEL));
-	EVP_DigestUpdate(m, serial, strlen(serial) + 1);
-	EVP_DigestUpdate(m, nonce, n);
-	EVP_DigestFinal_ex(m, out, NULL);
-	EVP_MD_CTX_free(m);
-}
-
-/* The key signs a fresh nonce; the signature must verify with pub. */
+/* The key signs a fresh nonce (identity.h, POP_LABEL); the signature must
+ * verify with pub. ev (may be NULL) receives the nonce and signature. */
 static int prove(struct run *r, kl_tpm_object *key, EVP_PKEY *pub, json_object *ev)
 {
-	unsigned char nonce[32], digest[32], *sig = NULL;
+	unsigned char nonce[32], *sig = NULL;
 	size_t sig_len = 0;
-	EVP_PKEY_CTX *v;
-	int ok, rc;
+	int rc = kl_identity_sign_check(r->tpm, key, pub, POP_LABEL, r->job->serial, nonce, &sig,
+	                                &sig_len);
 
-	if (RAND_bytes(nonce, sizeof(nonce)) != 1)
-		return kl_error_set(KL_E_CRYPTO, "no random nonce");
-	pop_digest(r->job->serial, nonce, sizeof(nonce), digest);
-	rc = kl_tpm_sign(r->tpm, key, digest, sizeof(digest), &sig, &sig_len);
-	if (rc < 0)
-		return rc;
-	v = EVP_PKEY_CTX_new(pub, NULL);
-	ok = v && EVP_PKEY_verify_init(v) > 0 && EVP_PKEY_verify(v, sig, sig_len, digest, 32) == 1;
-	EVP_PKEY_CTX_free(v);
-	if (ev) {
+	if (ev && sig) {
 		ev_hex(ev, "nonce", nonce, sizeof(nonce));
 		ev_hex(ev, "signature", sig, sig_len);
 	}
 	free(sig);
-	return ok ? 0 : kl_error_set(KL_E_CRYPTO, "the signature does not verify");
+	return rc;
 }
 
 static int pop(struct run *r)

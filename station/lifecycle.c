@@ -17,6 +17,7 @@
 #include <openssl/x509v3.h>
 
 #include "credential.h"
+#include "identity.h"
 #include "kl_error.h"
 #include "kl_failpoint.h"
 #include "tpm_cred.h"
@@ -196,41 +197,19 @@ const char *kl_life_idevid_profile(const struct life *l)
 }
 
 /* SHA-256(KL_LIFE_PROOF_LABEL || 0 || serial || 0 || nonce) */
-static void proof_digest(const char *serial, const unsigned char *nonce, size_t n,
-                         unsigned char out[32])
-{
-	EVP_MD_CTX *m = EVP_MD_CTX_new();
-
-	EVP_DigestInit_ex(m, EVP_sha256(), NULL);
-	EVP_DigestUpdate(m, KL_LIFE_PROOF_LABEL, sizeof(KL_LIFE_PROOF_LABEL));
-	EVP_DigestUpdate(m, serial, strlen(serial) + 1);
-	EVP_DigestUpdate(m, nonce, n);
-	EVP_DigestFinal_ex(m, out, NULL);
-	EVP_MD_CTX_free(m);
-}
-
 int kl_life_sign_check(struct life *l, kl_tpm_object *key, EVP_PKEY *pub, json_object *ev)
 {
-	unsigned char nonce[32], digest[32], *sig = NULL;
+	unsigned char nonce[32], *sig = NULL;
 	size_t sig_len = 0;
-	EVP_PKEY_CTX *v;
-	int ok, rc;
+	int rc = kl_identity_sign_check(l->tpm, key, pub, KL_LIFE_PROOF_LABEL, l->serial, nonce,
+	                                &sig, &sig_len);
 
-	if (RAND_bytes(nonce, sizeof(nonce)) != 1)
-		return kl_error_set(KL_E_CRYPTO, "no random nonce");
-	proof_digest(l->serial, nonce, sizeof(nonce), digest);
-	rc = kl_tpm_sign(l->tpm, key, digest, sizeof(digest), &sig, &sig_len);
-	if (rc < 0)
-		return rc;
-	v = EVP_PKEY_CTX_new(pub, NULL);
-	ok = v && EVP_PKEY_verify_init(v) > 0 && EVP_PKEY_verify(v, sig, sig_len, digest, 32) == 1;
-	EVP_PKEY_CTX_free(v);
-	if (ev) {
+	if (ev && sig) {
 		kl_life_ev_hex(ev, "nonce", nonce, sizeof(nonce));
 		kl_life_ev_hex(ev, "signature", sig, sig_len);
 	}
 	free(sig);
-	return ok ? 0 : kl_error_set(KL_E_CRYPTO, "the signature does not verify");
+	return rc;
 }
 
 /* The certificate in l->certs of that kind whose key is pub: a valid one

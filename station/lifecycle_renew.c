@@ -10,6 +10,7 @@
 #include <openssl/rand.h>
 
 #include "attest.h"
+#include "identity.h"
 #include "kl_error.h"
 #include "kl_failpoint.h"
 #include "registry_life.h"
@@ -106,8 +107,8 @@ static int certify(struct renew *r)
 {
 	struct life *l = &r->l;
 	unsigned char unique[sizeof(UNIQUE_PREFIX) - 1 + UNIQUE_RANDOM], nonce[32];
-	unsigned char *attest = NULL, *sig = NULL, *area = NULL;
-	size_t attest_len = 0, sig_len = 0, area_len = 0;
+	unsigned char *attest = NULL, *sig = NULL;
+	size_t attest_len = 0, sig_len = 0;
 	EVP_PKEY *iak_pub = X509_get0_pubkey(l->certs[l->cur_iak].x);
 	kl_tpm_name iak_name, key_name;
 	kl_attest_report rep;
@@ -149,18 +150,11 @@ static int certify(struct renew *r)
 		                      "TPM2_Certify does not prove the new key is in this TPM: %s",
 		                      kl_error_detail());
 	}
-	const struct {
-		kl_tpm_object *key;
-		kl_attest_key_kind kind;
-	} keys[2] = { { l->iak, KL_ATTEST_KEY_IAK }, { r->key, KL_ATTEST_KEY_IDEVID } };
-	for (size_t i = 0; rc == 0 && i < 2; i++) {
-		kl_attest_verdict v = KL_ATTEST_OK;
+	if (rc == 0) {
+		kl_attest_verdict v;
+		int which;
 
-		rc = kl_tpm_object_public_area(keys[i].key, &area, &area_len);
-		if (rc == 0)
-			rc = kl_attest_check_public(area, area_len, keys[i].kind, &v);
-		free(area);
-		area = NULL;
+		rc = kl_identity_check_keys(l->iak, r->key, &which, &v);
 		if (rc == -KL_E_CRYPTO) {
 			free(attest);
 			free(sig);
@@ -169,7 +163,7 @@ static int certify(struct renew *r)
 				if (*p == '-')
 					*p = '_';
 			return kl_life_refuse(l, why, "the %s is not the key it must be: %s",
-			                      i == 0 ? "IAK" : "new IDevID", kl_error_detail());
+			                      which == 0 ? "IAK" : "new IDevID", kl_error_detail());
 		}
 	}
 	if (rc < 0) {

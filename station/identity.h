@@ -1,0 +1,33 @@
+/* The proofs a DUT gives of its identity keys, shared by the provisioning
+ * engine (proof of possession, the "already provisioned" check) and the
+ * lifecycle (proof of identity before a renewal or a decommission). */
+#ifndef KL_STATION_IDENTITY_H
+#define KL_STATION_IDENTITY_H
+
+#include <stddef.h>
+
+#include <openssl/evp.h>
+
+#include "attest.h"
+#include "tpm.h"
+#include "tpm_cred.h"
+
+/* The key signs SHA-256(label || 0 || serial || 0 || nonce), nonce being a
+ * fresh 32-byte station nonce, with TPM2_Sign; the signature must verify
+ * with pub. The label keeps a signature made for one purpose from serving
+ * another. nonce_out (may be NULL) receives the nonce; *sig_out (sig_out
+ * may be NULL; free() it) the DER signature whenever the TPM signed, also
+ * when it does not verify, for the evidence. Returns 0, -KL_E_CRYPTO when
+ * it does not verify, or the TPM's error. */
+int kl_identity_sign_check(kl_tpm *t, const kl_tpm_object *key, EVP_PKEY *pub, const char *label,
+                           const char *serial, unsigned char nonce_out[32], unsigned char **sig_out,
+                           size_t *sig_len);
+
+/* The IAK's and the IDevID's public areas, as the TPM reports them, against
+ * the DevID spec's templates (kl_attest_check_public). On -KL_E_CRYPTO,
+ * *which is 0 for the IAK or 1 for the IDevID and *verdict says what is
+ * wrong; other negative values are errors reading the areas. */
+int kl_identity_check_keys(const kl_tpm_object *iak, const kl_tpm_object *idevid, int *which,
+                           kl_attest_verdict *verdict);
+
+#endif
