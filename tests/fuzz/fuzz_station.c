@@ -101,7 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	has_error = json_object_object_get_ex(o, "error", &e);
 	check(has_result + has_error == 1, "exactly one of result and error");
 	if (has_error) {
-		check(json_object_object_get_ex(e, "code", &v) && json_object_is_type(v, json_type_int),
+		check(json_object_object_get_ex(e, "code", &v) &&
+		          json_object_is_type(v, json_type_int),
 		      "error code");
 		check(json_object_object_get_ex(e, "message", &v) &&
 		          json_object_is_type(v, json_type_string),

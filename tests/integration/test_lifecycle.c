@@ -32,6 +32,8 @@
 #include "tpm.h"
 #include "trust.h"
 
+#include "pki_fixture.h"
+
 #ifndef KL_PROFILES_DIR
 #error "KL_PROFILES_DIR must be defined by the build"
 #endif
@@ -47,16 +49,13 @@ static struct {
 	kl_floor *floor;
 	kl_vendor *acme;
 	kl_dut **dut;
-	kl_token tok;
-	kl_hsm *hsm;
-	EVP_PKEY *ca_key, *root_key, *record_key;
-	X509 *root, *issuing, *record_cert;
-	char dir[PATH_MAX], db[PATH_MAX], root_pem[PATH_MAX], issuing_pem[PATH_MAX];
-	char trust_dir[PATH_MAX];
+	struct test_pki pki;
+	EVP_PKEY *record_key;
+	X509 *record_cert;
+	char dir[PATH_MAX];
 	kl_store *store;
 	kl_ca *ca;
 	kl_registry *reg;
-	kl_trust *trust;
 	kl_engine_config cfg;
 	kl_life_config life;
 	int lock_depth, locks;
@@ -89,39 +88,10 @@ static void progress(void *ctx, const char *step, bool done, double ms)
 	}
 }
 
-static void write_pem(const char *path, X509 *x)
-{
-	FILE *f = fopen(path, "w");
-
-	PEM_write_X509(f, x);
-	fclose(f);
-}
-
-static int copy(const char *from, const char *to)
-{
-	const char *argv[] = { "cp", from, to, NULL };
-
-	return kl_floor_run(g.floor, NULL, NULL, argv);
-}
-
 static int open_all(void)
 {
-	kl_ca_config cc = { .issuer_name = "issuing",
-		            .profiles_dir = KL_PROFILES_DIR,
-		            .crl_url = "http://pki.test/issuing.crl",
-		            .actor = "test" };
-
-	if (kl_store_open(g.db, &g.store) < 0 || kl_ca_open(g.store, &cc, g.ca_key, &g.ca) < 0 ||
-	    kl_registry_open(g.store, &g.reg) < 0)
+	if (test_pki_open(&g.pki, &g.store, &g.ca, &g.reg, &g.cfg) < 0)
 		return -1;
-	g.cfg = (kl_engine_config){ .store = g.store,
-		                    .reg = g.reg,
-		                    .ca = g.ca,
-		                    .trust = g.trust,
-		                    .entropy = g.hsm,
-		                    .require_prereg = true,
-		                    .ek_types = 7,
-		                    .station_id = "test-station" };
 	g.life = (kl_life_config){ .store = g.store,
 		                   .reg = g.reg,
 		                   .ca = g.ca,
@@ -135,73 +105,28 @@ static int open_all(void)
 
 static void close_all(void)
 {
-	kl_registry_free(g.reg);
-	kl_ca_free(g.ca);
-	kl_store_free(g.store);
-	g.reg = NULL;
-	g.ca = NULL;
-	g.store = NULL;
+	test_pki_close(&g.store, &g.ca, &g.reg);
 }
 
 static int setup(void **state)
 {
-	kl_secret *pin = NULL;
-	kl_hsm_key *k = NULL, *rk = NULL;
-	X509_NAME *rn = NULL, *in = NULL;
-	unsigned char *der = NULL;
-	char p[PATH_MAX];
+	kl_hsm_key *rk = NULL;
 	kl_registry_item items[N_DUT + 3];
-	int len;
 
 	(void)state;
 	if (kl_floor_new(&g.floor) < 0 || kl_floor_vendor(g.floor, "Acme TPM", &g.acme) < 0 ||
-	    kl_floor_manufacture(g.floor, g.acme, "life", N_DUT, &g.dut) < 0 ||
-	    kl_floor_token(g.floor, "ca", "so-1", "user-1", &g.tok) < 0) {
+	    kl_floor_manufacture(g.floor, g.acme, "life", N_DUT, &g.dut) < 0) {
 		fprintf(stderr, "floor: %s\n", kl_error_detail());
 		return -1;
 	}
 	snprintf(g.dir, sizeof(g.dir), "%s", kl_floor_dir(g.floor));
-	/* The CA's issuing key and the record-signing key in the SoftHSM token. */
-	if (kl_secret_from_bytes("user-1", 6, &pin) < 0 ||
-	    kl_hsm_open(g.tok.module, "ca", &g.hsm) < 0 || kl_hsm_login(g.hsm, pin) < 0 ||
-	    kl_hsm_key_generate(g.hsm, KL_HSM_KEY_EC_P256, "issuing", &k) < 0 ||
-	    kl_hsm_key_private(g.hsm, k, &g.ca_key) < 0 ||
-	    kl_hsm_key_generate(g.hsm, KL_HSM_KEY_EC_P256, "records", &rk) < 0 ||
-	    kl_hsm_key_private(g.hsm, rk, &g.record_key) < 0)
+	/* The CA (issuing key in SoftHSM), a trust bundle of Acme only, and
+	 * the record-signing key in the same token. */
+	if (test_pki_make(g.floor, g.acme, &g.pki) < 0 ||
+	    kl_hsm_key_generate(g.pki.hsm, KL_HSM_KEY_EC_P256, "records", &rk) < 0 ||
+	    kl_hsm_key_private(g.pki.hsm, rk, &g.record_key) < 0)
 		return -1;
-	kl_secret_free(pin);
-	kl_hsm_key_free(k);
 	kl_hsm_key_free(rk);
-	g.root_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
-	if (kl_ceremony_name("Test Root", "Keyline", "DE", &rn) < 0 ||
-	    kl_ceremony_name("Test Issuing", "Keyline", "DE", &in) < 0 ||
-	    kl_ceremony_root(g.root_key, rn, 3650, &g.root) < 0 ||
-	    kl_ceremony_issuing(g.root, g.root_key, in, g.ca_key, 1825, &g.issuing) < 0)
-		return -1;
-	X509_NAME_free(rn);
-	X509_NAME_free(in);
-	snprintf(g.root_pem, sizeof(g.root_pem), "%s/root.pem", g.dir);
-	snprintf(g.issuing_pem, sizeof(g.issuing_pem), "%s/issuing.pem", g.dir);
-	write_pem(g.root_pem, g.root);
-	write_pem(g.issuing_pem, g.issuing);
-	snprintf(g.db, sizeof(g.db), "%s/registry.db", g.dir);
-	if (kl_store_open(g.db, &g.store) < 0)
-		return -1;
-	len = i2d_X509(g.issuing, &der);
-	if (kl_store_issuer_add(g.store, "issuing", "pkcs11:token=ca;object=issuing", der,
-	                        (size_t)len, NULL) < 0)
-		return -1;
-	OPENSSL_free(der);
-	kl_store_free(g.store);
-	g.store = NULL;
-	snprintf(g.trust_dir, sizeof(g.trust_dir), "%s/trust", g.dir);
-	mkdir(g.trust_dir, 0755);
-	snprintf(p, sizeof(p), "%s/acme.pem", g.trust_dir);
-	if (copy(g.acme->root_pem, p) != 0)
-		return -1;
-	snprintf(p, sizeof(p), "%s/acme-issuing.pem", g.trust_dir);
-	if (copy(g.acme->intermediate_pem, p) != 0 || kl_trust_load(g.trust_dir, &g.trust) < 0)
-		return -1;
 	if (open_all() < 0)
 		return -1;
 	/* The station's record-signing certificate, from the "records" profile,
@@ -255,14 +180,9 @@ static int teardown(void **state)
 {
 	(void)state;
 	close_all();
-	kl_trust_free(g.trust);
-	EVP_PKEY_free(g.ca_key);
 	EVP_PKEY_free(g.record_key);
-	EVP_PKEY_free(g.root_key);
-	X509_free(g.root);
-	X509_free(g.issuing);
 	X509_free(g.record_cert);
-	kl_hsm_free(g.hsm);
+	test_pki_free(&g.pki);
 	kl_floor_free(g.floor);
 	return 0;
 }
@@ -324,9 +244,15 @@ static X509 *nv_idevid_cert(kl_dut *d, const char *tag)
 	assert_int_equal(kl_dut_tool(g.floor, d, "/dev/null", nvread), 0);
 	const char *conv[] = { "openssl", "x509", "-inform", "DER", "-in", der, "-out", pem, NULL };
 	assert_int_equal(kl_floor_run(g.floor, NULL, NULL, conv), 0);
-	const char *verify[] = { "openssl",     "verify",   "-x509_strict",
-		                 "-CAfile",     g.root_pem, "-untrusted",
-		                 g.issuing_pem, pem,        NULL };
+	const char *verify[] = { "openssl",
+		                 "verify",
+		                 "-x509_strict",
+		                 "-CAfile",
+		                 g.pki.root_pem,
+		                 "-untrusted",
+		                 g.pki.issuing_pem,
+		                 pem,
+		                 NULL };
 	assert_int_equal(kl_floor_run(g.floor, NULL, NULL, verify), 0);
 	f = fopen(pem, "r");
 	assert_non_null(f);
@@ -411,15 +337,16 @@ static int crl_reason(const char *serial_hex, const char *reason_text)
 	f = fopen(path, "w");
 	fwrite(der, 1, len, f);
 	fclose(f);
-	const char *text[] = { "openssl", "crl",   "-inform", "DER",     "-in",         path,
-		               "-noout",  "-text", "-verify", "-CAfile", g.issuing_pem, NULL };
+	const char *text[] = { "openssl", "crl",     "-inform",         "DER",
+		               "-in",     path,      "-noout",          "-text",
+		               "-verify", "-CAfile", g.pki.issuing_pem, NULL };
 	assert_int_equal(kl_floor_run(g.floor, out, NULL, text), 0);
 	if (reason_text)
 		assert_out(out, reason_text, true);
 	const unsigned char *p = der;
 	X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)len);
 	assert_non_null(crl);
-	assert_int_equal(X509_CRL_verify(crl, X509_get0_pubkey(g.issuing)), 1);
+	assert_int_equal(X509_CRL_verify(crl, X509_get0_pubkey(g.pki.issuing)), 1);
 	assert_true(BN_hex2bn(&bn, serial_hex) > 0);
 	ASN1_INTEGER *want = BN_to_ASN1_INTEGER(bn, NULL);
 	STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
@@ -458,7 +385,7 @@ static int audits(const char *action)
 
 	snprintf(out, sizeof(out), "%s/audit-count.txt", g.dir);
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit WHERE action = '%s'", action);
-	const char *argv[] = { "sqlite3", g.db, sql, NULL };
+	const char *argv[] = { "sqlite3", g.pki.db, sql, NULL };
 	assert_int_equal(kl_floor_run(g.floor, out, NULL, argv), 0);
 	f = fopen(out, "r");
 	assert_non_null(f);
@@ -564,7 +491,7 @@ static void test_renew_then_decommission(void **state)
 	/* The record: exported, verifies against the CA, says what it must. */
 	char *json = NULL;
 	assert_int_equal(kl_life_record_get(g.reg, "SN-L0", 0, &json), 0);
-	assert_int_equal(kl_life_record_verify(json, g.issuing), 0);
+	assert_int_equal(kl_life_record_verify(json, g.pki.issuing), 0);
 	assert_int_equal(kl_life_record_verify(json, NULL), 0);
 	assert_non_null(strstr(json, "Purge: cryptographic erase"));
 	assert_non_null(strstr(json, "endorsement primary seed"));
@@ -575,12 +502,12 @@ static void test_renew_then_decommission(void **state)
 	assert_non_null(strstr(json, "service:test"));
 	assert_non_null(strstr(json, "test-station"));
 	/* Against another issuer: refused. */
-	assert_int_equal(kl_life_record_verify(json, g.root), -KL_E_CRYPTO);
+	assert_int_equal(kl_life_record_verify(json, g.pki.root), -KL_E_CRYPTO);
 	/* Tampered: one fact changed. */
 	char *t = strdup(json), *at = strstr(t, "\"result\": \"pass\"");
 	assert_non_null(at);
 	memcpy(at + strlen("\"result\": \""), "fail", 4);
-	assert_int_equal(kl_life_record_verify(t, g.issuing), -KL_E_CRYPTO);
+	assert_int_equal(kl_life_record_verify(t, g.pki.issuing), -KL_E_CRYPTO);
 	free(t);
 	t = strdup(json);
 	at = strstr(t, "SN-L0");
@@ -617,7 +544,7 @@ static void test_repurpose(void **state)
 	assert_int_equal(dev.state, KL_DEVICE_REPURPOSED);
 	assert_int_equal(certs_of("SN-L1").valid, 0);
 	assert_int_equal(kl_life_record_get(g.reg, "SN-L1", res.record_id, &json), 0);
-	assert_int_equal(kl_life_record_verify(json, g.issuing), 0);
+	assert_int_equal(kl_life_record_verify(json, g.pki.issuing), 0);
 	assert_non_null(strstr(json, "repurposed"));
 	free(json);
 
@@ -899,7 +826,7 @@ static void test_decommission_killed(void **state)
 	assert_int_equal(kl_registry_device_get(g.reg, "SN-L6", &dev), 0);
 	assert_int_equal(dev.state, KL_DEVICE_DECOMMISSIONED);
 	assert_int_equal(kl_life_record_get(g.reg, "SN-L6", 0, &json), 0);
-	assert_int_equal(kl_life_record_verify(json, g.issuing), 0);
+	assert_int_equal(kl_life_record_verify(json, g.pki.issuing), 0);
 	assert_non_null(strstr(json, "ek-activation"));
 	assert_non_null(strstr(json, "\"resumed\": true"));
 	free(json);
