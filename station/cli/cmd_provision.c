@@ -114,7 +114,7 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 	job.progress_ctx = &prog;
 
 	if (kl_home_open(home_dir, &home) < 0 ||
-	    kl_engine_config_from_home(home, &cfg, &reg, &trust) < 0) {
+	    kl_home_engine_config(home, &cfg, &reg, &trust) < 0) {
 		fprintf(stderr, "keyline provision: %s\n", kl_error_detail());
 		goto out;
 	}

@@ -15,9 +15,19 @@
 
 #include <openssl/evp.h>
 
-#include "credential.h"
 #include "kl_secret.h"
 #include "tpm.h"
+
+/* What TPM2_MakeCredential returns (credential.h makes one in software), marshalled, ready for
+ * TPM2_ActivateCredential: credentialBlob (a TPM2B_ID_OBJECT, its 2-byte size
+ * first) and secret (a TPM2B_ENCRYPTED_SECRET, its 2-byte size first). Neither
+ * is secret: both go to the DUT over an untrusted link. */
+typedef struct kl_credential {
+	unsigned char *blob;
+	size_t blob_len;
+	unsigned char *secret;
+	size_t secret_len;
+} kl_credential;
 
 /* A transient object that the station created and holds loaded in the TPM
  * (one of swtpm's three object slots). It belongs to the kl_tpm it was

@@ -85,4 +85,24 @@ int kl_write_file(const char *path, const void *data, size_t len, mode_t mode);
 /* Copies a file (not atomically: for files made once, such as profiles). */
 int kl_copy_file(const char *from, const char *to);
 
+/* What a station needs from its home beyond this (home_station.c). */
+
+/* Where installed data lives ("profiles", "fixtures"): $KEYLINE_DATADIR/NAME,
+ * else the install prefix's share/keyline/NAME when it exists, else the
+ * source tree's copy (a build that was not installed). */
+const char *kl_home_data_dir(const char *name);
+
+/* Builds, signs and writes HOME/crl/issuing.crl (DER) and issuing.crl.pem;
+ * path receives the DER file's path. */
+int kl_home_publish_crl(kl_home *home, long days, const char *actor, char *path, size_t size);
+
+/* The engine's configuration from a home: its store, CA, registry, trust
+ * bundle (HOME/trust or station.trust), entropy HSM and policy
+ * ([policy] require_prereg, ek_types; [station] id). */
+struct kl_engine_config;
+struct kl_registry;
+struct kl_trust;
+int kl_home_engine_config(kl_home *home, struct kl_engine_config *cfg,
+                               struct kl_registry **reg, struct kl_trust **trust);
+
 #endif

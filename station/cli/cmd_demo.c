@@ -489,7 +489,7 @@ int kl_cmd_demo(const char *home_opt, int argc, char **argv)
 		return 2;
 	}
 	if (!getenv("KEYLINE_FIXTURES"))
-		setenv("KEYLINE_FIXTURES", kl_cli_data_dir("fixtures"), 1);
+		setenv("KEYLINE_FIXTURES", kl_home_data_dir("fixtures"), 1);
 
 	/* The home: the one given, or a fresh one that stays afterwards. */
 	if (home_opt) {

@@ -32,24 +32,6 @@ int kl_cmd_audit_list(const char *home_dir, int argc, char **argv);
 int kl_cli_devices_via_station(const char *home_dir, const char *sub, int argc, char **argv,
                                int *status);
 
-/* Where installed data lives ("profiles", "fixtures"): $KEYLINE_DATADIR/NAME,
- * else the install prefix's share/keyline/NAME when it exists, else the
- * source tree's copy (a build that was not installed). */
-const char *kl_cli_data_dir(const char *name);
-
-/* Builds, signs and writes HOME/crl/issuing.crl (DER) and issuing.crl.pem;
- * path receives the DER file's path. */
-int kl_cli_publish_crl(kl_home *home, long days, const char *actor, char *path, size_t size);
-
-/* The engine's configuration from a home: its store, CA, registry, trust
- * bundle (HOME/trust or station.trust), entropy HSM and policy
- * ([policy] require_prereg, ek_types; [station] id). */
-struct kl_engine_config;
-struct kl_registry;
-struct kl_trust;
-int kl_engine_config_from_home(kl_home *home, struct kl_engine_config *cfg,
-                               struct kl_registry **reg, struct kl_trust **trust);
-
 /* One call of the socket API: through the running station, or when none
  * runs and need_station is false, through the same method table in process
  * over the home (read-only role). params is taken; *res is the result. */

@@ -189,7 +189,7 @@ static int copy_profiles(const char *to)
 {
 	const char *const names[] = { "idevid", "iak", "ldevid", "tls", "records", NULL };
 	char src[PATH_MAX], dst[PATH_MAX];
-	const char *from = kl_cli_data_dir("profiles");
+	const char *from = kl_home_data_dir("profiles");
 
 	for (size_t i = 0; names[i]; i++) {
 		int r;
@@ -685,7 +685,7 @@ static int ca_crl(kl_home *home, long days)
 
 	if (days <= 0 && kl_config_int(home->conf, "ca.crl_days", 7, 1, 366, &days) < 0)
 		return fail("crl");
-	if (kl_cli_publish_crl(home, days, kl_home_actor(), path, sizeof(path)) < 0)
+	if (kl_home_publish_crl(home, days, kl_home_actor(), path, sizeof(path)) < 0)
 		return fail("crl");
 	printf("%s\n", path);
 	return 0;

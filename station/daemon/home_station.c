@@ -10,7 +10,6 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "cli.h"
 #include "engine.h"
 #include "home.h"
 #include "kl_error.h"
@@ -24,7 +23,7 @@
 #define KL_INSTALL_DATADIR "/usr/local/share/keyline"
 #endif
 
-const char *kl_cli_data_dir(const char *name)
+const char *kl_home_data_dir(const char *name)
 {
 	static char path[PATH_MAX];
 	const char *env = getenv("KEYLINE_DATADIR");
@@ -44,7 +43,7 @@ const char *kl_cli_data_dir(const char *name)
 	return path;
 }
 
-int kl_cli_publish_crl(kl_home *home, long days, const char *actor, char *path, size_t size)
+int kl_home_publish_crl(kl_home *home, long days, const char *actor, char *path, size_t size)
 {
 	unsigned char *der = NULL;
 	size_t len = 0;
@@ -91,7 +90,7 @@ static const char *tenant_profile(void *ctx, const char *tenant, const char *kin
 	return kl_config_get(ctx, key, NULL);
 }
 
-int kl_engine_config_from_home(kl_home *home, kl_engine_config *cfg, kl_registry **reg,
+int kl_home_engine_config(kl_home *home, kl_engine_config *cfg, kl_registry **reg,
                                kl_trust **trust)
 {
 	char p[PATH_MAX];

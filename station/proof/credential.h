@@ -24,17 +24,8 @@
 
 #include "kl_secret.h"
 #include "tpm.h"
+#include "tpm_cred.h"
 
-/* What TPM2_MakeCredential returns, marshalled, ready for
- * TPM2_ActivateCredential: credentialBlob (a TPM2B_ID_OBJECT, its 2-byte size
- * first) and secret (a TPM2B_ENCRYPTED_SECRET, its 2-byte size first). Neither
- * is secret: both go to the DUT over an untrusted link. */
-typedef struct kl_credential {
-	unsigned char *blob;
-	size_t blob_len;
-	unsigned char *secret;
-	size_t secret_len;
-} kl_credential;
 
 /* The largest credential for an EK type: the digest size of the EK's nameAlg
  * (32 for L-1 and L-2, 48 for H-3); 0 for an unknown type. */

@@ -21,7 +21,6 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-#include "cli.h"
 #include "hsm.h"
 #include "kl_error.h"
 #include "kl_log.h"
@@ -756,7 +755,7 @@ static int records_profile(kl_station *s)
 	         kl_config_get(s->home->conf, "ca.profiles", def));
 	if (access(dst, R_OK) == 0)
 		return 0;
-	snprintf(src, sizeof(src), "%s/records.json", kl_cli_data_dir("profiles"));
+	snprintf(src, sizeof(src), "%s/records.json", kl_home_data_dir("profiles"));
 	return kl_copy_file(src, dst);
 }
 
@@ -888,7 +887,7 @@ int kl_station_open(const char *home_dir, kl_station **ret)
 	if ((r = kl_config_int(s->home->conf, "ca.crl_days", 7, 1, 366, &s->crl_days)) < 0)
 		goto fail;
 	/* The registry, the HSM (one login) and the CA, the trust bundle. */
-	r = kl_engine_config_from_home(s->home, &s->ecfg, &s->reg, &s->trust);
+	r = kl_home_engine_config(s->home, &s->ecfg, &s->reg, &s->trust);
 	if (r < 0) {
 		r = kl_error_wrap("cannot start: %s", !s->home->store ? "the registry is unusable"
 		                                      : !s->home->ca
@@ -941,7 +940,7 @@ fail:
 
 int st_publish_crl(kl_station *s, const char *actor, char *path, size_t size, int64_t *number)
 {
-	int r = kl_cli_publish_crl(s->home, s->crl_days, actor, path, size);
+	int r = kl_home_publish_crl(s->home, s->crl_days, actor, path, size);
 
 	if (r == 0 && number) {
 		kl_issuer_row row;
