@@ -19,6 +19,7 @@
 #include "ca_internal.h"
 #include "der.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 
 /* Room left in front of the entries for everything that precedes them:
  * CertificateList and TBSCertList headers, version, signature algorithm,
@@ -30,17 +31,6 @@ struct entries_ctx {
 	kl_der scratch; /* one entry's content, reused */
 	int64_t count;
 };
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* revokedCertificates entry:
  *   SEQUENCE { userCertificate INTEGER, revocationDate Time,
@@ -60,14 +50,14 @@ static int put_entry(void *vctx, const char *serial, int64_t when, int reason)
 		return kl_error_set(KL_E_DB, "stored serial '%s' is malformed",
 		                    serial ? serial : "");
 	if (hexlen % 2) { /* odd length: the first nibble stands alone */
-		if ((lo = hexval(serial[0])) < 0)
+		if ((lo = kl_hex_digit((unsigned char)serial[0])) < 0)
 			return kl_error_set(KL_E_DB, "stored serial '%s' is malformed", serial);
 		mag[n++] = (unsigned char)lo;
 		i = 1;
 	}
 	for (; i < hexlen; i += 2) {
-		hi = hexval(serial[i]);
-		lo = hexval(serial[i + 1]);
+		hi = kl_hex_digit((unsigned char)serial[i]);
+		lo = kl_hex_digit((unsigned char)serial[i + 1]);
 		if (hi < 0 || lo < 0)
 			return kl_error_set(KL_E_DB, "stored serial '%s' is malformed", serial);
 		mag[n++] = (unsigned char)(hi << 4 | lo);

@@ -13,19 +13,8 @@
 
 #include "ca_internal.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 #include "kl_failpoint.h"
-
-static void fingerprint(const X509 *x, char *out, size_t size)
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0;
-
-	out[0] = '\0';
-	if (!X509_digest(x, EVP_sha256(), md, &n))
-		return;
-	for (unsigned i = 0; i < n && 2 * i + 2 < size; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
 
 /* Escapes a string for a JSON audit detail. */
 static void json_str(char *out, size_t size, const char *in)
@@ -145,7 +134,7 @@ static int item_record(kl_ca *ca, struct item *it, kl_issue_result *res, const c
 	*der_len = i2d_X509(it->x, der);
 	if (*der_len <= 0)
 		return kl_error_set_ssl(KL_E_CRYPTO, "encode certificate");
-	fingerprint(it->x, fp, sizeof(fp));
+	kl_x509_fingerprint(it->x, fp);
 	snprintf(detail, sizeof(detail),
 	         "{\"serial\":\"%s\",\"profile\":\"%s\",\"subject\":\"%s\",\"sha256\":\"%s\"}",
 	         res->serial, it->p->name, esc_subject, fp);

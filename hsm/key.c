@@ -14,6 +14,7 @@
 
 #include "kl_cleanup.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 
 KL_DEFINE_CLEANUP(OSSL_PARAM_BLD, OSSL_PARAM_BLD_free)
 KL_DEFINE_CLEANUP(OSSL_PARAM, OSSL_PARAM_free)
@@ -100,8 +101,7 @@ static int key_new(const struct key_spec *s, const char *label, const unsigned c
 	k->pub = pub;
 	memcpy(k->id, id, id_len);
 	k->id_len = id_len;
-	for (size_t i = 0; i < id_len; i++)
-		snprintf(k->id_hex + 2 * i, 3, "%02x", id[i]);
+	kl_hex_encode(id, id_len, k->id_hex);
 	*ret = k;
 	return 0;
 }

@@ -21,6 +21,7 @@
 #include "hsm.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 #include "kl_secret.h"
 
 #define ROOT_TOKEN "keyline-root"
@@ -130,17 +131,6 @@ static X509 *read_cert(const char *path)
 	return x;
 }
 
-static void fingerprint(const X509 *x, char *out, size_t size)
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0;
-
-	out[0] = '\0';
-	X509_digest(x, EVP_sha256(), md, &n);
-	for (unsigned i = 0; i < n && 2 * i + 2 < size; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 /* A fresh PIN of 16 digits-and-letters from the CSPRNG, stored 0600. */
 static int new_pin_file(const char *path, kl_secret **ret)
 {
@@ -219,7 +209,7 @@ static int audit_cert(kl_store *s, const char *actor, const char *action, const 
 {
 	char fp[72], detail[512];
 
-	fingerprint(x, fp, sizeof(fp));
+	kl_x509_fingerprint(x, fp);
 	snprintf(detail, sizeof(detail), "{\"key\":\"%s\",\"sha256\":\"%s\"}", uri, fp);
 	return kl_store_audit(s, actor, action, detail);
 }
@@ -468,8 +458,8 @@ static int ca_init(const char *home_dir, const struct init_opts *o)
 			goto out;
 	}
 	char fp_root[72], fp_ca[72];
-	fingerprint(root, fp_root, sizeof(fp_root));
-	fingerprint(issuing, fp_ca, sizeof(fp_ca));
+	kl_x509_fingerprint(root, fp_root);
+	kl_x509_fingerprint(issuing, fp_ca);
 	printf("CA ceremony done in %s\n", home_dir);
 	printf("  root CA     %s\n              SHA-256 %s\n", root_uri, fp_root);
 	printf("  issuing CA  %s\n              SHA-256 %s\n", ca_uri, fp_ca);
@@ -586,7 +576,7 @@ static int ca_status(kl_home *home, bool json)
 		kl_store_cert_count(store, row.id, states[i], &counts[i]);
 	kl_store_revoked_count(store, row.id, &revoked);
 	X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
-	fingerprint(x, fp, sizeof(fp));
+	kl_x509_fingerprint(x, fp);
 	ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x));
 	kl_home_path(home, "crl/issuing.crl", p, sizeof(p));
 	if (json) {

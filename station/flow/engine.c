@@ -18,6 +18,7 @@
 #include "hsm.h"
 #include "identity.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 #include "kl_failpoint.h"
 #include "tpm_cred.h"
 #include "tpm_keys.h"
@@ -128,12 +129,6 @@ static int failed(struct run *r, const char *reason, int rc)
 	return -1;
 }
 
-static void hex(const unsigned char *p, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", p[i]);
-}
-
 static void ev_hex(json_object *o, const char *key, const unsigned char *p, size_t n)
 {
 	char *h = malloc(2 * n + 1);
@@ -141,7 +136,7 @@ static void ev_hex(json_object *o, const char *key, const unsigned char *p, size
 	if (!h)
 		return;
 	h[0] = '\0';
-	hex(p, n, h);
+	kl_hex_encode(p, n, h);
 	json_object_object_add(o, key, json_object_new_string(h));
 	free(h);
 }
@@ -258,7 +253,7 @@ static int ek_steps(struct run *r)
 		return refuse(r, kl_ek_verdict_name(r->ek.verdict), "%s", r->ek.reason);
 	json_object *ek = json_object_new_object();
 	json_object_object_add(ek, "type", json_object_new_string(kl_ek_type_name(r->ek_type)));
-	hex(r->ek.ek_sha256, 32, h);
+	kl_hex_encode(r->ek.ek_sha256, 32, h);
 	json_object_object_add(ek, "sha256", json_object_new_string(h));
 	json_object_object_add(ek, "issuer", json_object_new_string(r->ek.issuer));
 	json_object_object_add(ek, "manufacturer", json_object_new_string(r->ek.manufacturer));

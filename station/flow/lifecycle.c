@@ -19,6 +19,7 @@
 #include "credential.h"
 #include "identity.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 #include "kl_failpoint.h"
 #include "tpm_cred.h"
 #include "tpm_keys.h"
@@ -93,20 +94,13 @@ bool kl_life_cancelled(struct life *l)
 	return true;
 }
 
-void kl_life_hex(const unsigned char *p, size_t n, char *out)
-{
-	out[0] = '\0';
-	for (size_t i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", p[i]);
-}
-
 void kl_life_ev_hex(json_object *o, const char *key, const unsigned char *p, size_t n)
 {
 	char *h = malloc(2 * n + 1);
 
 	if (!h)
 		return;
-	kl_life_hex(p, n, h);
+	kl_hex_encode(p, n, h);
 	json_object_object_add(o, key, json_object_new_string(h));
 	free(h);
 }
@@ -256,7 +250,7 @@ static int check_ek(struct life *l, EVP_PKEY **ek_ret)
 			return 0;
 		}
 		if (ek && !hex[0])
-			kl_life_hex(got, 8, hex);
+			kl_hex_encode(got, 8, hex);
 		EVP_PKEY_free(ek);
 		if (l->ek_type != KL_EK__MAX)
 			break;

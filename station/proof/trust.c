@@ -16,6 +16,7 @@
 #include <openssl/x509v3.h>
 
 #include "kl_error.h"
+#include "kl_hex.h"
 
 #define OID_TCG_KP_EK_CERT          "2.23.133.8.1"
 #define OID_TCG_AT_TPM_MANUFACTURER "2.23.133.2.1"
@@ -138,8 +139,7 @@ int kl_trust_load(const char *dir, kl_trust **ret)
 		EVP_DigestUpdate(m, fps, n_fps * sizeof(*fps));
 		EVP_DigestFinal_ex(m, md, NULL);
 		EVP_MD_CTX_free(m);
-		for (int i = 0; i < 8; i++)
-			snprintf(t->version + 2 * i, 3, "%02x", md[i]);
+		kl_hex_encode(md, 8, t->version);
 	}
 	free(fps);
 	*ret = t;

@@ -15,6 +15,7 @@
 
 #include "kl_cleanup.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 #include "store_internal.h"
 
 #define STATE_CHECK                                                               \
@@ -206,25 +207,15 @@ int kl_registry_ek_from_hex(const char *hex, unsigned char out[32])
 
 	if (r < 0)
 		return r;
-	for (int i = 0; i < 32; i++) {
-		unsigned v;
-
-		sscanf(norm + 2 * i, "%2x", &v);
-		tmp[i] = (unsigned char)v;
-	}
+	if (kl_hex_decode(norm, sizeof(tmp), tmp) < 0)
+		return kl_error_set(KL_E_INVALID, "EK SHA-256 is not hex");
 	memcpy(out, tmp, 32);
 	return 0;
 }
 
 void kl_registry_ek_to_hex(const unsigned char ek[32], char out[65])
 {
-	static const char digits[] = "0123456789abcdef";
-
-	for (int i = 0; i < 32; i++) {
-		out[2 * i] = digits[ek[i] >> 4];
-		out[2 * i + 1] = digits[ek[i] & 15];
-	}
-	out[64] = '\0';
+	kl_hex_encode(ek, 32, out);
 }
 
 int kl_registry_check_name(const char *what, const char *s)

@@ -12,6 +12,7 @@
 
 #include "kl_cleanup.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 
 static const char *const verdict_names[KL_GATE__MAX] = {
 	[KL_GATE_OK] = "ok",
@@ -453,17 +454,6 @@ int kl_registry_device_begin(kl_registry *r, const char *serial, const char *ten
 	return kl_reg_finish(r, device_begin(r, serial, tenant, ek, actor));
 }
 
-static int sha256_hex(const char *text, char out[65])
-{
-	unsigned char md[32];
-	unsigned int n = 0;
-
-	if (!EVP_Digest(text, strlen(text), md, &n, EVP_sha256(), NULL))
-		return kl_error_set_ssl(KL_E_CRYPTO, "SHA-256");
-	kl_registry_ek_to_hex(md, out);
-	return 0;
-}
-
 static int device_commit(kl_registry *r, const char *serial, const char *evidence,
                          const char *actor)
 {
@@ -484,7 +474,7 @@ static int device_commit(kl_registry *r, const char *serial, const char *evidenc
 		                    "device %s cannot go from %s to provisioned (only a "
 		                    "provisioning device commits)",
 		                    serial, kl_registry_state_name(dev.state));
-	if ((rc = sha256_hex(evidence, digest)) < 0 ||
+	if ((rc = kl_sha256_hex(evidence, strlen(evidence), digest)) < 0 ||
 	    (rc = kl_reg_set_state_row(r, dev.id, KL_DEVICE_PROVISIONED, now)) < 0 ||
 	    (rc = kl_reg_prepare(r,
 	                         "INSERT INTO reg_evidence(device_id, evidence, created) "

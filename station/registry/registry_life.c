@@ -11,6 +11,7 @@
 
 #include "kl_cleanup.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 #include "store_internal.h"
 
 /* Versioned migrations of the "lifecycle" module. Never edit a released
@@ -35,17 +36,6 @@ static int ensure_schema(kl_registry *r)
 {
 	return kl_store_migrate(r->store, "lifecycle", life_migrations,
 	                        sizeof(life_migrations) / sizeof(life_migrations[0]));
-}
-
-static int sha256_hex(const char *text, char out[65])
-{
-	unsigned char md[32];
-	unsigned int n = 0;
-
-	if (!EVP_Digest(text, strlen(text), md, &n, EVP_sha256(), NULL))
-		return kl_error_set_ssl(KL_E_CRYPTO, "SHA-256");
-	kl_registry_ek_to_hex(md, out);
-	return 0;
 }
 
 static int device_id(kl_registry *r, const char *serial, int64_t *ret)
@@ -151,7 +141,7 @@ static int sanitize_close(kl_registry *r, int64_t id, const char *record, const 
 	json_object *d;
 	int rc;
 
-	if ((rc = sha256_hex(record, digest)) < 0)
+	if ((rc = kl_sha256_hex(record, strlen(record), digest)) < 0)
 		return rc;
 	rc = kl_reg_prepare(r,
 	                    "SELECT d.serial FROM reg_sanitization s JOIN reg_device d "
@@ -252,7 +242,8 @@ static int evidence_add(kl_registry *r, const char *serial, const char *evidence
 	json_object *d;
 	int rc;
 
-	if ((rc = device_id(r, serial, &dev)) < 0 || (rc = sha256_hex(evidence, digest)) < 0)
+	if ((rc = device_id(r, serial, &dev)) < 0 ||
+	    (rc = kl_sha256_hex(evidence, strlen(evidence), digest)) < 0)
 		return rc;
 	rc = kl_reg_prepare(
 	    r, "INSERT INTO reg_evidence(device_id, evidence, created) VALUES(?1, ?2, ?3)", &st);
