@@ -159,6 +159,24 @@ static void test_demo_exec(void **state)
 	assert_string_equal(text, want);
 	free(text);
 
+	/* Installed side by side (no $KEYLINE_DEMO): the one beside keyline. */
+	char bin[PATH_MAX], copy[PATH_MAX], beside[PATH_MAX];
+	snprintf(bin, sizeof(bin), "%s/bin", kl_floor_dir(f));
+	snprintf(copy, sizeof(copy), "%s/keyline", bin);
+	snprintf(beside, sizeof(beside), "%s/keyline-demo", bin);
+	assert_int_equal(mkdir(bin, 0700), 0);
+	const char *cp[] = { "cp", KEYLINE_BIN, copy, NULL };
+	assert_int_equal(kl_floor_run(f, NULL, NULL, cp), 0);
+	write_script(beside, "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$0.args\"\nexit 5\n");
+	const char *pair[] = { "env", "-u", "KEYLINE_DEMO", copy, "--home", home, "demo", NULL };
+	assert_int_equal(kl_floor_run(f, NULL, NULL, pair), 5);
+	snprintf(args, sizeof(args), "%s.args", beside);
+	text = slurp(args);
+	assert_non_null(realpath(copy, self)); /* what /proc/self/exe says */
+	snprintf(want, sizeof(want), "--keyline\n%s\n--home\n%s\n", self, home);
+	assert_string_equal(text, want);
+	free(text);
+
 	/* Missing: exit 1 and a sentence that names the path, not a crash. */
 	snprintf(missing, sizeof(missing), "%s/no-such-demo", kl_floor_dir(f));
 	snprintf(env_missing, sizeof(env_missing), "KEYLINE_DEMO=%s", missing);
