@@ -89,8 +89,9 @@ static void demo_line_read(GObject *src, GAsyncResult *res, gpointer data)
 
 static void start_demo(KlUiApplication *self)
 {
-	g_autofree char *helper =
-	    find_program("keyline-ui-demo-line", KL_UI_BUILD_DEMO_LINE, "KEYLINE_UI_DEMO_LINE");
+	/* keyline-demo (fixtures/demo.c), the program behind `keyline demo`;
+	 * --ui: build the line, say STEP/READY/ERROR, keep it running. */
+	g_autofree char *helper = find_program("keyline-demo", KL_UI_BUILD_DEMO, "KEYLINE_DEMO");
 	g_autofree char *keyline = find_program("keyline", KL_UI_BUILD_KEYLINE, "KEYLINE_BIN");
 	g_autofree char *devices = g_strdup_printf("%d", self->devices);
 	g_autoptr(GError) error = NULL;
@@ -102,12 +103,12 @@ static void start_demo(KlUiApplication *self)
 		self->home = g_mkdtemp(g_steal_pointer(&tmpl));
 	}
 	if (!helper || !keyline || !self->home) {
-		kl_ui_window_set_demo_status(
-		    self->window, "✖ Demo: keyline or keyline-ui-demo-line not found", TRUE);
+		kl_ui_window_set_demo_status(self->window,
+		                             "✖ Demo: keyline or keyline-demo not found", TRUE);
 		return;
 	}
 	self->demo_proc = g_subprocess_new(
-	    G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDIN_PIPE, &error, helper,
+	    G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDIN_PIPE, &error, helper, "--ui",
 	    "--home", self->home, "--keyline", keyline, "--devices", devices, NULL);
 	if (!self->demo_proc) {
 		g_autofree char *t = g_strdup_printf("✖ Demo: %s", error->message);

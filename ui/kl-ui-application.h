@@ -1,6 +1,6 @@
 /* KlUiApplication: keyline-ui. Options: --socket PATH or --home DIR (the
  * station's socket, HOME/station.sock), or --demo [--devices N] [--home DIR]
- * to set up a demo line first (keyline-ui-demo-line) and open the UI on it.
+ * to set up a demo line first (keyline-demo --ui) and open the UI on it.
  * It owns the station client and the line model the views share. */
 #ifndef KL_UI_APPLICATION_H
 #define KL_UI_APPLICATION_H
