@@ -34,6 +34,8 @@
 
 KL_DEFINE_CLEANUP(P11KitUri, p11_kit_uri_free)
 
+#define FIELD_SIZE(f) sizeof(((kl_pkcs11_uri *)0)->f)
+
 /* The characters p11_kit_uri_parse strips from a URI (its
  * P11_URL_WHITESPACE); RFC 3986 Appendix C allows that, our URIs have
  * always kept them. */
@@ -78,7 +80,7 @@ static bool scan_value(const char *v, const char *end, size_t *len, bool *nul)
 struct copy {
 	char *o;                     /* where the next byte goes */
 	bool any;                    /* a component has been written in this list */
-	const char *type, *type_end; /* the last type= value, "" for none */
+	const char *type, *type_end; /* the last type= value, NULL for none */
 };
 
 /* Checks one component. Returns 1 when p11-kit is to be given it, 0 when it
@@ -93,7 +95,7 @@ static int check_comp(const struct comp *c, struct copy *cp)
 
 	ok = scan_value(c->value, c->end, &n, &nul);
 	if (comp_is(c, false, "id")) {
-		if (!ok || n >= sizeof(((kl_pkcs11_uri *)0)->id))
+		if (!ok || n >= FIELD_SIZE(id))
 			return kl_error_set(
 			    KL_E_INVALID,
 			    "PKCS#11 URI: bad id (percent-encoded bytes, at most 63)");
@@ -111,12 +113,12 @@ static int check_comp(const struct comp *c, struct copy *cp)
 		return 1;
 	}
 	if (comp_is(c, false, "object")) {
-		if (n >= sizeof(((kl_pkcs11_uri *)0)->object))
+		if (n >= FIELD_SIZE(object))
 			return kl_error_set(KL_E_INVALID, "PKCS#11 URI: object label too long");
 		return 1;
 	}
 	if (comp_is(c, false, "type")) {
-		if (n >= sizeof(((kl_pkcs11_uri *)0)->type))
+		if (n >= FIELD_SIZE(type))
 			return kl_error_set(KL_E_INVALID, "PKCS#11 URI: bad type");
 		/* The last one counts, an empty one included. p11-kit keeps
 		 * the class of an earlier type when a later one is unknown,
