@@ -29,7 +29,7 @@
 #include <openssl/rand.h>
 
 #include "credential.h"
-#include "kdf.h"
+#include "credential_kdf.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
 

@@ -40,7 +40,7 @@
 #include <openssl/rand.h>
 
 #include "credential.h"
-#include "kdf.h"
+#include "credential_kdf.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "kl_secret.h"
@@ -522,10 +522,10 @@ static void test_tpm2_tools_vectors(void **state)
 	}
 }
 
-/* 6. KDFa and KDFe (kdf.h, on OpenSSL's KBKDF and SSKDF) against the loops
- * of Part 1 §11.4.10 written out here, for digests of two sizes, output
- * lengths below, at and between multiples of the digest size (a wrong
- * counter, separator or L changes every one), and with and without
+/* 6. KDFa and KDFe (credential_kdf.h, on OpenSSL's KBKDF and SSKDF)
+ * against the loops of Part 1 §11.4.10 written out here, for digests of two
+ * sizes, output lengths below, at and between multiples of the digest size
+ * (a wrong counter, separator or L changes every one), and with and without
  * context. */
 static void be32(unsigned char *p, uint32_t v)
 {

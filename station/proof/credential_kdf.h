@@ -7,8 +7,8 @@
  * whose terminating NUL is part of the derivation, as the TPM has it. Both
  * write exactly out_len bytes (whole bytes: the TPM's bit lengths here are
  * multiples of 8) and return 0 or -KL_E_CRYPTO / -KL_E_INVALID. */
-#ifndef KL_PROOF_KDF_H
-#define KL_PROOF_KDF_H
+#ifndef KL_PROOF_CREDENTIAL_KDF_H
+#define KL_PROOF_CREDENTIAL_KDF_H
 
 #include <stddef.h>
 
