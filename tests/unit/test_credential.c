@@ -547,7 +547,8 @@ static void ref_kdfa(const char *md, const unsigned char *key, size_t key_len, c
 	for (uint32_t i = 1; done < len; i++) {
 		be32(in, i);
 		memcpy(in + 4, label, label_len);
-		memcpy(in + 4 + label_len, ctx, ctx_len);
+		if (ctx_len) /* memcpy wants a pointer even for no bytes */
+			memcpy(in + 4 + label_len, ctx, ctx_len);
 		be32(in + 4 + label_len + ctx_len, (uint32_t)(8 * len));
 		in_len = 4 + label_len + ctx_len + 4;
 		assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, md, NULL, key, key_len, in, in_len,
@@ -577,9 +578,11 @@ static void ref_kdfe(const char *md, const unsigned char *z, size_t z_len, const
 		o += z_len;
 		memcpy(in + o, label, label_len);
 		o += label_len;
-		memcpy(in + o, u, u_len);
+		if (u_len)
+			memcpy(in + o, u, u_len);
 		o += u_len;
-		memcpy(in + o, v, v_len);
+		if (v_len)
+			memcpy(in + o, v, v_len);
 		o += v_len;
 		assert_int_equal(EVP_Digest(in, o, block, &n, EVP_get_digestbyname(md), NULL), 1);
 		if (n > len - done)
