@@ -15,7 +15,6 @@
  * Everything is marshalled by hand, big-endian (Part 2 §5); nothing here
  * uses tpm2-tss. Seeds, keys and plaintexts stay in struct id_keys or
  * stack buffers that are wiped before every return. */
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,7 +36,6 @@ KL_DEFINE_CLEANUP(EVP_KDF, EVP_KDF_free)
 KL_DEFINE_CLEANUP(EVP_KDF_CTX, EVP_KDF_CTX_free)
 KL_DEFINE_CLEANUP(EVP_MAC, EVP_MAC_free)
 KL_DEFINE_CLEANUP(EVP_MAC_CTX, EVP_MAC_CTX_free)
-KL_DEFINE_CLEANUP(EVP_MD, EVP_MD_free)
 KL_DEFINE_CLEANUP(EVP_CIPHER, EVP_CIPHER_free)
 KL_DEFINE_CLEANUP(EVP_CIPHER_CTX, EVP_CIPHER_CTX_free)
 
