@@ -88,7 +88,9 @@ int kl_hsm_token_init(const char *module_path, const char *label, const kl_secre
 		goto out;
 	}
 	rv = m->fl->C_InitPIN(s, user_pin->data, user_pin->len);
-	m->fl->C_Logout(s);
+	/* Best effort, and the C_InitPIN result is what counts: the SO's
+	 * session is closed below in any case. */
+	(void)m->fl->C_Logout(s);
 	if (rv != CKR_OK) {
 		r = p11_error(rv, "C_InitPIN('%s')", label);
 		goto out;
@@ -96,7 +98,7 @@ int kl_hsm_token_init(const char *module_path, const char *label, const kl_secre
 	r = 0;
 out:
 	if (s != CK_INVALID_HANDLE)
-		m->fl->C_CloseSession(s);
+		(void)m->fl->C_CloseSession(s); /* nothing to undo if it fails */
 	p11_module_put(m);
 	return r;
 }

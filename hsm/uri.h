@@ -5,8 +5,10 @@
  *   pkcs11:token=HSM%20A;id=%01%02%03?module-path=/usr/lib/vendor.so&pin-source=file:/etc/pin
  *
  * Only the parts Keyline uses are kept; other path attributes (manufacturer,
- * model, serial, slot-*) are accepted and ignored. A PIN in the URI
- * (pin-value) is refused: PINs come from files, the environment or a prompt. */
+ * model, serial, slot-*, library-*) and query attributes (module-name,
+ * vendor ones) are checked for syntax and encoding, then ignored. A PIN in
+ * the URI (pin-value) is refused: PINs come from files, the environment or a
+ * prompt. p11-kit decodes the values (uri.c says what is checked before). */
 #ifndef KL_HSM_URI_H
 #define KL_HSM_URI_H
 
@@ -14,16 +16,17 @@
 #include <stddef.h>
 
 typedef struct kl_pkcs11_uri {
-	char token[33];             /* CKA_LABEL of the token, "" when absent */
+	char token[33];             /* token label without its blank padding, "" when absent */
 	char object[129];           /* CKA_LABEL of the key, "" when absent */
 	unsigned char id[64];       /* CKA_ID */
 	size_t id_len;              /* 0 when absent */
-	char type[16];              /* "private", "public", "cert", ... or "" */
+	char type[16];              /* "private", "public", "cert", "data", "secret-key" or "" */
 	char module_path[PATH_MAX]; /* query module-path, "" when absent */
 	char pin_source[PATH_MAX];  /* query pin-source, "" when absent */
 } kl_pkcs11_uri;
 
-/* Parses uri. Errors name the offending attribute. */
+/* Parses uri. Errors name the offending attribute; a type other than those
+ * above (or p11-kit's "secretkey") is refused. */
 int kl_pkcs11_uri_parse(const char *uri, kl_pkcs11_uri *ret);
 
 /* Formats token/object/id as a URI (percent-encoding what needs it). */

@@ -15,31 +15,36 @@
  * Everything is marshalled by hand, big-endian (Part 2 §5); nothing here
  * uses tpm2-tss. Seeds, keys and plaintexts stay in struct id_keys or
  * stack buffers that are wiped before every return. */
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/obj_mac.h>
 #include <openssl/objects.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include "credential.h"
+#include "credential_kdf.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
 
+KL_DEFINE_CLEANUP(EVP_KDF, EVP_KDF_free)
+KL_DEFINE_CLEANUP(EVP_KDF_CTX, EVP_KDF_CTX_free)
 KL_DEFINE_CLEANUP(EVP_MAC, EVP_MAC_free)
 KL_DEFINE_CLEANUP(EVP_MAC_CTX, EVP_MAC_CTX_free)
-KL_DEFINE_CLEANUP(EVP_MD, EVP_MD_free)
 KL_DEFINE_CLEANUP(EVP_CIPHER, EVP_CIPHER_free)
 KL_DEFINE_CLEANUP(EVP_CIPHER_CTX, EVP_CIPHER_CTX_free)
 
 #define DIGEST_MAX 64 /* SHA-512 */
 #define FIELD_MAX  48 /* P-384 */
 #define SYMKEY_MAX 32 /* AES-256 */
+
+/* KDFe's label || partyUInfo || partyVInfo: "IDENTITY\0" and two x. */
+#define KDFE_INFO_MAX (16 + 2 * FIELD_MAX)
 
 /* TPM2B_DIGEST(credential) and the most a blob or secret can hold. */
 #define PLAIN_MAX  (2 + DIGEST_MAX)
@@ -98,14 +103,6 @@ static size_t get16(const unsigned char *p)
 	return ((size_t)p[0] << 8) | p[1];
 }
 
-static void put32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-}
-
 size_t kl_credential_max_len(kl_ek_type type)
 {
 	if ((unsigned)type >= KL_EK__MAX)
@@ -138,77 +135,78 @@ static int hmac_parts(const char *md, const unsigned char *key, size_t key_len,
 	return 0;
 }
 
-/* KDFa (Part 1 §11.4.10.2), SP 800-108 counter mode with HMAC:
- *   K(i) = HMAC(key, [i]32 || label || 00 || contextU || contextV || [bits]32)
- * for i = 1, 2, ... until out_len bytes. Our lengths are whole bytes, so no
- * masking of the last octet is needed. */
-static int kdfa(const char *md, const unsigned char *key, size_t key_len, const char *label,
-                const unsigned char *u, size_t u_len, unsigned char *out, size_t out_len)
+/* KDFa (Part 1 §11.4.10.2) is SP 800-108's KDF in counter mode with HMAC:
+ *   K(i) = HMAC(key, [i]32 || label || 00 || context || [bits]32)
+ * for i = 1, 2, ... That is OpenSSL's KBKDF with its 32-bit counter (the
+ * only size OpenSSL 3.0 has), salt = the label with its NUL (so no
+ * separator byte of OpenSSL's own), info = the context, and L = the output
+ * length in bits as a 32-bit big-endian number. KBKDF truncates the last
+ * block itself. The context OpenSSL copies is wiped when ctx is freed. */
+int kl_kdfa(const char *md, const unsigned char *key, size_t key_len, const char *label,
+            const unsigned char *context, size_t context_len, unsigned char *out, size_t out_len)
 {
-	unsigned char counter[4], bits[4], block[DIGEST_MAX];
-	size_t done = 0;
-	int r = 0;
+	_cleanup_(EVP_KDF_freep) EVP_KDF *kdf = NULL;
+	_cleanup_(EVP_KDF_CTX_freep) EVP_KDF_CTX *ctx = NULL;
+	int use_l = 1, use_separator = 0;
+	OSSL_PARAM params[9], *p = params;
 
-	put32(bits, (uint32_t)(out_len * 8));
-	for (uint32_t i = 1; done < out_len; i++) {
-		const struct part parts[] = {
-			{ counter, sizeof(counter) },
-			{ (const unsigned char *)label, strlen(label) + 1 },
-			{ u, u_len },
-			{ bits, sizeof(bits) },
-		};
-		size_t n = 0;
+	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_MODE, (char *)"counter", 0);
+	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_MAC, (char *)"HMAC", 0);
+	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)md, 0);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)key, key_len);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)label,
+	                                         strlen(label) + 1);
+	if (context_len > 0) /* "INTEGRITY" has none */
+		*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)context,
+		                                         context_len);
+	*p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_KBKDF_USE_L, &use_l);
+	*p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_KBKDF_USE_SEPARATOR, &use_separator);
+	*p = OSSL_PARAM_construct_end();
 
-		put32(counter, i);
-		r = hmac_parts(md, key, key_len, parts, sizeof(parts) / sizeof(parts[0]), block,
-		               &n);
-		if (r < 0)
-			break;
-		if (n > out_len - done)
-			n = out_len - done;
-		memcpy(out + done, block, n);
-		done += n;
-	}
-	OPENSSL_cleanse(block, sizeof(block));
-	return r;
+	kdf = EVP_KDF_fetch(NULL, "KBKDF", NULL);
+	if (!kdf || !(ctx = EVP_KDF_CTX_new(kdf)))
+		return kl_error_set_ssl(KL_E_CRYPTO, "KDFa %s: KBKDF not available", md);
+	if (EVP_KDF_derive(ctx, out, out_len, params) != 1)
+		return kl_error_set_ssl(KL_E_CRYPTO, "KDFa %s", md);
+	return 0;
 }
 
-/* KDFe (Part 1 §11.4.10.3), SP 800-56A concatenation KDF:
- *   K(i) = H([i]32 || Z || label || 00 || partyUInfo || partyVInfo) */
-static int kdfe(const char *md_name, const unsigned char *z, size_t z_len, const char *label,
-                const unsigned char *u, size_t u_len, const unsigned char *v, size_t v_len,
-                unsigned char *out, size_t out_len)
+/* KDFe (Part 1 §11.4.10.3) is SP 800-56A's one-step (concatenation) KDF
+ * with a hash:
+ *   K(i) = H([i]32 || Z || label || 00 || partyUInfo || partyVInfo)
+ * That is OpenSSL's SSKDF with key = Z and info = the rest after Z; the
+ * counter is SSKDF's own. Z is wiped when ctx is freed. */
+int kl_kdfe(const char *md, const unsigned char *z, size_t z_len, const char *label,
+            const unsigned char *u, size_t u_len, const unsigned char *v, size_t v_len,
+            unsigned char *out, size_t out_len)
 {
-	_cleanup_(EVP_MD_freep) EVP_MD *md = NULL;
-	_cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = NULL;
-	unsigned char counter[4], block[DIGEST_MAX];
-	size_t done = 0;
-	int r = 0;
+	_cleanup_(EVP_KDF_freep) EVP_KDF *kdf = NULL;
+	_cleanup_(EVP_KDF_CTX_freep) EVP_KDF_CTX *ctx = NULL;
+	unsigned char info[KDFE_INFO_MAX]; /* public: a label and two x coordinates */
+	const size_t label_len = strlen(label) + 1;
+	OSSL_PARAM params[4];
 
-	md = EVP_MD_fetch(NULL, md_name, NULL);
-	ctx = EVP_MD_CTX_new();
-	if (!md || !ctx)
-		return kl_error_set_ssl(KL_E_CRYPTO, "KDFe %s: init", md_name);
-	for (uint32_t i = 1; done < out_len; i++) {
-		unsigned int n = 0;
+	if (label_len > sizeof(info) || u_len > sizeof(info) - label_len ||
+	    v_len > sizeof(info) - label_len - u_len)
+		return kl_error_set(KL_E_INVALID, "KDFe: label and party info over %zu bytes",
+		                    sizeof(info));
+	memcpy(info, label, label_len);
+	if (u_len)
+		memcpy(info + label_len, u, u_len);
+	if (v_len)
+		memcpy(info + label_len + u_len, v, v_len);
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)md, 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)z, z_len);
+	params[2] =
+	    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, label_len + u_len + v_len);
+	params[3] = OSSL_PARAM_construct_end();
 
-		put32(counter, i);
-		if (EVP_DigestInit_ex2(ctx, md, NULL) != 1 ||
-		    EVP_DigestUpdate(ctx, counter, sizeof(counter)) != 1 ||
-		    EVP_DigestUpdate(ctx, z, z_len) != 1 ||
-		    EVP_DigestUpdate(ctx, label, strlen(label) + 1) != 1 ||
-		    EVP_DigestUpdate(ctx, u, u_len) != 1 || EVP_DigestUpdate(ctx, v, v_len) != 1 ||
-		    EVP_DigestFinal_ex(ctx, block, &n) != 1) {
-			r = kl_error_set_ssl(KL_E_CRYPTO, "KDFe %s", md_name);
-			break;
-		}
-		if (n > out_len - done)
-			n = (unsigned int)(out_len - done);
-		memcpy(out + done, block, n);
-		done += n;
-	}
-	OPENSSL_cleanse(block, sizeof(block));
-	return r;
+	kdf = EVP_KDF_fetch(NULL, "SSKDF", NULL);
+	if (!kdf || !(ctx = EVP_KDF_CTX_new(kdf)))
+		return kl_error_set_ssl(KL_E_CRYPTO, "KDFe %s: SSKDF not available", md);
+	if (EVP_KDF_derive(ctx, out, out_len, params) != 1)
+		return kl_error_set_ssl(KL_E_CRYPTO, "KDFe %s", md);
+	return 0;
 }
 
 /* symKey and HMACkey from the seed (Part 1 §24.4). */
@@ -216,11 +214,12 @@ static int derive_keys(const struct ek_params *p, const kl_tpm_name *name, struc
 {
 	int r;
 
-	r = kdfa(p->md, k->seed, k->seed_len, label_storage, name->buf, name->len, k->sym,
-	         p->sym_len);
+	r = kl_kdfa(p->md, k->seed, k->seed_len, label_storage, name->buf, name->len, k->sym,
+	            p->sym_len);
 	if (r < 0)
 		return r;
-	return kdfa(p->md, k->seed, k->seed_len, label_integrity, NULL, 0, k->hmac, p->digest_len);
+	return kl_kdfa(p->md, k->seed, k->seed_len, label_integrity, NULL, 0, k->hmac,
+	               p->digest_len);
 }
 
 /* AES-CFB with an all-zero IV (Part 1 §24.4: "the IV is zero"). CFB needs no
@@ -400,7 +399,7 @@ static int seed_ecc(EVP_PKEY *ek, const struct ek_params *p, struct id_keys *k,
 		r = ecdh(eph, ek, p, z);
 	if (r == 0) {
 		k->seed_len = p->digest_len;
-		r = kdfe(p->md, z, f, label_identity, ex, f, kx, f, k->seed, k->seed_len);
+		r = kl_kdfe(p->md, z, f, label_identity, ex, f, kx, f, k->seed, k->seed_len);
 	}
 	OPENSSL_cleanse(z, sizeof(z));
 	if (r < 0)
@@ -610,7 +609,7 @@ static int unseed_ecc(EVP_PKEY *ek, const struct ek_params *p, const kl_credenti
 		r = ecdh(ek, eph, p, z);
 	if (r == 0) {
 		k->seed_len = p->digest_len;
-		r = kdfe(p->md, z, f, label_identity, s + 2, x_len, kx, f, k->seed, k->seed_len);
+		r = kl_kdfe(p->md, z, f, label_identity, s + 2, x_len, kx, f, k->seed, k->seed_len);
 	}
 	OPENSSL_cleanse(z, sizeof(z));
 	return r;

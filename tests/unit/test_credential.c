@@ -14,7 +14,8 @@
  *      implementation, run as a process) from the EK as PEM (-G rsa|ecc,
  *      which tpm2-tools supports for the L-1 and L-2 templates only) and as a
  *      TPM2B_PUBLIC of the exact template (all three) are accepted and give
- *      the same secret; for another name they fail.
+ *      the same secret; for another name they fail;
+ *   6. KDFa and KDFe match the spec's loops written out in the test.
  * Recovered secrets are compared with kl_secret_equal (constant time). */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +40,7 @@
 #include <openssl/rand.h>
 
 #include "credential.h"
+#include "credential_kdf.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "kl_secret.h"
@@ -520,12 +522,153 @@ static void test_tpm2_tools_vectors(void **state)
 	}
 }
 
+/* 6. KDFa and KDFe (credential_kdf.h, on OpenSSL's KBKDF and SSKDF)
+ * against the loops of Part 1 §11.4.10 written out here, for digests of two
+ * sizes, output lengths below, at and between multiples of the digest size
+ * (a wrong counter, separator or L changes every one), and with and without
+ * context. */
+static void be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+/* K(i) = HMAC(key, [i]32 || label || 00 || context || [bits]32). */
+static void ref_kdfa(const char *md, const unsigned char *key, size_t key_len, const char *label,
+                     const unsigned char *ctx, size_t ctx_len, unsigned char *out, size_t len)
+{
+	unsigned char in[4 + 32 + 128 + 4], block[EVP_MAX_MD_SIZE];
+	const size_t label_len = strlen(label) + 1;
+	size_t done = 0, n, in_len;
+
+	assert_true(label_len <= 32 && ctx_len <= 128);
+	for (uint32_t i = 1; done < len; i++) {
+		be32(in, i);
+		memcpy(in + 4, label, label_len);
+		if (ctx_len) /* memcpy wants a pointer even for no bytes */
+			memcpy(in + 4 + label_len, ctx, ctx_len);
+		be32(in + 4 + label_len + ctx_len, (uint32_t)(8 * len));
+		in_len = 4 + label_len + ctx_len + 4;
+		assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, md, NULL, key, key_len, in, in_len,
+		                          block, sizeof(block), &n));
+		if (n > len - done)
+			n = len - done;
+		memcpy(out + done, block, n);
+		done += n;
+	}
+}
+
+/* K(i) = H([i]32 || Z || label || 00 || partyUInfo || partyVInfo). */
+static void ref_kdfe(const char *md, const unsigned char *z, size_t z_len, const char *label,
+                     const unsigned char *u, size_t u_len, const unsigned char *v, size_t v_len,
+                     unsigned char *out, size_t len)
+{
+	unsigned char in[4 + 64 + 32 + 64 + 64], block[EVP_MAX_MD_SIZE];
+	const size_t label_len = strlen(label) + 1;
+	size_t done = 0, o;
+	unsigned int n;
+
+	assert_true(z_len <= 64 && label_len <= 32 && u_len <= 64 && v_len <= 64);
+	for (uint32_t i = 1; done < len; i++) {
+		be32(in, i);
+		o = 4;
+		memcpy(in + o, z, z_len);
+		o += z_len;
+		memcpy(in + o, label, label_len);
+		o += label_len;
+		if (u_len)
+			memcpy(in + o, u, u_len);
+		o += u_len;
+		if (v_len)
+			memcpy(in + o, v, v_len);
+		o += v_len;
+		assert_int_equal(EVP_Digest(in, o, block, &n, EVP_get_digestbyname(md), NULL), 1);
+		if (n > len - done)
+			n = (unsigned int)(len - done);
+		memcpy(out + done, block, n);
+		done += n;
+	}
+}
+
+static void test_kdf_reference(void **state)
+{
+	static const char *const mds[] = { "SHA256", "SHA384" };
+	static const size_t lens[] = { 1, 16, 20, 32, 33, 48, 49, 64, 65, 100 };
+	unsigned char key[48], ctx[34], z[48], u[48], v[48];
+	unsigned char got[128], want[128];
+
+	(void)state;
+	assert_int_equal(RAND_bytes(key, sizeof(key)), 1);
+	assert_int_equal(RAND_bytes(ctx, sizeof(ctx)), 1);
+	assert_int_equal(RAND_bytes(z, sizeof(z)), 1);
+	assert_int_equal(RAND_bytes(u, sizeof(u)), 1);
+	assert_int_equal(RAND_bytes(v, sizeof(v)), 1);
+	for (size_t m = 0; m < sizeof(mds) / sizeof(mds[0]); m++) {
+		const char *md = mds[m];
+		const size_t dl = m == 0 ? 32 : 48; /* seed, Z and x sizes of that curve */
+
+		for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+			const size_t n = lens[l];
+
+			/* symKey: "STORAGE" with the object name as context. */
+			memset(got, 0xa5, sizeof(got));
+			assert_int_equal(kl_kdfa(md, key, dl, "STORAGE", ctx, sizeof(ctx), got, n),
+			                 0);
+			ref_kdfa(md, key, dl, "STORAGE", ctx, sizeof(ctx), want, n);
+			assert_memory_equal(got, want, n);
+			assert_int_equal(got[n], 0xa5); /* exactly n bytes written */
+
+			/* HMACkey: "INTEGRITY" with no context. */
+			assert_int_equal(kl_kdfa(md, key, dl, "INTEGRITY", NULL, 0, got, n), 0);
+			ref_kdfa(md, key, dl, "INTEGRITY", NULL, 0, want, n);
+			assert_memory_equal(got, want, n);
+
+			/* seed: "IDENTITY", QeU.x and QsV.x; and either party empty. */
+			memset(got, 0xa5, sizeof(got));
+			assert_int_equal(kl_kdfe(md, z, dl, "IDENTITY", u, dl, v, dl, got, n), 0);
+			ref_kdfe(md, z, dl, "IDENTITY", u, dl, v, dl, want, n);
+			assert_memory_equal(got, want, n);
+			assert_int_equal(got[n], 0xa5);
+			assert_int_equal(kl_kdfe(md, z, dl, "IDENTITY", u, dl - 1, NULL, 0, got, n),
+			                 0);
+			ref_kdfe(md, z, dl, "IDENTITY", u, dl - 1, NULL, 0, want, n);
+			assert_memory_equal(got, want, n);
+			assert_int_equal(kl_kdfe(md, z, dl, "IDENTITY", NULL, 0, v, dl, got, n), 0);
+			ref_kdfe(md, z, dl, "IDENTITY", NULL, 0, v, dl, want, n);
+			assert_memory_equal(got, want, n);
+		}
+	}
+
+	/* L is part of KDFa's input, so a shorter output is no prefix of a
+	 * longer one; KDFe has no L, so it is. */
+	assert_int_equal(kl_kdfa("SHA256", key, 32, "STORAGE", ctx, sizeof(ctx), got, 16), 0);
+	assert_int_equal(kl_kdfa("SHA256", key, 32, "STORAGE", ctx, sizeof(ctx), want, 32), 0);
+	assert_memory_not_equal(got, want, 16);
+	assert_int_equal(kl_kdfe("SHA256", z, 32, "IDENTITY", u, 32, v, 32, got, 16), 0);
+	assert_int_equal(kl_kdfe("SHA256", z, 32, "IDENTITY", u, 32, v, 32, want, 32), 0);
+	assert_memory_equal(got, want, 16);
+
+	/* Refusals. */
+	kl_error_clear();
+	assert_int_equal(kl_kdfa("NO-SUCH-DIGEST", key, 32, "STORAGE", ctx, 4, got, 16),
+	                 -KL_E_CRYPTO);
+	assert_non_null(strstr(kl_error_detail(), "KDFa NO-SUCH-DIGEST"));
+	assert_int_equal(kl_kdfe("NO-SUCH-DIGEST", z, 32, "IDENTITY", u, 32, v, 32, got, 16),
+	                 -KL_E_CRYPTO);
+	assert_non_null(strstr(kl_error_detail(), "KDFe NO-SUCH-DIGEST"));
+	unsigned char big[200] = { 0 };
+	assert_int_equal(kl_kdfe("SHA256", z, 32, "IDENTITY", big, sizeof(big), v, 32, got, 16),
+	                 -KL_E_INVALID);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),          cmocka_unit_test(test_tamper),
 		cmocka_unit_test(test_wrong_name_or_ek),   cmocka_unit_test(test_bad_input),
-		cmocka_unit_test(test_tpm2_tools_vectors),
+		cmocka_unit_test(test_tpm2_tools_vectors), cmocka_unit_test(test_kdf_reference),
 	};
 
 	return cmocka_run_group_tests_name("credential", tests, group_setup, group_teardown);
