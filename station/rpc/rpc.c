@@ -3,7 +3,6 @@
  * kl_rpc_call and kl_rpc_obj (a json_object behind an opaque pointer). */
 #include "rpc.h"
 
-#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -75,17 +74,6 @@ const char *kl_rpc_roles_str(unsigned roles, char *buf, size_t size)
 	if (off == 0)
 		snprintf(buf, size, "none");
 	return buf;
-}
-
-int kl_rpc_error_code(int err)
-{
-	if (err < 0)
-		err = err == INT_MIN ? 0 : -err;
-	if (err <= KL_OK || err >= KL_E__MAX)
-		return KL_RPC_E_SERVER;
-	if (err == KL_E_PERM)
-		return KL_RPC_E_DENIED;
-	return KL_RPC_E_KL_BASE - err;
 }
 
 /* Copies an untrusted name for a message: at most RPC_NAME_MAX bytes, bytes
