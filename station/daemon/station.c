@@ -825,6 +825,8 @@ static int record_signer(kl_station *s)
 	return r;
 }
 
+static const kl_rpc_method *const station_tables[] = { kl_station_methods, NULL };
+
 static kl_station *station_new(void)
 {
 	kl_station *s = calloc(1, sizeof(*s));
@@ -837,7 +839,7 @@ static kl_station *station_new(void)
 	s->lfd = -1;
 	s->started_ms = wall_ms();
 	s->self_uid = getuid();
-	s->rpc.methods = kl_station_methods;
+	s->rpc.tables = station_tables;
 	s->rpc.on_denied = on_denied;
 	return s;
 }

@@ -135,7 +135,8 @@ static const kl_rpc_method methods[] = {
 	{ NULL, 0, NULL, NULL, NULL },
 };
 
-static const kl_rpc_server server = { methods, on_denied };
+static const kl_rpc_method *const tables[] = { methods, NULL };
+static const kl_rpc_server server = { tables, on_denied };
 
 static struct sink run(const uint8_t *data, size_t size, unsigned roles, size_t chunk)
 {
