@@ -1,4 +1,4 @@
-/* libFuzzer harness for the JSON-RPC layer (station/rpc.c).
+/* libFuzzer harness for the JSON-RPC layer (station/rpc/rpc.c, rpc_call.c).
  *
  * The input is a byte stream from a peer. It is fed to two connections with
  * the same roles, one in a single kl_rpc_feed() call and one in chunks of

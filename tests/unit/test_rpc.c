@@ -1,4 +1,4 @@
-/* The JSON-RPC layer (station/rpc.c), with exact answers: framing, the
+/* The JSON-RPC layer (station/rpc/), with exact answers: framing, the
  * JSON-RPC 2.0 error cases, roles and the denial hook, parameter checks,
  * id echo and bounded buffering. */
 #include <setjmp.h>
