@@ -34,8 +34,6 @@ int api_audit_one(void *ctx, const kl_audit_entry *a)
 	return 0;
 }
 
-/* ---- CA, CRL, audit ---- */
-
 static int m_crl_publish(kl_rpc_call *call)
 {
 	kl_station *s = api_station(call);

@@ -11,8 +11,6 @@
 
 #include "api_internal.h"
 
-/* ---- devices ---- */
-
 static void device_put(kl_rpc_obj *e, const kl_registry_device *d)
 {
 	kl_rpc_obj_put_str(e, "serial", d->serial);

@@ -6,8 +6,6 @@
 
 #include "api_internal.h"
 
-/* ---- events ---- */
-
 static int m_subscribe(kl_rpc_call *call)
 {
 	st_caller *c = api_caller(call);

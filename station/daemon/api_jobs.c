@@ -52,8 +52,6 @@ void api_job_put(kl_rpc_obj *o, const st_job *j)
 	}
 }
 
-/* ---- jobs ---- */
-
 int api_submit(kl_rpc_call *call, kl_job_kind kind, const char *serial, const char *slot,
                const char *tenant, int ek)
 {
@@ -175,8 +173,6 @@ static int m_job_abort(kl_rpc_call *call)
 	                       : "the job will not run");
 	return 0;
 }
-
-/* ---- the table ---- */
 
 static const kl_rpc_param p_provision[] = {
 	{ "serial", KL_RPC_STRING, true },

@@ -7,8 +7,6 @@
 
 #include "api_internal.h"
 
-/* ---- lifecycle ---- */
-
 static int m_renew(kl_rpc_call *call)
 {
 	return api_submit(call, KL_JOB_RENEW, api_str_or(call, "serial", ""),

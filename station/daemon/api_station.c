@@ -12,8 +12,6 @@
 #define KL_VERSION "0.0.0"
 #endif
 
-/* ---- station, slots ---- */
-
 static int m_status(kl_rpc_call *call)
 {
 	kl_station *s = api_station(call);

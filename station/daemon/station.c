@@ -19,8 +19,6 @@ static const kl_rpc_method *const api_tables[] = {
 	st_api_station, st_api_jobs, st_api_events, st_api_devices, st_api_life, st_api_ca, NULL,
 };
 
-/* ---- configuration ---- */
-
 static int parse_roles(kl_station *s)
 {
 	static const struct {

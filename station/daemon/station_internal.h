@@ -10,8 +10,9 @@
  *                     the poll loop, in-process calls
  *   api_*.c           the socket API, one method table per area
  *
- * Object files depend on each other one way only: events <- hsm <- jobs
- * <- server <- station.c, and the api_*.c files sit beside server.
+ * Object files depend on each other one way only: station_events <-
+ * station_hsm <- station_jobs <- station_server <- api_*.c <- station.c,
+ * which hands the area tables to the JSON-RPC server.
  *
  * Threads and locks:
  *   - the main thread runs the poll loop: accepts clients, reads requests,

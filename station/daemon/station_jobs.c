@@ -46,8 +46,6 @@ static json_object *job_event_new(const char *type, const st_job *j)
 	return o;
 }
 
-/* ---- jobs ---- */
-
 st_job *st_job_find(kl_station *s, int64_t id)
 {
 	for (st_job *j = s->jobs; j; j = j->next)

@@ -22,8 +22,6 @@
 
 #define LOG_MOD "station"
 
-/* ---- connections ---- */
-
 typedef struct st_conn {
 	int fd;
 	kl_rpc_conn *rpc;
