@@ -60,7 +60,7 @@ int kl_cmd_station(const char *home_dir, int argc, char **argv)
 	if (check) {
 		printf("station %s: HSM logged in, registry, trust bundle and %zu slot(s) usable; "
 		       "socket %s\n",
-		       s->station_id, s->nslots, s->sock_path);
+		       kl_station_id(s), kl_station_slot_count(s), kl_station_socket_path(s));
 		kl_station_free(s);
 		return 0;
 	}
@@ -69,8 +69,8 @@ int kl_cmd_station(const char *home_dir, int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	fprintf(stderr, "keyline station %s: %zu slot(s), socket %s\n", s->station_id, s->nslots,
-	        s->sock_path);
+	fprintf(stderr, "keyline station %s: %zu slot(s), socket %s\n", kl_station_id(s),
+	        kl_station_slot_count(s), kl_station_socket_path(s));
 	r = kl_station_run(s);
 	running = NULL;
 	if (r < 0)

@@ -3,7 +3,6 @@
  * kl_rpc_call and kl_rpc_obj (a json_object behind an opaque pointer). */
 #include "rpc.h"
 
-#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -77,17 +76,6 @@ const char *kl_rpc_roles_str(unsigned roles, char *buf, size_t size)
 	return buf;
 }
 
-int kl_rpc_error_code(int err)
-{
-	if (err < 0)
-		err = err == INT_MIN ? 0 : -err;
-	if (err <= KL_OK || err >= KL_E__MAX)
-		return KL_RPC_E_SERVER;
-	if (err == KL_E_PERM)
-		return KL_RPC_E_DENIED;
-	return KL_RPC_E_KL_BASE - err;
-}
-
 /* Copies an untrusted name for a message: at most RPC_NAME_MAX bytes, bytes
  * outside printable ASCII replaced by '?', so the message stays valid UTF-8. */
 static const char *safe_name(const char *s, char *buf, size_t size)
@@ -155,6 +143,17 @@ static const kl_rpc_method *lookup(const kl_rpc_method *table, const char *name,
 		if (strlen(m->name) == len && memcmp(m->name, name, len) == 0)
 			return m;
 	return NULL;
+}
+
+/* The entry a call to name reaches: the built-ins, then srv's tables in
+ * order, the first match winning. */
+static const kl_rpc_method *find(const kl_rpc_server *srv, const char *name, size_t len)
+{
+	const kl_rpc_method *m = lookup(builtins, name, len);
+
+	for (const kl_rpc_method *const *t = srv->tables; !m && t && *t; t++)
+		m = lookup(*t, name, len);
+	return m;
 }
 
 /* json-c saturates integers it cannot hold; those values cannot be echoed or
@@ -301,13 +300,11 @@ static int dispatch(kl_rpc_conn *c, json_object *req, json_object *id, bool noti
 	json_object *params = json_object_object_get(req, "params");
 	const char *name = json_object_get_string(jm);
 	size_t name_len = (size_t)json_object_get_string_len(jm);
-	const kl_rpc_method *m = lookup(builtins, name, name_len);
+	const kl_rpc_method *m = find(c->srv, name, name_len);
 	kl_rpc_call call = { .conn = c };
 	char why[256], roles[64];
 	int r;
 
-	if (!m)
-		m = lookup(c->srv->methods, name, name_len);
 	if (!m) {
 		json_object *d, *s;
 		if (notification)
@@ -569,24 +566,37 @@ static int describe(kl_rpc_obj *list, const kl_rpc_method *m)
 	return 0;
 }
 
+/* The caller's methods of one table, skipping entries shadowed by a
+ * built-in or by an earlier entry of the same name. */
+static int describe_table(kl_rpc_obj *list, const kl_rpc_server *srv, const kl_rpc_method *table,
+                          unsigned roles)
+{
+	int r;
+
+	for (const kl_rpc_method *m = table; m && m->name; m++) {
+		if (!(m->roles & roles))
+			continue;
+		if (find(srv, m->name, strlen(m->name)) != m)
+			continue; /* shadowed */
+		if ((r = describe(list, m)) < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int builtin_methods(kl_rpc_call *call)
 {
-	const kl_rpc_method *tables[] = { builtins, call->conn->srv->methods };
+	const kl_rpc_server *srv = call->conn->srv;
 	unsigned roles = call->conn->roles;
 	kl_rpc_obj *o, *list;
 	int r;
 
 	if ((r = kl_rpc_reply_object(call, &o)) < 0 ||
-	    (r = kl_rpc_obj_put_array(o, "methods", &list)) < 0)
+	    (r = kl_rpc_obj_put_array(o, "methods", &list)) < 0 ||
+	    (r = describe_table(list, srv, builtins, roles)) < 0)
 		return r;
-	for (size_t t = 0; t < 2; t++)
-		for (const kl_rpc_method *m = tables[t]; m && m->name; m++) {
-			if (!(m->roles & roles))
-				continue;
-			if (t > 0 && lookup(builtins, m->name, strlen(m->name)))
-				continue; /* shadowed by a built-in */
-			if ((r = describe(list, m)) < 0)
-				return r;
-		}
+	for (const kl_rpc_method *const *t = srv->tables; t && *t; t++)
+		if ((r = describe_table(list, srv, *t, roles)) < 0)
+			return r;
 	return 0;
 }

@@ -36,8 +36,11 @@
  *
  * Built-in methods, callable by every role: "rpc.ping" -> {"pong":true} and
  * "rpc.methods" -> {"methods":[{"name","summary","roles":[..],"params":[..]}]}
- * listing only the methods the caller may call. A method table entry with the
- * same name as a built-in is never reached.
+ * listing only the methods the caller may call. A server dispatches several
+ * method tables (one per API area), searched in order: the built-ins first,
+ * then each table; the first entry with a name wins, so an entry with the
+ * same name as a built-in or as an entry before it is never reached, and
+ * rpc.methods lists the reachable entries in that same order.
  *
  * Not thread-safe per connection; different connections are independent. */
 #ifndef KL_RPC_H
@@ -108,10 +111,12 @@ typedef struct kl_rpc_method {
 } kl_rpc_method;
 
 /* What a set of connections share. Owned by the caller; it must outlive every
- * connection made with it. on_denied may be NULL; it gets the connection's
- * ctx, the caller's role set and the method name. */
+ * connection made with it, and so must its tables. tables is an array of
+ * method tables ended by NULL (NULL itself: built-ins only). on_denied may be
+ * NULL; it gets the connection's ctx, the caller's role set and the method
+ * name. */
 typedef struct kl_rpc_server {
-	const kl_rpc_method *methods;
+	const kl_rpc_method *const *tables;
 	void (*on_denied)(void *ctx, unsigned roles, const char *method);
 } kl_rpc_server;
 

@@ -1,12 +1,28 @@
 /* The handler's side of the JSON-RPC layer: the call's context, typed
  * access to validated parameters and the result/error builders. A
  * kl_rpc_obj is a json_object behind an opaque pointer. */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "kl_error.h"
 #include "rpc_internal.h"
+
+/* The error table of the socket API: KL_E_PERM shares the role denial's
+ * code, every other kl_err c is KL_RPC_E_KL_BASE - c, anything else the
+ * generic server error. It lives beside the error builders below, which are
+ * its users together with the dispatcher in rpc.c. */
+int kl_rpc_error_code(int err)
+{
+	if (err < 0)
+		err = err == INT_MIN ? 0 : -err;
+	if (err <= KL_OK || err >= KL_E__MAX)
+		return KL_RPC_E_SERVER;
+	if (err == KL_E_PERM)
+		return KL_RPC_E_DENIED;
+	return KL_RPC_E_KL_BASE - err;
+}
 
 /* {"code":code,"message":msg[,"data":data]}, taking data. NULL on NOMEM. */
 json_object *rpc_error_new(int code, const char *msg, json_object *data)

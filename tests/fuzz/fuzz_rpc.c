@@ -1,4 +1,4 @@
-/* libFuzzer harness for the JSON-RPC layer (station/rpc.c).
+/* libFuzzer harness for the JSON-RPC layer (station/rpc/rpc.c, rpc_call.c).
  *
  * The input is a byte stream from a peer. It is fed to two connections with
  * the same roles, one in a single kl_rpc_feed() call and one in chunks of
@@ -135,7 +135,8 @@ static const kl_rpc_method methods[] = {
 	{ NULL, 0, NULL, NULL, NULL },
 };
 
-static const kl_rpc_server server = { methods, on_denied };
+static const kl_rpc_method *const tables[] = { methods, NULL };
+static const kl_rpc_server server = { tables, on_denied };
 
 static struct sink run(const uint8_t *data, size_t size, unsigned roles, size_t chunk)
 {

@@ -1,5 +1,5 @@
-/* libFuzzer harness for the station's dispatcher: the real method table
- * (station/station_api.c) behind the JSON-RPC layer, over an offline
+/* libFuzzer harness for the station's dispatcher: the real method tables
+ * (station/daemon/api_*.c) behind the JSON-RPC layer, over an offline
  * station on a scratch home with an empty registry, called with every role.
  * Handlers that need the running station answer "unavailable"; the others
  * validate and run against SQLite. Invariants (abort when broken): every

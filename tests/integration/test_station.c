@@ -746,6 +746,20 @@ static void test_start_refusals(void **state)
 	assert_int_equal(keyline(&g.e, "station", "--check", NULL), 0);
 	assert_in(g.e.out, "HSM logged in");
 	assert_in(g.e.out, "5 slot(s)");
+	/* The station id and the socket are the ones keyline.conf names. */
+	{
+		static const char key[] = "\n[station]\nid = ";
+		const char *id = strstr(g.base_conf, key);
+		char want[PATH_MAX + 64];
+
+		assert_non_null(id);
+		id += strlen(key);
+		snprintf(want, sizeof(want), "station %.*s: HSM logged in", (int)strcspn(id, "\n"),
+		         id);
+		assert_in(g.e.out, want);
+		snprintf(want, sizeof(want), "socket %s\n", g.sock);
+		assert_in(g.e.out, want);
+	}
 }
 
 /* The daemon starts; the built-ins, status, slots, pre-registration. */
@@ -1632,6 +1646,10 @@ static void test_idle_timeout(void **state)
 		fail_msg("the silent client got nothing: %s", kl_error_detail());
 	assert_int_equal(jint(jget(m, "error"), "code"), KL_RPC_E_INVALID);
 	assert_contains(jstr(jget(m, "error"), "message"), "idle_timeout_s");
+	assert_string_equal(jstr(jget(jget(m, "error"), "data"), "reason"), "timeout");
+	assert_true(json_object_is_type(jget(m, "id"), json_type_null) &&
+	            json_object_object_get_ex(m, "id", NULL));
+	assert_string_equal(jstr(m, "jsonrpc"), "2.0");
 	json_object_put(m);
 	assert_int_equal(kl_client_read(silent, 60000, &m), -KL_E_IO);
 	json_object_put(call_ok(other, "rpc.ping", NULL));
@@ -1682,6 +1700,10 @@ static void test_many_clients(void **state)
 	assert_int_equal(kl_client_read(extra, 30000, &m), 0);
 	assert_contains(jstr(jget(m, "error"), "message"), "too many clients");
 	assert_string_equal(jstr(jget(jget(m, "error"), "data"), "reason"), "unavailable");
+	assert_int_equal(jint(jget(m, "error"), "code"), -32025);
+	assert_true(json_object_is_type(jget(m, "id"), json_type_null) &&
+	            json_object_object_get_ex(m, "id", NULL));
+	assert_string_equal(jstr(m, "jsonrpc"), "2.0");
 	json_object_put(m);
 	assert_int_equal(kl_client_read(extra, 30000, &m), -KL_E_IO);
 	kl_client_free(extra);

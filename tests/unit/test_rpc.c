@@ -1,4 +1,4 @@
-/* The JSON-RPC layer (station/rpc.c), with exact answers: framing, the
+/* The JSON-RPC layer (station/rpc/), with exact answers: framing, the
  * JSON-RPC 2.0 error cases, roles and the denial hook, parameter checks,
  * id echo and bounded buffering. */
 #include <setjmp.h>
@@ -122,7 +122,8 @@ static const kl_rpc_method methods[] = {
 	{ NULL, 0, NULL, NULL, NULL },
 };
 
-static const kl_rpc_server server = { methods, on_denied };
+static const kl_rpc_method *const tables[] = { methods, NULL };
+static const kl_rpc_server server = { tables, on_denied };
 
 struct fx {
 	kl_rpc_conn *c;
@@ -328,7 +329,7 @@ static void test_role_denied(void **state)
 	fx_free(f);
 
 	/* No hook: still denied, no crash. */
-	static const kl_rpc_server quiet = { methods, NULL };
+	static const kl_rpc_server quiet = { tables, NULL };
 	kl_rpc_conn *c;
 	struct sink s = { 0 };
 	const char *req = "{\"jsonrpc\":\"2.0\",\"method\":\"dev.set\",\"id\":7}\n";
@@ -352,6 +353,102 @@ static void test_methods_list(void **state)
 	    "{\"name\":\"dev.get\",\"summary\":\"Get a device\",\"roles\":[\"operator\","
 	    "\"reader\"],\"params\":[{\"name\":\"serial\",\"type\":\"string\",\"required\":true},"
 	    "{\"name\":\"verbose\",\"type\":\"boolean\",\"required\":false}]}]}}\n");
+}
+
+static int h_echo(kl_rpc_call *call)
+{
+	kl_rpc_obj *o;
+	int r = kl_rpc_reply_object(call, &o);
+
+	return r < 0 ? r : kl_rpc_obj_put_str(o, "method", kl_rpc_call_method(call));
+}
+
+static int h_never(kl_rpc_call *call)
+{
+	(void)call;
+	fail_msg("a shadowed method ran");
+	return -KL_E_INVALID;
+}
+
+/* A server over several tables (one per API area): each table's methods are
+ * reached, the built-ins and earlier tables shadow later entries of the same
+ * name (for calls, roles and rpc.methods alike), and rpc.methods lists the
+ * tables in order. */
+static void test_several_tables(void **state)
+{
+	static const kl_rpc_method area[] = {
+		{ "area.echo", KL_RPC_ROLE_ALL, NULL, h_echo, "Echo" },
+		{ "dev.get", KL_RPC_ROLE_ALL, NULL, h_never, "shadowed by the first table" },
+		{ "rpc.ping", KL_RPC_ROLE_ALL, NULL, h_never, "shadowed by a built-in" },
+		{ "area.echo", KL_RPC_ROLE_ALL, NULL, h_never, "shadowed within its table" },
+		{ NULL, 0, NULL, NULL, NULL },
+	};
+	static const kl_rpc_method officer[] = {
+		{ "area.officer", KL_RPC_ROLE_OFFICER, NULL, h_echo, "Officers only" },
+		{ NULL, 0, NULL, NULL, NULL },
+	};
+	static const kl_rpc_method *const three[] = { methods, area, officer, NULL };
+	static const kl_rpc_server multi = { three, NULL };
+	static const kl_rpc_server bare = { NULL, NULL };
+	static const struct {
+		const kl_rpc_server *srv;
+		unsigned roles;
+		const char *req, *want;
+	} cases[] = {
+		{ &multi, KL_RPC_ROLE_READER,
+		  "{\"jsonrpc\":\"2.0\",\"method\":\"area.echo\",\"id\":1}\n",
+		  "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"method\":\"area.echo\"}}\n" },
+		{ &multi, KL_RPC_ROLE_OFFICER,
+		  "{\"jsonrpc\":\"2.0\",\"method\":\"area.officer\",\"id\":2}\n",
+		  "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"method\":\"area.officer\"}}\n" },
+		{ &multi, KL_RPC_ROLE_READER,
+		  "{\"jsonrpc\":\"2.0\",\"method\":\"area.officer\",\"id\":3}\n",
+		  ERR("3", "{\"code\":-32001,\"message\":\"permission denied: method "
+		           "area.officer needs role officer\",\"data\":{\"reason\":\"perm\"}}") },
+		/* The first table's dev.get, with its roles and its schema. */
+		{ &multi, KL_RPC_ROLE_AUTOMATION,
+		  "{\"jsonrpc\":\"2.0\",\"method\":\"dev.get\",\"id\":4}\n",
+		  ERR("4",
+		      "{\"code\":-32001,\"message\":\"permission denied: method "
+		      "dev.get needs role operator|reader\",\"data\":{\"reason\":\"perm\"}}") },
+		{ &multi, KL_RPC_ROLE_READER,
+		  "{\"jsonrpc\":\"2.0\",\"method\":\"dev.get\",\"params\":[\"Z\"],\"id\":5}\n",
+		  "{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"serial\":\"Z\",\"verbose\":false}}"
+		  "\n" },
+		{ &multi, KL_RPC_ROLE_READER, PING("6"), PONG("6") },
+		{ &multi, KL_RPC_ROLE_READER,
+		  "{\"jsonrpc\":\"2.0\",\"method\":\"rpc.methods\",\"id\":7}\n",
+		  "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"methods\":["
+		  "{\"name\":\"rpc.ping\",\"summary\":\"Answers {\\\"pong\\\":true}.\",\"roles\":["
+		  "\"operator\",\"automation\",\"officer\",\"service\",\"reader\"],\"params\":[]},"
+		  "{\"name\":\"rpc.methods\",\"summary\":\"Lists the methods the caller may call, "
+		  "with their summaries and parameters.\",\"roles\":[\"operator\",\"automation\","
+		  "\"officer\",\"service\",\"reader\"],\"params\":[]},"
+		  "{\"name\":\"dev.get\",\"summary\":\"Get a device\",\"roles\":[\"operator\","
+		  "\"reader\"],\"params\":[{\"name\":\"serial\",\"type\":\"string\",\"required\":"
+		  "true},{\"name\":\"verbose\",\"type\":\"boolean\",\"required\":false}]},"
+		  "{\"name\":\"area.echo\",\"summary\":\"Echo\",\"roles\":[\"operator\","
+		  "\"automation\",\"officer\",\"service\",\"reader\"],\"params\":[]}]}}\n" },
+		/* No tables: the built-ins only. */
+		{ &bare, KL_RPC_ROLE_ALL, "{\"jsonrpc\":\"2.0\",\"method\":\"dev.get\",\"id\":8}\n",
+		  ERR("8", "{\"code\":-32601,\"message\":\"Method not found\",\"data\":{"
+		           "\"method\":\"dev.get\"}}") },
+		{ &bare, KL_RPC_ROLE_ALL, PING("9"), PONG("9") },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sink s = { 0 };
+		kl_rpc_conn *c;
+
+		assert_int_equal(kl_rpc_conn_new(cases[i].srv, cases[i].roles, NULL, &c), 0);
+		assert_int_equal(kl_rpc_feed(c, cases[i].req, strlen(cases[i].req), sink_out, &s),
+		                 0);
+		assert_non_null(s.text);
+		assert_string_equal(s.text, cases[i].want);
+		kl_rpc_conn_free(c);
+		free(s.text);
+	}
 }
 
 static void test_handler_errors(void **state)
@@ -508,14 +605,15 @@ static void test_roles_str(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid_call),           cmocka_unit_test(test_notification),
-		cmocka_unit_test(test_parse_error),          cmocka_unit_test(test_invalid_request),
-		cmocka_unit_test(test_unknown_method),       cmocka_unit_test(test_params),
-		cmocka_unit_test(test_role_denied),          cmocka_unit_test(test_methods_list),
-		cmocka_unit_test(test_handler_errors),       cmocka_unit_test(test_ids_echoed),
-		cmocka_unit_test(test_too_large_then_valid), cmocka_unit_test(test_byte_by_byte),
-		cmocka_unit_test(test_several_in_one_feed),  cmocka_unit_test(test_garbage_stream),
-		cmocka_unit_test(test_out_failure),          cmocka_unit_test(test_roles_str),
+		cmocka_unit_test(test_valid_call),     cmocka_unit_test(test_notification),
+		cmocka_unit_test(test_parse_error),    cmocka_unit_test(test_invalid_request),
+		cmocka_unit_test(test_unknown_method), cmocka_unit_test(test_params),
+		cmocka_unit_test(test_role_denied),    cmocka_unit_test(test_methods_list),
+		cmocka_unit_test(test_several_tables), cmocka_unit_test(test_handler_errors),
+		cmocka_unit_test(test_ids_echoed),     cmocka_unit_test(test_too_large_then_valid),
+		cmocka_unit_test(test_byte_by_byte),   cmocka_unit_test(test_several_in_one_feed),
+		cmocka_unit_test(test_garbage_stream), cmocka_unit_test(test_out_failure),
+		cmocka_unit_test(test_roles_str),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,270 @@
+/* What the station daemon's files share; private to station/daemon/.
+ *
+ *   station.c         configuration: keyline.conf [station], [slots],
+ *                     [roles]; open, offline open, free
+ *   station_events.c  the event queue: notification lines for subscribers
+ *   station_hsm.c     the backend lock, the HSM's health and one
+ *                     reconnect, the sanitization-record signer, the CRL
+ *   station_jobs.c    jobs and the slot workers that run them
+ *   station_server.c  the socket server: connections, roles by peer uid,
+ *                     the poll loop, in-process calls
+ *   api_*.c           the socket API, one method table per area
+ *
+ * Object files depend on each other one way only: station_events <-
+ * station_hsm <- station_jobs <- station_server <- api_*.c <- station.c,
+ * which hands the area tables to the JSON-RPC server.
+ *
+ * Threads and locks:
+ *   - the main thread runs the poll loop: accepts clients, reads requests,
+ *     answers them (kl_rpc_feed) and writes queued events to subscribers;
+ *   - one worker per slot runs that slot's jobs (provision, renew,
+ *     decommission) and, when idle, probes the slot's link;
+ *   - `backend` serialises every use of the store, registry, CA and HSM
+ *     (the engine takes it through its lock hooks, never while it waits on
+ *     a TPM); `mu` guards slots, jobs, the event queue and counters.
+ *     Lock order: backend before mu; nobody holds mu while taking backend. */
+#ifndef KL_STATION_INTERNAL_H
+#define KL_STATION_INTERNAL_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "engine.h"
+#include "home.h"
+#include "lifecycle.h"
+#include "rpc.h"
+#include "station.h"
+
+#define KL_STATION_SLOT_NAME_MAX 32
+#define KL_STATION_MAX_SLOTS     64
+#define KL_STATION_JOBS_KEPT     512 /* finished jobs remembered for job.get */
+
+typedef enum kl_job_kind {
+	KL_JOB_PROVISION,
+	KL_JOB_RENEW,
+	KL_JOB_DECOMMISSION,
+	KL_JOB_REPURPOSE,
+} kl_job_kind;
+
+typedef enum kl_job_state {
+	KL_JOB_QUEUED,
+	KL_JOB_RUNNING,
+	KL_JOB_PASSED,
+	KL_JOB_FAILED,
+	KL_JOB_ABORTED,
+} kl_job_state;
+
+struct st_slot;
+
+/* A job: what was asked, where it is, and how it ended. */
+typedef struct st_job {
+	struct st_job *next; /* newest first */
+	int64_t id;
+	kl_job_kind kind;
+	kl_job_state state;
+	struct st_slot *slot;
+	char serial[KL_REGISTRY_NAME_MAX + 1];
+	char tenant[KL_REGISTRY_NAME_MAX + 1];
+	char actor[160];
+	int ek_type; /* kl_ek_type, KL_EK__MAX: detect */
+	atomic_bool abort;
+	char step[24]; /* current or last step */
+	int step_index, steps;
+	int64_t queued_ms, started_ms, finished_ms; /* wall clock */
+	/* The result, once finished. */
+	char reason[48];
+	char message[512];
+	char failed_step[24];
+	char iak_serial[48], idevid_serial[48], new_serial[48];
+	char ek_type_used[12];
+	bool already_provisioned, resumed;
+	double step_ms[KL_STEP__MAX];
+	double total_ms, tpm_ms;
+	int64_t record_id;
+} st_job;
+
+typedef struct st_slot {
+	kl_station *st;
+	char name[KL_STATION_SLOT_NAME_MAX + 1];
+	char link[256];
+	int link_up; /* 1 up, 0 down, -1 not probed yet */
+	char link_error[256];
+	st_job *pending, *current;
+	int64_t last_job; /* the last finished job's id, 0 when none */
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool started;
+} st_slot;
+
+/* A role rule from [roles]: who holds a role. */
+typedef struct st_rule {
+	unsigned role;
+	enum { RULE_ANY, RULE_UID, RULE_GID } kind;
+	uint32_t id;
+} st_rule;
+
+/* A queued event: one JSON-RPC notification line for the subscribers of
+ * slot ("" for everyone). */
+typedef struct st_event_entry {
+	struct st_event_entry *next;
+	char slot[KL_STATION_SLOT_NAME_MAX + 1];
+	size_t len;
+	char line[]; /* ends in '\n' */
+} st_event_entry;
+
+struct st_conn;
+
+struct kl_station {
+	kl_home *home;
+	bool offline; /* in process, read-only: no slots, no socket, no HSM */
+	kl_store *store;
+	kl_registry *reg;
+	/* A second connection for the API's reads, used by the main thread
+	 * only and without the backend lock (WAL: readers never wait for the
+	 * writer), so that lists and look-ups stay prompt while every slot
+	 * commits. Offline, the same as store/reg. */
+	kl_store *rstore;
+	kl_registry *rreg;
+	kl_trust *trust;
+	kl_engine_config ecfg;
+	kl_life_config lcfg;
+	EVP_PKEY *record_key;
+	X509 *record_cert;
+	/* The HSM's health, as the last check saw it (hsm_ok and hsm_error
+	 * under mu; hsm_gave_up under backend). */
+	bool hsm_ok;
+	bool hsm_gave_up; /* a login after a reconnect failed: never again */
+	char hsm_error[512];
+	char station_id[128];
+	char crl_path[PATH_MAX];
+	long crl_days;
+
+	pthread_mutex_t backend;
+	pthread_mutex_t mu;
+	st_slot slots[KL_STATION_MAX_SLOTS];
+	size_t nslots;
+	st_job *jobs;
+	size_t njobs;
+	int64_t next_job;
+	int64_t passed, failed; /* jobs since start */
+	int64_t started_ms;
+
+	/* Events for subscribers: lines queued by any thread, sent by the loop. */
+	st_event_entry *ev_head, *ev_tail;
+	size_t ev_count;
+	int wake[2]; /* self-pipe: workers and signals wake the loop */
+	volatile sig_atomic_t stopping;
+
+	/* The socket. */
+	int lfd;
+	char sock_path[PATH_MAX];
+	mode_t sock_mode;
+	gid_t sock_gid;
+	int max_clients;
+	int idle_timeout_s;
+	size_t max_out;
+	struct st_conn **conns;
+	size_t nconns, conns_cap;
+	st_rule rules[64];
+	size_t nrules;
+	uid_t self_uid;
+	kl_rpc_server rpc;
+};
+
+/* The caller of the method being handled: the kl_rpc_call's ctx. */
+typedef struct st_caller {
+	kl_station *st;
+	struct st_conn *conn; /* NULL in process */
+	unsigned roles;
+	char actor[160];
+	bool subscribed;
+	char sub_slot[KL_STATION_SLOT_NAME_MAX + 1]; /* "" all */
+} st_caller;
+
+/* Wall-clock milliseconds since the epoch. */
+static inline int64_t st_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- station_events.c ---- */
+
+/* Wakes the poll loop (async-signal-safe). */
+void st_wake(kl_station *s);
+/* {"type": type, "time_ms": now}, to be completed and queued with
+ * st_event; NULL on NOMEM. */
+json_object *st_event_new(const char *type);
+/* Queues event o (taken; NULL is ignored) for the subscribers of slot
+ * (NULL: everyone) as a JSON-RPC "event" notification. Takes mu itself;
+ * does nothing offline. */
+void st_event(kl_station *s, const char *slot, json_object *o);
+/* Takes the whole queue (oldest first) for the loop to send. */
+st_event_entry *st_events_take(kl_station *s);
+void st_events_free(st_event_entry *e);
+
+/* ---- station_hsm.c ---- */
+
+void st_lock_backend(kl_station *s);
+void st_unlock_backend(kl_station *s);
+/* The same, as the engine's and the lifecycle's lock hooks (ctx: s). */
+void st_lock_hook(void *ctx);
+void st_unlock_hook(void *ctx);
+/* Loads (first start: makes) the key that signs sanitization records and
+ * its certificate into s->record_key / s->record_cert. */
+int st_record_signer(kl_station *s);
+/* After a failed job: reopens the HSM once when it no longer answers on
+ * our sessions, and tells subscribers. Takes backend itself. */
+void st_hsm_check(kl_station *s, const char *actor);
+/* Writes the CRL files (DER and PEM) after a revocation. backend held. */
+int st_publish_crl(kl_station *s, const char *actor, char *path, size_t size, int64_t *number);
+
+/* ---- station_jobs.c ---- */
+
+const char *kl_job_kind_name(kl_job_kind k);
+const char *kl_job_state_name(kl_job_state s);
+/* Queues a job on a slot (NULL: the first free one). -KL_E_STATE when the
+ * slot is busy, -KL_E_NOTFOUND for an unknown slot, -KL_E_UNAVAILABLE when
+ * the station is stopping. *ret is the job (owned by the station). */
+int st_job_submit(kl_station *s, const char *slot, kl_job_kind kind, const char *serial,
+                  const char *tenant, int ek_type, const char *actor, st_job **ret);
+st_job *st_job_find(kl_station *s, int64_t id); /* with mu held */
+/* Starts one worker thread per slot; on failure the started ones are
+ * stopped again. */
+int st_workers_start(kl_station *s);
+/* Aborts queued jobs, asks running ones to stop at their next step, and
+ * joins every worker. */
+void st_workers_stop(kl_station *s);
+/* Forgets every job (workers stopped). */
+void st_jobs_free(kl_station *s);
+
+/* ---- station_server.c ---- */
+
+/* Number of clients connected. */
+size_t st_client_count(kl_station *s);
+/* The JSON-RPC server's denial hook: audits and logs the refusal. */
+void st_on_denied(void *ctx, unsigned roles, const char *method);
+/* Closes every connection, the socket and the self-pipe. */
+void st_server_free(kl_station *s);
+
+/* ---- api_*.c: the method tables, one per area, in rpc.methods order ---- */
+
+extern const kl_rpc_method st_api_station[]; /* station.status, slots.list */
+extern const kl_rpc_method st_api_jobs[];    /* job.* */
+extern const kl_rpc_method st_api_events[];  /* events.* */
+extern const kl_rpc_method st_api_devices[]; /* devices.* */
+extern const kl_rpc_method st_api_life[];    /* device.*: the lifecycle */
+extern const kl_rpc_method st_api_ca[];      /* crl.publish, ca.status, audit.* */
+
+#endif

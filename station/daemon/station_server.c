@@ -1,0 +1,550 @@
+/* The station's socket server: the Unix socket and its connections, the
+ * caller's roles from the peer's uid and groups ([roles]), the poll loop
+ * that reads requests, answers them through the method tables and sends
+ * queued events to subscribers, and the same tables called in process.
+ * See station_internal.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "kl_error.h"
+#include "kl_log.h"
+#include "station_internal.h"
+
+#define LOG_MOD "station"
+
+typedef struct st_conn {
+	int fd;
+	kl_rpc_conn *rpc;
+	st_caller caller;
+	char *out;
+	size_t out_len, out_cap, out_off;
+	time_t last_rx;
+	bool closing; /* close once out is written */
+} st_conn;
+
+size_t st_client_count(kl_station *s)
+{
+	return s->nconns;
+}
+
+/* Adds v (taken, even on failure; NULL is a failed allocation) to object
+ * o under key. */
+static int put(json_object *o, const char *key, json_object *v)
+{
+	if (!v || json_object_object_add(o, key, v) < 0) {
+		json_object_put(v);
+		return -KL_E_NOMEM;
+	}
+	return 0;
+}
+
+/* An error answer to no request in particular (id null), for a client
+ * refused outside a request: {"jsonrpc":"2.0","error":{"code","message",
+ * "data":{"reason"}},"id":null} and a '\n', in *ret (free() it). Returns
+ * its length, or 0 (and *ret NULL) on NOMEM. */
+static size_t refusal_line(int code, const char *message, const char *reason, char **ret)
+{
+	json_object *a = json_object_new_object(), *e = json_object_new_object();
+	json_object *d = json_object_new_object();
+	const char *text;
+	size_t len = 0;
+
+	*ret = NULL;
+	if (!a || !e || !d || put(d, "reason", json_object_new_string(reason)) < 0 ||
+	    put(e, "code", json_object_new_int(code)) < 0 ||
+	    put(e, "message", json_object_new_string(message)) < 0)
+		goto out;
+	if (put(e, "data", d) < 0) {
+		d = NULL; /* freed by put */
+		goto out;
+	}
+	d = NULL; /* in e */
+	if (put(a, "jsonrpc", json_object_new_string("2.0")) < 0)
+		goto out;
+	if (put(a, "error", e) < 0) {
+		e = NULL;
+		goto out;
+	}
+	e = NULL; /* in a */
+	if (json_object_object_add(a, "id", NULL) < 0)
+		goto out;
+	text = json_object_to_json_string_length(
+	    a, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	if (text && (*ret = malloc(len + 2))) {
+		memcpy(*ret, text, len);
+		(*ret)[len] = '\n';
+		(*ret)[len + 1] = '\0';
+	}
+out:
+	json_object_put(d);
+	json_object_put(e);
+	json_object_put(a);
+	return *ret ? len + 1 : 0;
+}
+
+static int conn_queue(st_conn *c, const char *line, size_t len)
+{
+	kl_station *s = c->caller.st;
+
+	if (c->closing)
+		return -KL_E_IO; /* dropped for slowness, or gone: nothing more to send */
+	if (c->out_len - c->out_off + len > s->max_out) {
+		kl_log_warn(LOG_MOD, "client %s does not read its answers: disconnected",
+		            c->caller.actor);
+		c->closing = true;
+		c->out_len = c->out_off = 0;
+		return -KL_E_IO;
+	}
+	if (c->out_off > 0 && c->out_off == c->out_len)
+		c->out_off = c->out_len = 0;
+	if (c->out_len + len > c->out_cap) {
+		size_t cap = c->out_cap ? c->out_cap : 4096;
+		char *p;
+
+		while (cap < c->out_len + len)
+			cap *= 2;
+		p = realloc(c->out, cap);
+		if (!p)
+			return -KL_E_NOMEM;
+		c->out = p;
+		c->out_cap = cap;
+	}
+	memcpy(c->out + c->out_len, line, len);
+	c->out_len += len;
+	return 0;
+}
+
+static int conn_out(void *ctx, const char *line, size_t len)
+{
+	st_conn *c = ctx;
+	int r = conn_queue(c, line, len);
+
+	return r == -KL_E_IO ? 0 : r;
+}
+
+static void conn_flush(st_conn *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+		                 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				c->closing = true, c->out_off = c->out_len;
+			return;
+		}
+		c->out_off += (size_t)n;
+	}
+}
+
+static void conn_free(st_conn *c)
+{
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	kl_rpc_conn_free(c->rpc);
+	free(c->out);
+	free(c);
+}
+
+static unsigned peer_roles(kl_station *s, uid_t uid, gid_t gid)
+{
+	gid_t groups[64];
+	int ngroups = 64;
+	unsigned roles = 0;
+	struct passwd pw, *pwp = NULL;
+	char buf[1024];
+
+	groups[0] = gid;
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &pwp) != 0 || !pwp ||
+	    getgrouplist(pwp->pw_name, gid, groups, &ngroups) < 0)
+		ngroups = 1;
+	for (size_t i = 0; i < s->nrules; i++) {
+		const st_rule *r = &s->rules[i];
+
+		if (r->kind == RULE_ANY || (r->kind == RULE_UID && r->id == uid))
+			roles |= r->role;
+		for (int g = 0; r->kind == RULE_GID && g < ngroups; g++)
+			if (groups[g] == r->id)
+				roles |= r->role;
+	}
+	return roles;
+}
+
+void st_on_denied(void *ctx, unsigned roles, const char *method)
+{
+	st_caller *c = ctx;
+	json_object *o = json_object_new_object();
+	char rs[128];
+
+	json_object_object_add(o, "method", json_object_new_string(method));
+	json_object_object_add(o, "roles",
+	                       json_object_new_string(kl_rpc_roles_str(roles, rs, sizeof(rs))));
+	if (!c->st->offline) {
+		st_lock_backend(c->st);
+		kl_store_audit(c->st->store, c->actor, "station.api.denied",
+		               json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		st_unlock_backend(c->st);
+	}
+	json_object_put(o);
+	kl_log_warn(LOG_MOD, "%s denied %s", c->actor, method);
+}
+
+static void accept_one(kl_station *s)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	char rs[128];
+	st_conn *c;
+	int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (s->nconns >= (size_t)s->max_clients) {
+		char *busy;
+		size_t n = refusal_line(kl_rpc_error_code(-KL_E_UNAVAILABLE),
+		                        "too many clients: the station serves at most "
+		                        "station.max_clients",
+		                        kl_err_name(KL_E_UNAVAILABLE), &busy);
+
+		if (n > 0 && send(fd, busy, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+			/* It is going away anyway. */
+		}
+		free(busy);
+		close(fd);
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	c->last_rx = time(NULL);
+	c->caller.st = s;
+	c->caller.conn = c;
+	c->caller.roles = peer_roles(s, cred.uid, cred.gid);
+	{
+		struct passwd pw, *pwp = NULL;
+		char buf[1024];
+
+		getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &pwp);
+		snprintf(c->caller.actor, sizeof(c->caller.actor), "user:%s(%u)",
+		         pwp ? pwp->pw_name : "?", (unsigned)cred.uid);
+	}
+	if (kl_rpc_conn_new(&s->rpc, c->caller.roles, &c->caller, &c->rpc) < 0) {
+		conn_free(c);
+		return;
+	}
+	if (s->nconns == s->conns_cap) {
+		size_t cap = s->conns_cap ? s->conns_cap * 2 : 16;
+		st_conn **p = realloc(s->conns, cap * sizeof(*p));
+
+		if (!p) {
+			conn_free(c);
+			return;
+		}
+		s->conns = p;
+		s->conns_cap = cap;
+	}
+	s->conns[s->nconns++] = c;
+	kl_log_debug(LOG_MOD, "client %s (pid %d) connected with roles %s", c->caller.actor,
+	             (int)cred.pid, kl_rpc_roles_str(c->caller.roles, rs, sizeof(rs)));
+}
+
+static void conn_read(st_conn *c)
+{
+	char buf[16384];
+
+	for (;;) {
+		ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n == 0) {
+			c->closing = true;
+			c->out_off = c->out_len; /* nobody to tell */
+			return;
+		}
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				c->closing = true, c->out_off = c->out_len;
+			return;
+		}
+		c->last_rx = time(NULL);
+		if (kl_rpc_feed(c->rpc, buf, (size_t)n, conn_out, c) < 0 || c->closing)
+			return;
+		/* Answer before reading more: a client that only writes cannot
+		 * make us buffer without bound. */
+		if (c->out_len - c->out_off > 0)
+			return;
+	}
+}
+
+/* Sends queued events to the subscribers they concern. */
+static void dispatch_events(kl_station *s)
+{
+	st_event_entry *e = st_events_take(s);
+
+	while (e) {
+		st_event_entry *next = e->next;
+
+		for (size_t i = 0; i < s->nconns; i++) {
+			st_conn *c = s->conns[i];
+
+			if (!c->caller.subscribed || c->closing)
+				continue;
+			if (c->caller.sub_slot[0] && e->slot[0] &&
+			    strcmp(c->caller.sub_slot, e->slot))
+				continue;
+			conn_queue(c, e->line, e->len);
+		}
+		free(e);
+		e = next;
+	}
+}
+
+static int listen_socket(kl_station *s)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd;
+	mode_t old;
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", s->sock_path);
+	/* A socket file that answers belongs to a running station. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return kl_error_set(KL_E_IO, "socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+		close(fd);
+		return kl_error_set(KL_E_EXISTS, "a station is already running on %s",
+		                    s->sock_path);
+	}
+	close(fd);
+	unlink(s->sock_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return kl_error_set(KL_E_IO, "socket: %s", strerror(errno));
+	old = umask(0117);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		int e = errno;
+
+		umask(old);
+		close(fd);
+		return kl_error_set(KL_E_IO, "bind %s: %s", s->sock_path, strerror(e));
+	}
+	umask(old);
+	if (chmod(s->sock_path, s->sock_mode) < 0 ||
+	    (s->sock_gid != (gid_t)-1 && chown(s->sock_path, (uid_t)-1, s->sock_gid) < 0) ||
+	    listen(fd, 128) < 0) {
+		int e = errno;
+
+		close(fd);
+		unlink(s->sock_path);
+		return kl_error_set(KL_E_IO, "socket %s: %s", s->sock_path, strerror(e));
+	}
+	s->lfd = fd;
+	return 0;
+}
+
+void kl_station_stop(kl_station *s)
+{
+	s->stopping = 1;
+	if (s->wake[1] >= 0) {
+		char c = 1;
+
+		if (write(s->wake[1], &c, 1) < 0) {
+			/* The loop is awake already. */
+		}
+	}
+}
+
+int kl_station_run(kl_station *s)
+{
+	struct pollfd *pfd = NULL;
+	size_t pfd_cap = 0;
+	int r;
+
+	if (s->offline)
+		return kl_error_set(KL_E_INVALID, "an offline station cannot run");
+	if (pipe2(s->wake, O_NONBLOCK | O_CLOEXEC) < 0)
+		return kl_error_set(KL_E_IO, "pipe: %s", strerror(errno));
+	if ((r = listen_socket(s)) < 0)
+		return r;
+	if ((r = st_workers_start(s)) < 0)
+		return r;
+	kl_log_info(LOG_MOD, "station %s serving %zu slot(s) on %s", s->station_id, s->nslots,
+	            s->sock_path);
+	{
+		st_caller sys = { .st = s };
+
+		snprintf(sys.actor, sizeof(sys.actor), "%s", kl_home_actor());
+		st_lock_backend(s);
+		kl_store_audit(s->store, sys.actor, "station.start", "{}");
+		st_unlock_backend(s);
+	}
+
+	while (!s->stopping) {
+		size_t n = 0;
+		time_t now;
+
+		if (pfd_cap < s->nconns + 2) {
+			pfd_cap = s->nconns + 64;
+			free(pfd);
+			pfd = calloc(pfd_cap, sizeof(*pfd));
+			if (!pfd) {
+				r = kl_error_set(KL_E_NOMEM, "out of memory");
+				break;
+			}
+		}
+		pfd[n++] = (struct pollfd){ .fd = s->wake[0], .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = s->lfd, .events = POLLIN };
+		for (size_t i = 0; i < s->nconns; i++) {
+			st_conn *c = s->conns[i];
+			short ev = c->closing ? 0 : POLLIN;
+
+			if (c->out_off < c->out_len)
+				ev |= POLLOUT;
+			pfd[n++] = (struct pollfd){ .fd = c->fd, .events = ev };
+		}
+		if (poll(pfd, n, 1000) < 0 && errno != EINTR) {
+			r = kl_error_set(KL_E_IO, "poll: %s", strerror(errno));
+			break;
+		}
+		if (pfd[0].revents) {
+			char buf[256];
+
+			while (read(s->wake[0], buf, sizeof(buf)) > 0)
+				;
+		}
+		/* Clients first, in the order polled; new ones join next round. */
+		now = time(NULL);
+		for (size_t i = 0; i < s->nconns; i++) {
+			st_conn *c = s->conns[i];
+			short re = pfd[i + 2].revents;
+
+			if (re & (POLLIN | POLLHUP | POLLERR))
+				conn_read(c);
+			/* A partial request that stops arriving is a stuck client. */
+			if (!c->closing && kl_rpc_conn_buffered(c->rpc) > 0 &&
+			    now - c->last_rx > s->idle_timeout_s) {
+				char *slow;
+				size_t len = refusal_line(KL_RPC_E_INVALID,
+				                          "request incomplete: no complete line "
+				                          "within station.idle_timeout_s",
+				                          "timeout", &slow);
+
+				if (len > 0)
+					conn_queue(c, slow, len);
+				free(slow);
+				c->closing = true;
+			}
+		}
+		dispatch_events(s);
+		if (pfd[1].revents & POLLIN)
+			for (int k = 0; k < 64; k++) {
+				size_t before = s->nconns;
+
+				accept_one(s);
+				if (s->nconns == before)
+					break;
+			}
+		for (size_t i = 0; i < s->nconns;) {
+			st_conn *c = s->conns[i];
+
+			conn_flush(c);
+			if (c->closing && c->out_off >= c->out_len) {
+				conn_free(c);
+				s->conns[i] = s->conns[--s->nconns];
+				continue;
+			}
+			i++;
+		}
+	}
+	free(pfd);
+	kl_log_info(LOG_MOD, "station stopping: interrupting running jobs at their next step");
+	st_workers_stop(s);
+	dispatch_events(s);
+	for (size_t i = 0; i < s->nconns; i++) {
+		conn_flush(s->conns[i]);
+		conn_free(s->conns[i]);
+	}
+	s->nconns = 0;
+	close(s->lfd);
+	s->lfd = -1;
+	unlink(s->sock_path);
+	st_lock_backend(s);
+	kl_store_audit(s->store, kl_home_actor(), "station.stop", "{}");
+	st_unlock_backend(s);
+	return r < 0 ? r : 0;
+}
+
+struct call_out {
+	char *line;
+};
+
+static int call_out(void *ctx, const char *line, size_t len)
+{
+	struct call_out *o = ctx;
+
+	free(o->line);
+	o->line = strndup(line, len);
+	return o->line ? 0 : -KL_E_NOMEM;
+}
+
+int kl_station_call(kl_station *s, unsigned roles, const char *actor, const char *request,
+                    char **answer)
+{
+	st_caller caller = { .st = s, .roles = roles };
+	struct call_out out = { 0 };
+	kl_rpc_conn *c = NULL;
+	int r;
+
+	snprintf(caller.actor, sizeof(caller.actor), "%s", actor);
+	if ((r = kl_rpc_conn_new(&s->rpc, roles, &caller, &c)) < 0)
+		return r;
+	r = kl_rpc_feed(c, request, strlen(request), call_out, &out);
+	if (r == 0 && !strchr(request, '\n'))
+		r = kl_rpc_feed(c, "\n", 1, call_out, &out);
+	kl_rpc_conn_free(c);
+	if (r == 0 && !out.line)
+		r = kl_error_set(KL_E_INVALID, "no answer");
+	if (r < 0) {
+		free(out.line);
+		return r;
+	}
+	*answer = out.line;
+	return 0;
+}
+
+void st_server_free(kl_station *s)
+{
+	for (size_t i = 0; i < s->nconns; i++)
+		conn_free(s->conns[i]);
+	free(s->conns);
+	s->conns = NULL;
+	s->nconns = s->conns_cap = 0;
+	if (s->lfd >= 0) {
+		close(s->lfd);
+		unlink(s->sock_path);
+		s->lfd = -1;
+	}
+	for (int i = 0; i < 2; i++)
+		if (s->wake[i] >= 0) {
+			close(s->wake[i]);
+			s->wake[i] = -1;
+		}
+}
