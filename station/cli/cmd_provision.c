@@ -1,5 +1,6 @@
-/* keyline provision: one DUT on one bench, through the provisioning engine
- * in this process (the daemon runs the same engine per slot). */
+/* keyline provision, both ways: --link drives one DUT on one bench through
+ * the provisioning engine in this process; without it the running station
+ * provisions the DUT on one of its slots (the same engine per slot). */
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -7,7 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "cli.h"
+#include "cli_internal.h"
 #include "engine.h"
 #include "home.h"
 #include "hsm.h"
@@ -154,4 +158,37 @@ out:
 	kl_trust_free(trust);
 	kl_home_free(home);
 	return rc;
+}
+
+/* ---- on a slot of the running station ---- */
+
+static const char slot_usage[] =
+    "usage: keyline [--home DIR] provision --serial S [--slot NAME] [--tenant T] [--ek TYPE]\n"
+    "                                     [--no-wait] [--json]\n"
+    "       keyline [--home DIR] provision --link TCTI --serial S ...   (no station: see\n"
+    "                                     'keyline provision --link x --help')\n"
+    "\nProvisions the DUT on a slot of the running station (the first free slot when\n"
+    "--slot is not given) and shows its progress; Ctrl-C asks the station to abort.\n"
+    "--ek: auto (default: what the TPM holds), rsa2048, p256, p384.\n"
+    "exit status: 0 provisioned, 1 refused or failed, 2 usage error\n";
+
+int kl_cmd_provision_station(const char *home, int argc, char **argv)
+{
+	json_object *p;
+	struct kl_cli_opts o;
+	int r;
+
+	if ((r = kl_cli_options(argc, argv, slot_usage, &o)) >= 0)
+		return r;
+	if ((r = kl_cli_need("provision", "--serial", o.serial, slot_usage)))
+		return r;
+	p = json_object_new_object();
+	json_object_object_add(p, "serial", json_object_new_string(o.serial));
+	if (o.slot)
+		json_object_object_add(p, "slot", json_object_new_string(o.slot));
+	if (o.tenant)
+		json_object_object_add(p, "tenant", json_object_new_string(o.tenant));
+	if (o.ek)
+		json_object_object_add(p, "ek_type", json_object_new_string(o.ek));
+	return kl_cli_run_job(home, "provision", "job.provision", p, &o);
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "home.h"
 #include "kl_error.h"
 #include "kl_log.h"
 
