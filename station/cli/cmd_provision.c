@@ -57,6 +57,31 @@ static void show(void *ctx, kl_step step, bool done, double ms)
 	fprintf(stderr, "%8.1f ms\n", ms);
 }
 
+/* The result as one JSON object on a line: the keys scripts read since the
+ * first release, reason and step "" when it passed. */
+static void print_result_json(const char *serial, const kl_job_result *res)
+{
+	json_object *o = json_object_new_object();
+	char ms[32];
+
+	snprintf(ms, sizeof(ms), "%.1f", res->total_ms);
+	json_object_object_add(o, "serial", json_object_new_string(serial));
+	json_object_object_add(o, "ok", json_object_new_boolean(res->rc == 0));
+	json_object_object_add(o, "already_provisioned",
+	                       json_object_new_boolean(res->already_provisioned));
+	json_object_object_add(o, "resumed", json_object_new_boolean(res->resumed));
+	json_object_object_add(o, "reason",
+	                       json_object_new_string(res->rc == 0 ? "" : res->reason));
+	json_object_object_add(
+	    o, "step", json_object_new_string(res->rc == 0 ? "" : kl_step_name(res->failed_step)));
+	json_object_object_add(o, "iak_serial", json_object_new_string(res->iak_serial));
+	json_object_object_add(o, "idevid_serial", json_object_new_string(res->idevid_serial));
+	/* One decimal, as before; json-c would print the double's shortest form. */
+	json_object_object_add(o, "total_ms", json_object_new_double_s(res->total_ms, ms));
+	kl_cli_print_json(o, JSON_C_TO_STRING_PLAIN);
+	json_object_put(o);
+}
+
 int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -132,15 +157,7 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 	if (res.rc < 0 && !json && res.failed_step < KL_STEP__MAX)
 		fprintf(stderr, "  FAILED\n");
 	if (json) {
-		printf("{\"serial\":\"%s\",\"ok\":%s,\"already_provisioned\":%s,\"resumed\":%s,"
-		       "\"reason\":\"%s\",\"step\":\"%s\",\"iak_serial\":\"%s\",\"idevid_serial\":"
-		       "\"%s\","
-		       "\"total_ms\":%.1f}\n",
-		       job.serial, res.rc == 0 ? "true" : "false",
-		       res.already_provisioned ? "true" : "false", res.resumed ? "true" : "false",
-		       res.rc == 0 ? "" : res.reason,
-		       res.rc == 0 ? "" : kl_step_name(res.failed_step), res.iak_serial,
-		       res.idevid_serial, res.total_ms);
+		print_result_json(job.serial, &res);
 	} else if (res.rc == 0 && res.already_provisioned) {
 		printf("ALREADY PROVISIONED %s: nothing issued (%.0f ms)\n", job.serial,
 		       res.total_ms);
