@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
@@ -62,6 +63,32 @@ static void print_time(FILE *out, const char *label, const ASN1_TIME *t)
 	BIO_free(b);
 }
 
+/* ca status --json: one object on a line, built by json-c (a subject may
+ * hold any character). */
+static void print_status_json(const kl_home *home, const kl_issuer_row *row, const char *subject,
+                              const char *fp, int days, const int64_t counts[4], int64_t revoked,
+                              const char *crl_path)
+{
+	json_object *o = json_object_new_object(), *certs = json_object_new_object();
+
+	json_object_object_add(o, "home", json_object_new_string(home->dir));
+	json_object_object_add(o, "issuer", json_object_new_string(row->name));
+	json_object_object_add(o, "key", json_object_new_string(row->key_uri));
+	json_object_object_add(o, "subject", json_object_new_string(subject));
+	json_object_object_add(o, "sha256", json_object_new_string(fp));
+	json_object_object_add(o, "days_left", json_object_new_int(days));
+	json_object_object_add(certs, "issued", json_object_new_int64(counts[0]));
+	json_object_object_add(certs, "pending", json_object_new_int64(counts[1]));
+	json_object_object_add(certs, "rejected", json_object_new_int64(counts[2]));
+	json_object_object_add(certs, "abandoned", json_object_new_int64(counts[3]));
+	json_object_object_add(certs, "revoked", json_object_new_int64(revoked));
+	json_object_object_add(o, "certificates", certs);
+	json_object_object_add(o, "crl_number", json_object_new_int64(row->crl_number));
+	json_object_object_add(o, "crl_path", json_object_new_string(crl_path));
+	kl_cli_print_json(o, JSON_C_TO_STRING_PLAIN);
+	json_object_put(o);
+}
+
 static int ca_status(kl_home *home, bool json)
 {
 	static const char *const states[] = { "issued", "pending", "rejected", "abandoned" };
@@ -100,13 +127,7 @@ static int ca_status(kl_home *home, bool json)
 	X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
 	kl_home_path(home, "crl/issuing.crl", p, sizeof(p));
 	if (json) {
-		printf("{\"home\":\"%s\",\"issuer\":\"%s\",\"key\":\"%s\",\"subject\":\"%s\","
-		       "\"sha256\":\"%s\",\"days_left\":%d,\"certificates\":{\"issued\":%lld,"
-		       "\"pending\":%lld,\"rejected\":%lld,\"abandoned\":%lld,\"revoked\":%lld},"
-		       "\"crl_number\":%lld,\"crl_path\":\"%s\"}\n",
-		       home->dir, row.name, row.key_uri, subject, fp, days, (long long)counts[0],
-		       (long long)counts[1], (long long)counts[2], (long long)counts[3],
-		       (long long)revoked, (long long)row.crl_number, p);
+		print_status_json(home, &row, subject, fp, days, counts, revoked, p);
 	} else {
 		printf("home         %s\n", home->dir);
 		printf("issuing CA   %s\n", subject);

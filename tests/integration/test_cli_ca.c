@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "floor.h"
 
@@ -404,6 +405,41 @@ static void test_external_root(void **state)
 	snprintf(e->home, sizeof(e->home), "%s", saved_home);
 }
 
+/* ca status --json is JSON whatever the CA's names hold: an organisation
+ * with a double quote and a backslash comes back as the same string. */
+static void test_status_json_subject(void **state)
+{
+	struct env *e = *state;
+	const char *org = "Say \"hi\" \\ bye";
+	const char *subject = "/O=Say \"hi\" \\ bye/CN=Keyline Issuing CA";
+	char saved_home[PATH_MAX];
+	json_object *o, *v, *certs;
+	char *text;
+
+	snprintf(saved_home, sizeof(saved_home), "%s", e->home);
+	snprintf(e->home, sizeof(e->home), "%s/home-quote", e->dir);
+	if (keyline(e, "ca", "init", "--org", org, NULL) != 0)
+		fail_msg("ca init failed: %s", slurp(e->err));
+	assert_int_equal(keyline(e, "ca", "status", "--json", NULL), 0);
+	text = slurp(e->out);
+	o = json_tokener_parse(text);
+	if (!o)
+		fail_msg("ca status --json is not JSON:\n%s", text);
+	free(text);
+	assert_true(json_object_object_get_ex(o, "subject", &v));
+	assert_string_equal(json_object_get_string(v), subject);
+	assert_true(json_object_object_get_ex(o, "home", &v));
+	assert_string_equal(json_object_get_string(v), e->home);
+	assert_true(json_object_object_get_ex(o, "certificates", &certs));
+	assert_true(json_object_object_get_ex(certs, "issued", &v));
+	assert_int_equal(json_object_get_int64(v), 0);
+	json_object_put(o);
+	/* The text form shows the same subject. */
+	assert_int_equal(keyline(e, "ca", "status", NULL), 0);
+	assert_in(e->out, subject);
+	snprintf(e->home, sizeof(e->home), "%s", saved_home);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -412,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_pin_once),
 		cmocka_unit_test(test_usage_errors),
 		cmocka_unit_test(test_external_root),
+		cmocka_unit_test(test_status_json_subject),
 	};
 
 	return cmocka_run_group_tests_name("cli_ca", tests, setup, teardown);
