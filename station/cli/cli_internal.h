@@ -73,7 +73,7 @@ int kl_cli_call(const char *home, bool need_station, const char *method, json_ob
 struct kl_cli_opts {
 	const char *slot, *serial, *tenant, *ek, *reason, *cert, *state, *search, *action;
 	long limit, offset, before, id; /* limit -1 when not given */
-	bool json, json_lines, wait, repurpose, newest, follow;
+	bool json, json_lines, wait, repurpose, newest;
 };
 
 /* Parses the options of argv (argv[0] is the command) into o. Returns the

@@ -207,7 +207,9 @@ int main(int argc, char **argv)
 	char home[PATH_MAX];
 	int c;
 
-	kl_log_configure(NULL);
+	/* A bad KEYLINE_LOG is reported by kl_log itself, once, when it is
+	 * first used; the default filter stays. */
+	(void)kl_log_configure(NULL);
 	/* Global options come before the command; the command parses the rest. */
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
