@@ -53,6 +53,14 @@ static int fail(const char *what)
 	return 1;
 }
 
+/* What 'keyline ca COMMAND' was given. */
+struct ca_args {
+	const char *csr, *profile, *out, *serial, *reason, *root;
+	const char *cert; /* the one argument after the options, for import */
+	long days;
+	bool json;
+};
+
 static void print_time(FILE *out, const char *label, const ASN1_TIME *t)
 {
 	BIO *b = BIO_new_fp(out, BIO_NOCLOSE);
@@ -89,7 +97,7 @@ static void print_status_json(const kl_home *home, const kl_issuer_row *row, con
 	json_object_put(o);
 }
 
-static int ca_status(kl_home *home, bool json)
+static int ca_status(kl_home *home, const struct ca_args *a)
 {
 	static const char *const states[] = { "issued", "pending", "rejected", "abandoned" };
 	kl_store *store;
@@ -126,7 +134,7 @@ static int ca_status(kl_home *home, bool json)
 	}
 	X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
 	kl_home_path(home, "crl/issuing.crl", p, sizeof(p));
-	if (json) {
+	if (a->json) {
 		print_status_json(home, &row, subject, fp, days, counts, revoked, p);
 	} else {
 		printf("home         %s\n", home->dir);
@@ -148,8 +156,9 @@ static int ca_status(kl_home *home, bool json)
 	return 0;
 }
 
-static int ca_issue(kl_home *home, const char *csr_path, const char *profile, const char *out)
+static int ca_issue(kl_home *home, const struct ca_args *a)
 {
+	const char *csr_path = a->csr, *profile = a->profile, *out = a->out;
 	X509_REQ *csr = NULL;
 	X509 *x = NULL;
 	kl_ca *ca;
@@ -180,10 +189,11 @@ static int ca_issue(kl_home *home, const char *csr_path, const char *profile, co
 	return 0;
 }
 
-static int ca_revoke(kl_home *home, const char *serial, const char *reason_name)
+static int ca_revoke(kl_home *home, const struct ca_args *a)
 {
-	kl_ca *ca;
+	const char *serial = a->serial, *reason_name = a->reason;
 	int reason = kl_crl_reason_from_name(reason_name);
+	kl_ca *ca;
 
 	if (reason < 0)
 		return fail("revoke");
@@ -195,8 +205,9 @@ static int ca_revoke(kl_home *home, const char *serial, const char *reason_name)
 }
 
 /* Builds, signs and writes HOME/crl/issuing.crl (DER) and .pem. */
-static int ca_crl(kl_home *home, long days)
+static int ca_crl(kl_home *home, const struct ca_args *a)
 {
+	long days = a->days;
 	char path[PATH_MAX];
 
 	if (days <= 0 && kl_config_int(home->conf, "ca.crl_days", 7, 1, 366, &days) < 0)
@@ -207,12 +218,13 @@ static int ca_crl(kl_home *home, long days)
 	return 0;
 }
 
-static int ca_export(kl_home *home)
+static int ca_export(kl_home *home, const struct ca_args *a)
 {
 	char p[PATH_MAX];
 	X509 *issuing, *root;
-
 	int r = 0;
+
+	(void)a;
 
 	kl_home_path(home, "ca/issuing.pem", p, sizeof(p));
 	issuing = kl_cli_cert_read(p);
@@ -226,6 +238,46 @@ static int ca_export(kl_home *home)
 	X509_free(issuing);
 	X509_free(root);
 	return r < 0 ? fail("export") : 0;
+}
+
+static int ca_import(kl_home *home, const struct ca_args *a)
+{
+	return kl_cli_ca_import(home, a->cert, a->root);
+}
+
+enum {
+	NEED_CSR = 1u << 0,
+	NEED_PROFILE = 1u << 1,
+	NEED_SERIAL = 1u << 2,
+	NEED_REASON = 1u << 3,
+	NEED_CERT = 1u << 4,
+	NEED_ROOT = 1u << 5,
+};
+
+/* The ca commands on an existing home ('ca init' makes the home and is
+ * handled before these). needs: the arguments the command cannot do
+ * without; missing one is a usage error saying needs_text. */
+static const struct ca_command {
+	const char *name;
+	unsigned needs;
+	const char *needs_text;
+	int (*run)(kl_home *home, const struct ca_args *a);
+} ca_commands[] = {
+	{ "status", 0, NULL, ca_status },
+	{ "issue", NEED_CSR | NEED_PROFILE, "issue needs --csr FILE and --profile NAME", ca_issue },
+	{ "revoke", NEED_SERIAL | NEED_REASON, "revoke needs --serial HEX and --reason NAME",
+	  ca_revoke },
+	{ "crl", 0, NULL, ca_crl },
+	{ "export", 0, NULL, ca_export },
+	{ "import", NEED_CERT | NEED_ROOT, "import needs CERT and --root ROOT", ca_import },
+};
+
+static bool has_needs(const struct ca_command *c, const struct ca_args *a)
+{
+	return (!(c->needs & NEED_CSR) || a->csr) && (!(c->needs & NEED_PROFILE) || a->profile) &&
+	       (!(c->needs & NEED_SERIAL) || a->serial) &&
+	       (!(c->needs & NEED_REASON) || a->reason) && (!(c->needs & NEED_CERT) || a->cert) &&
+	       (!(c->needs & NEED_ROOT) || a->root);
 }
 
 int kl_cmd_ca(const char *home_dir, int argc, char **argv)
@@ -248,11 +300,9 @@ int kl_cmd_ca(const char *home_dir, int argc, char **argv)
 		{ "root", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *csr = NULL, *profile = NULL, *out = NULL, *serial = NULL, *reason = NULL,
-	           *root = NULL;
+	const struct ca_command *row = NULL;
 	struct kl_cli_ca_init_opts io = { .org = "Keyline" };
-	bool json = false;
-	long days = 0;
+	struct ca_args a = { 0 };
 	kl_home *home = NULL;
 	const char *cmd;
 	int c, rc;
@@ -274,26 +324,26 @@ int kl_cmd_ca(const char *home_dir, int argc, char **argv)
 			fputs(ca_usage, stdout);
 			return 0;
 		case 'j':
-			json = true;
+			a.json = true;
 			break;
 		case 'c':
-			csr = optarg;
+			a.csr = optarg;
 			break;
 		case 'p':
-			profile = optarg;
+			a.profile = optarg;
 			break;
 		case 'o':
-			out = optarg;
+			a.out = optarg;
 			break;
 		case 's':
-			serial = optarg;
+			a.serial = optarg;
 			break;
 		case 'r':
-			reason = optarg;
+			a.reason = optarg;
 			break;
 		case 'd':
-			days = strtol(optarg, NULL, 10);
-			if (days < 1 || days > 366)
+			a.days = strtol(optarg, NULL, 10);
+			if (a.days < 1 || a.days > 366)
 				return kl_cli_usage_error("ca", "--days must be 1..366, not '%s'",
 				                          optarg);
 			break;
@@ -316,42 +366,31 @@ int kl_cmd_ca(const char *home_dir, int argc, char **argv)
 			io.so_pin_file = optarg;
 			break;
 		case 'R':
-			root = optarg;
+			a.root = optarg;
 			break;
 		default:
 			return kl_cli_usage_error("ca", "bad option");
 		}
 	}
 
-	if (strcmp(cmd, "import") != 0 && optind < argc)
+	for (size_t i = 0; i < sizeof(ca_commands) / sizeof(ca_commands[0]); i++)
+		if (strcmp(cmd, ca_commands[i].name) == 0)
+			row = &ca_commands[i];
+	/* Only import takes an argument after the options (CERT). */
+	if (row && (row->needs & NEED_CERT) && optind < argc)
+		a.cert = argv[optind];
+	else if (optind < argc)
 		return kl_cli_usage_error("ca", "unexpected argument '%s'", argv[optind]);
 	if (strcmp(cmd, "init") == 0)
 		return kl_cli_ca_init(home_dir, &io);
-
-	if (strcmp(cmd, "status") && strcmp(cmd, "issue") && strcmp(cmd, "revoke") &&
-	    strcmp(cmd, "crl") && strcmp(cmd, "export") && strcmp(cmd, "import"))
+	if (!row)
 		return kl_cli_usage_error("ca", "unknown command '%s'", cmd);
-	if (strcmp(cmd, "issue") == 0 && (!csr || !profile))
-		return kl_cli_usage_error("ca", "issue needs --csr FILE and --profile NAME");
-	if (strcmp(cmd, "revoke") == 0 && (!serial || !reason))
-		return kl_cli_usage_error("ca", "revoke needs --serial HEX and --reason NAME");
-	if (strcmp(cmd, "import") == 0 && (optind >= argc || !root))
-		return kl_cli_usage_error("ca", "import needs CERT and --root ROOT");
+	if (!has_needs(row, &a))
+		return kl_cli_usage_error("ca", "%s", row->needs_text);
 
 	if (kl_home_open(home_dir, &home) < 0)
 		return fail(cmd);
-	if (strcmp(cmd, "status") == 0)
-		rc = ca_status(home, json);
-	else if (strcmp(cmd, "issue") == 0)
-		rc = ca_issue(home, csr, profile, out);
-	else if (strcmp(cmd, "revoke") == 0)
-		rc = ca_revoke(home, serial, reason);
-	else if (strcmp(cmd, "crl") == 0)
-		rc = ca_crl(home, days);
-	else if (strcmp(cmd, "import") == 0)
-		rc = kl_cli_ca_import(home, argv[optind], root);
-	else
-		rc = ca_export(home);
+	rc = row->run(home, &a);
 	kl_home_free(home);
 	return rc;
 }
