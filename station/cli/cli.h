@@ -5,6 +5,12 @@
 #ifndef KL_STATION_CLI_H
 #define KL_STATION_CLI_H
 
+/* As before the table: the command files may rely on these. */
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "home.h"
+
 /* A command's handler. home_dir is the station home (see 'keyline --help';
  * NULL for a row marked CMD_FRESH_HOME when no home was named), argv[0] the
  * command's own name (for a row with a sub-command, the sub-command's).
