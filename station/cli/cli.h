@@ -1,47 +1,42 @@
-/* The keyline command line: one program, a command per file. */
+/* The keyline command line: one program, a command table (keyline.c) that
+ * dispatches and lists, and one file per command (cmd_*.c). To add a
+ * command: write its handler in its own file, declare it here, and give it
+ * a row in the table. Helpers the commands share are in cli_internal.h. */
 #ifndef KL_STATION_CLI_H
 #define KL_STATION_CLI_H
 
+/* As before the table: the command files may rely on these. */
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "home.h"
 
-/* Each returns the process exit status: 0 ok, 1 failed, 2 usage error.
- * argv[0] is the command's own name. */
-int kl_cmd_ca(const char *home_dir, int argc, char **argv);
-int kl_cmd_audit(const char *home_dir, int argc, char **argv);
-int kl_cmd_demo(const char *home_dir, int argc, char **argv);
-int kl_cmd_provision(const char *home_dir, int argc, char **argv);
-int kl_cmd_devices(const char *home_dir, int argc, char **argv);
-int kl_cmd_preregister(const char *home_dir, int argc, char **argv);
-int kl_cmd_station(const char *home_dir, int argc, char **argv);
-/* Clients of the running station (cmd_client.c). */
-int kl_cmd_status(const char *home_dir, int argc, char **argv);
-int kl_cmd_jobs(const char *home_dir, int argc, char **argv);
-int kl_cmd_events(const char *home_dir, int argc, char **argv);
-int kl_cmd_provision_station(const char *home_dir, int argc, char **argv);
-int kl_cmd_lifecycle(const char *home_dir, int argc,
-                     char **argv);                              /* renew, decommission, repurpose */
-int kl_cmd_revoke(const char *home_dir, int argc, char **argv); /* revoke, lost */
-int kl_cmd_record(const char *home_dir, int argc, char **argv);
-int kl_cmd_crl(const char *home_dir, int argc, char **argv);
-int kl_cmd_audit_list(const char *home_dir, int argc, char **argv);
-/* devices list/show through the running station: returns 1 when it handled
- * the command (*status is the exit status), 0 when no station runs. */
-int kl_cli_devices_via_station(const char *home_dir, const char *sub, int argc, char **argv,
-                               int *status);
+/* A command's handler. home_dir is the station home (see 'keyline --help';
+ * NULL for a row marked CMD_FRESH_HOME when no home was named), argv[0] the
+ * command's own name (for a row with a sub-command, the sub-command's).
+ * Returns the process exit status: 0 ok, 1 failed, 2 usage error. */
+typedef int kl_cli_handler(const char *home_dir, int argc, char **argv);
 
-/* One call of the socket API: through the running station, or when none
- * runs and need_station is false, through the same method table in process
- * over the home (read-only role). params is taken; *res is the result. */
-struct json_object;
-int kl_cli_call(const char *home_dir, bool need_station, const char *method,
-                struct json_object *params, struct json_object **res);
+/* On the line */
+kl_cli_handler kl_cmd_demo;    /* cmd_demo.c */
+kl_cli_handler kl_cmd_station; /* cmd_station.c */
 
-/* preregister through the running station (quota -2: leave it): 1 when
- * handled (*status set), 0 when no station runs. */
-int kl_cli_preregister_via_station(const char *home_dir, const char *tenant, const char *wo,
-                                   long long quota, const char *file, bool json, int *status);
+/* Through the running station */
+kl_cli_handler kl_cmd_status;            /* cmd_status.c */
+kl_cli_handler kl_cmd_provision_station; /* cmd_provision.c: on a slot */
+kl_cli_handler kl_cmd_jobs;              /* cmd_jobs.c */
+kl_cli_handler kl_cmd_events;            /* cmd_events.c */
+kl_cli_handler kl_cmd_lifecycle;         /* cmd_lifecycle.c: renew, decommission, repurpose */
+kl_cli_handler kl_cmd_record;            /* cmd_lifecycle.c */
+kl_cli_handler kl_cmd_revoke;            /* cmd_revoke.c: revoke, lost */
+kl_cli_handler kl_cmd_crl;               /* cmd_revoke.c */
+kl_cli_handler kl_cmd_audit_list;        /* cmd_audit.c */
+
+/* On the home (some through the station when it runs) */
+kl_cli_handler kl_cmd_provision;   /* cmd_provision.c: --link, in this process */
+kl_cli_handler kl_cmd_ca;          /* cmd_ca.c */
+kl_cli_handler kl_cmd_audit;       /* cmd_audit.c: verify */
+kl_cli_handler kl_cmd_preregister; /* cmd_preregister.c */
+kl_cli_handler kl_cmd_devices;     /* cmd_devices.c */
 
 #endif

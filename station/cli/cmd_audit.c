@@ -1,4 +1,5 @@
-/* keyline audit: verify the hash-chained audit log. */
+/* keyline audit verify and audit list: the hash-chained audit log, checked
+ * and read (through the station when it runs). */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "cli_internal.h"
 #include "home.h"
 #include "kl_error.h"
 
@@ -59,4 +61,51 @@ int kl_cmd_audit(const char *home_dir, int argc, char **argv)
 		       (long long)entries);
 	json_object_put(res);
 	return ok ? 0 : 1;
+}
+
+static const char audit_list_usage[] =
+    "usage: keyline [--home DIR] audit list [--action PREFIX] [--limit N] [--before SEQ] [--json]\n"
+    "\nAudit entries, newest first (through the station when it runs).\n";
+
+int kl_cmd_audit_list(const char *home, int argc, char **argv)
+{
+	json_object *p, *res = NULL, *e;
+	struct kl_cli_opts o;
+	kl_cli_api a;
+	int r;
+
+	if ((r = kl_cli_options(argc, argv, audit_list_usage, &o)) >= 0)
+		return r;
+	p = json_object_new_object();
+	if (o.limit > 0)
+		json_object_object_add(p, "limit", json_object_new_int64(o.limit));
+	if (o.before > 0)
+		json_object_object_add(p, "before", json_object_new_int64(o.before));
+	if (o.action)
+		json_object_object_add(p, "action", json_object_new_string(o.action));
+	if (kl_cli_api_open(home, false, &a) < 0) {
+		json_object_put(p);
+		return kl_cli_fail("audit list");
+	}
+	r = kl_cli_api_call(&a, "audit.list", p, &res);
+	kl_cli_api_close(&a);
+	if (r < 0)
+		return kl_cli_fail("audit list");
+	if (o.json) {
+		kl_cli_print_json(res, JSON_C_TO_STRING_PRETTY);
+	} else {
+		e = kl_cli_jget(res, "entries");
+		for (size_t i = 0; i < json_object_array_length(e); i++) {
+			json_object *x = json_object_array_get_idx(e, i);
+			char t[32];
+
+			printf("%6lld %s %-28s %-22s %s\n", (long long)kl_cli_jint(x, "seq"),
+			       kl_cli_when(kl_cli_jint(x, "time_ms") / 1000, t, sizeof(t)),
+			       kl_cli_jstr(x, "action"), kl_cli_jstr(x, "actor"),
+			       json_object_to_json_string_ext(kl_cli_jget(x, "detail"),
+			                                      JSON_C_TO_STRING_PLAIN));
+		}
+	}
+	json_object_put(res);
+	return 0;
 }

@@ -1,8 +1,7 @@
-/* keyline preregister and keyline devices: the registry from the command
- * line. Both work on the home's database alone: no HSM, no daemon. */
-#include <errno.h>
+/* keyline devices list and show: the device registry from the command line.
+ * With a running station both go through it (cmd_devices_station.c); on a
+ * stopped home they read the home's database alone: no HSM, no daemon. */
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,32 +13,11 @@
 
 #include "ca.h"
 #include "cli.h"
+#include "cli_internal.h"
 #include "home.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "registry.h"
-
-static const char preregister_usage[] =
-    "usage: keyline [--home DIR] preregister FILE --tenant T [--work-order W] [--quota N]\n"
-    "\n"
-    "Pre-registers the device serials in FILE for a tenant's work order, all or\n"
-    "nothing: one bad line and nothing is registered (the error names FILE:LINE).\n"
-    "The tenant and the work order are created when they do not exist yet.\n"
-    "\n"
-    "FILE is CSV or JSON (by extension, else by content):\n"
-    "  CSV   one 'serial[,ek_sha256]' per line; a header line 'serial,ek_sha256',\n"
-    "        blank lines and '#' comments are allowed\n"
-    "  JSON  [{\"serial\": \"SN-0001\", \"ek_sha256\": \"<64 hex digits>\"}, ...]\n"
-    "A serial is 1..64 printable ASCII characters without spaces or commas; the\n"
-    "optional ek_sha256 is the SHA-256 of the TPM's EK public key (DER\n"
-    "SubjectPublicKeyInfo), which the station then requires to match.\n"
-    "\n"
-    "options:\n"
-    "  --tenant T        the tenant (customer) the devices are built for\n"
-    "  --work-order W    the work order (default: 'default')\n"
-    "  --quota N         most devices the work order may provision; 'none' for no\n"
-    "                    limit. Sets the quota of an existing work order too\n"
-    "  --json            print the result as one JSON object\n";
 
 static const char devices_usage[] =
     "usage: keyline [--home DIR] devices COMMAND [OPTIONS]\n"
@@ -65,38 +43,6 @@ static const char devices_usage[] =
     "are then the API's (docs/api.md devices.list, devices.show). On a stopped home they\n"
     "are read from the registry file.\n";
 
-__attribute__((format(printf, 2, 3))) static int usage_error(const char *cmd, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "keyline %s: ", cmd);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n(see 'keyline %s --help')\n",
-	        strncmp(cmd, "devices", 7) == 0 ? "devices" : cmd);
-	return 2;
-}
-
-static int fail(const char *cmd)
-{
-	fprintf(stderr, "keyline %s: %s\n", cmd, kl_error_detail());
-	return 1;
-}
-
-static bool parse_count(const char *s, int64_t *ret)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || end == s || *end || v < 0)
-		return false;
-	*ret = v;
-	return true;
-}
-
 /* "2024-05-01T10:00:00Z", or "" for 0. */
 static const char *iso_time(int64_t t, char buf[32])
 {
@@ -119,168 +65,6 @@ static json_object *json_time(int64_t t)
 	char buf[32];
 
 	return t > 0 ? json_object_new_string(iso_time(t, buf)) : NULL;
-}
-
-static void print_json(json_object *o, int flags)
-{
-	puts(json_object_to_json_string_ext(o, flags | JSON_C_TO_STRING_NOSLASHESCAPE));
-}
-
-/* The registry of a home. */
-struct reg_ctx {
-	kl_home *home;
-	kl_store *store;
-	kl_registry *reg;
-};
-
-static int reg_open(const char *home_dir, struct reg_ctx *c)
-{
-	int r;
-
-	memset(c, 0, sizeof(*c));
-	if ((r = kl_home_open(home_dir, &c->home)) < 0 ||
-	    (r = kl_home_store(c->home, &c->store)) < 0 ||
-	    (r = kl_registry_open(c->store, &c->reg)) < 0)
-		return r;
-	return 0;
-}
-
-static void reg_close(struct reg_ctx *c)
-{
-	kl_registry_free(c->reg);
-	kl_home_free(c->home);
-}
-
-/* keyline preregister */
-
-static int ensure_order(kl_registry *reg, const char *tenant, const char *wo, bool set_quota,
-                        int64_t quota, const char *actor)
-{
-	kl_registry_tenant t;
-	kl_registry_work_order w;
-	int r;
-
-	r = kl_registry_tenant_get(reg, tenant, &t);
-	if (r == -KL_E_NOTFOUND)
-		r = kl_registry_tenant_add(reg, tenant, actor);
-	if (r < 0)
-		return r;
-	r = kl_registry_work_order_get(reg, tenant, wo, &w);
-	if (r == -KL_E_NOTFOUND)
-		return kl_registry_work_order_add(reg, tenant, wo, set_quota ? quota : -1, actor);
-	if (r == 0 && set_quota && w.quota != quota)
-		r = kl_registry_work_order_set_quota(reg, tenant, wo, quota, actor);
-	return r;
-}
-
-int kl_cmd_preregister(const char *home_dir, int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "tenant", required_argument, NULL, 't' },
-		{ "work-order", required_argument, NULL, 'w' },
-		{ "quota", required_argument, NULL, 'q' },
-		{ "json", no_argument, NULL, 'j' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *tenant = NULL, *wo = "default", *file, *actor = kl_home_actor();
-	bool set_quota = false, json = false;
-	int64_t quota = -1;
-	kl_registry_work_order w;
-	struct reg_ctx c;
-	size_t count = 0;
-	int ch, r;
-
-	optind = 0; /* a fresh scan, in permute order */
-	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'h':
-			fputs(preregister_usage, stdout);
-			return 0;
-		case 't':
-			tenant = optarg;
-			break;
-		case 'w':
-			wo = optarg;
-			break;
-		case 'q':
-			set_quota = true;
-			if (strcmp(optarg, "none") == 0)
-				quota = -1;
-			else if (!parse_count(optarg, &quota))
-				return usage_error("preregister",
-				                   "--quota must be a count or 'none', not '%s'",
-				                   optarg);
-			break;
-		case 'j':
-			json = true;
-			break;
-		default:
-			return usage_error("preregister", "bad option");
-		}
-	}
-	if (optind >= argc)
-		return usage_error("preregister", "no FILE given");
-	if (argc - optind > 1)
-		return usage_error("preregister", "one FILE at a time ('%s' is extra)",
-		                   argv[optind + 1]);
-	if (!tenant)
-		return usage_error("preregister", "--tenant is required");
-	file = argv[optind];
-
-	/* With a running station, it does the work (devices.preregister). */
-	if (kl_cli_preregister_via_station(home_dir, tenant, wo, set_quota ? quota : -2, file, json,
-	                                   &r))
-		return r;
-	if (reg_open(home_dir, &c) < 0) {
-		r = fail("preregister");
-		reg_close(&c);
-		return r;
-	}
-	/* One transaction: a bad file leaves no new tenant or work order behind. */
-	r = kl_store_begin(c.store);
-	if (r == 0) {
-		r = ensure_order(c.reg, tenant, wo, set_quota, quota, actor);
-		if (r >= 0)
-			r = kl_registry_import_file(c.reg, tenant, wo, file, actor, &count);
-		if (r < 0)
-			kl_store_rollback(c.store);
-		else
-			r = kl_store_commit(c.store);
-	}
-	if (r >= 0)
-		r = kl_registry_work_order_get(c.reg, tenant, wo, &w);
-	if (r < 0) {
-		r = fail("preregister");
-		reg_close(&c);
-		return r;
-	}
-	if (json) {
-		json_object *o = json_object_new_object();
-
-		json_object_object_add(o, "file", json_object_new_string(file));
-		json_object_object_add(o, "tenant", json_object_new_string(tenant));
-		json_object_object_add(o, "work_order", json_object_new_string(wo));
-		json_object_object_add(o, "entries", json_object_new_int64((int64_t)count));
-		json_object_object_add(o, "preregistered", json_object_new_int64(w.preregistered));
-		json_object_object_add(o, "quota",
-		                       w.quota < 0 ? NULL : json_object_new_int64(w.quota));
-		json_object_object_add(o, "used", json_object_new_int64(w.used));
-		print_json(o, JSON_C_TO_STRING_PLAIN);
-		json_object_put(o);
-	} else {
-		char q[64] = "no quota";
-
-		if (w.quota >= 0)
-			snprintf(q, sizeof(q), "quota %lld, %lld used", (long long)w.quota,
-			         (long long)w.used);
-		printf("registered %zu serial%s from %s for tenant %s, work order %s\n"
-		       "(the work order now has %lld pre-registered, %s)\n",
-		       count, count == 1 ? "" : "s", file, tenant, wo, (long long)w.preregistered,
-		       q);
-	}
-	reg_close(&c);
-	return 0;
 }
 
 /* keyline devices list */
@@ -340,14 +124,14 @@ static int list_one(void *ctx, const kl_registry_device *d)
 	return 0;
 }
 
-static int devices_list(struct reg_ctx *c, const kl_registry_filter *f, enum list_format format)
+static int devices_list(struct kl_cli_reg *c, const kl_registry_filter *f, enum list_format format)
 {
 	struct list_out out = { .format = format };
 	int64_t total = 0;
 	int r;
 
 	if ((r = kl_registry_device_count(c->reg, f, &total)) < 0)
-		return fail("devices list");
+		return kl_cli_fail("devices list");
 	if (format == LIST_TABLE)
 		printf("%-20s %-15s %-16s %-16s %-19s %s\n", "SERIAL", "STATE", "TENANT",
 		       "WORK ORDER", "EK SHA-256", "SINCE (UTC)");
@@ -357,7 +141,7 @@ static int devices_list(struct reg_ctx *c, const kl_registry_filter *f, enum lis
 	if (format == LIST_JSON)
 		fputs(out.n ? "\n]\n" : "]\n", stdout);
 	if (r < 0)
-		return fail("devices list");
+		return kl_cli_fail("devices list");
 	if (format != LIST_TABLE && f->offset + out.n < total)
 		/* Scripts see a short page on stderr, not a silent cut. */
 		fprintf(stderr,
@@ -498,7 +282,7 @@ static int show_cert(void *ctx, const kl_registry_cert *c)
 	return 0;
 }
 
-static int devices_show(struct reg_ctx *c, const char *serial, bool json)
+static int devices_show(struct kl_cli_reg *c, const char *serial, bool json)
 {
 	kl_registry_device d;
 	struct show s = { .json = json };
@@ -507,7 +291,7 @@ static int devices_show(struct reg_ctx *c, const char *serial, bool json)
 	int r;
 
 	if (kl_registry_device_get(c->reg, serial, &d) < 0)
-		return fail("devices show");
+		return kl_cli_fail("devices show");
 	if (json) {
 		o = device_json(&d);
 		s.arr = json_object_new_array();
@@ -549,9 +333,9 @@ static int devices_show(struct reg_ctx *c, const char *serial, bool json)
 			printf("  (none)\n");
 	}
 	if (r >= 0 && json)
-		print_json(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
+		kl_cli_print_json(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
 	json_object_put(o);
-	return r < 0 ? fail("devices show") : 0;
+	return r < 0 ? kl_cli_fail("devices show") : 0;
 }
 
 int kl_cmd_devices(const char *home_dir, int argc, char **argv)
@@ -568,7 +352,7 @@ int kl_cmd_devices(const char *home_dir, int argc, char **argv)
 	};
 	kl_registry_filter f = { .state = -1, .limit = 100 };
 	enum list_format format = LIST_TABLE;
-	struct reg_ctx c;
+	struct kl_cli_reg c;
 	const char *cmd;
 	char what[32];
 	int ch, r;
@@ -580,7 +364,7 @@ int kl_cmd_devices(const char *home_dir, int argc, char **argv)
 	}
 	cmd = argv[1];
 	if (strcmp(cmd, "list") != 0 && strcmp(cmd, "show") != 0)
-		return usage_error("devices", "unknown command '%s'", cmd);
+		return kl_cli_usage_error("devices", "unknown command '%s'", cmd);
 	snprintf(what, sizeof(what), "devices %s", cmd);
 	/* With a running station, it answers (docs/api.md devices.*). */
 	if (kl_cli_devices_via_station(home_dir, cmd, argc - 1, argv + 1, &r))
@@ -597,21 +381,21 @@ int kl_cmd_devices(const char *home_dir, int argc, char **argv)
 		case 's':
 			r = kl_registry_state_from_name(optarg);
 			if (r < 0)
-				return usage_error(what, "%s", kl_error_detail());
+				return kl_cli_usage_error(what, "%s", kl_error_detail());
 			f.state = r;
 			break;
 		case 't':
 			f.tenant = optarg;
 			break;
 		case 'l':
-			if (!parse_count(optarg, &f.limit))
-				return usage_error(what, "--limit must be a count, not '%s'",
-				                   optarg);
+			if (!kl_cli_parse_count(optarg, &f.limit))
+				return kl_cli_usage_error(what, "--limit must be a count, not '%s'",
+				                          optarg);
 			break;
 		case 'o':
-			if (!parse_count(optarg, &f.offset))
-				return usage_error(what, "--offset must be a count, not '%s'",
-				                   optarg);
+			if (!kl_cli_parse_count(optarg, &f.offset))
+				return kl_cli_usage_error(
+				    what, "--offset must be a count, not '%s'", optarg);
 			break;
 		case 'j':
 			format = LIST_JSON;
@@ -620,28 +404,28 @@ int kl_cmd_devices(const char *home_dir, int argc, char **argv)
 			format = LIST_JSON_LINES;
 			break;
 		default:
-			return usage_error(what, "bad option");
+			return kl_cli_usage_error(what, "bad option");
 		}
 	}
 	if (strcmp(cmd, "show") == 0) {
 		if (optind >= argc)
-			return usage_error(what, "which SERIAL?");
+			return kl_cli_usage_error(what, "which SERIAL?");
 		if (argc - optind > 1)
-			return usage_error(what, "one SERIAL at a time");
+			return kl_cli_usage_error(what, "one SERIAL at a time");
 		if (f.state >= 0 || f.tenant || format == LIST_JSON_LINES)
-			return usage_error(what, "show takes only SERIAL and --json");
+			return kl_cli_usage_error(what, "show takes only SERIAL and --json");
 	} else if (optind < argc) {
-		return usage_error(what, "unexpected argument '%s'", argv[optind]);
+		return kl_cli_usage_error(what, "unexpected argument '%s'", argv[optind]);
 	}
-	if (reg_open(home_dir, &c) < 0) {
-		r = fail(what);
-		reg_close(&c);
+	if (kl_cli_reg_open(home_dir, &c) < 0) {
+		r = kl_cli_fail(what);
+		kl_cli_reg_close(&c);
 		return r;
 	}
 	if (strcmp(cmd, "show") == 0)
 		r = devices_show(&c, argv[optind], format == LIST_JSON);
 	else
 		r = devices_list(&c, &f, format);
-	reg_close(&c);
+	kl_cli_reg_close(&c);
 	return r;
 }

@@ -1,5 +1,6 @@
-/* keyline provision: one DUT on one bench, through the provisioning engine
- * in this process (the daemon runs the same engine per slot). */
+/* keyline provision, both ways: --link drives one DUT on one bench through
+ * the provisioning engine in this process; without it the running station
+ * provisions the DUT on one of its slots (the same engine per slot). */
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -7,7 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "cli.h"
+#include "cli_internal.h"
 #include "engine.h"
 #include "home.h"
 #include "hsm.h"
@@ -51,6 +55,31 @@ static void show(void *ctx, kl_step step, bool done, double ms)
 		return;
 	}
 	fprintf(stderr, "%8.1f ms\n", ms);
+}
+
+/* The result as one JSON object on a line: the keys scripts read since the
+ * first release, reason and step "" when it passed. */
+static void print_result_json(const char *serial, const kl_job_result *res)
+{
+	json_object *o = json_object_new_object();
+	char ms[32];
+
+	snprintf(ms, sizeof(ms), "%.1f", res->total_ms);
+	json_object_object_add(o, "serial", json_object_new_string(serial));
+	json_object_object_add(o, "ok", json_object_new_boolean(res->rc == 0));
+	json_object_object_add(o, "already_provisioned",
+	                       json_object_new_boolean(res->already_provisioned));
+	json_object_object_add(o, "resumed", json_object_new_boolean(res->resumed));
+	json_object_object_add(o, "reason",
+	                       json_object_new_string(res->rc == 0 ? "" : res->reason));
+	json_object_object_add(
+	    o, "step", json_object_new_string(res->rc == 0 ? "" : kl_step_name(res->failed_step)));
+	json_object_object_add(o, "iak_serial", json_object_new_string(res->iak_serial));
+	json_object_object_add(o, "idevid_serial", json_object_new_string(res->idevid_serial));
+	/* One decimal, as before; json-c would print the double's shortest form. */
+	json_object_object_add(o, "total_ms", json_object_new_double_s(res->total_ms, ms));
+	kl_cli_print_json(o, JSON_C_TO_STRING_PLAIN);
+	json_object_put(o);
 }
 
 int kl_cmd_provision(const char *home_dir, int argc, char **argv)
@@ -128,15 +157,7 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 	if (res.rc < 0 && !json && res.failed_step < KL_STEP__MAX)
 		fprintf(stderr, "  FAILED\n");
 	if (json) {
-		printf("{\"serial\":\"%s\",\"ok\":%s,\"already_provisioned\":%s,\"resumed\":%s,"
-		       "\"reason\":\"%s\",\"step\":\"%s\",\"iak_serial\":\"%s\",\"idevid_serial\":"
-		       "\"%s\","
-		       "\"total_ms\":%.1f}\n",
-		       job.serial, res.rc == 0 ? "true" : "false",
-		       res.already_provisioned ? "true" : "false", res.resumed ? "true" : "false",
-		       res.rc == 0 ? "" : res.reason,
-		       res.rc == 0 ? "" : kl_step_name(res.failed_step), res.iak_serial,
-		       res.idevid_serial, res.total_ms);
+		print_result_json(job.serial, &res);
 	} else if (res.rc == 0 && res.already_provisioned) {
 		printf("ALREADY PROVISIONED %s: nothing issued (%.0f ms)\n", job.serial,
 		       res.total_ms);
@@ -154,4 +175,37 @@ out:
 	kl_trust_free(trust);
 	kl_home_free(home);
 	return rc;
+}
+
+/* ---- on a slot of the running station ---- */
+
+static const char slot_usage[] =
+    "usage: keyline [--home DIR] provision --serial S [--slot NAME] [--tenant T] [--ek TYPE]\n"
+    "                                     [--no-wait] [--json]\n"
+    "       keyline [--home DIR] provision --link TCTI --serial S ...   (no station: see\n"
+    "                                     'keyline provision --link x --help')\n"
+    "\nProvisions the DUT on a slot of the running station (the first free slot when\n"
+    "--slot is not given) and shows its progress; Ctrl-C asks the station to abort.\n"
+    "--ek: auto (default: what the TPM holds), rsa2048, p256, p384.\n"
+    "exit status: 0 provisioned, 1 refused or failed, 2 usage error\n";
+
+int kl_cmd_provision_station(const char *home, int argc, char **argv)
+{
+	json_object *p;
+	struct kl_cli_opts o;
+	int r;
+
+	if ((r = kl_cli_options(argc, argv, slot_usage, &o)) >= 0)
+		return r;
+	if ((r = kl_cli_need("provision", "--serial", o.serial, slot_usage)))
+		return r;
+	p = json_object_new_object();
+	json_object_object_add(p, "serial", json_object_new_string(o.serial));
+	if (o.slot)
+		json_object_object_add(p, "slot", json_object_new_string(o.slot));
+	if (o.tenant)
+		json_object_object_add(p, "tenant", json_object_new_string(o.tenant));
+	if (o.ek)
+		json_object_object_add(p, "ek_type", json_object_new_string(o.ek));
+	return kl_cli_run_job(home, "provision", "job.provision", p, &o);
 }

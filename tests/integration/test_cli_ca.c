@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "floor.h"
 
@@ -404,6 +405,127 @@ static void test_external_root(void **state)
 	snprintf(e->home, sizeof(e->home), "%s", saved_home);
 }
 
+/* The command table: 'keyline --help' lists every command in its group,
+ * and a row for a sub-command or an option is chosen over the plain row
+ * of the same name. */
+static void test_command_table(void **state)
+{
+	struct env *e = *state;
+	static const char *const rows[] = {
+		"commands:\n  demo [--devices N]    a complete simulated line on the embedded "
+		"default:\n                        SoftHSM CA ceremony,",
+		"\n  station               run the station daemon",
+		"\n  through the running station:\n  status                the station and its "
+		"slots\n",
+		"\n  provision --serial S [--slot NAME]   provision the DUT on a slot, with "
+		"progress\n",
+		"\n  jobs [list|show|abort]               recent jobs and their results\n",
+		"\n  events [--slot NAME]  stream step, job, link and CRL events\n",
+		"\n  decommission --slot NAME --serial S [--repurpose]\n                        "
+		"revoke, "
+		"cryptographic erase, signed sanitization record\n",
+		"\n  revoke (--serial S | --certificate HEX) [--reason R]   and publish the CRL\n",
+		"\n  audit list            audit entries, newest first\n\n  on the home",
+		"\n  provision --link TCTI --serial S     drive one DUT from this process\n",
+		"\n  ca COMMAND            the CA: init, status, issue, revoke, crl, export, "
+		"import\n",
+		"\n  audit verify          verify the hash-chained audit log\n",
+		"\n  devices list|show     the device registry: states, tenants, EKs, "
+		"certificates\n"
+		"\noptions:\n",
+	};
+	char *help;
+
+	assert_int_equal(keyline(e, "--help", NULL), 0);
+	help = slurp(e->out);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		if (!strstr(help, rows[i]))
+			fail_msg("'%s' not in keyline --help:\n%s", rows[i], help);
+	assert_int_equal(keyline(e, "help", NULL), 0);
+	assert_in(e->out, help);
+	free(help);
+	/* No command: the same text on stderr, a usage error. */
+	assert_int_equal(keyline(e, NULL), 2);
+	assert_in(e->err, "  audit list            audit entries, newest first\n");
+
+	/* audit list and audit verify are two rows of one name. */
+	assert_int_equal(keyline(e, "audit", "list", NULL), 0);
+	assert_in(e->out, "ca.ceremony.issuing");
+	assert_int_equal(keyline(e, "audit", "verify", NULL), 0);
+	assert_in(e->out, "chain intact");
+	/* provision --link (also as --link=TCTI) runs here; without it the
+	 * station is asked, and none runs. */
+	assert_int_equal(keyline(e, "provision", "--serial", "SN-1", "--link=x", NULL), 1);
+	assert_in(e->err, "trust bundle");
+	assert_int_equal(keyline(e, "provision", "--serial", "SN-1", "--linkx", NULL), 2);
+	assert_int_equal(keyline(e, "provision", "--serial", "SN-1", NULL), 1);
+	assert_in(e->err, "no station is running");
+}
+
+/* A command that writes its result to stdout fails when stdout cannot
+ * take it, rather than exiting 0 with nothing written. */
+static void test_stdout_full(void **state)
+{
+	struct env *e = *state;
+	char csr[PATH_MAX], err[PATH_MAX + 8];
+
+	snprintf(err, sizeof(err), "KL_ERR=%s", e->err);
+	const char *env[] = { err, NULL };
+	const char *export[] = {
+		"sh",        "-c",     "exec \"$0\" \"$@\" >/dev/full 2>\"$KL_ERR\"",
+		KEYLINE_BIN, "--home", e->home,
+		"ca",        "export", NULL
+	};
+	assert_int_equal(kl_floor_run(e->floor, NULL, env, export), 1);
+	assert_in(e->err, "keyline ca export: writing the CA chain to stdout");
+
+	make_csr(e, "full", "/serialNumber=SN-FULL", csr, sizeof(csr));
+	const char *issue[] = {
+		"sh",        "-c",        "exec \"$0\" \"$@\" >/dev/full 2>\"$KL_ERR\"",
+		KEYLINE_BIN, "--home",    e->home,
+		"ca",        "issue",     "--csr",
+		csr,         "--profile", "idevid",
+		NULL
+	};
+	assert_int_equal(kl_floor_run(e->floor, NULL, env, issue), 1);
+	assert_in(e->err, "writing stdout");
+}
+
+/* ca status --json is JSON whatever the CA's names hold: an organisation
+ * with a double quote and a backslash comes back as the same string. */
+static void test_status_json_subject(void **state)
+{
+	struct env *e = *state;
+	const char *org = "Say \"hi\" \\ bye";
+	const char *subject = "/O=Say \"hi\" \\ bye/CN=Keyline Issuing CA";
+	char saved_home[PATH_MAX];
+	json_object *o, *v, *certs;
+	char *text;
+
+	snprintf(saved_home, sizeof(saved_home), "%s", e->home);
+	snprintf(e->home, sizeof(e->home), "%s/home-quote", e->dir);
+	if (keyline(e, "ca", "init", "--org", org, NULL) != 0)
+		fail_msg("ca init failed: %s", slurp(e->err));
+	assert_int_equal(keyline(e, "ca", "status", "--json", NULL), 0);
+	text = slurp(e->out);
+	o = json_tokener_parse(text);
+	if (!o)
+		fail_msg("ca status --json is not JSON:\n%s", text);
+	free(text);
+	assert_true(json_object_object_get_ex(o, "subject", &v));
+	assert_string_equal(json_object_get_string(v), subject);
+	assert_true(json_object_object_get_ex(o, "home", &v));
+	assert_string_equal(json_object_get_string(v), e->home);
+	assert_true(json_object_object_get_ex(o, "certificates", &certs));
+	assert_true(json_object_object_get_ex(certs, "issued", &v));
+	assert_int_equal(json_object_get_int64(v), 0);
+	json_object_put(o);
+	/* The text form shows the same subject. */
+	assert_int_equal(keyline(e, "ca", "status", NULL), 0);
+	assert_in(e->out, subject);
+	snprintf(e->home, sizeof(e->home), "%s", saved_home);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -412,6 +534,9 @@ int main(void)
 		cmocka_unit_test(test_wrong_pin_once),
 		cmocka_unit_test(test_usage_errors),
 		cmocka_unit_test(test_external_root),
+		cmocka_unit_test(test_status_json_subject),
+		cmocka_unit_test(test_command_table),
+		cmocka_unit_test(test_stdout_full),
 	};
 
 	return cmocka_run_group_tests_name("cli_ca", tests, setup, teardown);
