@@ -36,21 +36,21 @@ const char *kl_registry_verdict_name(kl_gate_verdict v)
 static int device_find(kl_registry *r, const char *serial, kl_registry_device *d,
                        int64_t *tenant_id, bool *found)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int rc = kl_reg_prepare(r, KL_REG_DEVICE_SELECT "WHERE d.serial = ?1", &st);
 
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	*found = rc == SQLITE_ROW;
-	if (rc == SQLITE_DONE)
+	kl_db_bind_text(st, 1, serial);
+	rc = kl_db_step(st);
+	*found = rc == 1;
+	if (rc == 0)
 		return 0;
-	if (rc != SQLITE_ROW)
+	if (rc != 1)
 		return kl_reg_db_error(r, "get device");
 	kl_reg_device_from_row(st, d);
 	if (tenant_id)
-		*tenant_id = sqlite3_column_int64(st, 16);
+		*tenant_id = kl_db_column_int64(st, 16);
 	return 0;
 }
 
@@ -66,7 +66,7 @@ struct prereg {
 
 static int prereg_find(kl_registry *r, const char *serial, struct prereg *p)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int rc;
 
 	memset(p, 0, sizeof(*p));
@@ -77,19 +77,19 @@ static int prereg_find(kl_registry *r, const char *serial, struct prereg *p)
 	                    &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
+	kl_db_bind_text(st, 1, serial);
+	rc = kl_db_step(st);
+	if (rc == 0)
 		return 0;
-	if (rc != SQLITE_ROW)
+	if (rc != 1)
 		return kl_reg_db_error(r, "get pre-registration");
 	p->found = true;
-	p->work_order_id = sqlite3_column_int64(st, 0);
-	p->tenant_id = sqlite3_column_int64(st, 1);
-	p->quota = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 2);
-	kl_reg_copy_text(p->work_order, sizeof(p->work_order), st, 3);
-	kl_reg_copy_text(p->tenant, sizeof(p->tenant), st, 4);
-	kl_reg_copy_text(p->ek, sizeof(p->ek), st, 5);
+	p->work_order_id = kl_db_column_int64(st, 0);
+	p->tenant_id = kl_db_column_int64(st, 1);
+	p->quota = kl_db_column_null(st, 2) ? -1 : kl_db_column_int64(st, 2);
+	kl_db_column_copy(st, 3, p->work_order, sizeof(p->work_order));
+	kl_db_column_copy(st, 4, p->tenant, sizeof(p->tenant));
+	kl_db_column_copy(st, 5, p->ek, sizeof(p->ek));
 	return 0;
 }
 
@@ -124,7 +124,7 @@ static const char *ek_short(const char *hex, char buf[24])
 static int gate(kl_registry *r, const char *serial, const char *tenant, const char *ek,
                 bool require_prereg, kl_gate_result *res, struct gate_ctx *g)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	kl_registry_deny deny;
 	unsigned char ekb[32];
 	char s1[24], s2[24];
@@ -230,17 +230,17 @@ static int gate(kl_registry *r, const char *serial, const char *tenant, const ch
 	                    &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, ek, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, serial, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		kl_reg_copy_text(res->other_serial, sizeof(res->other_serial), st, 0);
+	kl_db_bind_text(st, 1, ek);
+	kl_db_bind_text(st, 2, serial);
+	rc = kl_db_step(st);
+	if (rc == 1) {
+		kl_db_column_copy(st, 0, res->other_serial, sizeof(res->other_serial));
 		return verdict(res, KL_GATE_EK_BOUND, "EK already bound to device %s (tenant %s)",
-		               res->other_serial, (const char *)sqlite3_column_text(st, 1));
+		               res->other_serial, kl_db_column_text(st, 1));
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != 0)
 		return kl_reg_db_error(r, "gate: EK binding");
-	sqlite3_finalize(TAKE_PTR(st));
+	kl_db_stmt_free(TAKE_PTR(st));
 
 	/* The quota: every other device of the order past preregistered. */
 	if (g->pre.found && g->pre.quota >= 0) {
@@ -252,11 +252,11 @@ static int gate(kl_registry *r, const char *serial, const char *tenant, const ch
 		                    &st);
 		if (rc < 0)
 			return rc;
-		sqlite3_bind_int64(st, 1, g->pre.work_order_id);
-		sqlite3_bind_text(st, 2, serial, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_ROW)
+		kl_db_bind_int64(st, 1, g->pre.work_order_id);
+		kl_db_bind_text(st, 2, serial);
+		if (kl_db_step_row(st) < 0)
 			return kl_reg_db_error(r, "gate: quota");
-		used = sqlite3_column_int64(st, 0);
+		used = kl_db_column_int64(st, 0);
 		if (used >= g->pre.quota)
 			return verdict(
 			    res, KL_GATE_QUOTA_EXHAUSTED,
@@ -292,7 +292,7 @@ int kl_reg_history(kl_registry *r, int64_t device_id, int from, kl_device_state 
                    int64_t tenant_id, const char *ek_hex, const char *reason, const char *actor,
                    int64_t when)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int rc = kl_reg_prepare(r,
 	                        "INSERT INTO reg_device_history(device_id, from_state, to_state, "
 	                        "tenant_id, ek_sha256, reason, actor, time) "
@@ -301,25 +301,24 @@ int kl_reg_history(kl_registry *r, int64_t device_id, int from, kl_device_state 
 
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, device_id);
+	kl_db_bind_int64(st, 1, device_id);
 	if (from >= 0)
-		sqlite3_bind_text(st, 2, kl_registry_state_name((kl_device_state)from), -1,
-		                  SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, kl_registry_state_name(to), -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, tenant_id);
+		kl_db_bind_text(st, 2, kl_registry_state_name((kl_device_state)from));
+	kl_db_bind_text(st, 3, kl_registry_state_name(to));
+	kl_db_bind_int64(st, 4, tenant_id);
 	if (ek_hex && *ek_hex)
-		sqlite3_bind_text(st, 5, ek_hex, -1, SQLITE_STATIC);
+		kl_db_bind_text(st, 5, ek_hex);
 	if (reason && *reason)
-		sqlite3_bind_text(st, 6, reason, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, actor, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 8, when);
+		kl_db_bind_text(st, 6, reason);
+	kl_db_bind_text(st, 7, actor);
+	kl_db_bind_int64(st, 8, when);
 	rc = kl_reg_step_done(r, st, "state history");
 	return rc < 0 ? rc : 0;
 }
 
 int kl_reg_set_state_row(kl_registry *r, int64_t device_id, kl_device_state to, int64_t when)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	char sql[160];
 	int rc;
 
@@ -329,9 +328,9 @@ int kl_reg_set_state_row(kl_registry *r, int64_t device_id, kl_device_state to, 
 	         kl_registry_state_name(to));
 	if ((rc = kl_reg_prepare(r, sql, &st)) < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, device_id);
-	sqlite3_bind_text(st, 2, kl_registry_state_name(to), -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, when);
+	kl_db_bind_int64(st, 1, device_id);
+	kl_db_bind_text(st, 2, kl_registry_state_name(to));
+	kl_db_bind_int64(st, 3, when);
 	rc = kl_reg_step_done(r, st, "set device state");
 	if (rc == 0)
 		return kl_error_set(KL_E_NOTFOUND, "device %lld vanished", (long long)device_id);
@@ -361,7 +360,7 @@ static int gate_error(const kl_gate_result *res)
 static int device_begin(kl_registry *r, const char *serial, const char *tenant, const char *ek,
                         const char *actor)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	kl_gate_result res;
 	struct gate_ctx g;
 	int64_t now = kl_reg_now(), id;
@@ -409,20 +408,20 @@ static int device_begin(kl_registry *r, const char *serial, const char *tenant, 
 		return rc;
 	}
 	if (g.have_device)
-		sqlite3_bind_int64(st, 1, id);
+		kl_db_bind_int64(st, 1, id);
 	else
-		sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, ek, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, g.tenant_id);
+		kl_db_bind_text(st, 1, serial);
+	kl_db_bind_text(st, 2, ek);
+	kl_db_bind_int64(st, 3, g.tenant_id);
 	if (g.pre.found)
-		sqlite3_bind_int64(st, 4, g.pre.work_order_id);
+		kl_db_bind_int64(st, 4, g.pre.work_order_id);
 	if (!g.have_device)
-		sqlite3_bind_int64(st, 5, now);
+		kl_db_bind_int64(st, 5, now);
 	rc = kl_reg_step_done(r, st, "bind EK");
 	if (rc == -KL_E_EXISTS)
 		rc = kl_error_set(KL_E_EXISTS, "EK %s is bound to another device", ek);
 	if (rc >= 0 && !g.have_device)
-		id = sqlite3_last_insert_rowid(r->db);
+		id = kl_db_last_id(r->db);
 	if (rc >= 0)
 		rc = kl_reg_set_state_row(r, id, KL_DEVICE_PROVISIONING, now);
 	if (rc >= 0)
@@ -457,7 +456,7 @@ int kl_registry_device_begin(kl_registry *r, const char *serial, const char *ten
 static int device_commit(kl_registry *r, const char *serial, const char *evidence,
                          const char *actor)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	kl_registry_device dev;
 	int64_t tenant_id, now = kl_reg_now();
 	char digest[65];
@@ -481,9 +480,9 @@ static int device_commit(kl_registry *r, const char *serial, const char *evidenc
 	                         "VALUES(?1, ?2, ?3)",
 	                         &st)) < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, dev.id);
-	sqlite3_bind_text(st, 2, evidence, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, now);
+	kl_db_bind_int64(st, 1, dev.id);
+	kl_db_bind_text(st, 2, evidence);
+	kl_db_bind_int64(st, 3, now);
 	if ((rc = kl_reg_step_done(r, st, "store evidence")) < 0 ||
 	    (rc = kl_reg_history(r, dev.id, KL_DEVICE_PROVISIONING, KL_DEVICE_PROVISIONED,
 	                         tenant_id, dev.ek_sha256, NULL, actor, now)) < 0)
@@ -525,24 +524,24 @@ int kl_registry_device_commit(kl_registry *r, const char *serial, const char *ev
 
 static int prereg_delete(kl_registry *r, const char *serial)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int rc = kl_reg_prepare(r, "DELETE FROM reg_prereg WHERE serial = ?1", &st);
 
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	kl_db_bind_text(st, 1, serial);
 	rc = kl_reg_step_done(r, st, "end pre-registration");
 	return rc < 0 ? rc : 0;
 }
 
 static int clear_ek(kl_registry *r, int64_t id)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int rc = kl_reg_prepare(r, "UPDATE reg_device SET ek_sha256 = NULL WHERE id = ?1", &st);
 
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, id);
+	kl_db_bind_int64(st, 1, id);
 	rc = kl_reg_step_done(r, st, "release EK");
 	return rc < 0 ? rc : 0;
 }

@@ -83,17 +83,17 @@ struct batch {
 	const char *source;
 	int64_t tenant_id, work_order_id, now;
 	const char *tenant, *work_order, *actor;
-	sqlite3_stmt *find, *prereg_put, *dev_new, *dev_move;
+	kl_db_stmt *find, *prereg_put, *dev_new, *dev_move;
 	int added, changed;
 	json_object *items;
 };
 
 static void batch_clear(struct batch *b)
 {
-	sqlite3_finalize(b->find);
-	sqlite3_finalize(b->prereg_put);
-	sqlite3_finalize(b->dev_new);
-	sqlite3_finalize(b->dev_move);
+	kl_db_stmt_free(b->find);
+	kl_db_stmt_free(b->prereg_put);
+	kl_db_stmt_free(b->dev_new);
+	kl_db_stmt_free(b->dev_move);
 	json_object_put(b->items);
 }
 
@@ -145,22 +145,21 @@ static void note(struct batch *b, const struct entry *e, const char *change)
 
 static int put_prereg(struct batch *b, const struct entry *e)
 {
-	sqlite3_stmt *st = b->prereg_put;
+	kl_db_stmt *st = b->prereg_put;
 
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	sqlite3_bind_text(st, 1, e->serial, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, b->work_order_id);
+	kl_db_reset(st);
+	kl_db_bind_text(st, 1, e->serial);
+	kl_db_bind_int64(st, 2, b->work_order_id);
 	if (e->ek[0])
-		sqlite3_bind_text(st, 3, e->ek, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, b->now);
+		kl_db_bind_text(st, 3, e->ek);
+	kl_db_bind_int64(st, 4, b->now);
 	return kl_reg_step_done(b->r, st, "pre-register");
 }
 
 static int one(struct batch *b, const struct entry *e)
 {
 	kl_registry *r = b->r;
-	sqlite3_stmt *st = b->find;
+	kl_db_stmt *st = b->find;
 	char at[PATH_MAX + 32], dev_tenant[KL_REGISTRY_NAME_MAX + 1],
 	    pre_tenant[KL_REGISTRY_NAME_MAX + 1], pre_ek[65];
 	int64_t dev_id = 0, dev_tenant_id = 0, pre_wo = 0;
@@ -168,22 +167,22 @@ static int one(struct batch *b, const struct entry *e)
 	int state = -1, rc;
 
 	where(b->source, e->line, at, sizeof(at));
-	sqlite3_reset(st);
-	sqlite3_bind_text(st, 1, e->serial, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW)
+	kl_db_reset(st);
+	kl_db_bind_text(st, 1, e->serial);
+	if (kl_db_step_row(st) < 0)
 		return kl_reg_db_error(r, "pre-register: look up serial");
-	have_dev = sqlite3_column_type(st, 0) != SQLITE_NULL;
-	have_pre = sqlite3_column_type(st, 4) != SQLITE_NULL;
+	have_dev = !kl_db_column_null(st, 0);
+	have_pre = !kl_db_column_null(st, 4);
 	if (have_dev) {
-		dev_id = sqlite3_column_int64(st, 0);
-		state = kl_registry_state_from_name((const char *)sqlite3_column_text(st, 1));
-		dev_tenant_id = sqlite3_column_int64(st, 2);
-		kl_reg_copy_text(dev_tenant, sizeof(dev_tenant), st, 3);
+		dev_id = kl_db_column_int64(st, 0);
+		state = kl_registry_state_from_name(kl_db_column_text(st, 1));
+		dev_tenant_id = kl_db_column_int64(st, 2);
+		kl_db_column_copy(st, 3, dev_tenant, sizeof(dev_tenant));
 	}
-	pre_wo = sqlite3_column_int64(st, 5);
-	kl_reg_copy_text(pre_ek, sizeof(pre_ek), st, 6);
-	kl_reg_copy_text(pre_tenant, sizeof(pre_tenant), st, 7);
-	sqlite3_reset(st);
+	pre_wo = kl_db_column_int64(st, 5);
+	kl_db_column_copy(st, 6, pre_ek, sizeof(pre_ek));
+	kl_db_column_copy(st, 7, pre_tenant, sizeof(pre_tenant));
+	kl_db_reset(st);
 	if (state < 0 && have_dev)
 		return state;
 
@@ -192,10 +191,10 @@ static int one(struct batch *b, const struct entry *e)
 		if ((rc = put_prereg(b, e)) < 0)
 			return rc;
 		st = b->dev_move;
-		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, dev_id);
-		sqlite3_bind_int64(st, 2, b->tenant_id);
-		sqlite3_bind_int64(st, 3, b->work_order_id);
+		kl_db_reset(st);
+		kl_db_bind_int64(st, 1, dev_id);
+		kl_db_bind_int64(st, 2, b->tenant_id);
+		kl_db_bind_int64(st, 3, b->work_order_id);
 		if ((rc = kl_reg_step_done(r, st, "pre-register repurposed device")) < 0 ||
 		    (rc = kl_reg_set_state_row(r, dev_id, KL_DEVICE_PREREGISTERED, b->now)) < 0 ||
 		    (rc = kl_reg_history(r, dev_id, KL_DEVICE_REPURPOSED, KL_DEVICE_PREREGISTERED,
@@ -223,10 +222,10 @@ static int one(struct batch *b, const struct entry *e)
 	if (have_dev) {
 		/* Still preregistered: it moves with its entry. */
 		st = b->dev_move;
-		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, dev_id);
-		sqlite3_bind_int64(st, 2, b->tenant_id);
-		sqlite3_bind_int64(st, 3, b->work_order_id);
+		kl_db_reset(st);
+		kl_db_bind_int64(st, 1, dev_id);
+		kl_db_bind_int64(st, 2, b->tenant_id);
+		kl_db_bind_int64(st, 3, b->work_order_id);
 		if ((rc = kl_reg_step_done(r, st, "pre-register: move device")) < 0)
 			return rc;
 		b->changed++;
@@ -234,14 +233,14 @@ static int one(struct batch *b, const struct entry *e)
 		return 0;
 	}
 	st = b->dev_new;
-	sqlite3_reset(st);
-	sqlite3_bind_text(st, 1, e->serial, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, b->tenant_id);
-	sqlite3_bind_int64(st, 3, b->work_order_id);
-	sqlite3_bind_int64(st, 4, b->now);
+	kl_db_reset(st);
+	kl_db_bind_text(st, 1, e->serial);
+	kl_db_bind_int64(st, 2, b->tenant_id);
+	kl_db_bind_int64(st, 3, b->work_order_id);
+	kl_db_bind_int64(st, 4, b->now);
 	if ((rc = kl_reg_step_done(r, st, "pre-register: add device")) < 0)
 		return rc;
-	dev_id = sqlite3_last_insert_rowid(r->db);
+	dev_id = kl_db_last_id(r->db);
 	if ((rc = kl_reg_history(r, dev_id, -1, KL_DEVICE_PREREGISTERED, b->tenant_id, NULL, NULL,
 	                         b->actor, b->now)) < 0)
 		return rc;

@@ -1,5 +1,5 @@
-/* Shared by the registry's source files (registry*.c) only: the SQLite and
- * json-c types stay behind this header. */
+/* Shared by the registry's source files (registry*.c) only: the database
+ * handles and json-c types stay behind this header. */
 #ifndef KL_STATION_REGISTRY_INTERNAL_H
 #define KL_STATION_REGISTRY_INTERNAL_H
 
@@ -7,20 +7,17 @@
 #include <stdint.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
+#include "kl_db.h"
 #include "registry.h"
 
+/* The registry's tables live in the CA store's database and its writes run
+ * in the store's transactions, so that a device and its certificates
+ * commit together. */
 struct kl_registry {
 	kl_store *store;
-	sqlite3 *db;
+	kl_db *db; /* kl_store_db(store) */
 };
-
-static inline void sqlite3_stmt_freep(sqlite3_stmt **p)
-{
-	if (*p)
-		sqlite3_finalize(*p);
-}
 
 static inline void json_object_putp(json_object **p)
 {
@@ -32,14 +29,14 @@ static inline void json_object_putp(json_object **p)
  * but decommissioned and repurposed; the partial unique index says the same). */
 #define KL_REG_EK_HOLDERS "('preregistered','provisioning','provisioned','revoked','lost')"
 
-/* Records the database's error as the detail: -KL_E_EXISTS for a UNIQUE or
- * PRIMARY KEY violation, -KL_E_DB otherwise. */
+/* Puts "registry: what" in front of the database error just recorded and
+ * returns its code: -KL_E_EXISTS for a UNIQUE or PRIMARY KEY violation,
+ * -KL_E_DB otherwise (kl_db.h). */
 int kl_reg_db_error(kl_registry *r, const char *what);
-int kl_reg_prepare(kl_registry *r, const char *sql, sqlite3_stmt **ret);
+int kl_reg_prepare(kl_registry *r, const char *sql, kl_db_stmt **ret);
 /* Steps a statement that returns no rows and resets it; returns the number of
  * changed rows or a negative error. */
-int kl_reg_step_done(kl_registry *r, sqlite3_stmt *st, const char *what);
-void kl_reg_copy_text(char *dst, size_t size, sqlite3_stmt *st, int col);
+int kl_reg_step_done(kl_registry *r, kl_db_stmt *st, const char *what);
 int64_t kl_reg_now(void);
 
 /* Ends the transaction a public function began: rolls back when rc < 0,
@@ -65,7 +62,7 @@ json_object *kl_reg_json_str(const char *s);
 	"LEFT JOIN reg_work_order w ON w.id = d.work_order_id "                     \
 	"LEFT JOIN reg_prereg p ON p.serial = d.serial "
 
-void kl_reg_device_from_row(sqlite3_stmt *st, kl_registry_device *d);
+void kl_reg_device_from_row(kl_db_stmt *st, kl_registry_device *d);
 
 /* Looks up ids; -KL_E_NOTFOUND with a sentence when there is none. */
 int kl_reg_tenant_id(kl_registry *r, const char *tenant, int64_t *ret);
