@@ -129,6 +129,15 @@ int kl_store_audit_json(kl_store *s, const char *actor, const char *action, json
 	return r;
 }
 
+json_object *kl_store_detail_add(json_object *d, const char *key, json_object *value)
+{
+	if (d && value && json_object_object_add(d, key, value) == 0)
+		return d;
+	json_object_put(value);
+	json_object_put(d);
+	return NULL;
+}
+
 int kl_store_audit_list(kl_store *s, int64_t before, const char *action_prefix, int64_t limit,
                         kl_audit_fn fn, void *ctx)
 {

@@ -302,11 +302,9 @@ static int reconcile(kl_store *s, int64_t issuer_id, const char *actor)
 	free(gone);
 	if (n <= 0)
 		return n;
-	d = json_object_new_object();
-	if (d) {
-		json_object_object_add(d, "issuer", json_object_new_int64(issuer_id));
-		json_object_object_add(d, "abandoned", json_object_new_int(n));
-	}
+	d = kl_store_detail_add(json_object_new_object(), "issuer",
+	                        json_object_new_int64(issuer_id));
+	d = kl_store_detail_add(d, "abandoned", json_object_new_int(n));
 	r = kl_store_audit_json(s, actor, "ca.reconcile", d);
 	return r < 0 ? r : n;
 }

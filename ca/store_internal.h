@@ -40,5 +40,12 @@ int kl_store_step_done(kl_db_stmt *st, const char *what);
  * as from a failed allocation, is -KL_E_NOMEM). The text is json-c's
  * plain form, keys in the order they were added. */
 int kl_store_audit_json(kl_store *s, const char *actor, const char *action, json_object *detail);
+/* Adds key: value to the detail object d and returns d; when d or value is
+ * NULL (out of memory) or the add fails, frees both and returns NULL, so
+ * that a detail is written whole or not at all:
+ *   d = kl_store_detail_add(json_object_new_object(), "serial", ...);
+ *   d = kl_store_detail_add(d, "reason", ...);
+ *   r = kl_store_audit_json(s, actor, action, d); */
+json_object *kl_store_detail_add(json_object *d, const char *key, json_object *value);
 
 #endif
