@@ -69,6 +69,38 @@ int kl_reg_tenant_id(kl_registry *r, const char *tenant, int64_t *ret);
 int kl_reg_work_order_id(kl_registry *r, int64_t tenant_id, const char *tenant, const char *name,
                          int64_t *ret);
 
+/* Looks a device up, with its tenant's id; 0 and *found = false when there
+ * is none. */
+int kl_reg_device_find(kl_registry *r, const char *serial, kl_registry_device *d,
+                       int64_t *tenant_id, bool *found);
+
+/* A pre-registration entry with its work order and tenant. */
+struct kl_reg_prereg {
+	bool found;
+	int64_t work_order_id, tenant_id;
+	int64_t quota; /* -1: none */
+	char work_order[KL_REGISTRY_NAME_MAX + 1];
+	char tenant[KL_REGISTRY_NAME_MAX + 1];
+	char ek[65];
+};
+
+/* What the gates found, for begin. */
+struct kl_reg_gate_ctx {
+	bool have_device;
+	kl_registry_device dev;
+	struct kl_reg_prereg pre;
+	int64_t tenant_id;
+};
+
+/* Runs the provisioning gates for serial with EK ek (hex); tenant NULL:
+ * the pre-registration's, else the device's. The verdict is in *res; a
+ * negative return is an error, not a refusal. */
+int kl_reg_gate(kl_registry *r, const char *serial, const char *tenant, const char *ek,
+                bool require_prereg, kl_gate_result *res, struct kl_reg_gate_ctx *g);
+/* The error for a refusing verdict: -KL_E_STATE, -KL_E_EXISTS or
+ * -KL_E_PERM, with the verdict's sentence and reason. */
+int kl_reg_gate_error(const kl_gate_result *res);
+
 /* Appends a state-history row. from < 0 for the first. */
 int kl_reg_history(kl_registry *r, int64_t device_id, int from, kl_device_state to,
                    int64_t tenant_id, const char *ek_hex, const char *reason, const char *actor,
@@ -82,6 +114,12 @@ int kl_reg_set_state_row(kl_registry *r, int64_t device_id, kl_device_state to, 
  * when a row was added. */
 int kl_reg_deny_insert(kl_registry *r, const char *ek_hex, const char *reason, const char *actor,
                        bool keep_existing);
+
+/* Pre-registers a batch (kl_registry_preregister); source, when not NULL,
+ * is the file the items came from, for messages and the audit entry. */
+int kl_reg_preregister(kl_registry *r, const char *tenant, const char *work_order,
+                       const kl_registry_item *items, size_t n, const char *actor,
+                       const char *source);
 
 /* A valid lowercase copy of an EK hex string into out[65]; -KL_E_INVALID. */
 int kl_reg_ek_hex_norm(const char *hex, char out[65]);
