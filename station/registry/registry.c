@@ -1,6 +1,8 @@
-/* The device registry: schema, states, tenants, work orders, deny list.
- * See registry.h; devices are in registry_device.c, pre-registration in
- * registry_import.c. */
+/* The device registry: schema, states, tenants, work orders. See
+ * registry.h; the gates are in registry_gate.c, device state changes in
+ * registry_device.c, reads in registry_query.c, pre-registration in
+ * registry_prereg.c (its files in registry_import.c), the deny list in
+ * registry_deny.c. */
 #include "registry.h"
 #include "registry_internal.h"
 

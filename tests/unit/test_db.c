@@ -249,6 +249,14 @@ static void test_nested_rollback(void **state)
 	assert_int_equal(kl_db_commit(e->db), 0);
 	assert_int_equal(q1(e->db, "SELECT count(*) FROM t"), 2);
 
+	/* Closing with a transaction open rolls it back. */
+	assert_int_equal(kl_db_begin(e->db), 0);
+	insert(e->db, "unfinished", 6);
+	kl_db_free(e->db);
+	assert_int_equal(kl_db_open(e->path, &e->db), 0);
+	assert_int_equal(q1(e->db, "SELECT count(*) FROM t WHERE name = 'unfinished'"), 0);
+	assert_int_equal(q1(e->db, "SELECT count(*) FROM t"), 2);
+
 	/* An outermost rollback undoes at once; a spare one does nothing. */
 	assert_int_equal(kl_db_begin(e->db), 0);
 	insert(e->db, "gone", 5);
