@@ -14,11 +14,14 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include <json-c/json.h>
+
 #include "ca_internal.h"
 #include "der.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "kl_failpoint.h"
+#include "store_internal.h"
 
 static const char *const reason_names[] = {
 	[0] = "unspecified",     [1] = "keyCompromise",
@@ -190,7 +193,8 @@ int kl_ca_reconciled(const kl_ca *ca)
 
 int kl_ca_revoke(kl_ca *ca, const char *serial_in, int reason, const char *actor)
 {
-	char serial[48], detail[256];
+	char serial[48];
+	json_object *d;
 	int r;
 
 	if (reason < 0 || reason > 10 || reason == 7 || reason == 8)
@@ -198,14 +202,17 @@ int kl_ca_revoke(kl_ca *ca, const char *serial_in, int reason, const char *actor
 	r = normalise_serial(serial_in, serial, sizeof(serial));
 	if (r < 0)
 		return r;
-	snprintf(detail, sizeof(detail), "{\"serial\":\"%s\",\"reason\":\"%s\"}", serial,
-	         kl_crl_reason_name(reason));
 	r = kl_store_begin(ca->store);
 	if (r < 0)
 		return r;
 	r = kl_store_cert_revoke(ca->store, ca->issuer_id, serial, reason, (int64_t)time(NULL));
-	if (r == 0)
-		r = kl_store_audit(ca->store, actor ? actor : ca->actor, "ca.revoke", detail);
+	if (r == 0) {
+		d = kl_store_detail_add(json_object_new_object(), "serial",
+		                        json_object_new_string(serial));
+		d = kl_store_detail_add(d, "reason",
+		                        json_object_new_string(kl_crl_reason_name(reason)));
+		r = kl_store_audit_json(ca->store, actor ? actor : ca->actor, "ca.revoke", d);
+	}
 	if (r < 0) {
 		kl_store_rollback(ca->store);
 		return r;
@@ -220,7 +227,7 @@ int kl_ca_crl(kl_ca *ca, int64_t next_update_s, const char *actor, unsigned char
 	        ? EVP_sha384()
 	        : EVP_sha256();
 	int64_t number = 0, count = 0;
-	char detail[160];
+	json_object *d;
 	int r;
 
 	if (next_update_s <= 0 || next_update_s > 366LL * 86400)
@@ -234,9 +241,11 @@ int kl_ca_crl(kl_ca *ca, int64_t next_update_s, const char *actor, unsigned char
 	                 next_update_s, der, len, &count);
 	if (r < 0)
 		return r;
-	snprintf(detail, sizeof(detail), "{\"crl_number\":%lld,\"entries\":%lld,\"bytes\":%zu}",
-	         (long long)number, (long long)count, *len);
-	r = kl_store_audit(ca->store, actor ? actor : ca->actor, "ca.crl", detail);
+	d = kl_store_detail_add(json_object_new_object(), "crl_number",
+	                        json_object_new_int64(number));
+	d = kl_store_detail_add(d, "entries", json_object_new_int64(count));
+	d = kl_store_detail_add(d, "bytes", json_object_new_int64((int64_t)*len));
+	r = kl_store_audit_json(ca->store, actor ? actor : ca->actor, "ca.crl", d);
 	if (r < 0) {
 		free(*der);
 		*der = NULL;

@@ -11,30 +11,13 @@
 #include <openssl/crypto.h>
 #include <openssl/x509v3.h>
 
+#include <json-c/json.h>
+
 #include "ca_internal.h"
 #include "kl_error.h"
 #include "kl_hex.h"
 #include "kl_failpoint.h"
-
-/* Escapes a string for a JSON audit detail. */
-static void json_str(char *out, size_t size, const char *in)
-{
-	size_t n = 0;
-
-	for (; in && *in && n + 7 < size; in++) {
-		unsigned char c = (unsigned char)*in;
-
-		if (c == '"' || c == '\\') {
-			out[n++] = '\\';
-			out[n++] = (char)c;
-		} else if (c < 0x20) {
-			n += (size_t)snprintf(out + n, size - n, "\\u%04x", c);
-		} else {
-			out[n++] = (char)c;
-		}
-	}
-	out[n] = '\0';
-}
+#include "store_internal.h"
 
 /* One certificate on its way through the batch. */
 struct item {
@@ -114,32 +97,45 @@ static int item_sign(kl_ca *ca, struct item *it, const char *serial)
 	return r;
 }
 
+/* The audit detail of a certificate's outcome: serial, profile, subject,
+ * then last_key ("reason" for a rejection, "sha256" for an issuance). NULL
+ * when out of memory. */
+static json_object *record_detail(const char *serial, const char *profile, const char *subject,
+                                  const char *last_key, const char *last)
+{
+	json_object *d = json_object_new_object();
+
+	d = kl_store_detail_add(d, "serial", json_object_new_string(serial));
+	d = kl_store_detail_add(d, "profile", json_object_new_string(profile));
+	d = kl_store_detail_add(d, "subject", json_object_new_string(subject));
+	return kl_store_detail_add(d, last_key, json_object_new_string(last));
+}
+
 /* Step 6 for one item, inside the caller's transaction. */
 static int item_record(kl_ca *ca, struct item *it, kl_issue_result *res, const char *actor,
                        unsigned char **der, int *der_len)
 {
-	char esc_subject[600], esc_why[600], detail[1500], fp[72];
+	char fp[72];
 	int r;
 
-	json_str(esc_subject, sizeof(esc_subject), it->subject);
 	if (!it->signed_ok) {
-		json_str(esc_why, sizeof(esc_why), it->why);
-		snprintf(
-		    detail, sizeof(detail),
-		    "{\"serial\":\"%s\",\"profile\":\"%s\",\"subject\":\"%s\",\"reason\":\"%s\"}",
-		    res->serial, it->p->name, esc_subject, esc_why);
 		r = kl_store_cert_rejected(ca->store, ca->issuer_id, res->serial, it->why);
-		return r < 0 ? r : kl_store_audit(ca->store, actor, "ca.reject", detail);
+		if (r < 0)
+			return r;
+		return kl_store_audit_json(
+		    ca->store, actor, "ca.reject",
+		    record_detail(res->serial, it->p->name, it->subject, "reason", it->why));
 	}
 	*der_len = i2d_X509(it->x, der);
 	if (*der_len <= 0)
 		return kl_error_set_ssl(KL_E_CRYPTO, "encode certificate");
 	kl_x509_fingerprint(it->x, fp);
-	snprintf(detail, sizeof(detail),
-	         "{\"serial\":\"%s\",\"profile\":\"%s\",\"subject\":\"%s\",\"sha256\":\"%s\"}",
-	         res->serial, it->p->name, esc_subject, fp);
 	r = kl_store_cert_issued(ca->store, ca->issuer_id, res->serial, *der, (size_t)*der_len);
-	return r < 0 ? r : kl_store_audit(ca->store, actor, "ca.issue", detail);
+	if (r < 0)
+		return r;
+	return kl_store_audit_json(
+	    ca->store, actor, "ca.issue",
+	    record_detail(res->serial, it->p->name, it->subject, "sha256", fp));
 }
 
 int kl_ca_issue_batch(kl_ca *ca, const kl_cert_request *reqs, size_t n, kl_issue_result *res)

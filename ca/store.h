@@ -1,9 +1,10 @@
 /* The CA's durable storage: one SQLite database (WAL) holding issuers,
  * certificates by serial, revocations and the hash-chained audit log.
  *
- * Only store.c speaks SQL; the rest of the CA sees these verbs. The station's
- * registry shares the same database file and transactions (see
- * store_internal.h), so that a device and its certificates commit together.
+ * Only store*.c speak SQL (through kl_db); the rest of the CA sees these
+ * verbs. The station's registry keeps its tables in the same database and
+ * shares its transactions (kl_store_db), so that a device and its
+ * certificates commit together.
  *
  * Certificate states:
  *   pending    the intended TBSCertificate is stored; the certificate may or
@@ -21,12 +22,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kl_db.h"
+
 typedef struct kl_store kl_store;
 
 /* Opens (creating if needed) the database at path and brings its schema up
  * to date. */
 int kl_store_open(const char *path, kl_store **ret);
 void kl_store_free(kl_store *s);
+
+/* The store's database connection, for modules that keep their own tables
+ * in it (the registry): they migrate them with kl_db_migrate and write
+ * inside the store's transactions. */
+kl_db *kl_store_db(kl_store *s);
 
 /* Transactions nest by counting: only the outermost commit writes. A failed
  * inner step must call kl_store_rollback, which undoes the whole outer

@@ -1,6 +1,8 @@
-/* The device registry: schema, states, tenants, work orders, deny list.
- * See registry.h; devices are in registry_device.c, pre-registration in
- * registry_import.c. */
+/* The device registry: schema, states, tenants, work orders. See
+ * registry.h; the gates are in registry_gate.c, device state changes in
+ * registry_device.c, reads in registry_query.c, pre-registration in
+ * registry_prereg.c (its files in registry_import.c), the deny list in
+ * registry_deny.c. */
 #include "registry.h"
 #include "registry_internal.h"
 
@@ -16,7 +18,6 @@
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "kl_hex.h"
-#include "store_internal.h"
 
 #define STATE_CHECK                                                               \
 	"CHECK(state IN ('preregistered','provisioning','provisioned','revoked'," \
@@ -24,7 +25,7 @@
 #define EK_CHECK(col) \
 	"CHECK(" col " IS NULL OR (length(" col ") = 64 AND " col " NOT GLOB '*[^0-9a-f]*'))"
 
-/* Versioned migrations of the "registry" module (kl_store_migrate). Never
+/* Versioned migrations of the "registry" module (kl_db_migrate). Never
  * edit a released one: add more. The SQL is plain enough for PostgreSQL
  * (partial indexes included) should a shared backend come. */
 static const char *const registry_migrations[] = {
@@ -255,38 +256,20 @@ int kl_reg_check_actor(const char *actor)
 
 int kl_reg_db_error(kl_registry *r, const char *what)
 {
-	int code = sqlite3_extended_errcode(r->db);
-
-	return kl_error_set(code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE
-	                        ? KL_E_EXISTS
-	                        : KL_E_DB,
-	                    "registry: %s: %s (sqlite %d)", what, sqlite3_errmsg(r->db), code);
+	return kl_error_wrap("registry: %s", what);
 }
 
-int kl_reg_prepare(kl_registry *r, const char *sql, sqlite3_stmt **ret)
+int kl_reg_prepare(kl_registry *r, const char *sql, kl_db_stmt **ret)
 {
-	if (sqlite3_prepare_v2(r->db, sql, -1, ret, NULL) != SQLITE_OK) {
-		*ret = NULL;
-		return kl_reg_db_error(r, "prepare");
-	}
-	return 0;
+	*ret = NULL;
+	return kl_db_prepare(r->db, sql, ret) < 0 ? kl_error_wrap("registry") : 0;
 }
 
-int kl_reg_step_done(kl_registry *r, sqlite3_stmt *st, const char *what)
+int kl_reg_step_done(kl_registry *r, kl_db_stmt *st, const char *what)
 {
-	int rc = sqlite3_step(st);
+	int rc = kl_db_step_done(st);
 
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE)
-		return kl_reg_db_error(r, what);
-	return sqlite3_changes(r->db);
-}
-
-void kl_reg_copy_text(char *dst, size_t size, sqlite3_stmt *st, int col)
-{
-	const unsigned char *t = sqlite3_column_text(st, col);
-
-	snprintf(dst, size, "%s", t ? (const char *)t : "");
+	return rc < 0 ? kl_reg_db_error(r, what) : rc;
 }
 
 int64_t kl_reg_now(void)
@@ -333,15 +316,15 @@ int kl_registry_open(kl_store *store, kl_registry **ret)
 
 	if (!store)
 		return kl_error_set(KL_E_INVALID, "registry: no store");
-	rc = kl_store_migrate(store, "registry", registry_migrations,
-	                      sizeof(registry_migrations) / sizeof(registry_migrations[0]));
+	rc = kl_db_migrate(kl_store_db(store), "registry", registry_migrations,
+	                   sizeof(registry_migrations) / sizeof(registry_migrations[0]));
 	if (rc < 0)
 		return rc;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return kl_error_set(KL_E_NOMEM, "registry: out of memory");
 	r->store = store;
-	r->db = kl_store_sqlite(store);
+	r->db = kl_store_db(store);
 	*ret = r;
 	return 0;
 }
@@ -360,32 +343,32 @@ kl_store *kl_registry_store(kl_registry *r)
 
 int kl_reg_tenant_id(kl_registry *r, const char *tenant, int64_t *ret)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int rc = kl_reg_prepare(r, "SELECT id FROM reg_tenant WHERE name = ?1", &st);
 
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
+	kl_db_bind_text(st, 1, tenant);
+	rc = kl_db_step(st);
+	if (rc == 0)
 		return kl_error_set(KL_E_NOTFOUND, "no tenant named '%s'", tenant);
-	if (rc != SQLITE_ROW)
+	if (rc != 1)
 		return kl_reg_db_error(r, "get tenant");
-	*ret = sqlite3_column_int64(st, 0);
+	*ret = kl_db_column_int64(st, 0);
 	return 0;
 }
 
 static int tenant_add(kl_registry *r, const char *name, const char *actor)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	json_object *d;
 	int rc;
 
 	rc = kl_reg_prepare(r, "INSERT INTO reg_tenant(name, created) VALUES(?1, ?2)", &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, kl_reg_now());
+	kl_db_bind_text(st, 1, name);
+	kl_db_bind_int64(st, 2, kl_reg_now());
 	rc = kl_reg_step_done(r, st, "add tenant");
 	if (rc == -KL_E_EXISTS)
 		return kl_error_set(KL_E_EXISTS, "tenant '%s' exists already", name);
@@ -408,21 +391,21 @@ int kl_registry_tenant_add(kl_registry *r, const char *name, const char *actor)
 
 int kl_registry_tenant_get(kl_registry *r, const char *name, kl_registry_tenant *ret)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	kl_registry_tenant t = { 0 };
 	int rc = kl_reg_prepare(r, "SELECT id, name, created FROM reg_tenant WHERE name = ?1", &st);
 
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, name ? name : "", -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
+	kl_db_bind_text(st, 1, name ? name : "");
+	rc = kl_db_step(st);
+	if (rc == 0)
 		return kl_error_set(KL_E_NOTFOUND, "no tenant named '%s'", name ? name : "");
-	if (rc != SQLITE_ROW)
+	if (rc != 1)
 		return kl_reg_db_error(r, "get tenant");
-	t.id = sqlite3_column_int64(st, 0);
-	kl_reg_copy_text(t.name, sizeof(t.name), st, 1);
-	t.created = sqlite3_column_int64(st, 2);
+	t.id = kl_db_column_int64(st, 0);
+	kl_db_column_copy(st, 1, t.name, sizeof(t.name));
+	t.created = kl_db_column_int64(st, 2);
 	*ret = t;
 	return 0;
 }
@@ -432,21 +415,21 @@ int kl_registry_tenant_get(kl_registry *r, const char *name, kl_registry_tenant 
 int kl_reg_work_order_id(kl_registry *r, int64_t tenant_id, const char *tenant, const char *name,
                          int64_t *ret)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int rc = kl_reg_prepare(
 	    r, "SELECT id FROM reg_work_order WHERE tenant_id = ?1 AND name = ?2", &st);
 
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, tenant_id);
-	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
+	kl_db_bind_int64(st, 1, tenant_id);
+	kl_db_bind_text(st, 2, name);
+	rc = kl_db_step(st);
+	if (rc == 0)
 		return kl_error_set(KL_E_NOTFOUND, "tenant '%s' has no work order '%s'", tenant,
 		                    name);
-	if (rc != SQLITE_ROW)
+	if (rc != 1)
 		return kl_reg_db_error(r, "get work order");
-	*ret = sqlite3_column_int64(st, 0);
+	*ret = kl_db_column_int64(st, 0);
 	return 0;
 }
 
@@ -458,7 +441,7 @@ static json_object *quota_json(int64_t quota)
 static int work_order_add(kl_registry *r, const char *tenant, const char *name, int64_t quota,
                           const char *actor)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int64_t tid;
 	json_object *d;
 	int rc;
@@ -471,11 +454,11 @@ static int work_order_add(kl_registry *r, const char *tenant, const char *name, 
 	                    &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, tid);
-	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	kl_db_bind_int64(st, 1, tid);
+	kl_db_bind_text(st, 2, name);
 	if (quota >= 0)
-		sqlite3_bind_int64(st, 3, quota);
-	sqlite3_bind_int64(st, 4, kl_reg_now());
+		kl_db_bind_int64(st, 3, quota);
+	kl_db_bind_int64(st, 4, kl_reg_now());
 	rc = kl_reg_step_done(r, st, "add work order");
 	if (rc == -KL_E_EXISTS)
 		return kl_error_set(KL_E_EXISTS, "tenant '%s' has a work order '%s' already",
@@ -503,7 +486,7 @@ int kl_registry_work_order_add(kl_registry *r, const char *tenant, const char *n
 int kl_registry_work_order_get(kl_registry *r, const char *tenant, const char *name,
                                kl_registry_work_order *ret)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	kl_registry_work_order wo = { 0 };
 	int rc;
 
@@ -517,21 +500,21 @@ int kl_registry_work_order_get(kl_registry *r, const char *tenant, const char *n
 	                    &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, tenant ? tenant : "", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, name ? name : "", -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
+	kl_db_bind_text(st, 1, tenant ? tenant : "");
+	kl_db_bind_text(st, 2, name ? name : "");
+	rc = kl_db_step(st);
+	if (rc == 0)
 		return kl_error_set(KL_E_NOTFOUND, "tenant '%s' has no work order '%s'",
 		                    tenant ? tenant : "", name ? name : "");
-	if (rc != SQLITE_ROW)
+	if (rc != 1)
 		return kl_reg_db_error(r, "get work order");
-	wo.id = sqlite3_column_int64(st, 0);
-	kl_reg_copy_text(wo.tenant, sizeof(wo.tenant), st, 1);
-	kl_reg_copy_text(wo.name, sizeof(wo.name), st, 2);
-	wo.quota = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3);
-	wo.created = sqlite3_column_int64(st, 4);
-	wo.used = sqlite3_column_int64(st, 5);
-	wo.preregistered = sqlite3_column_int64(st, 6);
+	wo.id = kl_db_column_int64(st, 0);
+	kl_db_column_copy(st, 1, wo.tenant, sizeof(wo.tenant));
+	kl_db_column_copy(st, 2, wo.name, sizeof(wo.name));
+	wo.quota = kl_db_column_null(st, 3) ? -1 : kl_db_column_int64(st, 3);
+	wo.created = kl_db_column_int64(st, 4);
+	wo.used = kl_db_column_int64(st, 5);
+	wo.preregistered = kl_db_column_int64(st, 6);
 	*ret = wo;
 	return 0;
 }
@@ -539,7 +522,7 @@ int kl_registry_work_order_get(kl_registry *r, const char *tenant, const char *n
 static int set_quota(kl_registry *r, const char *tenant, const char *name, int64_t quota,
                      const char *actor)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	kl_registry_work_order wo;
 	json_object *d;
 	int rc;
@@ -548,9 +531,9 @@ static int set_quota(kl_registry *r, const char *tenant, const char *name, int64
 		return rc;
 	if ((rc = kl_reg_prepare(r, "UPDATE reg_work_order SET quota = ?2 WHERE id = ?1", &st)) < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, wo.id);
+	kl_db_bind_int64(st, 1, wo.id);
 	if (quota >= 0)
-		sqlite3_bind_int64(st, 2, quota);
+		kl_db_bind_int64(st, 2, quota);
 	if ((rc = kl_reg_step_done(r, st, "set quota")) < 0)
 		return rc;
 	d = json_object_new_object();

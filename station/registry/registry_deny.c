@@ -11,7 +11,7 @@
 int kl_reg_deny_insert(kl_registry *r, const char *ek_hex, const char *reason, const char *actor,
                        bool keep_existing)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	json_object *d;
 	int rc;
 
@@ -24,10 +24,10 @@ int kl_reg_deny_insert(kl_registry *r, const char *ek_hex, const char *reason, c
 	                    &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, ek_hex, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, reason ? reason : "", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, actor, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, kl_reg_now());
+	kl_db_bind_text(st, 1, ek_hex);
+	kl_db_bind_text(st, 2, reason ? reason : "");
+	kl_db_bind_text(st, 3, actor);
+	kl_db_bind_int64(st, 4, kl_reg_now());
 	rc = kl_reg_step_done(r, st, "deny-list EK");
 	if (rc == -KL_E_EXISTS)
 		return kl_error_set(KL_E_EXISTS, "EK %s is on the deny list already", ek_hex);
@@ -59,7 +59,7 @@ int kl_registry_deny_add(kl_registry *r, const unsigned char ek_sha256[32], cons
 
 static int deny_remove(kl_registry *r, const char *hex, const char *reason, const char *actor)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	kl_registry_deny old;
 	unsigned char ek[32];
 	json_object *d;
@@ -72,7 +72,7 @@ static int deny_remove(kl_registry *r, const char *hex, const char *reason, cons
 		return kl_error_set(KL_E_NOTFOUND, "EK %s is not on the deny list", hex);
 	if ((rc = kl_reg_prepare(r, "DELETE FROM reg_deny WHERE ek_sha256 = ?1", &st)) < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+	kl_db_bind_text(st, 1, hex);
 	if ((rc = kl_reg_step_done(r, st, "remove from deny list")) < 0)
 		return rc;
 	d = json_object_new_object();
@@ -101,7 +101,7 @@ int kl_registry_deny_remove(kl_registry *r, const unsigned char ek_sha256[32], c
 
 int kl_registry_deny_check(kl_registry *r, const unsigned char ek_sha256[32], kl_registry_deny *ret)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	kl_registry_deny e = { 0 };
 	int rc;
 
@@ -110,15 +110,15 @@ int kl_registry_deny_check(kl_registry *r, const unsigned char ek_sha256[32], kl
 	    kl_reg_prepare(r, "SELECT reason, actor, time FROM reg_deny WHERE ek_sha256 = ?1", &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, e.ek_sha256, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
+	kl_db_bind_text(st, 1, e.ek_sha256);
+	rc = kl_db_step(st);
+	if (rc == 0)
 		return 0;
-	if (rc != SQLITE_ROW)
+	if (rc != 1)
 		return kl_reg_db_error(r, "check deny list");
-	kl_reg_copy_text(e.reason, sizeof(e.reason), st, 0);
-	kl_reg_copy_text(e.actor, sizeof(e.actor), st, 1);
-	e.time = sqlite3_column_int64(st, 2);
+	kl_db_column_copy(st, 0, e.reason, sizeof(e.reason));
+	kl_db_column_copy(st, 1, e.actor, sizeof(e.actor));
+	e.time = kl_db_column_int64(st, 2);
 	if (ret)
 		*ret = e;
 	return 1;

@@ -1,5 +1,5 @@
-/* Shared by the registry's source files (registry*.c) only: the SQLite and
- * json-c types stay behind this header. */
+/* Shared by the registry's source files (registry*.c) only: the database
+ * handles and json-c types stay behind this header. */
 #ifndef KL_STATION_REGISTRY_INTERNAL_H
 #define KL_STATION_REGISTRY_INTERNAL_H
 
@@ -7,20 +7,17 @@
 #include <stdint.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
+#include "kl_db.h"
 #include "registry.h"
 
+/* The registry's tables live in the CA store's database and its writes run
+ * in the store's transactions, so that a device and its certificates
+ * commit together. */
 struct kl_registry {
 	kl_store *store;
-	sqlite3 *db;
+	kl_db *db; /* kl_store_db(store) */
 };
-
-static inline void sqlite3_stmt_freep(sqlite3_stmt **p)
-{
-	if (*p)
-		sqlite3_finalize(*p);
-}
 
 static inline void json_object_putp(json_object **p)
 {
@@ -32,14 +29,14 @@ static inline void json_object_putp(json_object **p)
  * but decommissioned and repurposed; the partial unique index says the same). */
 #define KL_REG_EK_HOLDERS "('preregistered','provisioning','provisioned','revoked','lost')"
 
-/* Records the database's error as the detail: -KL_E_EXISTS for a UNIQUE or
- * PRIMARY KEY violation, -KL_E_DB otherwise. */
+/* Puts "registry: what" in front of the database error just recorded and
+ * returns its code: -KL_E_EXISTS for a UNIQUE or PRIMARY KEY violation,
+ * -KL_E_DB otherwise (kl_db.h). */
 int kl_reg_db_error(kl_registry *r, const char *what);
-int kl_reg_prepare(kl_registry *r, const char *sql, sqlite3_stmt **ret);
+int kl_reg_prepare(kl_registry *r, const char *sql, kl_db_stmt **ret);
 /* Steps a statement that returns no rows and resets it; returns the number of
  * changed rows or a negative error. */
-int kl_reg_step_done(kl_registry *r, sqlite3_stmt *st, const char *what);
-void kl_reg_copy_text(char *dst, size_t size, sqlite3_stmt *st, int col);
+int kl_reg_step_done(kl_registry *r, kl_db_stmt *st, const char *what);
 int64_t kl_reg_now(void);
 
 /* Ends the transaction a public function began: rolls back when rc < 0,
@@ -65,12 +62,44 @@ json_object *kl_reg_json_str(const char *s);
 	"LEFT JOIN reg_work_order w ON w.id = d.work_order_id "                     \
 	"LEFT JOIN reg_prereg p ON p.serial = d.serial "
 
-void kl_reg_device_from_row(sqlite3_stmt *st, kl_registry_device *d);
+void kl_reg_device_from_row(kl_db_stmt *st, kl_registry_device *d);
 
 /* Looks up ids; -KL_E_NOTFOUND with a sentence when there is none. */
 int kl_reg_tenant_id(kl_registry *r, const char *tenant, int64_t *ret);
 int kl_reg_work_order_id(kl_registry *r, int64_t tenant_id, const char *tenant, const char *name,
                          int64_t *ret);
+
+/* Looks a device up, with its tenant's id; 0 and *found = false when there
+ * is none. */
+int kl_reg_device_find(kl_registry *r, const char *serial, kl_registry_device *d,
+                       int64_t *tenant_id, bool *found);
+
+/* A pre-registration entry with its work order and tenant. */
+struct kl_reg_prereg {
+	bool found;
+	int64_t work_order_id, tenant_id;
+	int64_t quota; /* -1: none */
+	char work_order[KL_REGISTRY_NAME_MAX + 1];
+	char tenant[KL_REGISTRY_NAME_MAX + 1];
+	char ek[65];
+};
+
+/* What the gates found, for begin. */
+struct kl_reg_gate_ctx {
+	bool have_device;
+	kl_registry_device dev;
+	struct kl_reg_prereg pre;
+	int64_t tenant_id;
+};
+
+/* Runs the provisioning gates for serial with EK ek (hex); tenant NULL:
+ * the pre-registration's, else the device's. The verdict is in *res; a
+ * negative return is an error, not a refusal. */
+int kl_reg_gate(kl_registry *r, const char *serial, const char *tenant, const char *ek,
+                bool require_prereg, kl_gate_result *res, struct kl_reg_gate_ctx *g);
+/* The error for a refusing verdict: -KL_E_STATE, -KL_E_EXISTS or
+ * -KL_E_PERM, with the verdict's sentence and reason. */
+int kl_reg_gate_error(const kl_gate_result *res);
 
 /* Appends a state-history row. from < 0 for the first. */
 int kl_reg_history(kl_registry *r, int64_t device_id, int from, kl_device_state to,
@@ -85,6 +114,12 @@ int kl_reg_set_state_row(kl_registry *r, int64_t device_id, kl_device_state to, 
  * when a row was added. */
 int kl_reg_deny_insert(kl_registry *r, const char *ek_hex, const char *reason, const char *actor,
                        bool keep_existing);
+
+/* Pre-registers a batch (kl_registry_preregister); source, when not NULL,
+ * is the file the items came from, for messages and the audit entry. */
+int kl_reg_preregister(kl_registry *r, const char *tenant, const char *work_order,
+                       const kl_registry_item *items, size_t n, const char *actor,
+                       const char *source);
 
 /* A valid lowercase copy of an EK hex string into out[65]; -KL_E_INVALID. */
 int kl_reg_ek_hex_norm(const char *hex, char out[65]);

@@ -12,7 +12,6 @@
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "kl_hex.h"
-#include "store_internal.h"
 
 /* Versioned migrations of the "lifecycle" module. Never edit a released
  * one: add more. */
@@ -34,48 +33,48 @@ static const char *const life_migrations[] = {
 
 static int ensure_schema(kl_registry *r)
 {
-	return kl_store_migrate(r->store, "lifecycle", life_migrations,
-	                        sizeof(life_migrations) / sizeof(life_migrations[0]));
+	return kl_db_migrate(r->db, "lifecycle", life_migrations,
+	                     sizeof(life_migrations) / sizeof(life_migrations[0]));
 }
 
 static int device_id(kl_registry *r, const char *serial, int64_t *ret)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int rc = kl_reg_prepare(r, "SELECT id FROM reg_device WHERE serial = ?1", &st);
 
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, serial ? serial : "", -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*ret = sqlite3_column_int64(st, 0);
+	kl_db_bind_text(st, 1, serial ? serial : "");
+	rc = kl_db_step(st);
+	if (rc == 1) {
+		*ret = kl_db_column_int64(st, 0);
 		return 0;
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != 0)
 		return kl_reg_db_error(r, "device id");
 	return kl_error_set(KL_E_NOTFOUND, "no device with serial '%s'", serial ? serial : "");
 }
 
 static int pending(kl_registry *r, int64_t dev, int64_t *id)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int rc = kl_reg_prepare(
 	    r, "SELECT id FROM reg_sanitization WHERE device_id = ?1 AND state = 'open'", &st);
 
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, dev);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*id = sqlite3_column_int64(st, 0);
+	kl_db_bind_int64(st, 1, dev);
+	rc = kl_db_step(st);
+	if (rc == 1) {
+		*id = kl_db_column_int64(st, 0);
 		return 1;
 	}
-	return rc == SQLITE_DONE ? 0 : kl_reg_db_error(r, "open sanitization record");
+	return rc == 0 ? 0 : kl_reg_db_error(r, "open sanitization record");
 }
 
 static int sanitize_open(kl_registry *r, const char *serial, const char *actor, int64_t *id)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int64_t dev, now = kl_reg_now();
 	json_object *d;
 	int rc;
@@ -90,12 +89,12 @@ static int sanitize_open(kl_registry *r, const char *serial, const char *actor, 
 	                    &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, dev);
-	sqlite3_bind_text(st, 2, actor, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, now);
+	kl_db_bind_int64(st, 1, dev);
+	kl_db_bind_text(st, 2, actor);
+	kl_db_bind_int64(st, 3, now);
 	if ((rc = kl_reg_step_done(r, st, "open sanitization record")) < 0)
 		return rc;
-	*id = sqlite3_last_insert_rowid(r->db);
+	*id = kl_db_last_id(r->db);
 	d = json_object_new_object();
 	json_object_object_add(d, "serial", json_object_new_string(serial));
 	json_object_object_add(d, "record_id", json_object_new_int64(*id));
@@ -136,7 +135,7 @@ int kl_registry_sanitize_pending(kl_registry *r, const char *serial, int64_t *id
 
 static int sanitize_close(kl_registry *r, int64_t id, const char *record, const char *actor)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	char digest[65], serial[KL_REGISTRY_NAME_MAX + 1] = "";
 	json_object *d;
 	int rc;
@@ -149,16 +148,16 @@ static int sanitize_close(kl_registry *r, int64_t id, const char *record, const 
 	                    &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		kl_reg_copy_text(serial, sizeof(serial), st, 0);
-	else if (rc == SQLITE_DONE)
+	kl_db_bind_int64(st, 1, id);
+	rc = kl_db_step(st);
+	if (rc == 1)
+		kl_db_column_copy(st, 0, serial, sizeof(serial));
+	else if (rc == 0)
 		return kl_error_set(KL_E_STATE, "sanitization record %lld is not open",
 		                    (long long)id);
 	else
 		return kl_reg_db_error(r, "sanitization record");
-	sqlite3_finalize(st);
+	kl_db_stmt_free(st);
 	st = NULL;
 	rc = kl_reg_prepare(r,
 	                    "UPDATE reg_sanitization SET state = 'closed', closed = ?2, "
@@ -166,9 +165,9 @@ static int sanitize_close(kl_registry *r, int64_t id, const char *record, const 
 	                    &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_int64(st, 2, kl_reg_now());
-	sqlite3_bind_text(st, 3, record, -1, SQLITE_STATIC);
+	kl_db_bind_int64(st, 1, id);
+	kl_db_bind_int64(st, 2, kl_reg_now());
+	kl_db_bind_text(st, 3, record);
 	if ((rc = kl_reg_step_done(r, st, "close sanitization record")) < 0)
 		return rc;
 	d = json_object_new_object();
@@ -196,7 +195,7 @@ int kl_registry_sanitize_close(kl_registry *r, int64_t id, const char *record_js
 
 int kl_registry_sanitize_get(kl_registry *r, const char *serial, int64_t id, char **json)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int64_t dev;
 	char *copy;
 	int rc;
@@ -213,20 +212,20 @@ int kl_registry_sanitize_get(kl_registry *r, const char *serial, int64_t id, cha
 	                    &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, dev);
+	kl_db_bind_int64(st, 1, dev);
 	if (id > 0)
-		sqlite3_bind_int64(st, 2, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
+		kl_db_bind_int64(st, 2, id);
+	rc = kl_db_step(st);
+	if (rc == 0) {
 		if (id > 0)
 			return kl_error_set(KL_E_NOTFOUND,
 			                    "device %s has no sanitization record %lld", serial,
 			                    (long long)id);
 		return kl_error_set(KL_E_NOTFOUND, "device %s has no sanitization record", serial);
 	}
-	if (rc != SQLITE_ROW)
+	if (rc != 1)
 		return kl_reg_db_error(r, "sanitization record");
-	copy = strdup((const char *)sqlite3_column_text(st, 0));
+	copy = strdup(kl_db_column_text(st, 0));
 	if (!copy)
 		return kl_error_set(KL_E_NOMEM, "sanitization record: out of memory");
 	*json = copy;
@@ -236,7 +235,7 @@ int kl_registry_sanitize_get(kl_registry *r, const char *serial, int64_t id, cha
 static int evidence_add(kl_registry *r, const char *serial, const char *evidence, const char *kind,
                         const char *actor)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int64_t dev, now = kl_reg_now();
 	char digest[65];
 	json_object *d;
@@ -249,9 +248,9 @@ static int evidence_add(kl_registry *r, const char *serial, const char *evidence
 	    r, "INSERT INTO reg_evidence(device_id, evidence, created) VALUES(?1, ?2, ?3)", &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, dev);
-	sqlite3_bind_text(st, 2, evidence, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, now);
+	kl_db_bind_int64(st, 1, dev);
+	kl_db_bind_text(st, 2, evidence);
+	kl_db_bind_int64(st, 3, now);
 	if ((rc = kl_reg_step_done(r, st, "store evidence")) < 0)
 		return rc;
 	d = json_object_new_object();

@@ -9,48 +9,48 @@
 #include "kl_cleanup.h"
 #include "kl_error.h"
 
-void kl_reg_device_from_row(sqlite3_stmt *st, kl_registry_device *d)
+void kl_reg_device_from_row(kl_db_stmt *st, kl_registry_device *d)
 {
-	const char *state = (const char *)sqlite3_column_text(st, 4);
+	const char *state = kl_db_column_text(st, 4);
 
 	memset(d, 0, sizeof(*d));
-	d->id = sqlite3_column_int64(st, 0);
-	kl_reg_copy_text(d->serial, sizeof(d->serial), st, 1);
-	kl_reg_copy_text(d->tenant, sizeof(d->tenant), st, 2);
-	kl_reg_copy_text(d->work_order, sizeof(d->work_order), st, 3);
+	d->id = kl_db_column_int64(st, 0);
+	kl_db_column_copy(st, 1, d->serial, sizeof(d->serial));
+	kl_db_column_copy(st, 2, d->tenant, sizeof(d->tenant));
+	kl_db_column_copy(st, 3, d->work_order, sizeof(d->work_order));
 	/* The CHECK constraint keeps the column to known names. */
 	for (int i = 0; i < KL_DEVICE__MAX; i++)
 		if (state && strcmp(state, kl_registry_state_name((kl_device_state)i)) == 0)
 			d->state = (kl_device_state)i;
-	kl_reg_copy_text(d->ek_sha256, sizeof(d->ek_sha256), st, 5);
-	kl_reg_copy_text(d->expected_ek, sizeof(d->expected_ek), st, 6);
-	d->created = sqlite3_column_int64(st, 7);
-	d->state_time = sqlite3_column_int64(st, 8);
+	kl_db_column_copy(st, 5, d->ek_sha256, sizeof(d->ek_sha256));
+	kl_db_column_copy(st, 6, d->expected_ek, sizeof(d->expected_ek));
+	d->created = kl_db_column_int64(st, 7);
+	d->state_time = kl_db_column_int64(st, 8);
 	for (int i = 0; i < KL_DEVICE__MAX; i++)
-		d->at[i] = sqlite3_column_int64(st, 9 + i);
+		d->at[i] = kl_db_column_int64(st, 9 + i);
 }
 
 int kl_registry_device_get(kl_registry *r, const char *serial, kl_registry_device *ret)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	kl_registry_device d;
 	int rc = kl_reg_prepare(r, KL_REG_DEVICE_SELECT "WHERE d.serial = ?1", &st);
 
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, serial ? serial : "", -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
+	kl_db_bind_text(st, 1, serial ? serial : "");
+	rc = kl_db_step(st);
+	if (rc == 0)
 		return kl_error_set(KL_E_NOTFOUND, "no device with serial '%s'",
 		                    serial ? serial : "");
-	if (rc != SQLITE_ROW)
+	if (rc != 1)
 		return kl_reg_db_error(r, "get device");
 	kl_reg_device_from_row(st, &d);
 	*ret = d;
 	return 0;
 }
 
-static int filter_bind(kl_registry *r, sqlite3_stmt *st, const kl_registry_filter *f)
+static int filter_bind(kl_registry *r, kl_db_stmt *st, const kl_registry_filter *f)
 {
 	int64_t tid;
 	int rc;
@@ -58,17 +58,16 @@ static int filter_bind(kl_registry *r, sqlite3_stmt *st, const kl_registry_filte
 	if (f && f->state >= 0) {
 		if (f->state >= KL_DEVICE__MAX)
 			return kl_error_set(KL_E_INVALID, "device state %d out of range", f->state);
-		sqlite3_bind_text(st, 1, kl_registry_state_name((kl_device_state)f->state), -1,
-		                  SQLITE_STATIC);
+		kl_db_bind_text(st, 1, kl_registry_state_name((kl_device_state)f->state));
 	}
 	if (f && f->tenant) {
 		/* An unknown tenant is a mistake worth saying, not an empty list. */
 		if ((rc = kl_reg_tenant_id(r, f->tenant, &tid)) < 0)
 			return rc;
-		sqlite3_bind_int64(st, 2, tid);
+		kl_db_bind_int64(st, 2, tid);
 	}
 	if (f && f->search && *f->search)
-		sqlite3_bind_text(st, 5, f->search, -1, SQLITE_STATIC);
+		kl_db_bind_text(st, 5, f->search);
 	return 0;
 }
 
@@ -80,7 +79,7 @@ static int filter_bind(kl_registry *r, sqlite3_stmt *st, const kl_registry_filte
 int kl_registry_device_list(kl_registry *r, const kl_registry_filter *f, kl_registry_device_fn fn,
                             void *ctx)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	kl_registry_device d;
 	int n = 0, rc;
 
@@ -92,29 +91,29 @@ int kl_registry_device_list(kl_registry *r, const kl_registry_filter *f, kl_regi
 	                    &st);
 	if (rc < 0 || (rc = filter_bind(r, st, f)) < 0)
 		return rc;
-	sqlite3_bind_int64(st, 3, f && f->limit > 0 ? f->limit : -1);
-	sqlite3_bind_int64(st, 4, f && f->offset > 0 ? f->offset : 0);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	kl_db_bind_int64(st, 3, f && f->limit > 0 ? f->limit : -1);
+	kl_db_bind_int64(st, 4, f && f->offset > 0 ? f->offset : 0);
+	while ((rc = kl_db_step(st)) == 1) {
 		kl_reg_device_from_row(st, &d);
 		n++;
 		if ((rc = fn(ctx, &d)) < 0)
 			return rc;
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != 0)
 		return kl_reg_db_error(r, "list devices");
 	return n;
 }
 
 int kl_registry_device_count(kl_registry *r, const kl_registry_filter *f, int64_t *ret)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int rc = kl_reg_prepare(r, "SELECT count(*) FROM reg_device d " FILTER_WHERE, &st);
 
 	if (rc < 0 || (rc = filter_bind(r, st, f)) < 0)
 		return rc;
-	if (sqlite3_step(st) != SQLITE_ROW)
+	if (kl_db_step_row(st) < 0)
 		return kl_reg_db_error(r, "count devices");
-	*ret = sqlite3_column_int64(st, 0);
+	*ret = kl_db_column_int64(st, 0);
 	return 0;
 }
 
@@ -131,7 +130,7 @@ static int device_id(kl_registry *r, const char *serial, int64_t *ret)
 int kl_registry_device_history(kl_registry *r, const char *serial, kl_registry_event_fn fn,
                                void *ctx)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int64_t id = 0;
 	int n = 0, rc;
 
@@ -143,27 +142,27 @@ int kl_registry_device_history(kl_registry *r, const char *serial, kl_registry_e
 	                         "WHERE h.device_id = ?1 ORDER BY h.id",
 	                         &st)) < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *from = (const char *)sqlite3_column_text(st, 0);
-		const char *ek = (const char *)sqlite3_column_text(st, 3);
-		const char *reason = (const char *)sqlite3_column_text(st, 4);
+	kl_db_bind_int64(st, 1, id);
+	while ((rc = kl_db_step(st)) == 1) {
+		const char *from = kl_db_column_text(st, 0);
+		const char *ek = kl_db_column_text(st, 3);
+		const char *reason = kl_db_column_text(st, 4);
 		kl_registry_event ev = {
 			.from = from ? kl_registry_state_from_name(from) : -1,
-			.to = (kl_device_state)kl_registry_state_from_name(
-			    (const char *)sqlite3_column_text(st, 1)),
-			.tenant = (const char *)sqlite3_column_text(st, 2),
+			.to =
+			    (kl_device_state)kl_registry_state_from_name(kl_db_column_text(st, 1)),
+			.tenant = kl_db_column_text(st, 2),
 			.ek_sha256 = ek ? ek : "",
 			.reason = reason ? reason : "",
-			.actor = (const char *)sqlite3_column_text(st, 5),
-			.time = sqlite3_column_int64(st, 6),
+			.actor = kl_db_column_text(st, 5),
+			.time = kl_db_column_int64(st, 6),
 		};
 
 		n++;
 		if ((rc = fn(ctx, &ev)) < 0)
 			return rc;
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != 0)
 		return kl_reg_db_error(r, "device history");
 	return n;
 }
@@ -171,7 +170,7 @@ int kl_registry_device_history(kl_registry *r, const char *serial, kl_registry_e
 int kl_registry_device_evidence(kl_registry *r, const char *serial, kl_registry_evidence_fn fn,
                                 void *ctx)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int64_t id = 0;
 	int n = 0, rc;
 
@@ -181,21 +180,20 @@ int kl_registry_device_evidence(kl_registry *r, const char *serial, kl_registry_
 	                         "ORDER BY id",
 	                         &st)) < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	kl_db_bind_int64(st, 1, id);
+	while ((rc = kl_db_step(st)) == 1) {
 		n++;
-		if ((rc = fn(ctx, (const char *)sqlite3_column_text(st, 0),
-		             sqlite3_column_int64(st, 1))) < 0)
+		if ((rc = fn(ctx, kl_db_column_text(st, 0), kl_db_column_int64(st, 1))) < 0)
 			return rc;
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != 0)
 		return kl_reg_db_error(r, "device evidence");
 	return n;
 }
 
 int kl_registry_device_certs(kl_registry *r, const char *serial, kl_registry_cert_fn fn, void *ctx)
 {
-	_cleanup_(sqlite3_stmt_freep) sqlite3_stmt *st = NULL;
+	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	int n = 0, rc;
 
 	/* The CA's table, read-only: the registry shares its database. */
@@ -207,27 +205,26 @@ int kl_registry_device_certs(kl_registry *r, const char *serial, kl_registry_cer
 	                   &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_text(st, 1, serial ? serial : "", -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	kl_db_bind_text(st, 1, serial ? serial : "");
+	while ((rc = kl_db_step(st)) == 1) {
 		kl_registry_cert c = {
-			.serial = (const char *)sqlite3_column_text(st, 0),
-			.profile = (const char *)sqlite3_column_text(st, 1),
-			.state = (const char *)sqlite3_column_text(st, 2),
-			.issuer = (const char *)sqlite3_column_text(st, 3),
-			.not_after = sqlite3_column_int64(st, 4),
-			.revoked = sqlite3_column_int64(st, 5),
-			.reason = sqlite3_column_int(st, 6),
-			.der = sqlite3_column_blob(st, 7),
-			.der_len = (size_t)sqlite3_column_bytes(st, 7),
+			.serial = kl_db_column_text(st, 0),
+			.profile = kl_db_column_text(st, 1),
+			.state = kl_db_column_text(st, 2),
+			.issuer = kl_db_column_text(st, 3),
+			.not_after = kl_db_column_int64(st, 4),
+			.revoked = kl_db_column_int64(st, 5),
+			.reason = kl_db_column_int(st, 6),
 		};
 
+		c.der = kl_db_column_blob(st, 7, &c.der_len);
 		if (!c.der)
 			c.der_len = 0;
 		n++;
 		if ((rc = fn(ctx, &c)) < 0)
 			return rc;
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != 0)
 		return kl_reg_db_error(r, "device certificates");
 	return n;
 }

@@ -23,15 +23,15 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
-#include <sqlite3.h>
 
 #include "bench.h"
 #include "ca.h"
 #include "ceremony.h"
 #include "floor.h"
+#include "kl_db.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 #include "store.h"
-#include "store_internal.h"
 
 #ifndef KL_PROFILES_DIR
 #define KL_PROFILES_DIR "ca/profiles"
@@ -128,8 +128,8 @@ static const int reason_codes[] = { 0, 1, 4, 5, 3 };
  * read it), and the same entries as an `openssl ca` index.txt. */
 static void fill(kl_store *s, int64_t issuer, long n, const char *index_path)
 {
-	sqlite3 *db = kl_store_sqlite(s);
-	sqlite3_stmt *st;
+	kl_db *db = kl_store_db(s);
+	kl_db_stmt *st = NULL;
 	FILE *idx = fopen(index_path, "w");
 	time_t now = time(NULL);
 	char serial[41], revoked[20], expiry[20];
@@ -138,14 +138,14 @@ static void fill(kl_store *s, int64_t issuer, long n, const char *index_path)
 
 	if (!idx)
 		die(index_path);
-	sqlite3_exec(db, "DELETE FROM ca_cert", NULL, NULL, NULL);
-	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-	if (sqlite3_prepare_v2(
+	if (kl_db_exec(db, "DELETE FROM ca_cert") < 0 || kl_db_begin(db) < 0)
+		die("clear");
+	if (kl_db_prepare(
 	        db,
 	        "INSERT INTO ca_cert(issuer_id, serial, state, profile, subject, tbs,"
 	        " cert, not_after, created, issued, revoked, reason) "
 	        "VALUES(?1, ?2, 'issued', 'idevid', 'x', x'00', x'00', ?3, ?4, ?4, ?5, ?6)",
-	        -1, &st, NULL) != SQLITE_OK)
+	        &st) < 0)
 		die("prepare");
 	gmtime_r(&(time_t){ now + 365 * 86400 }, &tm);
 	strftime(expiry, sizeof(expiry), "%Y%m%d%H%M%SZ", &tm); /* UTCTime: drop the century */
@@ -155,16 +155,14 @@ static void fill(kl_store *s, int64_t issuer, long n, const char *index_path)
 
 		RAND_bytes(rnd, sizeof(rnd));
 		rnd[0] = (unsigned char)((rnd[0] & 0x7f) | 0x10);
-		for (int k = 0; k < 16; k++)
-			snprintf(serial + 2 * k, 3, "%02x", rnd[k]);
-		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, issuer);
-		sqlite3_bind_text(st, 2, serial, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, (int64_t)now + 365 * 86400);
-		sqlite3_bind_int64(st, 4, (int64_t)now - 86400);
-		sqlite3_bind_int64(st, 5, (int64_t)when);
-		sqlite3_bind_int(st, 6, reason_codes[ri]);
-		if (sqlite3_step(st) != SQLITE_DONE)
+		kl_hex_encode(rnd, sizeof(rnd), serial);
+		kl_db_bind_int64(st, 1, issuer);
+		kl_db_bind_text(st, 2, serial);
+		kl_db_bind_int64(st, 3, (int64_t)now + 365 * 86400);
+		kl_db_bind_int64(st, 4, (int64_t)now - 86400);
+		kl_db_bind_int64(st, 5, (int64_t)when);
+		kl_db_bind_int64(st, 6, reason_codes[ri]);
+		if (kl_db_step_done(st) != 1)
 			die("insert");
 		gmtime_r(&when, &tm);
 		strftime(revoked, sizeof(revoked), "%Y%m%d%H%M%SZ", &tm);
@@ -175,8 +173,9 @@ static void fill(kl_store *s, int64_t issuer, long n, const char *index_path)
 		fprintf(idx, "R\t%s\t%s,%s\t%s\tunknown\t/CN=dev%ld\n", expiry + 2, revoked + 2,
 		        reasons[ri], serial, i);
 	}
-	sqlite3_finalize(st);
-	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	kl_db_stmt_free(st);
+	if (kl_db_commit(db) < 0)
+		die("commit");
 	fclose(idx);
 }
 

@@ -19,12 +19,11 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <sqlite3.h>
 
 #include "kl_error.h"
 #include "registry.h"
 #include "store.h"
-#include "store_internal.h"
+#include "kl_db.h"
 
 #define ACTOR "test:registry"
 
@@ -85,16 +84,16 @@ static int teardown(void **state)
 /* A single number from SQL, with an optional text parameter ?1. */
 static int64_t q1(struct env *e, const char *sql, const char *arg)
 {
-	sqlite3_stmt *st = NULL;
+	kl_db_stmt *st = NULL;
 	int64_t v = -1;
 
-	if (sqlite3_prepare_v2(kl_store_sqlite(e->store), sql, -1, &st, NULL) != SQLITE_OK)
-		fail_msg("prepare %s: %s", sql, sqlite3_errmsg(kl_store_sqlite(e->store)));
+	if (kl_db_prepare(kl_store_db(e->store), sql, &st) < 0)
+		fail_msg("prepare %s: %s", sql, kl_error_detail());
 	if (arg)
-		sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+		kl_db_bind_text(st, 1, arg);
+	if (kl_db_step(st) == 1)
+		v = kl_db_column_int64(st, 0);
+	kl_db_stmt_free(st);
 	return v;
 }
 
@@ -217,15 +216,17 @@ static void test_schema_and_names(void **state)
 	open_db(e);
 	assert_int_equal(q1(e, "SELECT count(*) FROM reg_tenant", NULL), 2);
 	/* A database from a newer Keyline is refused, not damaged. */
-	sqlite3_exec(kl_store_sqlite(e->store),
-	             "UPDATE schema_version SET version = 99 WHERE module = 'registry'", NULL, NULL,
-	             NULL);
+	assert_int_equal(
+	    kl_db_exec(kl_store_db(e->store),
+	               "UPDATE schema_version SET version = 99 WHERE module = 'registry'"),
+	    0);
 	kl_registry *r2 = NULL;
 	assert_int_equal(kl_registry_open(e->store, &r2), -KL_E_DB);
 	detail_has("newer than this program knows");
-	sqlite3_exec(kl_store_sqlite(e->store),
-	             "UPDATE schema_version SET version = 1 WHERE module = 'registry'", NULL, NULL,
-	             NULL);
+	assert_int_equal(
+	    kl_db_exec(kl_store_db(e->store),
+	               "UPDATE schema_version SET version = 1 WHERE module = 'registry'"),
+	    0);
 
 	/* Names and EK hashes. */
 	assert_int_equal(kl_registry_check_name("serial", "SN-0001/a_b.c:9"), 0);
@@ -889,14 +890,14 @@ static void test_state_machine(void **state)
 		detail_has("cannot go from decommissioned to");
 	}
 	assert_int_equal(kl_registry_device_commit(e->reg, "S-1", "{}", ACTOR), -KL_E_STATE);
-	sqlite3_stmt *st = NULL;
-	assert_int_equal(sqlite3_prepare_v2(kl_store_sqlite(e->store),
-	                                    "SELECT coalesce(h.from_state, '-') || '>' || "
-	                                    "h.to_state || ':' || coalesce(h.reason, '') FROM "
-	                                    "reg_device_history h JOIN reg_device d ON d.id = "
-	                                    "h.device_id WHERE d.serial = 'S-1' ORDER BY h.id",
-	                                    -1, &st, NULL),
-	                 SQLITE_OK);
+	kl_db_stmt *st = NULL;
+	assert_int_equal(kl_db_prepare(kl_store_db(e->store),
+	                               "SELECT coalesce(h.from_state, '-') || '>' || "
+	                               "h.to_state || ':' || coalesce(h.reason, '') FROM "
+	                               "reg_device_history h JOIN reg_device d ON d.id = "
+	                               "h.device_id WHERE d.serial = 'S-1' ORDER BY h.id",
+	                               &st),
+	                 0);
 	static const char *const hist[] = {
 		"->preregistered:",
 		"preregistered>provisioning:",
@@ -905,12 +906,12 @@ static void test_state_machine(void **state)
 		"lost>decommissioned:found and shredded",
 	};
 	for (size_t i = 0; i < 5; i++) {
-		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-		const char *row = (const char *)sqlite3_column_text(st, 0);
+		assert_int_equal(kl_db_step(st), 1);
+		const char *row = kl_db_column_text(st, 0);
 		assert_string_equal(row, hist[i]);
 	}
-	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
-	sqlite3_finalize(st);
+	assert_int_equal(kl_db_step(st), 0);
+	kl_db_stmt_free(st);
 	assert_int_equal(audits(e, "registry.device.state"), 2);
 	assert_int_equal(q1(e,
 	                    "SELECT count(*) FROM audit WHERE action = 'registry.device.state' "
@@ -951,11 +952,10 @@ static void test_repurposed_ek_bound_again(void **state)
 	                 2);
 	/* The database itself holds the line: a second live binding of the
 	 * same EK violates the partial unique index. */
-	assert_int_not_equal(sqlite3_exec(kl_store_sqlite(e->store),
-	                                  "UPDATE reg_device SET state = 'provisioned' "
-	                                  "WHERE serial = 'P-1'",
-	                                  NULL, NULL, NULL),
-	                     SQLITE_OK);
+	assert_int_equal(kl_db_exec(kl_store_db(e->store),
+	                            "UPDATE reg_device SET state = 'provisioned' "
+	                            "WHERE serial = 'P-1'"),
+	                 -KL_E_EXISTS);
 	assert_string_equal(state_of(e, "P-1"), "repurposed");
 	/* P-1's old EK is now P-2's: P-1 cannot take it back. */
 	assert_int_equal(gate(e, "P-1", "globex", 1, false, &g), KL_GATE_EK_BOUND);
@@ -1135,15 +1135,18 @@ static void test_every_change_audited(void **state)
 	kl_audit_report rep;
 	assert_int_equal(kl_store_audit_verify(e->store, &rep), 0);
 	assert_int_equal(rep.entries, q1(e, "SELECT count(*) FROM audit", NULL));
-	sqlite3_exec(kl_store_sqlite(e->store),
-	             "UPDATE audit SET actor = 'mallory' WHERE action = 'registry.device.commit'",
-	             NULL, NULL, NULL);
+	assert_int_equal(
+	    kl_db_exec(
+	        kl_store_db(e->store),
+	        "UPDATE audit SET actor = 'mallory' WHERE action = 'registry.device.commit'"),
+	    0);
 	assert_int_equal(kl_store_audit_verify(e->store, &rep), -KL_E_CRYPTO);
 	assert_non_null(strstr(rep.problem, "altered"));
 	/* Put it back so that teardown's check stands for the others. */
-	sqlite3_exec(kl_store_sqlite(e->store),
-	             "UPDATE audit SET actor = '" ACTOR "' WHERE action = 'registry.device.commit'",
-	             NULL, NULL, NULL);
+	assert_int_equal(kl_db_exec(kl_store_db(e->store),
+	                            "UPDATE audit SET actor = '" ACTOR
+	                            "' WHERE action = 'registry.device.commit'"),
+	                 0);
 }
 
 int main(void)

@@ -1,0 +1,270 @@
+/* The CA store's audit log: entries chained by SHA-256, listing, and the
+ * check of the chain. See store.h. */
+#include "store.h"
+#include "store_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "kl_error.h"
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* hash = SHA-256(prev || seq || time_ms || actor || 0 || action || 0 || detail),
+ * with seq and time as 8-byte big-endian. */
+static int audit_hash(int64_t seq, int64_t t, const char *actor, const char *action,
+                      const char *detail, const unsigned char prev[32], unsigned char out[32])
+{
+	unsigned char be[16];
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int ok;
+
+	for (int i = 0; i < 8; i++) {
+		be[i] = (unsigned char)((uint64_t)seq >> (56 - 8 * i));
+		be[8 + i] = (unsigned char)((uint64_t)t >> (56 - 8 * i));
+	}
+	ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) && EVP_DigestUpdate(md, prev, 32) &&
+	     EVP_DigestUpdate(md, be, sizeof(be)) &&
+	     EVP_DigestUpdate(md, actor, strlen(actor) + 1) &&
+	     EVP_DigestUpdate(md, action, strlen(action) + 1) &&
+	     EVP_DigestUpdate(md, detail, strlen(detail)) && EVP_DigestFinal_ex(md, out, NULL);
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : kl_error_set_ssl(KL_E_CRYPTO, "audit hash");
+}
+
+/* The last entry's seq and hash (0 and zeros for an empty log). */
+static int audit_head(kl_store *s, int64_t *seq, unsigned char hash[32])
+{
+	kl_db_stmt *st;
+	const void *h;
+	size_t n = 0;
+	int r;
+
+	r = kl_db_prepare_cached(s->db, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+	                         &st);
+	if (r < 0)
+		return r;
+	*seq = 0;
+	memset(hash, 0, 32);
+	r = kl_db_step(st);
+	if (r == 1) {
+		*seq = kl_db_column_int64(st, 0);
+		h = kl_db_column_blob(st, 1, &n);
+		if (n == 32)
+			memcpy(hash, h, 32);
+	}
+	kl_db_stmt_free(st);
+	return r < 0 ? kl_error_wrap("audit head") : 0;
+}
+
+static int audit_add(kl_store *s, const char *actor, const char *action, const char *detail)
+{
+	unsigned char prev[32], hash[32];
+	kl_db_stmt *st;
+	int64_t seq, t = now_ms();
+	int r;
+
+	if ((r = audit_head(s, &seq, prev)) < 0)
+		return r;
+	seq++;
+	r = audit_hash(seq, t, actor, action, detail, prev, hash);
+	if (r < 0)
+		return r;
+	r = kl_db_prepare_cached(s->db,
+	                         "INSERT INTO audit(seq, time, actor, action, detail, prev, hash) "
+	                         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	                         &st);
+	if (r < 0)
+		return r;
+	kl_db_bind_int64(st, 1, seq);
+	kl_db_bind_int64(st, 2, t);
+	kl_db_bind_text(st, 3, actor);
+	kl_db_bind_text(st, 4, action);
+	kl_db_bind_text(st, 5, detail);
+	kl_db_bind_blob(st, 6, prev, 32);
+	kl_db_bind_blob(st, 7, hash, 32);
+	r = kl_store_step_done(st, "audit");
+	kl_db_stmt_free(st);
+	if (r < 0)
+		return r;
+	/* The head row lets verify notice a deleted last entry. */
+	r = kl_db_prepare_cached(
+	    s->db, "INSERT OR REPLACE INTO audit_head(id, seq, hash) VALUES(1, ?1, ?2)", &st);
+	if (r < 0)
+		return r;
+	kl_db_bind_int64(st, 1, seq);
+	kl_db_bind_blob(st, 2, hash, 32);
+	r = kl_store_step_done(st, "audit head");
+	kl_db_stmt_free(st);
+	return r < 0 ? r : 0;
+}
+
+int kl_store_audit(kl_store *s, const char *actor, const char *action, const char *detail)
+{
+	return IN_TXN(s, audit_add(s, actor, action, detail && *detail ? detail : "{}"));
+}
+
+int kl_store_audit_json(kl_store *s, const char *actor, const char *action, json_object *detail)
+{
+	const char *text;
+	int r;
+
+	if (!detail)
+		return kl_error_set(KL_E_NOMEM, "audit %s: out of memory", action);
+	text = json_object_to_json_string_ext(detail, JSON_C_TO_STRING_PLAIN |
+	                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
+	r = text ? kl_store_audit(s, actor, action, text)
+	         : kl_error_set(KL_E_NOMEM, "audit %s: out of memory", action);
+	json_object_put(detail);
+	return r;
+}
+
+json_object *kl_store_detail_add(json_object *d, const char *key, json_object *value)
+{
+	if (d && value && json_object_object_add(d, key, value) == 0)
+		return d;
+	json_object_put(value);
+	json_object_put(d);
+	return NULL;
+}
+
+int kl_store_audit_list(kl_store *s, int64_t before, const char *action_prefix, int64_t limit,
+                        kl_audit_fn fn, void *ctx)
+{
+	kl_db_stmt *st = NULL;
+	int n = 0, rc = 0, r;
+
+	r = kl_db_prepare(s->db,
+	                  "SELECT seq, time, actor, action, detail FROM audit "
+	                  "WHERE (?1 <= 0 OR seq < ?1) AND (?2 IS NULL OR "
+	                  "substr(action, 1, length(?2)) = ?2) ORDER BY seq DESC LIMIT ?3",
+	                  &st);
+	if (r < 0)
+		return kl_error_wrap("audit list");
+	kl_db_bind_int64(st, 1, before);
+	if (action_prefix && *action_prefix)
+		kl_db_bind_text(st, 2, action_prefix);
+	kl_db_bind_int64(st, 3, limit > 0 ? limit : 100);
+	r = 0;
+	while (r == 0 && (rc = kl_db_step(st)) == 1) {
+		kl_audit_entry e = {
+			.seq = kl_db_column_int64(st, 0),
+			.time_ms = kl_db_column_int64(st, 1),
+			.actor = kl_db_column_text(st, 2),
+			.action = kl_db_column_text(st, 3),
+			.detail = kl_db_column_text(st, 4),
+		};
+		n++;
+		r = fn(ctx, &e);
+	}
+	if (r == 0 && rc < 0)
+		r = kl_error_wrap("audit list");
+	kl_db_stmt_free(st);
+	return r < 0 ? r : n;
+}
+
+/* Checks that the head row records the chain's last entry; fills rep
+ * when it does not. */
+static int audit_check_head(kl_store *s, const unsigned char last[32], kl_audit_report *rep)
+{
+	kl_db_stmt *st;
+	const void *h;
+	size_t n = 0;
+	int r;
+
+	r = kl_db_prepare_cached(s->db, "SELECT seq, hash FROM audit_head WHERE id = 1", &st);
+	if (r < 0)
+		return r;
+	r = kl_db_step(st);
+	if (r == 1) {
+		int64_t head = kl_db_column_int64(st, 0);
+
+		h = kl_db_column_blob(st, 1, &n);
+		if (head != rep->entries || n != 32 || CRYPTO_memcmp(h, last, 32) != 0) {
+			rep->first_bad = rep->entries + 1;
+			snprintf(rep->problem, sizeof(rep->problem),
+			         "the log ends at entry %lld but its head records entry %lld: "
+			         "entries were deleted from the end",
+			         (long long)rep->entries, (long long)head);
+		}
+	} else if (r == 0 && rep->entries > 0) {
+		rep->first_bad = 1;
+		snprintf(rep->problem, sizeof(rep->problem), "the log's head record is missing");
+	}
+	kl_db_stmt_free(st);
+	return r < 0 ? kl_error_wrap("audit head") : 0;
+}
+
+int kl_store_audit_verify(kl_store *s, kl_audit_report *ret)
+{
+	unsigned char prev[32] = { 0 }, hash[32];
+	kl_audit_report rep = { 0 };
+	kl_db_stmt *st;
+	int64_t expect = 1;
+	int rc, r;
+
+	r = kl_db_prepare_cached(
+	    s->db, "SELECT seq, time, actor, action, detail, prev, hash FROM audit ORDER BY seq",
+	    &st);
+	if (r < 0)
+		return r;
+	r = 0;
+	while ((rc = kl_db_step(st)) == 1) {
+		int64_t seq = kl_db_column_int64(st, 0);
+		const char *actor = kl_db_column_text(st, 2);
+		const char *action = kl_db_column_text(st, 3);
+		const char *detail = kl_db_column_text(st, 4);
+		size_t prev_len = 0, hash_len = 0;
+		const void *row_prev = kl_db_column_blob(st, 5, &prev_len);
+		const void *row_hash = kl_db_column_blob(st, 6, &hash_len);
+
+		if (seq != expect) {
+			rep.first_bad = expect;
+			snprintf(rep.problem, sizeof(rep.problem),
+			         "entry %lld is missing (next is %lld)", (long long)expect,
+			         (long long)seq);
+			break;
+		}
+		if (prev_len != 32 || hash_len != 32 || CRYPTO_memcmp(row_prev, prev, 32) != 0) {
+			rep.first_bad = seq;
+			snprintf(rep.problem, sizeof(rep.problem),
+			         "entry %lld does not link to its predecessor", (long long)seq);
+			break;
+		}
+		r = audit_hash(seq, kl_db_column_int64(st, 1), actor ? actor : "",
+		               action ? action : "", detail ? detail : "", prev, hash);
+		if (r < 0)
+			break;
+		if (CRYPTO_memcmp(row_hash, hash, 32) != 0) {
+			rep.first_bad = seq;
+			snprintf(rep.problem, sizeof(rep.problem),
+			         "entry %lld was altered (its hash does not match its content)",
+			         (long long)seq);
+			break;
+		}
+		memcpy(prev, hash, 32);
+		rep.entries++;
+		expect++;
+	}
+	kl_db_stmt_free(st);
+	if (r < 0)
+		return r;
+	if (rc < 0)
+		return kl_error_wrap("audit verify");
+	if (!rep.first_bad && (r = audit_check_head(s, prev, &rep)) < 0)
+		return r;
+	*ret = rep;
+	if (rep.first_bad)
+		return kl_error_set(KL_E_CRYPTO, "audit log does not verify: %s", rep.problem);
+	return 0;
+}
