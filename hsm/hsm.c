@@ -1,5 +1,5 @@
 /* A token: open by label, log in once, random bytes. */
-#include "p11.h"
+#include "hsm_internal.h"
 
 #include <stdio.h>
 #include <string.h>

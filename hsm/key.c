@@ -1,5 +1,5 @@
 /* Keys on the token: generate, find, read back, public half, signing handle. */
-#include "p11.h"
+#include "hsm_internal.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* The PKCS#11 plumbing shared by hsm/: loaded modules, CK_RV mapping,
  * attribute and search helpers. */
-#include "p11.h"
+#include "hsm_internal.h"
 
 #include <dlfcn.h>
 #include <pthread.h>

@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include "kl_error.h"
-#include "p11.h"
+#include "hsm_internal.h"
 
 const char *kl_hsm_default_module(void)
 {

@@ -20,7 +20,8 @@
 /* Names taken from the input are quoted in messages up to this length. */
 #define RPC_NAME_MAX 64
 
-/* Sent when not even an error answer could be built. */
+/* Sent when not even an error answer could be built, so json-c cannot
+ * build it either (layout: allow-json). */
 static const char oom_line[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32603,"
                                "\"message\":\"Internal error: out of memory\"}}\n";
 

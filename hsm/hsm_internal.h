@@ -1,7 +1,8 @@
-/* Internal to hsm/: the loaded PKCS#11 modules, the CK_RV → kl_error mapping
- * and attribute helpers. Never included outside hsm/. */
-#ifndef KL_HSM_P11_H
-#define KL_HSM_P11_H
+/* Private to hsm/ (the _internal suffix lets tests/layout check that): the
+ * loaded PKCS#11 modules, the kl_hsm and key structs, the CK_RV → kl_error
+ * mapping and attribute helpers (p11.c). Never included outside hsm/. */
+#ifndef KL_HSM_INTERNAL_H
+#define KL_HSM_INTERNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
