@@ -11,6 +11,7 @@
 #include "cli_internal.h"
 #include "home.h"
 #include "kl_error.h"
+#include "kl_file.h"
 
 int kl_cli_pem_string(X509 *x, X509_REQ *req, char **out, size_t *len)
 {

@@ -17,6 +17,7 @@
 #include "cli_internal.h"
 #include "home.h"
 #include "kl_error.h"
+#include "kl_file.h"
 #include "kl_hex.h"
 
 static const char ca_usage[] =

@@ -22,6 +22,7 @@
 #include "hsm.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
+#include "kl_file.h"
 #include "kl_hex.h"
 #include "kl_secret.h"
 

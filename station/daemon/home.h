@@ -79,12 +79,6 @@ int kl_home_hsm_signer(kl_hsm *h, const kl_pkcs11_uri *key, EVP_PKEY **ret);
  * "user:NAME(uid)". */
 const char *kl_home_actor(void);
 
-/* Writes a file atomically (temp file, fsync, rename) with the given mode. */
-int kl_write_file(const char *path, const void *data, size_t len, mode_t mode);
-
-/* Copies a file (not atomically: for files made once, such as profiles). */
-int kl_copy_file(const char *from, const char *to);
-
 /* What a station needs from its home beyond this (home_station.c). */
 
 /* Where installed data lives ("profiles", "fixtures"): $KEYLINE_DATADIR/NAME,
@@ -102,7 +96,7 @@ int kl_home_publish_crl(kl_home *home, long days, const char *actor, char *path,
 struct kl_engine_config;
 struct kl_registry;
 struct kl_trust;
-int kl_home_engine_config(kl_home *home, struct kl_engine_config *cfg,
-                               struct kl_registry **reg, struct kl_trust **trust);
+int kl_home_engine_config(kl_home *home, struct kl_engine_config *cfg, struct kl_registry **reg,
+                          struct kl_trust **trust);
 
 #endif

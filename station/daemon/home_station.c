@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "home.h"
 #include "kl_error.h"
+#include "kl_file.h"
 #include "registry.h"
 #include "trust.h"
 
@@ -90,8 +91,7 @@ static const char *tenant_profile(void *ctx, const char *tenant, const char *kin
 	return kl_config_get(ctx, key, NULL);
 }
 
-int kl_home_engine_config(kl_home *home, kl_engine_config *cfg, kl_registry **reg,
-                               kl_trust **trust)
+int kl_home_engine_config(kl_home *home, kl_engine_config *cfg, kl_registry **reg, kl_trust **trust)
 {
 	char p[PATH_MAX];
 	const char *types;

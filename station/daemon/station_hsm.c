@@ -11,6 +11,7 @@
 
 #include "hsm.h"
 #include "kl_error.h"
+#include "kl_file.h"
 #include "kl_log.h"
 #include "station_internal.h"
 
