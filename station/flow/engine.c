@@ -20,8 +20,8 @@
 #include "kl_error.h"
 #include "kl_hex.h"
 #include "kl_failpoint.h"
-#include "tpm_cred.h"
-#include "tpm_keys.h"
+#include "tpm_object.h"
+#include "tpm_persist.h"
 
 /* What the IDevID signs to prove possession (UC007-1 step 6): a fixed label,
  * the device serial and a fresh station nonce, so the signature can serve no

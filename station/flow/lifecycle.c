@@ -21,8 +21,8 @@
 #include "kl_error.h"
 #include "kl_hex.h"
 #include "kl_failpoint.h"
-#include "tpm_cred.h"
-#include "tpm_keys.h"
+#include "tpm_object.h"
+#include "tpm_persist.h"
 
 /* TCG EK Credential Profile §3.2 / DevID spec §8: tcg-kp-AIKCertificate,
  * the EKU of an IAK certificate. */

@@ -15,7 +15,7 @@
 #include "lifecycle.h"
 #include "registry.h"
 #include "tpm.h"
-#include "tpm_cred.h"
+#include "tpm_object.h"
 
 /* What the persisted IDevID signs to prove the device's identity: a fixed
  * label (not the provisioning proof's, so that neither signature serves the

@@ -14,7 +14,7 @@
 #include "kl_error.h"
 #include "kl_failpoint.h"
 #include "registry_life.h"
-#include "tpm_keys.h"
+#include "tpm_persist.h"
 
 /* The new key's `unique`: the DevID spec's "IDevID" followed by 16 random
  * bytes, so that the endorsement primary it makes is a key no earlier

@@ -14,7 +14,7 @@
 #include <tss2/tss2_tpm2_types.h>
 
 #include "attest.h"
-#include "ek_template.h"
+#include "tpm_ek_internal.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
 

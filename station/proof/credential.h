@@ -24,7 +24,7 @@
 
 #include "kl_secret.h"
 #include "tpm.h"
-#include "tpm_cred.h"
+#include "tpm_object.h"
 
 
 /* The largest credential for an EK type: the digest size of the EK's nameAlg

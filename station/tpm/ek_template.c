@@ -19,7 +19,7 @@
 
 #include <tss2/tss2_mu.h>
 
-#include "ek_template.h"
+#include "tpm_ek_internal.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
 

@@ -21,7 +21,7 @@
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_tctildr.h>
 
-#include "ek_template.h"
+#include "tpm_ek_internal.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "tpm.h"

@@ -10,7 +10,7 @@
 #include <tss2/tss2_esys.h>
 
 #include "tpm.h"
-#include "tpm_cred.h"
+#include "tpm_object.h"
 
 struct kl_tpm_object {
 	kl_tpm *tpm;

@@ -42,7 +42,7 @@
 #include "kl_error.h"
 #include "kl_secret.h"
 #include "tpm.h"
-#include "tpm_cred.h"
+#include "tpm_object.h"
 #include "../ek_public_file.h"
 
 static struct {

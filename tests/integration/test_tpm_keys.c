@@ -45,8 +45,8 @@
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "tpm.h"
-#include "tpm_cred.h"
-#include "tpm_keys.h"
+#include "tpm_object.h"
+#include "tpm_persist.h"
 
 static struct {
 	kl_floor *floor;

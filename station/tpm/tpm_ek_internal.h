@@ -1,8 +1,8 @@
 /* Station-internal: EK templates and TPM public areas as tpm2-tss types.
  * Only station's own .c files include it; tpm2-tss types stay in station/.
  * Nothing here talks to a TPM: tpm.c does, with these helpers. */
-#ifndef KL_STATION_EK_TEMPLATE_H
-#define KL_STATION_EK_TEMPLATE_H
+#ifndef KL_STATION_TPM_EK_INTERNAL_H
+#define KL_STATION_TPM_EK_INTERNAL_H
 
 #include <openssl/evp.h>
 #include <tss2/tss2_tpm2_types.h>

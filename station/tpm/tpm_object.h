@@ -10,8 +10,8 @@
  *   kl_tpm_object_free(iak);                                          // flushes it
  *
  * Like the rest of the TPM link, nothing of tpm2-tss shows here. */
-#ifndef KL_STATION_TPM_CRED_H
-#define KL_STATION_TPM_CRED_H
+#ifndef KL_STATION_TPM_OBJECT_H
+#define KL_STATION_TPM_OBJECT_H
 
 #include <openssl/evp.h>
 

@@ -16,11 +16,11 @@
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_mu.h>
 
-#include "ek_template.h"
+#include "tpm_ek_internal.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "tpm_internal.h"
-#include "tpm_keys.h"
+#include "tpm_persist.h"
 #include "tpm_object_internal.h"
 
 #define TPM_NV_CHUNK_DEFAULT 512

@@ -17,10 +17,10 @@
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_mu.h>
 
-#include "ek_template.h"
+#include "tpm_ek_internal.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
-#include "tpm_cred.h"
+#include "tpm_object.h"
 #include "tpm_internal.h"
 #include "tpm_object_internal.h"
 

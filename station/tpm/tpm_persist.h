@@ -23,15 +23,15 @@
  * authPolicy (see kl_tpm_identity_template in tpm_keys.c).
  *
  * Like the rest of the TPM link, nothing of tpm2-tss shows here. */
-#ifndef KL_STATION_TPM_KEYS_H
-#define KL_STATION_TPM_KEYS_H
+#ifndef KL_STATION_TPM_PERSIST_H
+#define KL_STATION_TPM_PERSIST_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "tpm.h"
-#include "tpm_cred.h"
+#include "tpm_object.h"
 
 /* Where the station engraves the identity (step 12).
  *
