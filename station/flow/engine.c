@@ -20,6 +20,9 @@
 #include "kl_error.h"
 #include "kl_hex.h"
 #include "kl_failpoint.h"
+#include "tpm_activate.h"
+#include "tpm_certify.h"
+#include "tpm_nv.h"
 #include "tpm_object.h"
 #include "tpm_persist.h"
 

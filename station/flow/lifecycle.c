@@ -21,6 +21,7 @@
 #include "kl_error.h"
 #include "kl_hex.h"
 #include "kl_failpoint.h"
+#include "tpm_activate.h"
 #include "tpm_object.h"
 #include "tpm_persist.h"
 

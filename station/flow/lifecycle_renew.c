@@ -14,6 +14,9 @@
 #include "kl_error.h"
 #include "kl_failpoint.h"
 #include "registry_life.h"
+#include "tpm_certify.h"
+#include "tpm_nv.h"
+#include "tpm_object.h"
 #include "tpm_persist.h"
 
 /* The new key's `unique`: the DevID spec's "IDevID" followed by 16 random

@@ -14,9 +14,9 @@
 #include <tss2/tss2_tpm2_types.h>
 
 #include "attest.h"
-#include "tpm_ek_internal.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
+#include "tpm_public_internal.h"
 
 static const struct {
 	const char *name;

@@ -24,8 +24,7 @@
 
 #include "kl_secret.h"
 #include "tpm.h"
-#include "tpm_object.h"
-
+#include "tpm_activate.h"
 
 /* The largest credential for an EK type: the digest size of the EK's nameAlg
  * (32 for L-1 and L-2, 48 for H-3); 0 for an unknown type. */

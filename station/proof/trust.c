@@ -17,6 +17,7 @@
 
 #include "kl_error.h"
 #include "kl_hex.h"
+#include "tpm_nv.h"
 
 #define OID_TCG_KP_EK_CERT          "2.23.133.8.1"
 #define OID_TCG_AT_TPM_MANUFACTURER "2.23.133.2.1"

@@ -1,10 +1,11 @@
-/* Station-internal: EK templates and TPM public areas as tpm2-tss types.
- * Only station's own .c files include it; tpm2-tss types stay in station/.
- * Nothing here talks to a TPM: tpm.c does, with these helpers. */
+/* Private to station/tpm/: the endorsement key as tpm2-tss types. The
+ * templates and the check of what a TPM returns need no TPM (ek_template.c);
+ * recreating the EK and opening a session that satisfies its policy do
+ * (tpm_ek.c). */
 #ifndef KL_STATION_TPM_EK_INTERNAL_H
 #define KL_STATION_TPM_EK_INTERNAL_H
 
-#include <openssl/evp.h>
+#include <tss2/tss2_esys.h>
 #include <tss2/tss2_tpm2_types.h>
 
 #include "tpm.h"
@@ -16,13 +17,15 @@ int kl_ek_template_get(kl_ek_type type, TPM2B_PUBLIC *ret);
  * template it was given. Returns 0 or -KL_E_TPM. */
 int kl_ek_check_public(kl_ek_type type, const TPMT_PUBLIC *want, const TPMT_PUBLIC *got);
 
-/* The TPM name of a public area (TPM 2.0 Part 1 §16). */
-int kl_tpm_public_name(const TPMT_PUBLIC *p, kl_tpm_name *ret);
+/* Recreates the EK of that type (TPM2_CreatePrimary with its TCG template),
+ * checks the returned public area against the template, and leaves it
+ * loaded and tracked in *ret; *out_public (Esys_Free it) is its public
+ * area. */
+int tpm_ek_load(kl_tpm *t, kl_ek_type type, ESYS_TR *ret, TPM2B_PUBLIC **out_public);
 
-/* The public key of an RSA or ECC public area as an OpenSSL key. */
-int kl_tpm_public_to_pkey(const TPMT_PUBLIC *p, EVP_PKEY **ret);
-
-/* The one place where a TSS2_RC becomes a kl_err (defined in tpm.c). */
-int kl_tpm_rc_error(TSS2_RC rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A policy session of name_alg (the EK's nameAlg) that satisfies the
+ * authPolicy of the EK of type with the endorsement hierarchy's empty
+ * password, left tracked in *ret. */
+int tpm_ek_policy_session(kl_tpm *t, kl_ek_type type, TPMI_ALG_HASH name_alg, ESYS_TR *ret);
 
 #endif
