@@ -15,6 +15,7 @@
 
 #include "attest.h"
 #include "credential.h"
+#include "ek_check.h"
 #include "hsm.h"
 #include "identity.h"
 #include "kl_error.h"
