@@ -110,8 +110,6 @@ int kl_life_revoke_where(struct life *l, int reason,
  * "station.<op>.refused" with step, reason and message. Lock held. */
 void kl_life_audit(struct life *l, json_object *detail);
 
-void kl_life_ev_hex(json_object *o, const char *key, const unsigned char *p, size_t n);
-
 /* Frees what a run holds. */
 void kl_life_cleanup(struct life *l);
 
