@@ -1,14 +1,12 @@
-/* The provisioning engine: a run's bookkeeping, the steps in order, and
- * those on the registry, the HSM and the CA (5, 6, 11, 13). The steps on
- * the DUT are in engine_ek.c and engine_identity.c. See engine.h,
- * engine_internal.h and docs/provisioning.md. */
+/* The provisioning engine: the steps in order, and those on the registry,
+ * the HSM and the CA (5, 6, 11, 13). The steps on the DUT are in
+ * engine_ek.c and engine_identity.c, a step's bookkeeping in engine_step.c.
+ * See engine.h, engine_internal.h and docs/provisioning.md. */
 #include "engine.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <json-c/json.h>
 #include <openssl/crypto.h>
@@ -19,81 +17,6 @@
 #include "evidence_internal.h"
 #include "hsm.h"
 #include "kl_error.h"
-#include "kl_failpoint.h"
-
-static const char *const step_names[KL_STEP__MAX] = {
-	[KL_STEP_DISCOVER] = "discover", [KL_STEP_FACTORY_NEW] = "factory_new",
-	[KL_STEP_EK_CERT] = "ek_cert",   [KL_STEP_EK_MATCH] = "ek_match",
-	[KL_STEP_GATES] = "gates",       [KL_STEP_ENTROPY] = "entropy",
-	[KL_STEP_KEYS] = "keys",         [KL_STEP_ACTIVATE] = "activate",
-	[KL_STEP_CERTIFY] = "certify",   [KL_STEP_POP] = "proof_of_possession",
-	[KL_STEP_ISSUE] = "issue",       [KL_STEP_ENGRAVE] = "engrave",
-	[KL_STEP_COMMIT] = "commit",
-};
-
-const char *kl_step_name(kl_step s)
-{
-	return (unsigned)s < KL_STEP__MAX ? step_names[s] : "unknown";
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-void kl_eng_lock(struct run *r)
-{
-	if (r->cfg->lock)
-		r->cfg->lock(r->cfg->lock_ctx);
-}
-
-void kl_eng_unlock(struct run *r)
-{
-	if (r->cfg->unlock)
-		r->cfg->unlock(r->cfg->lock_ctx);
-}
-
-void kl_eng_step_begin(struct run *r, kl_step s)
-{
-	r->step = s;
-	r->t0 = now_ms();
-	if (r->job->progress)
-		r->job->progress(r->job->progress_ctx, s, false, 0);
-}
-
-void kl_eng_step_end(struct run *r)
-{
-	double ms = now_ms() - r->t0;
-
-	r->res->step_ms[r->step] = ms;
-	if (r->job->progress)
-		r->job->progress(r->job->progress_ctx, r->step, true, ms);
-	kl_failpoint(kl_step_name(r->step));
-}
-
-int kl_eng_refuse(struct run *r, const char *reason, const char *fmt, ...)
-{
-	va_list ap;
-
-	r->res->rc = -KL_E_PERM;
-	r->res->failed_step = r->step;
-	r->res->step_ms[r->step] = now_ms() - r->t0;
-	snprintf(r->res->reason, sizeof(r->res->reason), "%s", reason);
-	va_start(ap, fmt);
-	vsnprintf(r->res->message, sizeof(r->res->message), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-int kl_eng_failed(struct run *r, const char *reason, int rc)
-{
-	kl_eng_refuse(r, reason, "%s failed: %s", kl_step_name(r->step), kl_error_detail());
-	r->res->rc = rc < 0 ? rc : -KL_E_INVALID;
-	return -1;
-}
 
 /* Leftovers of an interrupted run on the DUT go, so that the run starts
  * clean; certificates issued for it but never engraved are revoked
@@ -311,7 +234,7 @@ static const struct {
 int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job, kl_job_result *res)
 {
 	struct run r = { .cfg = cfg, .job = job, .res = res };
-	double start = now_ms();
+	double start = kl_eng_now_ms();
 	int rc;
 
 	memset(res, 0, sizeof(*res));
@@ -332,7 +255,7 @@ int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job, kl_job_r
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && rc == 0; i++) {
 		if (job->cancelled && job->cancelled(job->cancel_ctx)) {
 			r.step = steps[i].first;
-			r.t0 = now_ms();
+			r.t0 = kl_eng_now_ms();
 			rc = kl_eng_refuse(&r, "aborted", "the job was aborted before step %s",
 			                   kl_step_name(steps[i].first));
 			break;
@@ -350,7 +273,7 @@ int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job, kl_job_r
 	if (rc < 0)
 		record_refusal(&r);
 
-	res->total_ms = now_ms() - start;
+	res->total_ms = kl_eng_now_ms() - start;
 	res->tpm_ms = kl_tpm_busy_ms(r.tpm);
 	json_object_put(r.evidence);
 	kl_tpm_object_free(r.iak);

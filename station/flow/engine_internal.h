@@ -2,7 +2,8 @@
  * bookkeeping that the engine's files share. engine.c runs the steps in
  * order and holds those on the registry, the HSM and the CA (5, 6, 11, 13);
  * engine_ek.c the DUT and its EK (1, 3, 4); engine_identity.c the identity
- * keys in the DUT (2, 7 to 10, 12, and the check of an engraved identity).
+ * keys in the DUT (2, 7 to 10, 12, and the check of an engraved identity);
+ * engine_step.c a step's bookkeeping, which all of them use.
  * Each step returns 0, or -1 after recording its refusal in the result. */
 #ifndef KL_STATION_ENGINE_INTERNAL_H
 #define KL_STATION_ENGINE_INTERNAL_H
@@ -37,6 +38,9 @@ struct run {
 	double t0;
 	json_object *evidence;
 };
+
+/* engine_step.c: the monotonic clock in ms. */
+double kl_eng_now_ms(void);
 
 /* The backend lock of the configuration (engine.h), when there is one. */
 void kl_eng_lock(struct run *r);
