@@ -161,11 +161,13 @@ static int issue(struct run *r)
 
 static int commit(struct run *r)
 {
-	const char *text = NULL;
+	const char *names[KL_STEP_COMMIT], *text = NULL;
 	int rc;
 
 	kl_eng_step_begin(r, KL_STEP_COMMIT);
-	rc = kl_ev_timings(r->evidence, r->res->step_ms);
+	for (int s = 0; s < KL_STEP_COMMIT; s++)
+		names[s] = kl_step_name((kl_step)s);
+	rc = kl_ev_timings(r->evidence, names, r->res->step_ms, KL_STEP_COMMIT);
 	if (rc == 0)
 		rc = kl_ev_station(r->evidence, r->cfg->station_id, r->job->actor);
 	if (rc == 0)
@@ -207,8 +209,9 @@ static void record_refusal(struct run *r)
 			                             r->job->actor);
 	}
 	/* Without memory for the detail the entry still says what happened. */
-	if (kl_ev_refusal(r->job->serial, r->res->failed_step, r->res->reason, r->res->message,
-	                  r->res->failed_step > KL_STEP_GATES, cleaned, revoked >= 0, &detail) < 0)
+	if (kl_ev_refusal(r->job->serial, kl_step_name(r->res->failed_step), r->res->reason,
+	                  r->res->message, r->res->failed_step > KL_STEP_GATES, cleaned,
+	                  revoked >= 0, &detail) < 0)
 		detail = NULL;
 	if (r->res->failed_step <= KL_STEP_GATES)
 		kl_eng_lock(r);

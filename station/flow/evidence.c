@@ -138,13 +138,13 @@ int kl_ev_handles(json_object *ev, bool with_iak)
 	return r;
 }
 
-int kl_ev_timings(json_object *ev, const double step_ms[KL_STEP__MAX])
+int kl_ev_timings(json_object *ev, const char *const *names, const double *ms, size_t n)
 {
 	json_object *t = NULL;
 	int r = kl_ev_object(ev, "timings_ms", &t);
 
-	for (int s = 0; r == 0 && s < KL_STEP_COMMIT; s++)
-		r = add(t, kl_step_name((kl_step)s), json_object_new_double(step_ms[s]));
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = add(t, names[i], json_object_new_double(ms[i]));
 	return r;
 }
 
@@ -157,7 +157,7 @@ int kl_ev_station(json_object *ev, const char *station_id, const char *actor)
 	return r;
 }
 
-int kl_ev_refusal(const char *serial, kl_step step, const char *reason, const char *message,
+int kl_ev_refusal(const char *serial, const char *step, const char *reason, const char *message,
                   bool after_gates, bool cleaned, bool revoked, json_object **ret)
 {
 	json_object *d = json_object_new_object();
@@ -167,7 +167,7 @@ int kl_ev_refusal(const char *serial, kl_step step, const char *reason, const ch
 		return kl_error_set(KL_E_NOMEM, "evidence: out of memory");
 	r = kl_ev_string(d, "serial", serial);
 	if (r == 0)
-		r = kl_ev_string(d, "step", kl_step_name(step));
+		r = kl_ev_string(d, "step", step);
 	if (r == 0)
 		r = kl_ev_string(d, "reason", reason);
 	if (r == 0)

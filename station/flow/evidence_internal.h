@@ -21,7 +21,6 @@
 
 #include <json-c/json.h>
 
-#include "engine.h"
 #include "tpm.h"
 #include "trust.h"
 
@@ -61,8 +60,8 @@ int kl_ev_certify(json_object *o, const unsigned char *nonce, size_t nonce_len,
  * [iak_cert_nv,] idevid_cert_nv } (the IAK's only when with_iak). */
 int kl_ev_handles(json_object *ev, bool with_iak);
 
-/* "timings_ms": { step name: ms } for the steps before KL_STEP_COMMIT. */
-int kl_ev_timings(json_object *ev, const double step_ms[KL_STEP__MAX]);
+/* "timings_ms": { names[i]: ms[i] } for the n steps given. */
+int kl_ev_timings(json_object *ev, const char *const *names, const double *ms, size_t n);
 
 /* Who recorded it: "station" (station_id, "" when NULL) and "operator". */
 int kl_ev_station(json_object *ev, const char *station_id, const char *actor);
@@ -70,7 +69,7 @@ int kl_ev_station(json_object *ev, const char *station_id, const char *actor);
 /* The detail of a "station.provision.refused" audit entry: serial, step,
  * reason, message and, after_gates, whether the DUT was cleaned and its
  * certificates revoked. *ret (json_object_put it) on success. */
-int kl_ev_refusal(const char *serial, kl_step step, const char *reason, const char *message,
+int kl_ev_refusal(const char *serial, const char *step, const char *reason, const char *message,
                   bool after_gates, bool cleaned, bool revoked, json_object **ret);
 
 /* o as compact JSON text, valid until o changes or is freed; NULL when
