@@ -7,7 +7,7 @@
 #include <openssl/rand.h>
 
 #include "kl_error.h"
-#include "tpm_keys.h"
+#include "tpm_certify.h"
 
 static int digest(const char *label, const char *serial, const unsigned char *nonce, size_t n,
                   unsigned char out[32])

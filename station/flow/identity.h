@@ -10,7 +10,7 @@
 
 #include "attest.h"
 #include "tpm.h"
-#include "tpm_cred.h"
+#include "tpm_object.h"
 
 /* The key signs SHA-256(label || 0 || serial || 0 || nonce), nonce being a
  * fresh 32-byte station nonce, with TPM2_Sign; the signature must verify

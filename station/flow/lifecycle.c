@@ -17,12 +17,14 @@
 #include <openssl/x509v3.h>
 
 #include "credential.h"
+#include "evidence_internal.h"
 #include "identity.h"
 #include "kl_error.h"
 #include "kl_hex.h"
 #include "kl_failpoint.h"
-#include "tpm_cred.h"
-#include "tpm_keys.h"
+#include "tpm_activate.h"
+#include "tpm_object.h"
+#include "tpm_persist.h"
 
 /* TCG EK Credential Profile §3.2 / DevID spec §8: tcg-kp-AIKCertificate,
  * the EKU of an IAK certificate. */
@@ -92,17 +94,6 @@ bool kl_life_cancelled(struct life *l)
 		return false;
 	kl_life_refuse(l, "aborted", "the job was aborted after step %s", l->res->step);
 	return true;
-}
-
-void kl_life_ev_hex(json_object *o, const char *key, const unsigned char *p, size_t n)
-{
-	char *h = malloc(2 * n + 1);
-
-	if (!h)
-		return;
-	kl_hex_encode(p, n, h);
-	json_object_object_add(o, key, json_object_new_string(h));
-	free(h);
 }
 
 static bool has_aik_eku(X509 *x)
@@ -199,8 +190,10 @@ int kl_life_sign_check(struct life *l, kl_tpm_object *key, EVP_PKEY *pub, json_o
 	                                &sig, &sig_len);
 
 	if (ev && sig) {
-		kl_life_ev_hex(ev, "nonce", nonce, sizeof(nonce));
-		kl_life_ev_hex(ev, "signature", sig, sig_len);
+		int e = kl_ev_signature(ev, nonce, sig, sig_len);
+
+		if (rc == 0)
+			rc = e;
 	}
 	free(sig);
 	return rc;

@@ -16,7 +16,8 @@
 
 #include "kl_error.h"
 #include "registry_life.h"
-#include "tpm_keys.h"
+#include "tpm_nv.h"
+#include "tpm_persist.h"
 
 #define RECORD_FORMAT "keyline-sanitization-record-v1"
 

@@ -15,7 +15,7 @@
 #include "lifecycle.h"
 #include "registry.h"
 #include "tpm.h"
-#include "tpm_cred.h"
+#include "tpm_object.h"
 
 /* What the persisted IDevID signs to prove the device's identity: a fixed
  * label (not the provisioning proof's, so that neither signature serves the
@@ -109,8 +109,6 @@ int kl_life_revoke_where(struct life *l, int reason,
 /* Writes the audit entry of the run: "station.<op>" with detail, or
  * "station.<op>.refused" with step, reason and message. Lock held. */
 void kl_life_audit(struct life *l, json_object *detail);
-
-void kl_life_ev_hex(json_object *o, const char *key, const unsigned char *p, size_t n);
 
 /* Frees what a run holds. */
 void kl_life_cleanup(struct life *l);

@@ -10,11 +10,15 @@
 #include <openssl/rand.h>
 
 #include "attest.h"
+#include "evidence_internal.h"
 #include "identity.h"
 #include "kl_error.h"
 #include "kl_failpoint.h"
 #include "registry_life.h"
-#include "tpm_keys.h"
+#include "tpm_certify.h"
+#include "tpm_nv.h"
+#include "tpm_object.h"
+#include "tpm_persist.h"
 
 /* The new key's `unique`: the DevID spec's "IDevID" followed by 16 random
  * bytes, so that the endorsement primary it makes is a key no earlier
@@ -171,20 +175,21 @@ static int certify(struct renew *r)
 		free(sig);
 		return kl_life_failed(l, "certify_failed", rc);
 	}
-	c = json_object_new_object();
-	kl_life_ev_hex(c, "unique", unique, sizeof(unique));
-	kl_life_ev_hex(c, "nonce", nonce, sizeof(nonce));
-	kl_life_ev_hex(c, "attest", attest, attest_len);
-	kl_life_ev_hex(c, "signature", sig, sig_len);
-	json_object_object_add(c, "iak_certificate",
-	                       json_object_new_string(l->certs[l->cur_iak].serial));
-	json_object_object_add(l->ev, "certify", c);
+	rc = kl_ev_object(l->ev, "certify", &c);
+	if (rc == 0)
+		rc = kl_ev_hex(c, "unique", unique, sizeof(unique));
+	if (rc == 0)
+		rc = kl_ev_certify(c, nonce, sizeof(nonce), attest, attest_len, sig, sig_len);
+	if (rc == 0)
+		rc = kl_ev_string(c, "iak_certificate", l->certs[l->cur_iak].serial);
 	free(attest);
 	free(sig);
+	if (rc < 0)
+		return kl_life_failed(l, "out_of_memory", rc);
 
 	/* Proof of possession of the new key, as provisioning step 10. */
-	c = json_object_new_object();
-	json_object_object_add(l->ev, "proof_of_possession", c);
+	if (kl_ev_object(l->ev, "proof_of_possession", &c) < 0)
+		return kl_life_failed(l, "out_of_memory", -KL_E_NOMEM);
 	if (kl_life_sign_check(l, r->key, r->key_pub, c) < 0)
 		return kl_life_refuse(l, "pop_failed",
 		                      "the new key's proof of possession failed: %s",
@@ -265,13 +270,8 @@ static int engrave(struct renew *r)
 		return kl_life_failed(l, "engrave_failed", rc);
 	kl_tpm_object_free(r->key); /* the persisted copy stays */
 	r->key = NULL;
-	json_object *h = json_object_new_object();
-	char v[16];
-	snprintf(v, sizeof(v), "0x%08x", KL_TPM_HANDLE_IDEVID);
-	json_object_object_add(h, "idevid", json_object_new_string(v));
-	snprintf(v, sizeof(v), "0x%08x", KL_TPM_NV_IDEVID_CERT);
-	json_object_object_add(h, "idevid_cert_nv", json_object_new_string(v));
-	json_object_object_add(l->ev, "handles", h);
+	if (kl_ev_handles(l->ev, false) < 0)
+		return kl_life_failed(l, "out_of_memory", -KL_E_NOMEM);
 	kl_life_step_end(l);
 	return 0;
 }
@@ -346,9 +346,8 @@ static int record(struct renew *r)
 	int rc;
 
 	kl_life_step_begin(l, "record");
-	json_object_object_add(
-	    l->ev, "station", json_object_new_string(l->cfg->station_id ? l->cfg->station_id : ""));
-	json_object_object_add(l->ev, "operator", json_object_new_string(l->actor));
+	if (kl_ev_station(l->ev, l->cfg->station_id, l->actor) < 0)
+		return kl_life_failed(l, "out_of_memory", -KL_E_NOMEM);
 	kl_life_lock(l);
 	rc = kl_store_begin(s);
 	if (rc == 0)

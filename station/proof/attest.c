@@ -1,6 +1,6 @@
 /* Residency checks (provisioning step 9) in software: TPMS_ATTEST of a
- * TPM2_Certify and the public areas of the identity keys. tss2-mu only
- * unmarshals; nothing here talks to a TPM. */
+ * TPM2_Certify and the public areas of the identity keys, as the plain C
+ * structures of tpm_mu.h. Nothing here talks to a TPM. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,13 +10,10 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
-#include <tss2/tss2_mu.h>
-#include <tss2/tss2_tpm2_types.h>
-
 #include "attest.h"
-#include "ek_template.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
+#include "tpm_mu.h"
 
 static const struct {
 	const char *name;
@@ -104,15 +101,15 @@ static int qualified_name(const kl_tpm_name *name, kl_tpm_name *ret)
 	return 0;
 }
 
-static bool name_equal(const TPM2B_NAME *a, const kl_tpm_name *b)
+static bool name_equal(const kl_tpm2b_name *a, const kl_tpm_name *b)
 {
-	return a->size == b->len && CRYPTO_memcmp(a->name, b->buf, b->len) == 0;
+	return a->len == b->len && CRYPTO_memcmp(a->buf, b->buf, b->len) == 0;
 }
 
-static void name_copy(const TPM2B_NAME *from, kl_tpm_name *to)
+static void name_copy(const kl_tpm2b_name *from, kl_tpm_name *to)
 {
-	to->len = from->size <= KL_TPM_NAME_MAX ? from->size : 0;
-	memcpy(to->buf, from->name, to->len);
+	to->len = from->len <= KL_TPM_NAME_MAX ? from->len : 0;
+	memcpy(to->buf, from->buf, to->len);
 }
 
 static int verify_sig(EVP_PKEY *key, const unsigned char *msg, size_t len, const unsigned char *sig,
@@ -142,17 +139,16 @@ int kl_attest_verify_certify(const unsigned char *attest, size_t attest_len,
 {
 	kl_attest_report rep = { .verdict = KL_ATTEST_MALFORMED };
 	kl_tpm_name iak_qn, idevid_qn;
-	TPMS_ATTEST a;
+	kl_tpm_attest a;
 	size_t off = 0;
 	bool sig_ok = false;
-	TSS2_RC rc;
+	uint32_t rc = 0;
 	int r;
 
 	if (report)
 		*report = rep;
 	if (!report || !attest || !sig_der || !iak_pub || !valid_name(iak_name) ||
-	    !valid_name(idevid_name) || !nonce || nonce_len == 0 ||
-	    nonce_len > sizeof(a.extraData.buffer))
+	    !valid_name(idevid_name) || !nonce || nonce_len == 0 || nonce_len > sizeof(a.extra))
 		return kl_error_set(KL_E_INVALID, "verify Certify: bad arguments");
 	if (!EVP_PKEY_is_a(iak_pub, "EC"))
 		return kl_error_set(KL_E_INVALID, "verify Certify: the IAK key is not an EC key");
@@ -162,9 +158,7 @@ int kl_attest_verify_certify(const unsigned char *attest, size_t attest_len,
 	if (r < 0)
 		return r;
 
-	memset(&a, 0, sizeof(a));
-	rc = Tss2_MU_TPMS_ATTEST_Unmarshal(attest, attest_len, &off, &a);
-	if (rc != TSS2_RC_SUCCESS)
+	if (kl_tpm_attest_unmarshal(attest, attest_len, &a, &off, &rc) < 0)
 		return fail(&report->verdict, KL_ATTEST_MALFORMED, "(tss2-mu 0x%" PRIx32 ")", rc);
 	if (off != attest_len)
 		return fail(&report->verdict, KL_ATTEST_MALFORMED,
@@ -180,30 +174,29 @@ int kl_attest_verify_certify(const unsigned char *attest, size_t attest_len,
 		            "(ECDSA-SHA256 over %zu bytes, %zu-byte signature)", attest_len,
 		            sig_len);
 	/* Part 2 §10.12.12 */
-	if (a.magic != TPM2_GENERATED_VALUE)
+	if (a.magic != KL_TPM_GENERATED_VALUE)
 		return fail(&report->verdict, KL_ATTEST_BAD_MAGIC, "(0x%08" PRIx32 ")", a.magic);
-	if (a.type != TPM2_ST_ATTEST_CERTIFY)
+	if (a.type != KL_TPM_ST_ATTEST_CERTIFY)
 		return fail(&report->verdict, KL_ATTEST_BAD_TYPE, "(type 0x%04x)", a.type);
-	if (!name_equal(&a.qualifiedSigner, &iak_qn))
+	if (!name_equal(&a.qualified_signer, &iak_qn))
 		return fail(&report->verdict, KL_ATTEST_BAD_SIGNER, "(qualifiedSigner of %u bytes)",
-		            (unsigned)a.qualifiedSigner.size);
-	if (!name_equal(&a.attested.certify.name, idevid_name))
+		            (unsigned)a.qualified_signer.len);
+	if (!name_equal(&a.certified_name, idevid_name))
 		return fail(&report->verdict, KL_ATTEST_BAD_NAME, "(name)");
-	if (!name_equal(&a.attested.certify.qualifiedName, &idevid_qn))
+	if (!name_equal(&a.certified_qualified_name, &idevid_qn))
 		return fail(&report->verdict, KL_ATTEST_BAD_NAME, "(qualified name)");
-	if (a.extraData.size != nonce_len ||
-	    CRYPTO_memcmp(a.extraData.buffer, nonce, nonce_len) != 0)
+	if (a.extra_len != nonce_len || CRYPTO_memcmp(a.extra, nonce, nonce_len) != 0)
 		return fail(&report->verdict, KL_ATTEST_BAD_NONCE, "(extraData of %u bytes)",
-		            (unsigned)a.extraData.size);
+		            (unsigned)a.extra_len);
 
 	rep.verdict = KL_ATTEST_OK;
-	rep.clock = a.clockInfo.clock;
-	rep.reset_count = a.clockInfo.resetCount;
-	rep.restart_count = a.clockInfo.restartCount;
-	rep.safe = a.clockInfo.safe == TPM2_YES;
-	rep.firmware_version = a.firmwareVersion;
-	name_copy(&a.attested.certify.name, &rep.certified_name);
-	name_copy(&a.attested.certify.qualifiedName, &rep.certified_qualified_name);
+	rep.clock = a.clock;
+	rep.reset_count = a.reset_count;
+	rep.restart_count = a.restart_count;
+	rep.safe = a.safe == KL_TPM_YES;
+	rep.firmware_version = a.firmware_version;
+	name_copy(&a.certified_name, &rep.certified_name);
+	name_copy(&a.certified_qualified_name, &rep.certified_qualified_name);
 	*report = rep;
 	return 0;
 }
@@ -245,42 +238,39 @@ int kl_attest_check_public(const unsigned char *area, size_t len, kl_attest_key_
                            kl_attest_verdict *verdict)
 {
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
-	TPMA_OBJECT want = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-	                   TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-	                   TPMA_OBJECT_SIGN_ENCRYPT;
+	uint32_t want = KL_TPMA_OBJECT_FIXEDTPM | KL_TPMA_OBJECT_FIXEDPARENT |
+	                KL_TPMA_OBJECT_SENSITIVEDATAORIGIN | KL_TPMA_OBJECT_USERWITHAUTH |
+	                KL_TPMA_OBJECT_SIGN_ENCRYPT;
 	const char *what = kind == KL_ATTEST_KEY_IAK ? "IAK" : "IDevID";
-	const TPMS_ECC_PARMS *e;
-	TPMT_PUBLIC p;
+	kl_tpm_public p;
 	size_t off = 0;
-	TSS2_RC rc;
+	uint32_t rc = 0;
 
 	if (verdict)
 		*verdict = KL_ATTEST_PUB_MALFORMED;
 	if (!area || (kind != KL_ATTEST_KEY_IAK && kind != KL_ATTEST_KEY_IDEVID))
 		return kl_error_set(KL_E_INVALID, "check public area: bad arguments");
 	if (kind == KL_ATTEST_KEY_IAK)
-		want |= TPMA_OBJECT_RESTRICTED;
+		want |= KL_TPMA_OBJECT_RESTRICTED;
 
-	memset(&p, 0, sizeof(p));
-	rc = Tss2_MU_TPMT_PUBLIC_Unmarshal(area, len, &off, &p);
-	if (rc != TSS2_RC_SUCCESS)
+	if (kl_tpm_public_unmarshal(area, len, &p, &off, &rc) < 0)
 		return fail(verdict, KL_ATTEST_PUB_MALFORMED, "(%s, tss2-mu 0x%" PRIx32 ")", what,
 		            rc);
 	if (off != len)
 		return fail(verdict, KL_ATTEST_PUB_MALFORMED, "(%s, %zu bytes after it)", what,
 		            len - off);
-	if (p.type != TPM2_ALG_ECC)
+	if (p.type != KL_TPM_ALG_ECC)
 		return fail(verdict, KL_ATTEST_PUB_TYPE, "(%s, type 0x%04x)", what, p.type);
-	if (p.nameAlg != TPM2_ALG_SHA256)
+	if (p.name_alg != KL_TPM_ALG_SHA256)
 		return fail(verdict, KL_ATTEST_PUB_NAME_ALG, "(%s, nameAlg 0x%04x)", what,
-		            p.nameAlg);
-	if (p.objectAttributes != want) {
+		            p.name_alg);
+	if (p.attributes != want) {
 		/* the first bit that differs, named */
 		for (unsigned bit = 0; bit < 32; bit++) {
 			uint32_t m = UINT32_C(1) << bit;
 			const char *n = attribute_name(bit);
 
-			if ((p.objectAttributes & m) == (want & m))
+			if ((p.attributes & m) == (want & m))
 				continue;
 			if (n)
 				return fail(verdict, KL_ATTEST_PUB_ATTRIBUTES, "(%s: %s %s)", what,
@@ -289,26 +279,23 @@ int kl_attest_check_public(const unsigned char *area, size_t len, kl_attest_key_
 			            "(%s: reserved attribute bit %u set)", what, bit);
 		}
 	}
-	if (p.authPolicy.size != 0)
+	if (p.auth_policy_len != 0)
 		return fail(verdict, KL_ATTEST_PUB_POLICY, "(%s, %u-byte authPolicy)", what,
-		            (unsigned)p.authPolicy.size);
-	e = &p.parameters.eccDetail;
-	if (e->symmetric.algorithm != TPM2_ALG_NULL)
+		            (unsigned)p.auth_policy_len);
+	if (p.ecc.symmetric != KL_TPM_ALG_NULL)
 		return fail(verdict, KL_ATTEST_PUB_SYMMETRIC, "(%s, 0x%04x)", what,
-		            e->symmetric.algorithm);
-	if (e->scheme.scheme != TPM2_ALG_ECDSA ||
-	    e->scheme.details.ecdsa.hashAlg != TPM2_ALG_SHA256)
+		            p.ecc.symmetric);
+	if (p.ecc.scheme != KL_TPM_ALG_ECDSA || p.ecc.scheme_hash != KL_TPM_ALG_SHA256)
 		return fail(verdict, KL_ATTEST_PUB_SCHEME, "(%s, scheme 0x%04x hash 0x%04x)", what,
-		            e->scheme.scheme, e->scheme.details.ecdsa.hashAlg);
-	if (e->curveID != TPM2_ECC_NIST_P256)
-		return fail(verdict, KL_ATTEST_PUB_CURVE, "(%s, curve 0x%04x)", what, e->curveID);
-	if (e->kdf.scheme != TPM2_ALG_NULL)
-		return fail(verdict, KL_ATTEST_PUB_KDF, "(%s, 0x%04x)", what, e->kdf.scheme);
+		            p.ecc.scheme, p.ecc.scheme_hash);
+	if (p.ecc.curve != KL_TPM_ECC_NIST_P256)
+		return fail(verdict, KL_ATTEST_PUB_CURVE, "(%s, curve 0x%04x)", what, p.ecc.curve);
+	if (p.ecc.kdf != KL_TPM_ALG_NULL)
+		return fail(verdict, KL_ATTEST_PUB_KDF, "(%s, 0x%04x)", what, p.ecc.kdf);
 	/* OpenSSL decodes the point and refuses one that is not on the curve */
-	if (p.unique.ecc.x.size == 0 || p.unique.ecc.y.size == 0 ||
-	    kl_tpm_public_to_pkey(&p, &key) < 0)
+	if (p.ecc.x_len == 0 || p.ecc.y_len == 0 || kl_tpm_public_key(&p, &key) < 0)
 		return fail(verdict, KL_ATTEST_PUB_POINT, "(%s, %u+%u bytes)", what,
-		            (unsigned)p.unique.ecc.x.size, (unsigned)p.unique.ecc.y.size);
+		            (unsigned)p.ecc.x_len, (unsigned)p.ecc.y_len);
 	if (verdict)
 		*verdict = KL_ATTEST_OK;
 	return 0;

@@ -74,7 +74,7 @@ typedef struct kl_attest_report {
  * qualifiedName that of the IDevID; extraData == nonce (constant time).
  * The signature comes first: contents that are not signed say nothing.
  * Qualified names (Part 1 §16.6) are those of primaries of the endorsement
- * hierarchy, where tpm_keys.h puts both keys: nameAlg || H(TPM_RH_ENDORSEMENT
+ * hierarchy, where tpm_object.h puts both keys: nameAlg || H(TPM_RH_ENDORSEMENT
  * || name).
  * *report is written on every path (so that a failure can be recorded);
  * its contents other than verdict are valid only when this returns 0.
@@ -89,7 +89,7 @@ int kl_attest_verify_certify(const unsigned char *attest, size_t attest_len,
 typedef enum kl_attest_key_kind { KL_ATTEST_KEY_IAK, KL_ATTEST_KEY_IDEVID } kl_attest_key_kind;
 
 /* Checks a key's public area (a marshalled TPMT_PUBLIC) against the
- * station's profile of the DevID spec's templates (tpm_keys.h): ECC,
+ * station's profile of the DevID spec's templates (tpm_object.h): ECC,
  * nameAlg SHA-256, exactly the attributes fixedTPM | fixedParent |
  * sensitiveDataOrigin | userWithAuth | sign (+ restricted for the IAK) and
  * no other bit (stClear, adminWithPolicy, noDA, encryptedDuplication,

@@ -9,7 +9,7 @@
  *
  *   kl_credential *c;
  *   kl_make_credential(ek_pub, KL_EK_P256, secret->data, secret->len, &iak_name, &c);
- *   kl_tpm_activate_credential(t, KL_EK_P256, iak, c, &got);   // tpm_cred.h
+ *   kl_tpm_activate_credential(t, KL_EK_P256, iak, c, &got);   // tpm_activate.h
  *   ok = kl_secret_equal(secret, got);                        // constant time
  *
  * No TPM is involved here and nothing of tpm2-tss is used: the structures are
@@ -24,8 +24,7 @@
 
 #include "kl_secret.h"
 #include "tpm.h"
-#include "tpm_cred.h"
-
+#include "tpm_activate.h"
 
 /* The largest credential for an EK type: the digest size of the EK's nameAlg
  * (32 for L-1 and L-2, 48 for H-3); 0 for an unknown type. */

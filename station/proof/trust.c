@@ -1,4 +1,4 @@
-/* Trust bundle and EK certificate checks. See trust.h. */
+/* Trust bundle and EK certificate checks, no I/O with the DUT. See trust.h. */
 #include "trust.h"
 
 #include <dirent.h>
@@ -17,6 +17,7 @@
 
 #include "kl_error.h"
 #include "kl_hex.h"
+#include "tpm.h"
 
 #define OID_TCG_KP_EK_CERT          "2.23.133.8.1"
 #define OID_TCG_AT_TPM_MANUFACTURER "2.23.133.2.1"
@@ -171,10 +172,7 @@ void kl_ek_report_clear(kl_ek_report *r)
 	memset(r, 0, sizeof(*r));
 }
 
-static int verdict(kl_ek_report *rep, kl_ek_verdict v, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int verdict(kl_ek_report *rep, kl_ek_verdict v, const char *fmt, ...)
+int kl_ek_report_verdict(kl_ek_report *rep, kl_ek_verdict v, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -226,135 +224,98 @@ static bool has_ek_eku(X509 *x)
 	return found;
 }
 
-int kl_ek_check_cert(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_report *ret)
+int kl_ek_cert_verify(const kl_trust *trust, uint32_t manufacturer, const char *manufacturer_str,
+                      kl_ek_report *rep)
 {
-	kl_ek_report rep = { .type = type };
-	kl_tpm_info info;
 	X509 *cert = NULL;
 	X509_STORE_CTX *ctx = NULL;
 	const unsigned char *q;
 	char want[16];
-	int r;
+	int r = 0;
 
-	r = kl_tpm_get_info(tpm, &info);
-	if (r < 0) {
-		verdict(&rep, KL_EK_TPM_ERROR, "the TPM did not answer GetCapability: %s",
-		        kl_error_detail());
-		goto done;
-	}
-	r = kl_tpm_nv_read(tpm, kl_ek_type_nv_index(type), &rep.cert_der, &rep.cert_len);
-	if (r == -KL_E_NOTFOUND || r == -KL_E_STATE) {
-		verdict(&rep, KL_EK_NO_CERT, "the TPM has no %s EK certificate (NV 0x%08x)",
-		        kl_ek_type_name(type), kl_ek_type_nv_index(type));
-		goto done;
-	}
-	if (r < 0) {
-		verdict(&rep, KL_EK_TPM_ERROR, "reading the EK certificate failed: %s",
-		        kl_error_detail());
-		goto done;
-	}
-	q = rep.cert_der;
-	cert = d2i_X509(NULL, &q, (long)rep.cert_len);
+	q = rep->cert_der;
+	cert = d2i_X509(NULL, &q, (long)rep->cert_len);
 	if (!cert) {
 		ERR_clear_error();
-		verdict(&rep, KL_EK_BAD_CERT,
-		        "the %s EK certificate in NV is not a readable X.509 certificate",
-		        kl_ek_type_name(type));
-		goto done;
+		kl_ek_report_verdict(
+		    rep, KL_EK_BAD_CERT,
+		    "the %s EK certificate in NV is not a readable X.509 certificate",
+		    kl_ek_type_name(rep->type));
+		goto out;
 	}
-	X509_NAME_oneline(X509_get_issuer_name(cert), rep.issuer, sizeof(rep.issuer));
+	X509_NAME_oneline(X509_get_issuer_name(cert), rep->issuer, sizeof(rep->issuer));
 	/* X509_verify_cert checks each signature over the certificate's signed
 	 * bytes as they were read (OpenSSL keeps the original TBS encoding), so
 	 * a vendor's odd-but-parseable encoding does not break the check. */
 	ctx = X509_STORE_CTX_new();
 	if (!ctx || !X509_STORE_CTX_init(ctx, trust->store, cert, trust->intermediates)) {
 		r = kl_error_set_ssl(KL_E_NOMEM, "verify context");
-		goto fail;
+		goto out;
 	}
 	/* EK certificates carry no TLS purposes; the EK EKU is checked below. */
 	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_ANY);
 	if (X509_verify_cert(ctx) != 1) {
-		verdict(&rep, KL_EK_UNTRUSTED,
-		        "EK certificate not issued by a trusted TPM vendor: %s (issuer %s)",
-		        X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)), rep.issuer);
+		kl_ek_report_verdict(
+		    rep, KL_EK_UNTRUSTED,
+		    "EK certificate not issued by a trusted TPM vendor: %s (issuer %s)",
+		    X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)), rep->issuer);
 		ERR_clear_error();
-		goto done;
+		goto out;
 	}
 	if (!has_ek_eku(cert)) {
-		verdict(&rep, KL_EK_NOT_EK_CERT,
-		        "the certificate is not an EK certificate (no EKU tcg-kp-EKCertificate)");
-		goto done;
+		kl_ek_report_verdict(
+		    rep, KL_EK_NOT_EK_CERT,
+		    "the certificate is not an EK certificate (no EKU tcg-kp-EKCertificate)");
+		goto out;
 	}
-	snprintf(want, sizeof(want), "id:%08X", info.manufacturer);
-	if (!san_manufacturer(cert, rep.manufacturer, sizeof(rep.manufacturer)) ||
-	    strcasecmp(rep.manufacturer, want) != 0) {
-		verdict(
-		    &rep, KL_EK_WRONG_VENDOR,
+	snprintf(want, sizeof(want), "id:%08X", manufacturer);
+	if (!san_manufacturer(cert, rep->manufacturer, sizeof(rep->manufacturer)) ||
+	    strcasecmp(rep->manufacturer, want) != 0) {
+		kl_ek_report_verdict(
+		    rep, KL_EK_WRONG_VENDOR,
 		    "the EK certificate names TPM manufacturer '%s' but the TPM reports %s (%s)",
-		    rep.manufacturer[0] ? rep.manufacturer : "none", want, info.manufacturer_str);
-		goto done;
+		    rep->manufacturer[0] ? rep->manufacturer : "none", want, manufacturer_str);
+		goto out;
 	}
-	rep.verdict = KL_EK_OK;
-done:
-	r = 0;
-	*ret = rep;
-	rep.cert_der = NULL; /* transferred */
-fail:
-	kl_ek_report_clear(&rep);
+	rep->verdict = KL_EK_OK;
+out:
 	X509_STORE_CTX_free(ctx);
 	X509_free(cert);
 	return r;
 }
 
-int kl_ek_check_match(kl_tpm *tpm, kl_ek_report *rep, EVP_PKEY **ek_ret)
+int kl_ek_report_cert(const kl_ek_report *rep, X509 **ret)
 {
 	const unsigned char *q = rep->cert_der;
 	X509 *cert = d2i_X509(NULL, &q, (long)rep->cert_len);
-	unsigned char *spki = NULL;
-	EVP_PKEY *ek = NULL;
-	int r, len;
 
 	if (!cert)
 		return kl_error_set_ssl(KL_E_INVALID, "EK match: no certificate in the report");
-	/* Step 4: the TPM's own EK must be the certified key. */
-	r = kl_tpm_ek_public(tpm, rep->type, &ek);
-	if (r < 0) {
-		verdict(rep, KL_EK_TPM_ERROR, "recreating the %s EK failed: %s",
-		        kl_ek_type_name(rep->type), kl_error_detail());
-	} else if (EVP_PKEY_eq(ek, X509_get0_pubkey(cert)) != 1) {
-		verdict(
-		    rep, KL_EK_MISMATCH,
-		    "the TPM's %s EK is not the key in its EK certificate: forged or swapped TPM",
-		    kl_ek_type_name(rep->type));
-	} else {
-		/* The EK's identity for the registry: SHA-256 of its
-		 * SubjectPublicKeyInfo. A failure here must not leave a zero
-		 * hash behind an OK verdict. */
-		len = i2d_PUBKEY(ek, &spki);
-		if (len <= 0 ||
-		    !EVP_Digest(spki, (size_t)len, rep->ek_sha256, NULL, EVP_sha256(), NULL)) {
-			OPENSSL_free(spki);
-			EVP_PKEY_free(ek);
-			X509_free(cert);
-			return kl_error_set_ssl(KL_E_CRYPTO, "hash of the EK");
-		}
-		OPENSSL_free(spki);
-		rep->verdict = KL_EK_OK;
-		if (ek_ret) {
-			*ek_ret = ek;
-			ek = NULL;
-		}
-	}
-	EVP_PKEY_free(ek);
-	X509_free(cert);
+	*ret = cert;
 	return 0;
 }
 
-int kl_ek_check(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_report *ret)
+int kl_ek_key_verify(kl_ek_report *rep, X509 *cert, EVP_PKEY *ek)
 {
-	int r = kl_ek_check_cert(tpm, trust, type, ret);
+	unsigned char *spki = NULL;
+	int len;
 
-	if (r == 0 && ret->verdict == KL_EK_OK)
-		r = kl_ek_check_match(tpm, ret, NULL);
-	return r;
+	if (EVP_PKEY_eq(ek, X509_get0_pubkey(cert)) != 1) {
+		kl_ek_report_verdict(
+		    rep, KL_EK_MISMATCH,
+		    "the TPM's %s EK is not the key in its EK certificate: forged or swapped TPM",
+		    kl_ek_type_name(rep->type));
+		return 0;
+	}
+	/* The EK's identity for the registry: SHA-256 of its
+	 * SubjectPublicKeyInfo. A failure here must not leave a zero hash
+	 * behind an OK verdict. */
+	len = i2d_PUBKEY(ek, &spki);
+	if (len <= 0 || !EVP_Digest(spki, (size_t)len, rep->ek_sha256, NULL, EVP_sha256(), NULL)) {
+		OPENSSL_free(spki);
+		return kl_error_set_ssl(KL_E_CRYPTO, "hash of the EK");
+	}
+	OPENSSL_free(spki);
+	rep->verdict = KL_EK_OK;
+	return 0;
 }

@@ -1,5 +1,6 @@
 /* The station's trust bundle of TPM vendors, and the EK certificate checks
- * of the provisioning flow (architecture brief, steps 3 and 4).
+ * of the provisioning flow (architecture brief, steps 3 and 4) in software:
+ * what the DUT said is read by station/flow/ek_check.h.
  *
  * A bundle is a directory of PEM or DER certificate files. Self-signed CA
  * certificates in it are trust anchors (vendor EK roots); the other CA
@@ -11,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include "tpm.h"
@@ -52,20 +54,31 @@ typedef struct kl_ek_report {
 	size_t cert_len;
 } kl_ek_report;
 
-/* Steps 3 and 4: reads the EK certificate of that type from NV, verifies its
- * chain to the bundle (the signature over the signed bytes, whatever quirks
- * the encoding has), checks the EK EKU and the TPM manufacturer in its SAN
- * against the TPM's TPM_PT_MANUFACTURER, and recreates the EK with the TCG
- * template to compare public keys. Returns 0 when the check ran (the verdict
- * says how it came out), or a negative kl_err when it could not run. */
-int kl_ek_check(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_report *ret);
 void kl_ek_report_clear(kl_ek_report *r);
 
-/* The two halves of kl_ek_check, for a caller that times them apart:
- * step 3 (certificate read, chain, EKU, manufacturer) and step 4 (the EK
- * recreated and compared; on success ek_sha256 is set and, when ek_ret is
- * not NULL, the EK public key is returned). */
-int kl_ek_check_cert(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_report *ret);
-int kl_ek_check_match(kl_tpm *tpm, kl_ek_report *rep, EVP_PKEY **ek_ret);
+/* Records a verdict and the operator's sentence in rep. Returns 0. */
+int kl_ek_report_verdict(kl_ek_report *rep, kl_ek_verdict v, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Step 3 in software, on the EK certificate the TPM held (rep->cert_der,
+ * rep->cert_len as read from NV): it parses, its chain verifies to the
+ * bundle (the signature over the signed bytes, whatever quirks the encoding
+ * has), it has the EK EKU, and the TPM manufacturer in its SAN is
+ * manufacturer (the TPM's TPM_PT_MANUFACTURER; manufacturer_str its text,
+ * for the reason). Fills rep->verdict, reason, issuer and manufacturer.
+ * Returns 0 when the check ran (the verdict says how it came out), or a
+ * negative kl_err when it could not run. */
+int kl_ek_cert_verify(const kl_trust *trust, uint32_t manufacturer, const char *manufacturer_str,
+                      kl_ek_report *rep);
+
+/* The certificate of rep parsed again (X509_free it). Returns 0 or
+ * -KL_E_INVALID. */
+int kl_ek_report_cert(const kl_ek_report *rep, X509 **ret);
+
+/* Step 4 in software: ek, the EK the TPM recreated, must be the key of
+ * cert (rep's certificate). On a match rep->ek_sha256 is the SHA-256 of its
+ * SubjectPublicKeyInfo and the verdict KL_EK_OK, otherwise KL_EK_MISMATCH.
+ * Returns 0, or -KL_E_CRYPTO when the hash cannot be made. */
+int kl_ek_key_verify(kl_ek_report *rep, X509 *cert, EVP_PKEY *ek);
 
 #endif

@@ -1,38 +1,27 @@
-/* The station's link to a DUT's TPM: tpm2-tss ESAPI over a TCTI.
+/* The station's link to a DUT's TPM: tpm2-tss ESAPI over a TCTI, and what
+ * concerns the TPM as a whole (its properties, its transient objects, its
+ * RNG, TPM2_Clear).
  *
- * Every TSS2_RC becomes a kl_err in kl_tpm_rc_error(); every transient
- * object goes through tpm_track()/tpm_flush() so that none outlives the call
- * that made it (swtpm has no resource manager and holds three transient
- * objects). What needs no TPM (templates, public areas, keys) is in
- * ek_template.c. */
+ * Every TSS2_RC becomes a kl_err in kl_tpm_rc_error() (tpm_rc.c); every
+ * transient object goes through tpm_track()/tpm_flush() (tpm_internal.h) so
+ * that none outlives the call that made it (swtpm has no resource manager
+ * and holds three transient objects). */
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include <tss2/tss2_esys.h>
-#include <tss2/tss2_mu.h>
-#include <tss2/tss2_rc.h>
 #include <tss2/tss2_tctildr.h>
 
-#include "ek_template.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "tpm.h"
 #include "tpm_internal.h"
-
-/* Chunk size when a TPM does not report TPM_PT_NV_BUFFER_MAX: the smallest
- * that the PC Client platform TPM profile allows. */
-#define TPM_NV_CHUNK_DEFAULT 512
-
-/* The longest name we make: nameAlg + a SHA-512 digest. */
-_Static_assert(2 + TPM2_SHA512_DIGEST_SIZE <= KL_TPM_NAME_MAX, "KL_TPM_NAME_MAX too small");
 
 KL_DEFINE_CLEANUP(kl_tpm, kl_tpm_free)
 
@@ -44,40 +33,6 @@ static bool is_not_implemented(TSS2_RC rc)
 
 	return tpm_rc_code(rc) == 0 &&
 	       (base == TSS2_BASE_RC_NOT_SUPPORTED || base == TSS2_BASE_RC_NOT_IMPLEMENTED);
-}
-
-/* The one place where a TSS2_RC becomes a kl_err. Link failures (TCTI I/O,
- * no connection) give -KL_E_IO, a TSS timeout -KL_E_TIMEOUT, a TSS allocation
- * failure -KL_E_NOMEM, everything else -KL_E_TPM. The detail keeps the
- * decoded text and the raw code:
- *   "Esys_NV_Read 0x01c00002: tpm:error(2.0): ... (rc 0x0000014a)" */
-int kl_tpm_rc_error(TSS2_RC rc, const char *fmt, ...)
-{
-	char what[256];
-	kl_err code = KL_E_TPM;
-	va_list ap;
-
-	if (tpm_rc_code(rc) == 0) {
-		switch (rc & ~TSS2_RC_LAYER_MASK) {
-		case TSS2_BASE_RC_IO_ERROR:
-		case TSS2_BASE_RC_NO_CONNECTION:
-			code = KL_E_IO;
-			break;
-		case TSS2_BASE_RC_TRY_AGAIN:
-			code = KL_E_TIMEOUT;
-			break;
-		case TSS2_BASE_RC_MEMORY:
-			code = KL_E_NOMEM;
-			break;
-		default:
-			break;
-		}
-	}
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	return kl_error_set(code, "%s: %s (rc 0x%08" PRIx32 ")", what, Tss2_RC_Decode(rc),
-	                    (uint32_t)rc);
 }
 
 /* tpm2-tss logs warnings and errors to stderr by itself. A library does not
@@ -327,240 +282,20 @@ int kl_tpm_transient_count(kl_tpm *t, size_t *ret)
 	return 0;
 }
 
-void kl_tpm_set_nv_chunk_max(kl_tpm *t, size_t max)
+int tpm_tr_from_handle(kl_tpm *t, uint32_t handle, const char *what, ESYS_TR *ret)
 {
-	t->nv_chunk_cap = max;
-}
-
-static size_t tpm_nv_chunk(const kl_tpm *t)
-{
-	size_t chunk = t->nv_buffer_max ? t->nv_buffer_max : TPM_NV_CHUNK_DEFAULT;
-
-	if (chunk > TPM2_MAX_NV_BUFFER_SIZE)
-		chunk = TPM2_MAX_NV_BUFFER_SIZE;
-	if (t->nv_chunk_cap && chunk > t->nv_chunk_cap)
-		chunk = t->nv_chunk_cap;
-	return chunk;
-}
-
-/* Reads size bytes of an NV index in chunks with one authorization (TPM 2.0
- * Part 3 §31.13). When the TPM refuses, *tpm_rc is its response code, so
- * that the caller can try another authorization. */
-static int tpm_nv_read_as(kl_tpm *t, uint32_t index, ESYS_TR nv, ESYS_TR auth, unsigned char *buf,
-                          size_t size, TSS2_RC *tpm_rc)
-{
-	const size_t chunk = tpm_nv_chunk(t);
-
-	for (size_t off = 0; off < size;) {
-		_cleanup_(esys_freep) TPM2B_MAX_NV_BUFFER *d = NULL;
-		UINT16 n = (UINT16)(size - off < chunk ? size - off : chunk);
-		TSS2_RC rc;
-
-		TPM_CALL(t, rc,
-		         Esys_NV_Read(t->esys, auth, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-		                      ESYS_TR_NONE, n, (UINT16)off, &d));
-		if (rc != TSS2_RC_SUCCESS) {
-			*tpm_rc = tpm_rc_code(rc);
-			return kl_tpm_rc_error(
-			    rc, "Esys_NV_Read 0x%08" PRIx32 " (%s auth, %u bytes at %zu)", index,
-			    auth == ESYS_TR_RH_OWNER ? "owner" : "index", (unsigned)n, off);
-		}
-		if (d->size != n)
-			return kl_error_set(
-			    KL_E_TPM, "NV_Read 0x%08" PRIx32 ": asked %u bytes at %zu, got %u",
-			    index, (unsigned)n, off, (unsigned)d->size);
-		memcpy(buf + off, d->buffer, n);
-		off += n;
-	}
-	return 0;
-}
-
-/* EK certificate read (provisioning step 3), and any other NV index. TCG EK
- * Credential Profile §2.2.1.4: EK certificate indices have
- * TPMA_NV_PPREAD | OWNERREAD | AUTHREAD and an empty authValue. */
-int kl_tpm_nv_read(kl_tpm *t, uint32_t index, unsigned char **data, size_t *len)
-{
-	_cleanup_(esys_freep) TPM2B_NV_PUBLIC *pub = NULL;
-	_cleanup_(esys_freep) TPM2B_NAME *name = NULL;
-	_cleanup_(freep) unsigned char *buf = NULL;
-	ESYS_TR nv = ESYS_TR_NONE;
-	ESYS_TR auths[2];
-	size_t n_auths = 0;
-	TPMA_NV attrs;
-	size_t size;
 	TSS2_RC rc;
-	int r = 0;
-
-	if ((index >> TPM2_HR_SHIFT) != TPM2_HT_NV_INDEX)
-		return kl_error_set(KL_E_INVALID, "0x%08" PRIx32 " is not an NV index handle",
-		                    index);
 
 	TPM_CALL(
 	    t, rc,
-	    Esys_TR_FromTPMPublic(t->esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv));
+	    Esys_TR_FromTPMPublic(t->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ret));
 	if (tpm_rc_code(rc) == TPM2_RC_HANDLE)
-		return kl_error_set(KL_E_NOTFOUND, "NV index 0x%08" PRIx32 " is not defined",
-		                    index);
+		return kl_error_set(KL_E_NOTFOUND, "%s 0x%08" PRIx32 " does not exist", what,
+		                    handle);
 	if (rc != TSS2_RC_SUCCESS)
-		return kl_tpm_rc_error(rc, "NV_ReadPublic 0x%08" PRIx32, index);
-
-	TPM_CALL(
-	    t, rc,
-	    Esys_NV_ReadPublic(t->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, &name));
-	if (rc != TSS2_RC_SUCCESS) {
-		r = kl_tpm_rc_error(rc, "Esys_NV_ReadPublic 0x%08" PRIx32, index);
-		goto out;
-	}
-	attrs = pub->nvPublic.attributes;
-	size = pub->nvPublic.dataSize;
-
-	if (!(attrs & TPMA_NV_WRITTEN)) {
-		r = kl_error_set(
-		    KL_E_STATE, "NV index 0x%08" PRIx32 " is defined but was never written", index);
-		goto out;
-	}
-	if (attrs & TPMA_NV_READLOCKED) {
-		r = kl_error_set(KL_E_STATE, "NV index 0x%08" PRIx32 " is read-locked", index);
-		goto out;
-	}
-	if (attrs & TPMA_NV_OWNERREAD)
-		auths[n_auths++] = ESYS_TR_RH_OWNER;
-	if (attrs & TPMA_NV_AUTHREAD)
-		auths[n_auths++] = nv;
-	if (n_auths == 0) {
-		r = kl_error_set(KL_E_UNSUPPORTED,
-		                 "NV index 0x%08" PRIx32 " (attributes 0x%08" PRIx32
-		                 ") can be read only with platform or policy authorization",
-		                 index, (uint32_t)attrs);
-		goto out;
-	}
-
-	buf = malloc(size ? size : 1);
-	if (!buf) {
-		r = kl_error_set(KL_E_NOMEM, "NV index 0x%08" PRIx32 ": out of memory", index);
-		goto out;
-	}
-	/* Owner first, as tpm2-tools does; when the owner hierarchy has a
-	 * password or is disabled, the index's own empty authValue still reads
-	 * an AUTHREAD index. Hierarchy and no_da index authorizations do not
-	 * count towards dictionary-attack lockout. */
-	for (size_t i = 0; i < n_auths; i++) {
-		TSS2_RC tpm_rc = 0;
-
-		r = tpm_nv_read_as(t, index, nv, auths[i], buf, size, &tpm_rc);
-		if (r == 0 || tpm_rc == 0)
-			break;
-	}
-	if (r < 0)
-		goto out;
-
-	*data = TAKE_PTR(buf);
-	*len = size;
-	r = 0;
-out:
-	if (nv != ESYS_TR_NONE)
-		(void)Esys_TR_Close(t->esys, &nv);
-	return r;
-}
-
-/* EK match (provisioning step 4): TPM2_CreatePrimary (TPM 2.0 Part 3 §24.1)
- * in the endorsement hierarchy with the profile's template recreates the EK
- * that the vendor certified. The object is flushed at once, also when
- * anything after CreatePrimary fails: we only need its public area. */
-int tpm_ek_load(kl_tpm *t, kl_ek_type type, ESYS_TR *ret, TPM2B_PUBLIC **out_public)
-{
-	TPM2B_PUBLIC *pub = NULL;
-	const TPM2B_SENSITIVE_CREATE sensitive = { 0 };
-	const TPM2B_DATA outside_info = { 0 };
-	const TPML_PCR_SELECTION creation_pcr = { 0 };
-	ESYS_TR h = ESYS_TR_NONE;
-	TPM2B_PUBLIC in;
-	TSS2_RC rc;
-	int r;
-
-	r = kl_ek_template_get(type, &in);
-	if (r < 0)
-		return r;
-	TPM_CALL(t, rc,
-	         Esys_CreatePrimary(t->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-	                            ESYS_TR_NONE, &sensitive, &in, &outside_info, &creation_pcr, &h,
-	                            &pub, NULL, NULL, NULL));
-	if (rc != TSS2_RC_SUCCESS) {
-		if (tpm_rc_code(rc) == TPM2_RC_OBJECT_MEMORY)
-			return kl_tpm_rc_error(rc,
-			                       "Esys_CreatePrimary(EK %s): no free transient "
-			                       "object slot (something did not flush)",
-			                       kl_ek_type_name(type));
-		return kl_tpm_rc_error(rc, "Esys_CreatePrimary(EK %s)", kl_ek_type_name(type));
-	}
-	r = tpm_track(t, h);
-	if (r < 0) {
-		(void)Esys_FlushContext(t->esys, h);
-		Esys_Free(pub);
-		return r;
-	}
-	/* Only `unique` may differ from the template. */
-	r = kl_ek_check_public(type, &in.publicArea, &pub->publicArea);
-	if (r < 0) {
-		tpm_flush_quiet(t, h);
-		Esys_Free(pub);
-		return r;
-	}
-	*ret = h;
-	*out_public = pub;
+		return kl_tpm_rc_error(rc, "Esys_TR_FromTPMPublic(%s 0x%08" PRIx32 ")", what,
+		                       handle);
 	return 0;
-}
-
-int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key, kl_tpm_name *ret_name)
-{
-	_cleanup_(esys_freep) TPM2B_PUBLIC *out_public = NULL;
-	_cleanup_(esys_freep) TPM2B_NAME *esys_name = NULL;
-	_cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
-	ESYS_TR h = ESYS_TR_NONE;
-	kl_tpm_name name;
-	TSS2_RC rc;
-	int r;
-
-	r = tpm_ek_load(t, type, &h, &out_public);
-	if (r < 0)
-		return r;
-	rc = Esys_TR_GetName(t->esys, h, &esys_name);
-	if (rc != TSS2_RC_SUCCESS) {
-		r = kl_tpm_rc_error(rc, "Esys_TR_GetName(EK %s)", kl_ek_type_name(type));
-		goto out;
-	}
-	r = tpm_flush(t, h);
-	if (r < 0)
-		goto out;
-	h = ESYS_TR_NONE;
-
-	r = kl_tpm_public_name(&out_public->publicArea, &name);
-	if (r < 0)
-		goto out;
-	if (esys_name->size != name.len || memcmp(esys_name->name, name.buf, name.len) != 0) {
-		r = kl_error_set(KL_E_TPM,
-		                 "CreatePrimary(EK %s): the object's name does not "
-		                 "match its public area",
-		                 kl_ek_type_name(type));
-		goto out;
-	}
-	r = kl_tpm_public_to_pkey(&out_public->publicArea, &key);
-	if (r < 0)
-		goto out;
-
-	*ret_key = TAKE_PTR(key);
-	if (ret_name)
-		*ret_name = name;
-	r = 0;
-out:
-	/* Only failures get here with the object still loaded. */
-	tpm_flush_quiet(t, h);
-	return r;
-}
-
-int kl_tpm_ek_public(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret)
-{
-	return kl_tpm_ek_public_name(t, type, ret, NULL);
 }
 
 int kl_tpm_stir_random(kl_tpm *t, const unsigned char *data, size_t len)
@@ -627,4 +362,27 @@ int kl_tpm_flush_leftovers(kl_tpm *t, size_t *flushed)
 double kl_tpm_busy_ms(const kl_tpm *t)
 {
 	return t ? t->busy_ms : 0;
+}
+
+int kl_tpm_clear(kl_tpm *t)
+{
+	TSS2_RC rc, code;
+
+	if (!t)
+		return kl_error_set(KL_E_INVALID, "TPM2_Clear: no TPM");
+	TPM_CALL(
+	    t, rc,
+	    Esys_Clear(t->esys, ESYS_TR_RH_LOCKOUT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE));
+	if (rc == TSS2_RC_SUCCESS)
+		return 0;
+	code = tpm_rc_code(rc);
+	if (code == TPM2_RC_DISABLED || code == TPM2_RC_AUTH_FAIL || code == TPM2_RC_BAD_AUTH ||
+	    code == TPM2_RC_LOCKOUT || code == TPM2_RC_HIERARCHY) {
+		char why[KL_ERROR_DETAIL_MAX];
+
+		kl_tpm_rc_error(rc, "Esys_Clear(lockout, empty authorisation)");
+		snprintf(why, sizeof(why), "%s", kl_error_detail());
+		return kl_error_set(KL_E_PERM, "the TPM refuses TPM2_Clear: %s", why);
+	}
+	return kl_tpm_rc_error(rc, "Esys_Clear(lockout)");
 }

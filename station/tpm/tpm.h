@@ -8,9 +8,17 @@
  *   kl_tpm *t;
  *   if (kl_tpm_open("swtpm:host=127.0.0.1,port=2321", &t) < 0)
  *           ... kl_error_detail() says why ...
- *   kl_tpm_nv_read(t, kl_ek_type_nv_index(KL_EK_P256), &der, &len);
+ *   kl_tpm_nv_read(t, kl_ek_type_nv_index(KL_EK_P256), &der, &len);  // tpm_nv.h
  *   kl_tpm_ek_public(t, KL_EK_P256, &ek);
  *   kl_tpm_free(t);
+ *
+ * This header is the link and the TPM as a whole (tpm.c) and the
+ * endorsement keys (ek_template.c, tpm_ek.c). The TPM's objects and all
+ * their templates are in tpm_object.h, credential activation in
+ * tpm_activate.h, TPM2_Certify and TPM2_Sign in tpm_certify.h, persistent
+ * objects in tpm_persist.h, NV indices in tpm_nv.h, and the TPM's
+ * structures as plain C, for the software checks of station/proof/, in
+ * tpm_mu.h.
  *
  * A kl_tpm is not thread-safe: one thread drives one DUT. Every transient
  * object the station creates is flushed before the call that created it
@@ -63,22 +71,6 @@ typedef struct kl_tpm_info {
 
 int kl_tpm_get_info(kl_tpm *t, kl_tpm_info *ret);
 
-/* Reads a whole NV index. The size comes from TPM2_NV_ReadPublic; the data
- * is read in chunks of at most TPM_PT_NV_BUFFER_MAX bytes (or the cap set with
- * kl_tpm_set_nv_chunk_max). Authorization: the owner hierarchy with an empty
- * password when the index has TPMA_NV_OWNERREAD, falling back to the index's
- * own (empty) authValue when it has TPMA_NV_AUTHREAD.
- * On success *data (free() it) holds *len bytes.
- * Returns -KL_E_NOTFOUND when the index is not defined, -KL_E_STATE when it
- * is defined but never written or read-locked, -KL_E_UNSUPPORTED when it can
- * be read only with platform or policy authorization. */
-int kl_tpm_nv_read(kl_tpm *t, uint32_t index, unsigned char **data, size_t *len);
-
-/* Caps the chunk size of kl_tpm_nv_read below TPM_PT_NV_BUFFER_MAX, for links
- * with small transfer buffers (and for tests of the chunking). 0 restores the
- * TPM's own limit. */
-void kl_tpm_set_nv_chunk_max(kl_tpm *t, size_t max);
-
 /* Counts the transient objects loaded in the TPM (TPM2_GetCapability,
  * TPM_CAP_HANDLES, transient range), whoever loaded them. Without a resource
  * manager each one holds one of the TPM's few object slots, so the engine
@@ -124,10 +116,6 @@ int kl_tpm_ek_public(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret);
  * credential to). ret_name may be NULL. */
 int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key, kl_tpm_name *ret_name);
 
-/* Milliseconds spent inside TPM commands through t so far (the link's
- * transfer included): the part of a job that waits on the TPM. */
-double kl_tpm_busy_ms(const kl_tpm *t);
-
 /* Flushes every transient object and loaded session in the TPM, whoever
  * left them: a DUT driven directly (no resource manager) keeps what a
  * killed run loaded until it is power-cycled. The station is the DUT's only
@@ -137,5 +125,18 @@ int kl_tpm_flush_leftovers(kl_tpm *t, size_t *flushed);
 /* Mixes data into the TPM's RNG state (TPM2_StirRandom, in chunks of 128
  * bytes): the factory entropy of UC007-1 step 3, from the HSM's RNG. */
 int kl_tpm_stir_random(kl_tpm *t, const unsigned char *data, size_t len);
+
+/* TPM2_Clear (TPM 2.0 Part 3 §24.6) with the lockout hierarchy's empty
+ * password: the owner hierarchy's persistent objects and NV indices go, the
+ * storage primary seed is replaced, and the owner, endorsement and lockout
+ * authorisations become empty. The endorsement primary seed is NOT changed
+ * (Part 1 §14.4.2): endorsement primaries (the EK, and the identity keys of
+ * tpm_object.h) can be derived again. Platform-created NV indices (the EK
+ * certificates) stay.
+ * Returns 0; -KL_E_PERM when the TPM refuses the authorisation or has
+ * TPM2_Clear disabled (TPM_RC_DISABLED, TPM_RC_AUTH_FAIL, TPM_RC_BAD_AUTH,
+ * TPM_RC_LOCKOUT, TPM_RC_HIERARCHY), the TPM's code in the detail;
+ * -KL_E_INVALID; -KL_E_TPM otherwise. */
+int kl_tpm_clear(kl_tpm *t);
 
 #endif

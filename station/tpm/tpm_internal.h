@@ -1,9 +1,8 @@
-/* Station-internal: the kl_tpm handle and the few helpers that every file
- * talking ESAPI through it shares (tpm.c, tpm_cred.c). Only station's own .c
- * files include it; tpm2-tss types stay in station/.
+/* Private to station/tpm/: the kl_tpm handle and the few helpers that every
+ * file talking ESAPI through it shares. tpm2-tss types stay in station/tpm/.
  *
  * Every TPM command goes through TPM_CALL (one Startup(CLEAR) retry), every
- * TSS2_RC through kl_tpm_rc_error (ek_template.h), and every transient object
+ * TSS2_RC through kl_tpm_rc_error (tpm_rc.c), and every transient object
  * or session that outlives one call through tpm_track()/tpm_flush(), so that
  * kl_tpm_free can flush what a failed path left behind. */
 #ifndef KL_STATION_TPM_INTERNAL_H
@@ -17,7 +16,6 @@
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_tctildr.h>
 
-#include "ek_template.h"
 #include "kl_error.h"
 #include "tpm.h"
 
@@ -93,6 +91,17 @@ static inline bool tpm_started_now(kl_tpm *t, TSS2_RC rc)
 		(t)->busy_ms += tpm_clock_ms() - tpm_call_t0_; \
 	} while (0)
 
+/* The one place where a TSS2_RC becomes a kl_err (tpm_rc.c). Link failures
+ * (TCTI I/O, no connection) give -KL_E_IO, a TSS timeout -KL_E_TIMEOUT, a TSS
+ * allocation failure -KL_E_NOMEM, everything else -KL_E_TPM; the detail keeps
+ * the decoded text and the raw code. */
+int kl_tpm_rc_error(TSS2_RC rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* An ESYS_TR for an object or NV index that exists in the TPM (its public
+ * area read by ESAPI; tpm.c). -KL_E_NOTFOUND when there is none; what names
+ * the handle in the error ("persistent object", "NV index"). */
+int tpm_tr_from_handle(kl_tpm *t, uint32_t handle, const char *what, ESYS_TR *ret);
+
 static inline int tpm_track(kl_tpm *t, ESYS_TR h)
 {
 	if (t->n_loaded == TPM_MAX_LOADED)
@@ -132,11 +141,5 @@ static inline void tpm_flush_quiet(kl_tpm *t, ESYS_TR h)
 	if (h != ESYS_TR_NONE && Esys_FlushContext(t->esys, h) == TSS2_RC_SUCCESS)
 		tpm_untrack(t, h);
 }
-
-/* Recreates the EK of that type (TPM2_CreatePrimary with its TCG template),
- * checks the returned public area against the template, and leaves it
- * loaded and tracked in *ret; *out_public (Esys_Free it) is its public
- * area. Defined in tpm.c. */
-int tpm_ek_load(kl_tpm *t, kl_ek_type type, ESYS_TR *ret, TPM2B_PUBLIC **out_public);
 
 #endif

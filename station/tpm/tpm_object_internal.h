@@ -1,6 +1,7 @@
-/* Station-internal: what a kl_tpm_object is, for the files that drive TPM
- * commands with one (tpm_cred.c creates and activates, tpm_keys.c certifies,
- * signs and persists). tpm2-tss types stay in station/. */
+/* Private to station/tpm/: what a kl_tpm_object is, for the files that drive
+ * TPM commands with one (tpm_object.c creates them, tpm_activate.c activates
+ * a credential for one, tpm_certify.c certifies and signs, tpm_persist.c
+ * persists and loads them back). tpm2-tss types stay in station/tpm/. */
 #ifndef KL_STATION_TPM_OBJECT_INTERNAL_H
 #define KL_STATION_TPM_OBJECT_INTERNAL_H
 
@@ -10,7 +11,7 @@
 #include <tss2/tss2_esys.h>
 
 #include "tpm.h"
-#include "tpm_cred.h"
+#include "tpm_object.h"
 
 struct kl_tpm_object {
 	kl_tpm *tpm;
@@ -24,15 +25,18 @@ struct kl_tpm_object {
 	bool persistent;
 };
 
-/* The template of a key type (tpm_cred.c). Returns 0 or -KL_E_INVALID. */
+/* Whether o is an object of t. */
+static inline bool tpm_object_of(const kl_tpm *t, const kl_tpm_object *o)
+{
+	return t && o && o->tpm == t;
+}
+
+/* The template of a key type (tpm_object.c). Returns 0 or -KL_E_INVALID. */
 int kl_tpm_key_template(kl_tpm_key_type type, TPMT_PUBLIC *ret);
 
 /* Checks a public area the TPM returned against the template it was made
- * from: everything but `unique` equal, `unique` a P-256 point (tpm_cred.c).
+ * from: everything but `unique` equal, `unique` a P-256 point (tpm_object.c).
  * Returns 0 or -KL_E_TPM. */
 int kl_tpm_key_check_public(kl_tpm_key_type type, const TPMT_PUBLIC *want, const TPMT_PUBLIC *got);
-
-/* The templates of the identity keys (tpm_keys.c). */
-int kl_tpm_identity_template(kl_tpm_key_type type, TPMT_PUBLIC *ret);
 
 #endif

@@ -1,7 +1,7 @@
 /* Provisioning step 8 against real swtpm DUTs from the floor: the station's
- * software MakeCredential (station/credential.c) and the TPM's
+ * software MakeCredential (station/proof/credential.c) and the TPM's
  * ActivateCredential under a PolicySecret(endorsement) session
- * (station/tpm_cred.c).
+ * (station/tpm/tpm_activate.c).
  *
  * One vendor, two DUTs. For each EK type (RSA 2048, P-256, P-384):
  *   1. a credential made for the EK that kl_tpm_ek_public_name recreates and
@@ -42,8 +42,9 @@
 #include "kl_error.h"
 #include "kl_secret.h"
 #include "tpm.h"
-#include "tpm_cred.h"
 #include "../ek_public_file.h"
+#include "tpm_activate.h"
+#include "tpm_object.h"
 
 static struct {
 	kl_floor *floor;

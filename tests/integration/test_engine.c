@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "ca.h"
 #include "ceremony.h"
@@ -21,6 +23,7 @@
 #include "floor.h"
 #include "hsm.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 #include "mitm.h"
 #include "registry.h"
 #include "store.h"
@@ -33,7 +36,7 @@
 #error "KL_PROFILES_DIR must be defined by the build"
 #endif
 
-enum { N_GOOD = 8, N_KILL = KL_STEP__MAX };
+enum { N_GOOD = 9, N_KILL = KL_STEP__MAX };
 
 static struct {
 	kl_floor *floor;
@@ -208,6 +211,134 @@ static void check_dut(kl_dut *d, const char *serial)
 	assert_int_equal(kl_floor_run(g.floor, NULL, NULL, check), 0);
 }
 
+/* The newest evidence record of a device, parsed. */
+static int newest_evidence(void *ctx, const char *json, int64_t created)
+{
+	json_object **o = ctx;
+
+	(void)created;
+	json_object_put(*o);
+	*o = json_tokener_parse(json);
+	return 0;
+}
+
+static const char *ev_str(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		fail_msg("evidence: no string \"%s\" in %s", key, json_object_to_json_string(o));
+	return json_object_get_string(v);
+}
+
+static json_object *ev_obj(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_object))
+		fail_msg("evidence: no object \"%s\" in %s", key, json_object_to_json_string(o));
+	return v;
+}
+
+/* A hex member of n bytes (n 0: any even length but empty); returns the
+ * byte count. */
+static size_t ev_hex(json_object *o, const char *key, size_t n, unsigned char *out)
+{
+	const char *h = ev_str(o, key);
+	size_t len = strlen(h);
+	unsigned char buf[4096];
+
+	assert_true(len > 0 && len % 2 == 0 && len / 2 <= sizeof(buf));
+	if (n)
+		assert_int_equal(len, 2 * n);
+	assert_int_equal(kl_hex_decode(h, len / 2, out ? out : buf), 0);
+	return len / 2;
+}
+
+/* The evidence of a provisioned device (docs/provisioning.md), member by
+ * member and in the order the engine writes them. */
+static void check_evidence(const char *serial, kl_ek_type type, const kl_job_result *res,
+                           const kl_registry_device *dev)
+{
+	static const char *const order[] = { "serial",
+		                             "tpm",
+		                             "ek",
+		                             "entropy_bytes",
+		                             "activation",
+		                             "certify",
+		                             "proof_of_possession",
+		                             "certificates",
+		                             "handles",
+		                             "timings_ms",
+		                             "station",
+		                             "operator",
+		                             "trust_bundle" };
+	json_object *ev = NULL, *o, *v;
+	unsigned char der[4096];
+	const unsigned char *q = der;
+	size_t i = 0, n;
+	X509 *x;
+
+	assert_true(kl_registry_device_evidence(g.reg, serial, newest_evidence, &ev) >= 1);
+	assert_non_null(ev);
+	json_object_object_foreach(ev, key, val)
+	{
+		(void)val;
+		assert_true(i < sizeof(order) / sizeof(order[0]));
+		assert_string_equal(key, order[i]);
+		i++;
+	}
+	assert_int_equal(i, sizeof(order) / sizeof(order[0]));
+	assert_string_equal(ev_str(ev, "serial"), serial);
+
+	o = ev_obj(ev, "tpm");
+	assert_string_equal(ev_str(o, "manufacturer"), "IBM");
+	assert_true(strlen(ev_str(o, "vendor")) > 0);
+	assert_int_equal(strlen(ev_str(o, "firmware")), 17);
+	assert_int_equal(ev_str(o, "firmware")[8], '.');
+
+	o = ev_obj(ev, "ek");
+	assert_string_equal(ev_str(o, "type"), kl_ek_type_name(type));
+	assert_string_equal(ev_str(o, "sha256"), dev->ek_sha256);
+	assert_true(strlen(ev_str(o, "issuer")) > 0);
+	assert_true(strcasecmp(ev_str(o, "manufacturer"), "id:49424D00") == 0);
+	n = ev_hex(o, "certificate", 0, der);
+	x = d2i_X509(NULL, &q, (long)n);
+	assert_non_null(x);
+	assert_true(q == der + n);
+	X509_free(x);
+
+	assert_true(json_object_object_get_ex(ev, "entropy_bytes", &v));
+	assert_int_equal(json_object_get_int(v), 64);
+	assert_string_equal(ev_str(ev, "activation"), "ok");
+	o = ev_obj(ev, "certify");
+	ev_hex(o, "nonce", 32, NULL);
+	ev_hex(o, "attest", 0, NULL);
+	ev_hex(o, "signature", 0, NULL);
+	o = ev_obj(ev, "proof_of_possession");
+	ev_hex(o, "nonce", 32, NULL);
+	ev_hex(o, "signature", 0, NULL);
+	o = ev_obj(ev, "certificates");
+	assert_string_equal(ev_str(o, "iak"), res->iak_serial);
+	assert_string_equal(ev_str(o, "idevid"), res->idevid_serial);
+	o = ev_obj(ev, "handles");
+	assert_string_equal(ev_str(o, "iak"), "0x81020001");
+	assert_string_equal(ev_str(o, "idevid"), "0x81020000");
+	assert_string_equal(ev_str(o, "iak_cert_nv"), "0x01c90010");
+	assert_string_equal(ev_str(o, "idevid_cert_nv"), "0x01c90000");
+	o = ev_obj(ev, "timings_ms");
+	assert_int_equal(json_object_object_length(o), KL_STEP_COMMIT);
+	for (int s = 0; s < KL_STEP_COMMIT; s++) {
+		assert_true(json_object_object_get_ex(o, kl_step_name((kl_step)s), &v));
+		assert_true(json_object_is_type(v, json_type_double));
+		assert_true(json_object_get_double(v) >= 0);
+	}
+	assert_string_equal(ev_str(ev, "station"), g.cfg.station_id);
+	assert_string_equal(ev_str(ev, "operator"), "operator:test");
+	assert_string_equal(ev_str(ev, "trust_bundle"), kl_trust_version(g.cfg.trust));
+	json_object_put(ev);
+}
+
 static void test_provision_each_ek_type(void **state)
 {
 	kl_job_result res;
@@ -228,6 +359,7 @@ static void test_provision_each_ek_type(void **state)
 		assert_int_equal(kl_registry_device_get(g.reg, serial, &dev), 0);
 		assert_int_equal(dev.state, KL_DEVICE_PROVISIONED);
 		assert_int_equal(strlen(dev.ek_sha256), 64);
+		check_evidence(serial, (kl_ek_type)i, &res, &dev);
 		check_dut(g.good[i], serial);
 	}
 	kl_audit_report rep;
@@ -404,6 +536,64 @@ static void test_refused_after_issue(void **state)
 	check_dut(g.good[7], "SN-9");
 }
 
+/* The newest "station.provision.refused" detail, parsed. */
+static int newest_detail(void *ctx, const kl_audit_entry *e)
+{
+	json_object **o = ctx;
+
+	if (!*o)
+		*o = json_tokener_parse(e->detail);
+	return 0;
+}
+
+static json_object *refusal_detail(void)
+{
+	json_object *d = NULL;
+
+	assert_true(kl_store_audit_list(g.store, 0, "station.provision.refused", 1, newest_detail,
+	                                &d) == 1);
+	if (!d)
+		fail_msg("the refusal's audit detail is not JSON");
+	return d;
+}
+
+/* A refusal's audit detail is JSON whatever the serial and the message
+ * hold (quotes, backslashes, control characters), with the DUT's clean-up
+ * after step 5. */
+static void test_refusal_detail(void **state)
+{
+	static const char odd[] = "SN-\"q\"\\b\n\t/";
+	json_object *d, *v;
+	kl_job_result res;
+
+	(void)state;
+	run_job(g.good[8]->tcti, odd, KL_EK_P256, &res);
+	assert_string_equal(res.reason, "not_preregistered");
+	d = refusal_detail();
+	assert_string_equal(ev_str(d, "serial"), odd);
+	assert_string_equal(ev_str(d, "step"), "gates");
+	assert_string_equal(ev_str(d, "reason"), "not_preregistered");
+	assert_string_equal(ev_str(d, "message"), res.message);
+	assert_false(json_object_object_get_ex(d, "dut_cleaned", &v));
+	json_object_put(d);
+
+	/* After step 5: whether the DUT was cleaned and certificates revoked. */
+	g.cfg.profile_for = broken_idevid_profile;
+	run_job(g.good[8]->tcti, "SN-3", KL_EK_RSA2048, &res);
+	g.cfg.profile_for = NULL;
+	assert_int_equal(res.failed_step, KL_STEP_ISSUE);
+	d = refusal_detail();
+	assert_string_equal(ev_str(d, "serial"), "SN-3");
+	assert_string_equal(ev_str(d, "step"), "issue");
+	assert_string_equal(ev_str(d, "reason"), res.reason);
+	assert_string_equal(ev_str(d, "message"), res.message);
+	assert_true(json_object_object_get_ex(d, "dut_cleaned", &v));
+	assert_true(json_object_get_boolean(v));
+	assert_true(json_object_object_get_ex(d, "certificates_revoked", &v));
+	assert_true(json_object_get_boolean(v));
+	json_object_put(d);
+}
+
 /* A DUT whose TPM lies on the wire. */
 static void test_lying_dut(void **state)
 {
@@ -549,6 +739,7 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_lying_dut),
 		cmocka_unit_test(test_refused_after_issue),
+		cmocka_unit_test(test_refusal_detail),
 		cmocka_unit_test(test_killed_and_resumed),
 		cmocka_unit_test(test_killed_at_every_step),
 	};

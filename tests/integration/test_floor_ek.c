@@ -33,6 +33,7 @@
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "tpm.h"
+#include "tpm_nv.h"
 
 #define N_GOOD 3
 

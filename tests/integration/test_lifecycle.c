@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -26,6 +27,7 @@
 #include "floor.h"
 #include "hsm.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 #include "lifecycle.h"
 #include "registry.h"
 #include "store.h"
@@ -412,6 +414,104 @@ static void serial_of(X509 *x, char out[48])
 }
 
 /* provision -> renew -> renew -> decommission on one DUT. */
+/* The newest evidence record of a device, parsed. */
+static int newest_evidence(void *ctx, const char *json, int64_t created)
+{
+	json_object **o = ctx;
+
+	(void)created;
+	json_object_put(*o);
+	*o = json_tokener_parse(json);
+	return 0;
+}
+
+static const char *ev_str(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		fail_msg("evidence: no string \"%s\" in %s", key, json_object_to_json_string(o));
+	return json_object_get_string(v);
+}
+
+static json_object *ev_obj(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_object))
+		fail_msg("evidence: no object \"%s\" in %s", key, json_object_to_json_string(o));
+	return v;
+}
+
+/* A hex member of n bytes (0: any, not empty). */
+static void ev_hex(json_object *o, const char *key, size_t n)
+{
+	const char *h = ev_str(o, key);
+	size_t len = strlen(h);
+	unsigned char buf[4096];
+
+	assert_true(len > 0 && len % 2 == 0 && len / 2 <= sizeof(buf));
+	if (n)
+		assert_int_equal(len, 2 * n);
+	assert_int_equal(kl_hex_decode(h, len / 2, buf), 0);
+}
+
+/* The members of o in order. */
+static void ev_keys(json_object *o, const char *const *keys, size_t n)
+{
+	size_t i = 0;
+
+	json_object_object_foreach(o, key, val)
+	{
+		(void)val;
+		if (i >= n || strcmp(key, keys[i]) != 0)
+			fail_msg("evidence: member %zu is \"%s\": %s", i, key,
+			         json_object_to_json_string(o));
+		i++;
+	}
+	assert_int_equal(i, n);
+}
+
+/* The renewal's evidence record (docs/lifecycle.md). */
+static void check_renew_evidence(const char *serial, const kl_life_result *res)
+{
+	static const char *const top[] = { "kind",           "serial",  "superseded",
+		                           "identity_proof", "certify", "proof_of_possession",
+		                           "certificate",    "profile", "handles",
+		                           "station",        "operator" };
+	static const char *const certify[] = { "unique", "nonce", "attest", "signature",
+		                               "iak_certificate" };
+	static const char *const handles[] = { "idevid", "idevid_cert_nv" };
+	json_object *ev = NULL, *o;
+
+	assert_true(kl_registry_device_evidence(g.reg, serial, newest_evidence, &ev) >= 2);
+	assert_non_null(ev);
+	ev_keys(ev, top, sizeof(top) / sizeof(top[0]));
+	assert_string_equal(ev_str(ev, "kind"), "renewal");
+	assert_string_equal(ev_str(ev, "serial"), serial);
+	o = ev_obj(ev, "identity_proof");
+	assert_string_equal(ev_str(o, "method"), "idevid-signature");
+	ev_hex(o, "nonce", 32);
+	ev_hex(o, "signature", 0);
+	o = ev_obj(ev, "certify");
+	ev_keys(o, certify, sizeof(certify) / sizeof(certify[0]));
+	ev_hex(o, "unique", 0);
+	ev_hex(o, "nonce", 32);
+	ev_hex(o, "attest", 0);
+	ev_hex(o, "signature", 0);
+	o = ev_obj(ev, "proof_of_possession");
+	ev_hex(o, "nonce", 32);
+	ev_hex(o, "signature", 0);
+	assert_string_equal(ev_str(ev, "certificate"), res->new_serial);
+	o = ev_obj(ev, "handles");
+	ev_keys(o, handles, sizeof(handles) / sizeof(handles[0]));
+	assert_string_equal(ev_str(o, "idevid"), "0x81020000");
+	assert_string_equal(ev_str(o, "idevid_cert_nv"), "0x01c90000");
+	assert_string_equal(ev_str(ev, "station"), "test-station");
+	assert_string_equal(ev_str(ev, "operator"), "service:test");
+	json_object_put(ev);
+}
+
 static void test_renew_then_decommission(void **state)
 {
 	kl_life_result res;
@@ -426,6 +526,7 @@ static void test_renew_then_decommission(void **state)
 	g.locks = 0;
 	renew("SN-L0", g.dut[0], &res);
 	assert_string_equal(g.steps, "prove certify issue engrave revoke record ");
+	check_renew_evidence("SN-L0", &res);
 	assert_true(g.locks > 0);
 	assert_int_equal(res.revoked, 1);
 	assert_true(strlen(res.new_serial) >= 16);

@@ -1,5 +1,5 @@
 /* Provisioning steps 7, 9, 10 and 12 against a real swtpm DUT from the
- * floor (station/tpm_keys.c), verified in software (station/attest.c) and
+ * floor (station/tpm/), verified in software (station/proof/attest.c) and
  * from the outside with tpm2-tools.
  *
  *   1. IAK and IDevID made from the TCG templates pass
@@ -45,8 +45,10 @@
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "tpm.h"
-#include "tpm_cred.h"
-#include "tpm_keys.h"
+#include "tpm_certify.h"
+#include "tpm_nv.h"
+#include "tpm_object.h"
+#include "tpm_persist.h"
 
 static struct {
 	kl_floor *floor;

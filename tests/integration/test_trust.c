@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "ek_check.h"
 #include "floor.h"
 #include "kl_error.h"
 #include "mitm.h"

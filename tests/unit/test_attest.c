@@ -1,4 +1,4 @@
-/* station/attest.c without a TPM: the test makes its own TPMS_ATTEST and
+/* station/proof/attest.c without a TPM: the test makes its own TPMS_ATTEST and
  * TPMT_PUBLIC bytes with tss2-mu and signs them with an OpenSSL P-256 key
  * standing in for the IAK.
  *

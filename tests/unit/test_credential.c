@@ -1,4 +1,4 @@
-/* Credential protection in software (station/credential.c), no TPM.
+/* Credential protection in software (station/proof/credential.c), no TPM.
  *
  * Software EK key pairs of the three TCG default types (RSA 2048, P-256,
  * P-384). For each:

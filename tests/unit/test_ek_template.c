@@ -1,6 +1,6 @@
 /* The default EK templates (TCG EK Credential Profile for TPM Family 2.0,
  * Annex B: L-1, L-2, H-3), checked byte for byte against an encoding written
- * here from the profile's tables, independently of station/ek_template.c.
+ * here from the profile's tables, independently of station/tpm/ek_template.c.
  * A wrong bit gives a different EK, which then matches no certificate.
  * PolicyA_SHA256 is recomputed from its definition. */
 #include <setjmp.h>

@@ -1,28 +1,27 @@
-/* Credential activation on the DUT's TPM (provisioning step 8), and the keys
- * it is about, over ESAPI.
+/* The TPM objects the station creates in a DUT's TPM, and the templates of
+ * all its keys (provisioning step 7): an attestation key, a storage parent,
+ * and the device identity keys IAK and IDevID of the DevID spec.
  *
- * kl_tpm_activate_credential loads two things next to the credentialed
- * object: the EK, recreated from its TCG template, and a policy session.
- * Both are tracked in the kl_tpm and flushed before it returns, on every
- * path: swtpm has no resource manager and only three object slots, and the
- * credentialed object already holds one. */
+ * A created object stays loaded (one of swtpm's three transient slots) and
+ * tracked in its kl_tpm until kl_tpm_object_free flushes it. Its public area
+ * is checked against the template it was made from, and its name
+ * recomputed, before the caller sees it. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_mu.h>
 
-#include "ek_template.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
-#include "tpm_cred.h"
 #include "tpm_internal.h"
+#include "tpm_object.h"
 #include "tpm_object_internal.h"
+#include "tpm_public_internal.h"
 
 static const char *key_type_name(kl_tpm_key_type type)
 {
@@ -40,18 +39,55 @@ static const char *key_type_name(kl_tpm_key_type type)
 	}
 }
 
-/* Flushes *h if set and clears it. After a failure (r < 0) the flush is
- * quiet and r is kept; otherwise a failed flush is the error. */
-static int tpm_flush_keep(kl_tpm *t, ESYS_TR *h, int r)
+/* DevID spec §7.3.4, Table 3 (attributes) and Table 4 (ECC P-256 with
+ * SHA-256), with §7.3.1's unique strings:
+ *   IAK:    fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth |
+ *           adminWithPolicy | restricted | sign, ECDSA-SHA256
+ *   IDevID: the same without restricted
+ * and stClear, noDA, encryptedDuplication, decrypt clear.
+ * Deviation: the spec sets adminWithPolicy with the authPolicy digests of
+ * its §7.3.6 (PolicyOR of the commands the key may be administered with).
+ * With adminWithPolicy, TPM2_Certify (ADMIN role on the certified key,
+ * Part 3 §18.2) and TPM2_ActivateCredential (ADMIN role on the IAK, step 8)
+ * need a policy session that satisfies that digest, which the station
+ * cannot build without the policy's branches. We leave adminWithPolicy
+ * clear and authPolicy empty, so the ADMIN role is given by the (empty)
+ * authValue, as for KL_TPM_KEY_ATTEST_P256; attest.c checks exactly this
+ * profile. */
+static int identity_template(kl_tpm_key_type type, TPMT_PUBLIC *ret)
 {
-	if (*h == ESYS_TR_NONE)
-		return r;
-	if (r < 0)
-		tpm_flush_quiet(t, *h);
-	else
-		r = tpm_flush(t, *h);
-	*h = ESYS_TR_NONE;
-	return r;
+	static const char iak[] = "IAK", idevid[] = "IDevID";
+	TPMT_PUBLIC a;
+	TPMS_ECC_PARMS *e = &a.parameters.eccDetail;
+	const char *unique;
+
+	memset(&a, 0, sizeof(a));
+	a.type = TPM2_ALG_ECC;
+	a.nameAlg = TPM2_ALG_SHA256;
+	a.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+	                     TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+	                     TPMA_OBJECT_SIGN_ENCRYPT;
+	e->symmetric.algorithm = TPM2_ALG_NULL;
+	e->scheme.scheme = TPM2_ALG_ECDSA;
+	e->scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+	e->curveID = TPM2_ECC_NIST_P256;
+	e->kdf.scheme = TPM2_ALG_NULL;
+	switch (type) {
+	case KL_TPM_KEY_IAK_P256:
+		a.objectAttributes |= TPMA_OBJECT_RESTRICTED;
+		unique = iak;
+		break;
+	case KL_TPM_KEY_IDEVID_P256:
+		unique = idevid;
+		break;
+	default:
+		return kl_error_set(KL_E_INVALID, "identity key: type %d is not IAK or IDevID",
+		                    (int)type);
+	}
+	a.unique.ecc.x.size = (UINT16)strlen(unique);
+	memcpy(a.unique.ecc.x.buffer, unique, a.unique.ecc.x.size);
+	*ret = a;
+	return 0;
 }
 
 /* TPM 2.0 Part 2 §12.2.4. The attestation key follows the IAK template of
@@ -82,9 +118,9 @@ static int key_template(kl_tpm_key_type type, TPMT_PUBLIC *ret)
 		break;
 	case KL_TPM_KEY_IAK_P256:
 	case KL_TPM_KEY_IDEVID_P256:
-		/* tpm_keys.c: the identity keys, primaries with unique =
-		 * "IAK" / "IDevID" (Device Identity spec §7.3.1). */
-		r = kl_tpm_identity_template(type, &a);
+		/* the identity keys, primaries with unique = "IAK" /
+		 * "IDevID" (DevID spec §7.3.1) */
+		r = identity_template(type, &a);
 		if (r < 0)
 			return r;
 		break;
@@ -322,193 +358,71 @@ void kl_tpm_object_free(kl_tpm_object *o)
 	free(o);
 }
 
-/* The EK of type, recreated (TPM2_CreatePrimary with the TCG template, as in
- * kl_tpm_ek_public_name) and left loaded and tracked in *ret. *name_alg is
- * its nameAlg, which its policy session must use. */
-static int ek_load(kl_tpm *t, kl_ek_type type, ESYS_TR *ret, TPMI_ALG_HASH *name_alg)
+int kl_tpm_identity_create(kl_tpm *t, kl_tpm_key_type type, const unsigned char *unique,
+                           size_t unique_len, kl_tpm_object **ret)
 {
-	TPM2B_PUBLIC *pub = NULL;
-	int r = tpm_ek_load(t, type, ret, &pub);
-
-	if (r == 0)
-		*name_alg = pub->publicArea.nameAlg;
-	Esys_Free(pub);
-	return r;
-}
-
-/* EK Credential Profile Annex B: the high-range templates' authPolicy
- * PolicyB_SHA384 is not PolicySecret(endorsement) itself but
- *   PolicyOR(PolicyA_SHA384, PolicyC_SHA384)
- * where PolicyA_SHA384 = PolicySecret(TPM_RH_ENDORSEMENT) with SHA-384 and
- * PolicyC_SHA384 = PolicyAuthorizeNV(0x01c07f02), the branch for an EK policy
- * a vendor may provision in NV. We take branch A and then name both branches
- * in TPM2_PolicyOR (Part 3 §23.6), which needs their digests. */
-static const uint8_t policy_a_sha384[48] = {
-	0x8b, 0xbf, 0x22, 0x66, 0x53, 0x7c, 0x17, 0x1c, 0xb5, 0x6e, 0x40, 0x3c,
-	0x4d, 0xc1, 0xd4, 0xb6, 0x4f, 0x43, 0x26, 0x11, 0xdc, 0x38, 0x6e, 0x6f,
-	0x53, 0x20, 0x50, 0xc3, 0x27, 0x8c, 0x93, 0x0e, 0x14, 0x3e, 0x8b, 0xb1,
-	0x13, 0x38, 0x24, 0xcc, 0xb4, 0x31, 0x05, 0x38, 0x71, 0xc6, 0xdb, 0x53,
-};
-static const uint8_t policy_c_sha384[48] = {
-	0xd6, 0x03, 0x2c, 0xe6, 0x1f, 0x2f, 0xb3, 0xc2, 0x40, 0xeb, 0x3c, 0xf6,
-	0xa3, 0x32, 0x37, 0xef, 0x2b, 0x6a, 0x16, 0xf4, 0x29, 0x3c, 0x22, 0xb4,
-	0x55, 0xe2, 0x61, 0xcf, 0xfd, 0x21, 0x7a, 0xd5, 0xb4, 0x94, 0x7c, 0x2d,
-	0x73, 0xe6, 0x30, 0x05, 0xee, 0xd2, 0xdc, 0x2b, 0x35, 0x93, 0xd1, 0x65,
-};
-
-/* A policy session of the EK's nameAlg that satisfies the EK's authPolicy
- * with the endorsement hierarchy's empty password: PolicySecret
- * (TPM_RH_ENDORSEMENT), which is PolicyA_SHA256 of L-1 and L-2, followed for
- * H-3 by the PolicyOR above. The low-range EKs have no userWithAuth, so only
- * their policy authorizes them (Part 1 §19.7). Left tracked in *ret. */
-static int ek_policy_session(kl_tpm *t, kl_ek_type type, TPMI_ALG_HASH name_alg, ESYS_TR *ret)
-{
-	_cleanup_(esys_freep) TPM2B_TIMEOUT *timeout = NULL;
-	_cleanup_(esys_freep) TPMT_TK_AUTH *ticket = NULL;
-	const TPMT_SYM_DEF symmetric = { .algorithm = TPM2_ALG_NULL };
-	ESYS_TR s = ESYS_TR_NONE;
+	_cleanup_(esys_freep) TPM2B_PUBLIC *out_public = NULL;
+	_cleanup_(esys_freep) TPM2B_NAME *esys_name = NULL;
+	const TPM2B_SENSITIVE_CREATE sensitive = { 0 };
+	const TPM2B_DATA outside_info = { 0 };
+	const TPML_PCR_SELECTION creation_pcr = { 0 };
+	TPM2B_PUBLIC in = { 0 };
+	kl_tpm_object *o = NULL;
+	ESYS_TR h = ESYS_TR_NONE;
 	TSS2_RC rc;
 	int r;
 
+	if (!t)
+		return kl_error_set(KL_E_INVALID, "identity key: no TPM");
+	if (!unique || unique_len == 0 || unique_len > 32)
+		return kl_error_set(KL_E_INVALID, "identity key: unique of %zu bytes (1..32)",
+		                    unique_len);
+	r = identity_template(type, &in.publicArea);
+	if (r < 0)
+		return r;
+	/* Part 1 §27.2.6 (CreatePrimary): the primary is derived from the
+	 * seed and the template, unique included. */
+	in.publicArea.unique.ecc.x.size = (UINT16)unique_len;
+	memcpy(in.publicArea.unique.ecc.x.buffer, unique, unique_len);
 	TPM_CALL(t, rc,
-	         Esys_StartAuthSession(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-	                               ESYS_TR_NONE, ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &symmetric,
-	                               name_alg, &s));
+	         Esys_CreatePrimary(t->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	                            ESYS_TR_NONE, &sensitive, &in, &outside_info, &creation_pcr, &h,
+	                            &out_public, NULL, NULL, NULL));
 	if (rc != TSS2_RC_SUCCESS)
-		return kl_tpm_rc_error(rc, "Esys_StartAuthSession(policy, hash 0x%04x)", name_alg);
-	r = tpm_track(t, s);
+		return kl_tpm_rc_error(rc, "Esys_CreatePrimary(identity key, new unique)");
+	r = tpm_track(t, h);
 	if (r < 0) {
-		(void)Esys_FlushContext(t->esys, s);
+		(void)Esys_FlushContext(t->esys, h);
 		return r;
 	}
-	TPM_CALL(t, rc,
-	         Esys_PolicySecret(t->esys, ESYS_TR_RH_ENDORSEMENT, s, ESYS_TR_PASSWORD,
-	                           ESYS_TR_NONE, ESYS_TR_NONE, NULL, NULL, NULL, 0, &timeout,
-	                           &ticket));
-	if (rc != TSS2_RC_SUCCESS) {
-		r = kl_tpm_rc_error(rc, "Esys_PolicySecret(endorsement)");
-		goto fail;
+	o = calloc(1, sizeof(*o));
+	if (!o) {
+		tpm_flush_quiet(t, h);
+		return kl_error_set(KL_E_NOMEM, "identity key: out of memory");
 	}
-	if (type == KL_EK_P384) {
-		TPML_DIGEST branches = { .count = 2 };
-
-		branches.digests[0].size = sizeof(policy_a_sha384);
-		memcpy(branches.digests[0].buffer, policy_a_sha384, sizeof(policy_a_sha384));
-		branches.digests[1].size = sizeof(policy_c_sha384);
-		memcpy(branches.digests[1].buffer, policy_c_sha384, sizeof(policy_c_sha384));
-		TPM_CALL(
-		    t, rc,
-		    Esys_PolicyOR(t->esys, s, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &branches));
-		if (rc != TSS2_RC_SUCCESS) {
-			r = kl_tpm_rc_error(rc, "Esys_PolicyOR(PolicyB_SHA384)");
-			goto fail;
-		}
+	o->tpm = t;
+	o->handle = h; /* transferred: kl_tpm_object_free flushes it */
+	o->type = type;
+	o->pub = out_public->publicArea;
+	r = kl_tpm_key_check_public(type, &in.publicArea, &o->pub);
+	if (r == 0)
+		r = kl_tpm_public_name(&o->pub, &o->name);
+	if (r == 0) {
+		rc = Esys_TR_GetName(t->esys, o->handle, &esys_name);
+		if (rc != TSS2_RC_SUCCESS)
+			r = kl_tpm_rc_error(rc, "Esys_TR_GetName(identity key)");
+		else if (esys_name->size != o->name.len ||
+		         memcmp(esys_name->name, o->name.buf, o->name.len) != 0)
+			r = kl_error_set(KL_E_TPM,
+			                 "identity key: the object's name does not match its "
+			                 "public area");
 	}
-	*ret = s;
-	return 0;
-fail:
-	tpm_flush_quiet(t, s);
-	return r;
-}
-
-/* The marshalled TPM2Bs of c into ESAPI's structures: each one whole TPM2B
- * that fits. Bad input is ours to report, before anything reaches the TPM. */
-static int credential_unmarshal(const kl_credential *c, TPM2B_ID_OBJECT *blob,
-                                TPM2B_ENCRYPTED_SECRET *secret)
-{
-	size_t off = 0;
-	TSS2_RC rc;
-
-	if (!c || !c->blob || !c->secret || c->blob_len < 2 || c->secret_len < 2 ||
-	    c->blob_len > sizeof(blob->credential) + 2 ||
-	    c->secret_len > sizeof(secret->secret) + 2 ||
-	    (((size_t)c->blob[0] << 8) | c->blob[1]) != c->blob_len - 2 ||
-	    (((size_t)c->secret[0] << 8) | c->secret[1]) != c->secret_len - 2)
-		return kl_error_set(KL_E_INVALID,
-		                    "ActivateCredential: the credential is not a TPM2B_ID_OBJECT "
-		                    "and a TPM2B_ENCRYPTED_SECRET");
-	rc = Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(c->blob, c->blob_len, &off, blob);
-	if (rc != TSS2_RC_SUCCESS)
-		return kl_tpm_rc_error(rc, "unmarshal TPM2B_ID_OBJECT");
-	off = 0;
-	rc = Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(c->secret, c->secret_len, &off, secret);
-	if (rc != TSS2_RC_SUCCESS)
-		return kl_tpm_rc_error(rc, "unmarshal TPM2B_ENCRYPTED_SECRET");
-	return 0;
-}
-
-/* TPM 2.0 Part 3 §12.5: activateHandle (obj) needs the ADMIN role, given by
- * its password as it has no adminWithPolicy; keyHandle (the EK) the USER
- * role, given by the policy session. */
-int kl_tpm_activate_credential(kl_tpm *t, kl_ek_type ek, const kl_tpm_object *obj,
-                               const kl_credential *c, kl_secret **ret)
-{
-	_cleanup_(kl_secret_freep) kl_secret *got = NULL;
-	TPM2B_DIGEST *cert_info = NULL;
-	TPM2B_ID_OBJECT blob;
-	TPM2B_ENCRYPTED_SECRET secret;
-	ESYS_TR ek_h = ESYS_TR_NONE, session = ESYS_TR_NONE;
-	TPMI_ALG_HASH name_alg = TPM2_ALG_NULL;
-	TSS2_RC rc;
-	int r;
-
-	if (!t || !obj || obj->tpm != t)
-		return kl_error_set(KL_E_INVALID,
-		                    "ActivateCredential: the object does not belong to this TPM");
-	if (!kl_ek_type_name(ek))
-		return kl_error_set(KL_E_INVALID, "ActivateCredential: unknown EK type %d",
-		                    (int)ek);
-	r = credential_unmarshal(c, &blob, &secret);
-	if (r < 0)
+	if (r == 0)
+		r = kl_tpm_public_to_pkey(&o->pub, &o->key);
+	if (r < 0) {
+		kl_tpm_object_free(o);
 		return r;
-
-	r = ek_load(t, ek, &ek_h, &name_alg);
-	if (r < 0)
-		goto out;
-	r = ek_policy_session(t, ek, name_alg, &session);
-	if (r < 0)
-		goto out;
-
-	TPM_CALL(t, rc,
-	         Esys_ActivateCredential(t->esys, obj->handle, ek_h, ESYS_TR_PASSWORD, session,
-	                                 ESYS_TR_NONE, &blob, &secret, &cert_info));
-	if (rc != TSS2_RC_SUCCESS) {
-		TSS2_RC code = tpm_rc_code(rc);
-
-		/* Part 3 §12.5: the outer HMAC does not verify (another
-		 * object's name, another EK's seed) is TPM_RC_INTEGRITY; an RSA
-		 * secret that does not decrypt is TPM_RC_VALUE. libtpms (swtpm)
-		 * answers TPM_RC_FAILURE for the latter: its OpenSSL-based
-		 * CryptRsaDecrypt maps every decryption error to it. */
-		if (code == TPM2_RC_INTEGRITY || code == TPM2_RC_VALUE)
-			r = kl_tpm_rc_error(rc,
-			                    "Esys_ActivateCredential(EK %s): the TPM refuses the "
-			                    "credential (made for another EK or another object)",
-			                    kl_ek_type_name(ek));
-		else if (code == TPM2_RC_FAILURE && ek == KL_EK_RSA2048)
-			r = kl_tpm_rc_error(
-			    rc,
-			    "Esys_ActivateCredential(EK %s): the TPM refuses the "
-			    "credential (its secret does not decrypt with this EK: "
-			    "libtpms says TPM_RC_FAILURE for that) or is in failure "
-			    "mode",
-			    kl_ek_type_name(ek));
-		else
-			r = kl_tpm_rc_error(rc, "Esys_ActivateCredential(EK %s)",
-			                    kl_ek_type_name(ek));
-		goto out;
 	}
-	r = kl_secret_from_bytes(cert_info->buffer, cert_info->size, &got);
-
-out:
-	if (cert_info) {
-		OPENSSL_cleanse(cert_info, sizeof(*cert_info));
-		Esys_Free(cert_info);
-	}
-	r = tpm_flush_keep(t, &session, r);
-	r = tpm_flush_keep(t, &ek_h, r);
-	if (r < 0)
-		return r;
-	*ret = TAKE_PTR(got);
+	*ret = o;
 	return 0;
 }

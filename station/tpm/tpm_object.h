@@ -1,33 +1,36 @@
-/* The DUT's side of credential activation (provisioning step 8), and the TPM
- * objects it is about.
+/* The TPM objects the station creates on a DUT, and the templates of all its
+ * keys: an attestation key and a storage parent, and the device identity keys
+ * (provisioning step 7) of TCG "TPM 2.0 Keys for Device Identity and
+ * Attestation" (v1.00 r12, hereafter "DevID spec"), the IAK and the IDevID.
  *
- *   kl_tpm_object *iak;
- *   kl_tpm_name name;
- *   kl_tpm_object_create(t, NULL, KL_TPM_KEY_ATTEST_P256, &iak);
- *   kl_tpm_object_name(iak, &name);
- *   kl_make_credential(ek_pub, KL_EK_P256, nonce, nonce_len, &name, &c);  // credential.h
- *   kl_tpm_activate_credential(t, KL_EK_P256, iak, c, &got);
- *   kl_tpm_object_free(iak);                                          // flushes it
+ *   kl_tpm_object *iak, *idevid;
+ *   kl_tpm_object_create(t, NULL, KL_TPM_KEY_IAK_P256, &iak);
+ *   kl_tpm_object_create(t, NULL, KL_TPM_KEY_IDEVID_P256, &idevid);
+ *   kl_tpm_certify(t, idevid, iak, nonce, 32, &att, &att_len, &sig, &sig_len);  // tpm_certify.h
+ *   kl_attest_verify_certify(att, att_len, sig, sig_len, ...);       // attest.h
+ *   kl_tpm_object_persist(t, iak, KL_TPM_HANDLE_IAK);                // tpm_persist.h
+ *   kl_tpm_nv_write_cert(t, KL_TPM_NV_IAK_CERT, der, der_len);       // tpm_nv.h
+ *   kl_tpm_object_free(iak);                                         // flushes it
+ *
+ * Key layout. DevID spec §7.3.1 derives the IAK and IDevID as *primary keys
+ * of the endorsement hierarchy* from its templates (§7.3.4), told apart by
+ * the ASCII strings "IAK" and "IDevID" in `unique`, so that the same TPM
+ * regenerates the same keys from the same templates, and persists them for
+ * use. We do the same (no storage parent): the keys are tied to the
+ * endorsement primary seed, like the EK they are activated against, and a
+ * resumed flow can either load the persisted copies or recreate them.
+ * The one deviation from its Table 3 templates: no adminWithPolicy and no
+ * authPolicy (see identity_template in tpm_object.c).
  *
  * Like the rest of the TPM link, nothing of tpm2-tss shows here. */
-#ifndef KL_STATION_TPM_CRED_H
-#define KL_STATION_TPM_CRED_H
+#ifndef KL_STATION_TPM_OBJECT_H
+#define KL_STATION_TPM_OBJECT_H
+
+#include <stddef.h>
 
 #include <openssl/evp.h>
 
-#include "kl_secret.h"
 #include "tpm.h"
-
-/* What TPM2_MakeCredential returns (credential.h makes one in software), marshalled, ready for
- * TPM2_ActivateCredential: credentialBlob (a TPM2B_ID_OBJECT, its 2-byte size
- * first) and secret (a TPM2B_ENCRYPTED_SECRET, its 2-byte size first). Neither
- * is secret: both go to the DUT over an untrusted link. */
-typedef struct kl_credential {
-	unsigned char *blob;
-	size_t blob_len;
-	unsigned char *secret;
-	size_t secret_len;
-} kl_credential;
 
 /* A transient object that the station created and holds loaded in the TPM
  * (one of swtpm's three object slots). It belongs to the kl_tpm it was
@@ -45,7 +48,7 @@ typedef enum kl_tpm_key_type {
 	/* restricted | decrypt, ECC NIST P-256, AES-128-CFB: a storage parent
 	 * for child keys (the SRK shape, TCG TPM v2.0 Provisioning Guidance). */
 	KL_TPM_KEY_STORAGE_P256,
-	/* The device identity keys of tpm_keys.h: primaries of the
+	/* The device identity keys: primaries of the
 	 * endorsement hierarchy with the TCG templates' unique strings.
 	 * IAK: restricted | sign, ECDSA-SHA256; IDevID: sign (unrestricted),
 	 * ECDSA-SHA256; both ECC NIST P-256. */
@@ -79,21 +82,15 @@ int kl_tpm_object_public_area(const kl_tpm_object *o, unsigned char **ret, size_
  * fails the handle stays with the kl_tpm, whose kl_tpm_free tries again. */
 void kl_tpm_object_free(kl_tpm_object *o);
 
-/* TPM2_ActivateCredential (TPM 2.0 Part 3 §12.5) with the EK of type ek
- * (recreated from its TCG template, provisioning step 4) and obj, the
- * credentialed object, which must belong to t. The EK is authorized by a
- * policy session of the EK's nameAlg that satisfies its authPolicy through
- * PolicySecret(TPM_RH_ENDORSEMENT) with the (empty) endorsement password:
- * PolicyA for L-1 and L-2; for H-3, whose PolicyB is PolicyOR(PolicyA,
- * PolicyC), followed by that PolicyOR. obj is authorized by its (empty)
- * password.
- * On success *ret (kl_secret_free) holds the credential the TPM recovered:
- * compare it with what was sent, in constant time (kl_secret_equal).
- * The EK and the session are flushed before this returns, on every path.
- * A credential made for another EK or another object is refused by the TPM
- * (TPM_RC_INTEGRITY, or TPM_RC_VALUE for an RSA secret that does not
- * decrypt): -KL_E_TPM with the TPM's code in the detail. */
-int kl_tpm_activate_credential(kl_tpm *t, kl_ek_type ek, const kl_tpm_object *obj,
-                               const kl_credential *c, kl_secret **ret);
+/* Creates an identity key like kl_tpm_object_create(t, NULL, type, ...)
+ * (an endorsement primary from the DevID template of type), but with
+ * `unique` (1..32 bytes) in place of the template's ASCII "IAK" /
+ * "IDevID". A primary is a function of the endorsement seed and the whole
+ * template, so another unique gives another key: a rekey (renewal) uses a
+ * fresh random unique, and the same unique gives the same key again, like
+ * any primary. The key stays loaded (one transient slot) until
+ * kl_tpm_object_free. Returns 0, -KL_E_INVALID, -KL_E_TPM. */
+int kl_tpm_identity_create(kl_tpm *t, kl_tpm_key_type type, const unsigned char *unique,
+                           size_t unique_len, kl_tpm_object **ret);
 
 #endif
