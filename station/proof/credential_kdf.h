@@ -1,4 +1,4 @@
-/* The two key derivation functions of TPM 2.0 Part 1 §11.4.10, as
+/* The two key derivation functions of TPM 2.0 Part 1 §11.4.10 (credential_kdf.c), as
  * credential.c uses them for MakeCredential and ActivateCredential, on
  * OpenSSL's EVP_KDF (KBKDF and SSKDF). Declared here so that the unit test
  * can hold them against a plain implementation of the spec's loops.
