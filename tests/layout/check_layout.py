@@ -333,22 +333,30 @@ def dag_ok(rep):
 
 # ---- object files ---------------------------------------------------------
 
-def objects(build, root):
-    """(object path, library target, source rel path) for every object of a
-    static library in the build tree whose source lies in a checked folder."""
-    for dirpath, _, filenames in os.walk(build):
-        m = re.search(r"CMakeFiles/([^/]+)\.dir(/|$)", dirpath)
-        if not m:
+def objects(build):
+    """(object path, library) for every object that a static library of the
+    build holds now: members of each lib<target>.a, found in that target's
+    CMakeFiles/<target>.dir. Objects left behind by renamed sources are not
+    in the archive and do not count."""
+    for archive in static_libraries(build):
+        target = re.match(r"^lib(.+)\.a$", os.path.basename(archive)).group(1)
+        members = set(subprocess.run([AR, "t", archive], capture_output=True, text=True,
+                                     check=True).stdout.split())
+        tdir = None
+        for dirpath, dirnames, _ in os.walk(build):
+            if os.path.basename(dirpath) == target + ".dir" and "CMakeFiles" in dirpath:
+                tdir = dirpath
+                break
+        if not tdir:
             continue
-        target = m.group(1)
-        for f in filenames:
-            if not f.endswith(".c.o"):
-                continue
-            obj = os.path.join(dirpath, f)
-            yield obj, target
+        for dirpath, _, filenames in os.walk(tdir):
+            for f in filenames:
+                if f.endswith(".o") and f in members:
+                    yield os.path.join(dirpath, f), target
 
 
 NM = "nm"
+AR = "ar"
 
 
 def nm_symbols(obj, nm=None):
@@ -368,19 +376,15 @@ def nm_symbols(obj, nm=None):
 
 
 def static_libraries(build):
-    """Targets that produced a lib<target>.a, so programs are left out."""
-    libs = set()
+    """The lib<target>.a archives of the build (programs are left out)."""
+    out = []
     for dirpath, _, filenames in os.walk(build):
-        for f in filenames:
-            m = re.match(r"^lib(.+)\.a$", f)
-            if m:
-                libs.add(m.group(1))
-    return libs
+        out.extend(os.path.join(dirpath, f) for f in filenames if re.match(r"^lib.+\.a$", f))
+    return sorted(out)
 
 
-def check_objects(build, root, rep, lib_component=None):
-    libs = static_libraries(build)
-    objs = [(o, t) for o, t in objects(build, root) if t in libs]
+def check_objects(build, rep, lib_component=None):
+    objs = list(objects(build))
     if not objs:
         rep.add("symcircle", build, "no library object files found: build the tree first")
         return
@@ -530,10 +534,16 @@ def self_test():
             src = os.path.join(d, name)
             with open(src, "w") as f:
                 f.write(text)
-            subprocess.run([cc, "-c", src, "-o", src + ".o"], check=True)
-            open(os.path.join(build, f"lib{lib}.a"), "w").close()
+            obj = os.path.join(d, name + ".o")
+            subprocess.run([cc, "-c", src, "-o", obj], check=True)
+            subprocess.run([AR, "rcs", os.path.join(build, f"lib{lib}.a"), obj], check=True)
+        # an object left behind by a renamed source: in the folder, not in the archive
+        stale = os.path.join(build, "CMakeFiles", "kl_common.dir", "old.c.o")
+        with open(stale + ".c", "w") as f:
+            f.write("int x(void); int old(void); int old(void) { return x(); }\n")
+        subprocess.run([cc, "-c", stale + ".c", "-o", stale], check=True)
         rep = Report()
-        check_objects(build, tmp, rep)
+        check_objects(build, rep)
         kinds = {(k, m.split(":")[0]) for k, _, m in rep.items}
         for want in [("symcircle", "objects take symbols from each other"),
                      ("libcircle", "libraries take symbols from each other"),
@@ -542,6 +552,9 @@ def self_test():
                 print(f"self-test: expected a '{want[0]}' report ({want[1]}), got: {sorted(kinds)}",
                       file=sys.stderr)
                 ok = False
+        if any("kl_tpm (tpm)" in m for _, _, m in rep.items):
+            print("self-test: an object that is in no archive was counted", file=sys.stderr)
+            ok = False
     print("self-test: " + ("all violations found, clean tree passes" if ok else "FAILED"))
     return 0 if ok else 1
 
@@ -552,10 +565,11 @@ def main():
                     help="the source tree (default: this checkout)")
     ap.add_argument("--build", help="a built tree: also check object and library symbol circles")
     ap.add_argument("--nm", default="nm", help="the nm program of the toolchain")
+    ap.add_argument("--ar", default="ar", help="the ar program of the toolchain")
     ap.add_argument("--self-test", action="store_true", help="check the checker on a tree of known violations")
     args = ap.parse_args()
-    global NM
-    NM = args.nm
+    global NM, AR
+    NM, AR = args.nm, args.ar
     if args.self_test:
         return self_test()
     root = os.path.abspath(args.root)
@@ -566,7 +580,7 @@ def main():
     dag_ok(rep)
     files = check_sources(root, rep)
     if args.build:
-        check_objects(os.path.abspath(args.build), root, rep)
+        check_objects(os.path.abspath(args.build), rep)
     if rep.items:
         rep.print(sys.stdout)
         print(f"check_layout: {len(rep.items)} violation(s) in {len(files)} files "
