@@ -17,7 +17,7 @@
 #include "credential.h"
 #include "engine_internal.h"
 #include "evidence_internal.h"
-#include "identity.h"
+#include "identity_internal.h"
 #include "kl_error.h"
 #include "tpm_activate.h"
 #include "tpm_certify.h"

@@ -1,5 +1,5 @@
 /* Identity proofs shared by the engine and the lifecycle. See identity.h. */
-#include "identity.h"
+#include "identity_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

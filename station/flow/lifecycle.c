@@ -18,7 +18,7 @@
 
 #include "credential.h"
 #include "evidence_internal.h"
-#include "identity.h"
+#include "identity_internal.h"
 #include "kl_error.h"
 #include "kl_hex.h"
 #include "kl_failpoint.h"

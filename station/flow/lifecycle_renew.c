@@ -11,7 +11,7 @@
 
 #include "attest.h"
 #include "evidence_internal.h"
-#include "identity.h"
+#include "identity_internal.h"
 #include "kl_error.h"
 #include "kl_failpoint.h"
 #include "registry_life.h"

@@ -1,8 +1,8 @@
-/* The proofs a DUT gives of its identity keys, shared by the provisioning
+/* Private to station/flow/. The proofs a DUT gives of its identity keys, shared by the provisioning
  * engine (proof of possession, the "already provisioned" check) and the
  * lifecycle (proof of identity before a renewal or a decommission). */
-#ifndef KL_STATION_IDENTITY_H
-#define KL_STATION_IDENTITY_H
+#ifndef KL_FLOW_IDENTITY_INTERNAL_H
+#define KL_FLOW_IDENTITY_INTERNAL_H
 
 #include <stddef.h>
 
