@@ -129,7 +129,8 @@ static int item_record(kl_ca *ca, struct item *it, kl_issue_result *res, const c
 	*der_len = i2d_X509(it->x, der);
 	if (*der_len <= 0)
 		return kl_error_set_ssl(KL_E_CRYPTO, "encode certificate");
-	kl_x509_fingerprint(it->x, fp);
+	if ((r = kl_x509_fingerprint(it->x, fp)) < 0)
+		return r; /* inside the step-6 transaction: the rows stay pending */
 	r = kl_store_cert_issued(ca->store, ca->issuer_id, res->serial, *der, (size_t)*der_len);
 	if (r < 0)
 		return r;

@@ -48,7 +48,10 @@ int kl_db_prepare(kl_db *db, const char *sql, kl_db_stmt **ret);
  * for statements run often. *ret comes back reset with no parameters
  * bound; kl_db_stmt_free gives it back to the cache (resetting it, which
  * ends its read). Use one cached statement at a time: fetching it again
- * resets it under the first user. */
+ * resets it under the first user. The cache is keyed by the pointer, so sql
+ * must be a string literal: a buffer reused for other text would replace the
+ * entry under a caller still holding it. Build SQL at run time with
+ * kl_db_prepare. */
 int kl_db_prepare_cached(kl_db *db, const char *sql, kl_db_stmt **ret);
 /* Finalizes a statement from kl_db_prepare, or resets one from
  * kl_db_prepare_cached and leaves it in the cache. Accepts NULL. */

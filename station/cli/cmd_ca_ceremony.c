@@ -89,15 +89,29 @@ static int copy_profiles(const char *to)
 	return 0;
 }
 
-/* An audit entry whose detail is the JSON object detail (taken). */
-static int audit_json(kl_store *s, const char *actor, const char *action, json_object *detail)
+/* An audit entry whose detail is {k1: v1, k2: v2}, built with json-c. Out
+ * of memory is an error: the ceremony never records a "null" detail. */
+static int audit_pair(kl_store *s, const char *actor, const char *action, const char *k1,
+                      const char *v1, const char *k2, const char *v2)
 {
-	int r =
-	    kl_store_audit(s, actor, action,
-	                   json_object_to_json_string_ext(
-	                       detail, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object *d = json_object_new_object(), *a = json_object_new_string(v1),
+	            *b = json_object_new_string(v2);
+	const char *text = NULL;
+	int r;
 
-	json_object_put(detail);
+	if (d && a && json_object_object_add(d, k1, a) == 0) {
+		a = NULL; /* d holds it */
+		if (b && json_object_object_add(d, k2, b) == 0) {
+			b = NULL;
+			text = json_object_to_json_string_ext(
+			    d, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		}
+	}
+	r = text ? kl_store_audit(s, actor, action, text)
+	         : kl_error_set(KL_E_NOMEM, "%s: audit detail", action);
+	json_object_put(a);
+	json_object_put(b);
+	json_object_put(d);
 	return r;
 }
 
@@ -105,15 +119,11 @@ static int audit_json(kl_store *s, const char *actor, const char *action, json_o
 static int audit_cert(kl_store *s, const char *actor, const char *action, const char *uri,
                       const X509 *x)
 {
-	json_object *detail;
 	char fp[65];
 
 	if (kl_x509_fingerprint(x, fp) < 0)
 		return kl_error_wrap("%s", action);
-	detail = json_object_new_object();
-	json_object_object_add(detail, "key", json_object_new_string(uri));
-	json_object_object_add(detail, "sha256", json_object_new_string(fp));
-	return audit_json(s, actor, action, detail);
+	return audit_pair(s, actor, action, "key", uri, "sha256", fp);
 }
 
 /* ---- ca init, step by step ---- */
@@ -339,13 +349,9 @@ static int record_ceremony(const struct ceremony *c, kl_store *store)
 	unsigned char *der = NULL;
 	int r, len;
 
-	if (c->o->external_root) {
-		json_object *detail = json_object_new_object();
-
-		json_object_object_add(detail, "key", json_object_new_string(c->ca_uri));
-		json_object_object_add(detail, "csr", json_object_new_string("ca/issuing.csr"));
-		return audit_json(store, actor, "ca.ceremony.csr", detail);
-	}
+	if (c->o->external_root)
+		return audit_pair(store, actor, "ca.ceremony.csr", "key", c->ca_uri, "csr",
+		                  "ca/issuing.csr");
 	len = i2d_X509(c->issuing, &der);
 	if (len <= 0)
 		return kl_error_set_ssl(KL_E_CRYPTO, "encode issuing CA");
@@ -406,8 +412,12 @@ static int print_done(const struct ceremony *c)
 		    c->home_dir);
 		return 0;
 	}
-	if (kl_x509_fingerprint(c->root, fp_root) < 0 || kl_x509_fingerprint(c->issuing, fp_ca) < 0)
-		return kl_error_wrap("CA fingerprint");
+	/* Everything is recorded by now: a fingerprint that cannot be computed
+	 * is said so, and the ceremony still succeeded. */
+	if (kl_x509_fingerprint(c->root, fp_root) < 0)
+		snprintf(fp_root, sizeof(fp_root), "(unavailable: %s)", kl_error_detail());
+	if (kl_x509_fingerprint(c->issuing, fp_ca) < 0)
+		snprintf(fp_ca, sizeof(fp_ca), "(unavailable: %s)", kl_error_detail());
 	printf("CA ceremony done in %s\n", c->home_dir);
 	printf("  root CA     %s\n              SHA-256 %s\n", c->root_uri, fp_root);
 	printf("  issuing CA  %s\n              SHA-256 %s\n", c->ca_uri, fp_ca);

@@ -197,36 +197,30 @@ int kl_eng_certify(struct run *r)
 	return 0;
 }
 
-/* The key signs a fresh nonce (identity.h, POP_LABEL); the signature must
- * verify with pub. ev (may be NULL) receives the nonce and signature. */
-static int prove(struct run *r, kl_tpm_object *key, EVP_PKEY *pub, json_object *ev)
+/* The key signs a fresh nonce (identity_internal.h, POP_LABEL); the
+ * signature must verify with pub. No evidence is kept of these checks. */
+static int prove(struct run *r, kl_tpm_object *key, EVP_PKEY *pub)
 {
-	unsigned char nonce[32], *sig = NULL;
-	size_t sig_len = 0;
-	int rc = kl_identity_sign_check(r->tpm, key, pub, POP_LABEL, r->job->serial, nonce, &sig,
-	                                &sig_len);
+	int ev_rc;
 
-	if (ev && sig) {
-		int e = kl_ev_signature(ev, nonce, sig, sig_len);
-
-		if (rc == 0)
-			rc = e;
-	}
-	free(sig);
-	return rc;
+	return kl_identity_prove(r->tpm, key, pub, POP_LABEL, r->job->serial, NULL, &ev_rc);
 }
 
 int kl_eng_pop(struct run *r)
 {
 	json_object *p = NULL;
+	int ev_rc;
 
 	kl_eng_step_begin(r, KL_STEP_POP);
 	if (kl_ev_object(r->evidence, "proof_of_possession", &p) < 0)
 		return kl_eng_failed(r, "out_of_memory", -KL_E_NOMEM);
-	if (prove(r, r->idevid, r->idevid_pub, p) < 0)
+	if (kl_identity_prove(r->tpm, r->idevid, r->idevid_pub, POP_LABEL, r->job->serial, p,
+	                      &ev_rc) < 0)
 		return kl_eng_refuse(r, "pop_failed",
 		                     "the identity key's proof of possession failed: %s",
 		                     kl_error_detail());
+	if (ev_rc < 0)
+		return kl_eng_failed(r, "out_of_memory", ev_rc);
 	kl_eng_step_end(r);
 	return 0;
 }
@@ -274,7 +268,7 @@ int kl_eng_engrave(struct run *r)
 	rc = kl_tpm_persistent_load(r->tpm, KL_TPM_HANDLE_IDEVID, KL_TPM_KEY_IDEVID_P256,
 	                            &persisted);
 	if (rc == 0)
-		rc = prove(r, persisted, X509_get0_pubkey(r->idevid_cert), NULL);
+		rc = prove(r, persisted, X509_get0_pubkey(r->idevid_cert));
 	kl_tpm_object_free(persisted);
 	if (rc < 0)
 		return kl_eng_failed(r, "engrave_failed", rc);
@@ -352,7 +346,7 @@ int kl_eng_check_engraved(struct run *r)
 			         "the key at 0x%08x is not the one its %s certificate certifies",
 			         ids[i].handle, ids[i].what);
 		else if (ids[i].type == KL_TPM_KEY_IDEVID_P256 &&
-		         prove(r, key, X509_get0_pubkey(x), NULL) < 0)
+		         prove(r, key, X509_get0_pubkey(x)) < 0)
 			snprintf(why, sizeof(why),
 			         "its IDevID does not sign for its certificate: %s",
 			         kl_error_detail());

@@ -6,6 +6,7 @@
 
 #include <openssl/rand.h>
 
+#include "evidence_internal.h"
 #include "kl_error.h"
 #include "tpm_certify.h"
 
@@ -72,5 +73,25 @@ int kl_identity_check_keys(const kl_tpm_object *iak, const kl_tpm_object *idevid
 			rc = kl_attest_check_public(area, len, keys[i].kind, verdict);
 		free(area);
 	}
+	return rc;
+}
+
+int kl_identity_prove(kl_tpm *t, const kl_tpm_object *key, EVP_PKEY *pub, const char *label,
+                      const char *serial, json_object *ev, int *ev_rc)
+{
+	unsigned char nonce[32], *sig = NULL;
+	size_t sig_len = 0;
+	int rc = kl_identity_sign_check(t, key, pub, label, serial, nonce, &sig, &sig_len);
+
+	*ev_rc = 0;
+	/* A failed proof keeps its own detail for the refusal: the evidence of
+	 * it is recorded when it can be, and its failure is not reported. */
+	if (ev && sig) {
+		int e = kl_ev_signature(ev, nonce, sig, sig_len);
+
+		if (rc == 0)
+			*ev_rc = e;
+	}
+	free(sig);
 	return rc;
 }

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include <json-c/json.h>
 #include <openssl/evp.h>
 
 #include "attest.h"
@@ -22,6 +23,15 @@
 int kl_identity_sign_check(kl_tpm *t, const kl_tpm_object *key, EVP_PKEY *pub, const char *label,
                            const char *serial, unsigned char nonce_out[32], unsigned char **sig_out,
                            size_t *sig_len);
+
+/* kl_identity_sign_check with its nonce and signature recorded in ev (may
+ * be NULL), for the provisioning engine and the lifecycle alike. Returns
+ * the proof's verdict: 0, or negative when the key did not prove itself
+ * (the error detail says why). *ev_rc is set apart: 0, or the error of
+ * recording the evidence of a proof that held (out of memory), which the
+ * caller reports as a failure of the station, not of the device. */
+int kl_identity_prove(kl_tpm *t, const kl_tpm_object *key, EVP_PKEY *pub, const char *label,
+                      const char *serial, json_object *ev, int *ev_rc);
 
 /* The IAK's and the IDevID's public areas, as the TPM reports them, against
  * the DevID spec's templates (kl_attest_check_public). On -KL_E_CRYPTO,

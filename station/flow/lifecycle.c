@@ -182,21 +182,10 @@ const char *kl_life_idevid_profile(const struct life *l)
 }
 
 /* SHA-256(KL_LIFE_PROOF_LABEL || 0 || serial || 0 || nonce) */
-int kl_life_sign_check(struct life *l, kl_tpm_object *key, EVP_PKEY *pub, json_object *ev)
+int kl_life_sign_check(struct life *l, kl_tpm_object *key, EVP_PKEY *pub, json_object *ev,
+                       int *ev_rc)
 {
-	unsigned char nonce[32], *sig = NULL;
-	size_t sig_len = 0;
-	int rc = kl_identity_sign_check(l->tpm, key, pub, KL_LIFE_PROOF_LABEL, l->serial, nonce,
-	                                &sig, &sig_len);
-
-	if (ev && sig) {
-		int e = kl_ev_signature(ev, nonce, sig, sig_len);
-
-		if (rc == 0)
-			rc = e;
-	}
-	free(sig);
-	return rc;
+	return kl_identity_prove(l->tpm, key, pub, KL_LIFE_PROOF_LABEL, l->serial, ev, ev_rc);
 }
 
 /* The certificate in l->certs of that kind whose key is pub: a valid one
@@ -297,7 +286,7 @@ int kl_life_prove(struct life *l, bool allow_revoked, bool allow_iak, bool allow
 	json_object *p = json_object_new_object();
 	EVP_PKEY *ek = NULL, *pub = NULL;
 	bool exists = false;
-	int rc = 0, i;
+	int rc = 0, i, ev_rc;
 
 	json_object_object_add(l->ev, "identity_proof", p);
 	if (kl_tpm_open(l->job->link, &l->tpm) < 0)
@@ -341,11 +330,16 @@ int kl_life_prove(struct life *l, bool allow_revoked, bool allow_iak, bool allow
 			                   allow_revoked ? "an issued" : "a valid", l->serial);
 			goto out;
 		}
-		if (kl_life_sign_check(l, l->idevid, X509_get0_pubkey(l->certs[i].x), p) < 0) {
+		if (kl_life_sign_check(l, l->idevid, X509_get0_pubkey(l->certs[i].x), p, &ev_rc) <
+		    0) {
 			rc = kl_life_refuse(l, "identity_unproven",
 			                    "the IDevID's signature over the station's nonce does "
 			                    "not verify with certificate %s: %s",
 			                    l->certs[i].serial, kl_error_detail());
+			goto out;
+		}
+		if (ev_rc < 0) {
+			rc = kl_life_failed(l, "out_of_memory", ev_rc);
 			goto out;
 		}
 		l->cur_idevid = i;

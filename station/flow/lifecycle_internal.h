@@ -93,7 +93,8 @@ int kl_life_load(struct life *l);
 int kl_life_prove(struct life *l, bool allow_revoked, bool allow_iak, bool allow_ek);
 
 /* The signature check of a key in the TPM over the identity proof message. */
-int kl_life_sign_check(struct life *l, kl_tpm_object *key, EVP_PKEY *pub, json_object *ev);
+int kl_life_sign_check(struct life *l, kl_tpm_object *key, EVP_PKEY *pub, json_object *ev,
+                       int *ev_rc);
 
 /* The IDevID profile for the device's tenant. */
 const char *kl_life_idevid_profile(const struct life *l);

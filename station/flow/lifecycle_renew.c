@@ -116,6 +116,7 @@ static int certify(struct renew *r)
 	EVP_PKEY *iak_pub = X509_get0_pubkey(l->certs[l->cur_iak].x);
 	kl_tpm_name iak_name, key_name;
 	kl_attest_report rep;
+	int ev_rc;
 	json_object *c;
 	char why[64];
 	int rc;
@@ -190,10 +191,12 @@ static int certify(struct renew *r)
 	/* Proof of possession of the new key, as provisioning step 10. */
 	if (kl_ev_object(l->ev, "proof_of_possession", &c) < 0)
 		return kl_life_failed(l, "out_of_memory", -KL_E_NOMEM);
-	if (kl_life_sign_check(l, r->key, r->key_pub, c) < 0)
+	if (kl_life_sign_check(l, r->key, r->key_pub, c, &ev_rc) < 0)
 		return kl_life_refuse(l, "pop_failed",
 		                      "the new key's proof of possession failed: %s",
 		                      kl_error_detail());
+	if (ev_rc < 0)
+		return kl_life_failed(l, "out_of_memory", ev_rc);
 	kl_life_step_end(l);
 	return 0;
 }
@@ -232,7 +235,7 @@ static int engrave(struct renew *r)
 	unsigned char *der = NULL;
 	kl_tpm_object *persisted = NULL;
 	bool exists = false;
-	int len, rc;
+	int len, rc, ev_rc;
 
 	kl_life_step_begin(l, "engrave");
 	len = i2d_X509(r->cert, &der);
@@ -264,7 +267,7 @@ static int engrave(struct renew *r)
 		rc = kl_tpm_persistent_load(l->tpm, KL_TPM_HANDLE_IDEVID, KL_TPM_KEY_IDEVID_P256,
 		                            &persisted);
 	if (rc == 0)
-		rc = kl_life_sign_check(l, persisted, X509_get0_pubkey(r->cert), NULL);
+		rc = kl_life_sign_check(l, persisted, X509_get0_pubkey(r->cert), NULL, &ev_rc);
 	kl_tpm_object_free(persisted);
 	if (rc < 0)
 		return kl_life_failed(l, "engrave_failed", rc);

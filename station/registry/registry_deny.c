@@ -65,8 +65,8 @@ static int deny_remove(kl_registry *r, const char *hex, const char *reason, cons
 	json_object *d;
 	int rc;
 
-	kl_registry_ek_from_hex(hex, ek);
-	if ((rc = kl_registry_deny_check(r, ek, &old)) < 0)
+	if ((rc = kl_registry_ek_from_hex(hex, ek)) < 0 ||
+	    (rc = kl_registry_deny_check(r, ek, &old)) < 0)
 		return rc;
 	if (rc == 0)
 		return kl_error_set(KL_E_NOTFOUND, "EK %s is not on the deny list", hex);

@@ -116,8 +116,8 @@ int kl_reg_gate(kl_registry *r, const char *serial, const char *tenant, const ch
 		return rc;
 
 	/* A denied EK is refused whatever else is true of it. */
-	kl_registry_ek_from_hex(ek, ekb);
-	if ((rc = kl_registry_deny_check(r, ekb, &deny)) < 0)
+	if ((rc = kl_registry_ek_from_hex(ek, ekb)) < 0 ||
+	    (rc = kl_registry_deny_check(r, ekb, &deny)) < 0)
 		return rc;
 	if (rc == 1)
 		return verdict(res, KL_GATE_EK_DENIED, "EK %s of %s is on the deny list (%s)",
