@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "kl_db.h"
+#include "kl_error.h"
 
 typedef struct kl_store kl_store;
 
@@ -127,8 +128,20 @@ int kl_store_revoked_each(kl_store *s, int64_t issuer_id, int64_t after, kl_revo
 
 /* The audit log. Each entry hashes its predecessor:
  *   hash = SHA-256(prev_hash || seq || time_ms || actor || 0 || action || 0 || detail)
- * detail is a JSON object text. */
-int kl_store_audit(kl_store *s, const char *actor, const char *action, const char *detail);
+ * detail is a JSON object text.
+ *
+ * What a failed audit write does is decided at each call site (docs/
+ * station.md, "When the audit log cannot be written"): kl_store_audit
+ * returns the error for operations that must not happen unrecorded (the
+ * caller fails them); kl_store_audit_noted is for entries about something
+ * that has happened anyway (a refusal, a denial, a reconnect, a stop).
+ * Either way a failure is counted (kl_store_audit_failures, reported by
+ * station.status) and logged at error level with the action. */
+int kl_store_audit(kl_store *s, const char *actor, const char *action,
+                   const char *detail) KL_MUST_CHECK;
+void kl_store_audit_noted(kl_store *s, const char *actor, const char *action, const char *detail);
+/* Audit writes that failed since the store was opened. */
+uint64_t kl_store_audit_failures(kl_store *s);
 
 typedef struct kl_audit_report {
 	int64_t entries;

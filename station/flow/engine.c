@@ -215,8 +215,10 @@ static void record_refusal(struct run *r)
 		detail = NULL;
 	if (r->res->failed_step <= KL_STEP_GATES)
 		kl_eng_lock(r);
-	kl_store_audit(r->cfg->store, r->job->actor, "station.provision.refused",
-	               detail ? kl_ev_text(detail, false) : NULL);
+	/* The refusal stands whether or not its entry is written: a failed
+	 * write is counted and logged by the store (docs/station.md). */
+	kl_store_audit_noted(r->cfg->store, r->job->actor, "station.provision.refused",
+	                     detail ? kl_ev_text(detail, false) : NULL);
 	kl_eng_unlock(r);
 	json_object_put(detail);
 }

@@ -47,7 +47,8 @@ int kl_reg_finish(kl_registry *r, int rc);
 int kl_reg_check_actor(const char *actor);
 
 /* Writes an audit entry whose detail is the JSON object (consumed). */
-int kl_reg_audit(kl_registry *r, const char *actor, const char *action, json_object *detail);
+int kl_reg_audit(kl_registry *r, const char *actor, const char *action,
+                 json_object *detail) KL_MUST_CHECK;
 /* json_object_new_string, or null for NULL and "". */
 json_object *kl_reg_json_str(const char *s);
 
