@@ -6,9 +6,11 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Writes a file atomically with the given mode: a temp file beside it,
- * fsync, rename. On failure the old file (if any) is left as it was and no
- * temp file remains. */
+/* Writes a file atomically with the given mode: a temp file beside it with
+ * an unguessable name (created exclusively, never through a symlink), the
+ * mode set on it before any byte is written, fsync, rename, fsync of the
+ * directory. On failure the old file (if any) is left as it was and no temp
+ * file remains. */
 int kl_write_file(const char *path, const void *data, size_t len, mode_t mode);
 
 /* Copies a file (not atomically: for files made once, such as profiles).
