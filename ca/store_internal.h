@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "kl_db.h"
+#include "kl_error.h"
 #include "store.h"
 
 struct kl_store {
@@ -37,7 +38,7 @@ int64_t kl_store_now(void);
 
 /* Steps a statement that returns no rows: the rows it changed, or the
  * error with what it was doing in front ("mark issued: ..."). */
-int kl_store_step_done(kl_db_stmt *st, const char *what);
+int kl_store_step_done(kl_db_stmt *st, const char *what) KL_MUST_CHECK;
 
 /* Writes an audit entry whose detail is the JSON object (consumed; NULL,
  * as from a failed allocation, is -KL_E_NOMEM). The text is json-c's

@@ -38,6 +38,14 @@ typedef enum kl_err {
  * result says so in code (see kl_store_audit_noted). */
 #define KL_MUST_CHECK __attribute__((warn_unused_result))
 
+/* Runs expr and goes on whatever it returns: for best-effort work (cleanup
+ * after a failure, a kill that may find nothing). Say why beside it. */
+#define KL_BEST_EFFORT(expr)      \
+	do {                      \
+		if ((expr) < 0) { \
+		}                 \
+	} while (0)
+
 int kl_error_set(kl_err code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Like kl_error_set, and appends the reasons on OpenSSL's error queue (which

@@ -171,6 +171,7 @@ struct kl_station {
 	gid_t sock_gid;
 	int max_clients;
 	int idle_timeout_s;
+	long link_probe_s; /* station.link_probe_s: seconds between link probes of an idle slot */
 	size_t max_out;
 	struct st_conn **conns;
 	size_t nconns, conns_cap;
