@@ -406,6 +406,7 @@ static kl_attest_verdict certify_seed(kl_tpm *t, const char *name, const kl_tpm_
 	size_t att_len = 0, sig_len = 0;
 	kl_tpm_name iak_name, idevid_name;
 	kl_attest_report rep;
+	int rc;
 
 	assert_int_equal(RAND_bytes(nonce, (int)nonce_len), 1);
 	if (kl_tpm_certify(t, certified, signer, nonce, nonce_len, &att, &att_len, &sig, &sig_len) <
@@ -421,8 +422,10 @@ static kl_attest_verdict certify_seed(kl_tpm *t, const char *name, const kl_tpm_
 	area_name(iak_area, &iak_name);
 	area_name(idevid_area, &idevid_name);
 	assert_int_equal(kl_tpm_object_public(signer, &iak_pub), 0);
-	(void)kl_attest_verify_certify(att, att_len, sig, sig_len, iak_pub, &iak_name, &idevid_name,
-	                               nonce, nonce_len, &rep);
+	rc = kl_attest_verify_certify(att, att_len, sig, sig_len, iak_pub, &iak_name, &idevid_name,
+	                              nonce, nonce_len, &rep);
+	/* The result and the verdict agree: 0 exactly when the verdict is OK. */
+	assert_int_equal(rc == 0, rep.verdict == KL_ATTEST_OK);
 	return rep.verdict;
 }
 
