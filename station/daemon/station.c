@@ -199,6 +199,7 @@ static kl_station *station_new(void)
 	pthread_mutex_init(&s->mu, NULL);
 	s->wake[0] = s->wake[1] = -1;
 	s->lfd = -1;
+	s->sock_lock = -1;
 	s->started_ms = st_wall_ms();
 	s->self_uid = getuid();
 	s->rpc.tables = api_tables;
@@ -249,6 +250,10 @@ int kl_station_open(const char *home_dir, kl_station **ret)
 		goto fail;
 	}
 	if ((r = kl_config_int(s->home->conf, "ca.crl_days", 7, 1, 366, &s->crl_days)) < 0)
+		goto fail;
+	/* Before the HSM and the registry: a second station on the same socket
+	 * path stops here, touching neither. */
+	if ((r = st_socket_claim(s)) < 0)
 		goto fail;
 	/* The registry, the HSM (one login) and the CA, the trust bundle. */
 	r = kl_home_engine_config(s->home, &s->ecfg, &s->reg, &s->trust);

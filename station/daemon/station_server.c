@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -317,14 +318,71 @@ static void dispatch_events(kl_station *s)
 	}
 }
 
+/* PATH.lock beside the socket, kept for as long as the station lives: the
+ * one station that holds it owns the path. Two stations that start
+ * together both find an old socket dead; without the lock the second would
+ * unlink the socket the first had just bound. The file stays (an unlinked
+ * lock file could be locked twice). */
+int st_socket_claim(kl_station *s)
+{
+	char path[PATH_MAX + 8];
+	int fd, e;
+
+	snprintf(path, sizeof(path), "%s.lock", s->sock_path);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return kl_error_set(KL_E_IO, "cannot open the socket's lock file %s: %s", path,
+		                    strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		s->sock_lock = fd;
+		return 0;
+	}
+	e = errno;
+	close(fd);
+	if (e == EWOULDBLOCK)
+		return kl_error_set(KL_E_EXISTS,
+		                    "a station is already running on %s (another process "
+		                    "holds %s)",
+		                    s->sock_path, path);
+	return kl_error_set(KL_E_IO, "cannot lock %s: %s", path, strerror(e));
+}
+
+/* Removes what a station killed outright left at the socket path, after
+ * checking it is a socket: anything else there (a file, a directory, a
+ * symbolic link) was not made by a station and is never removed. The path
+ * is locked. */
+static int clear_stale_socket(kl_station *s)
+{
+	struct stat st;
+
+	if (lstat(s->sock_path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return kl_error_set(KL_E_IO, "station.socket %s: %s", s->sock_path,
+		                    strerror(errno));
+	}
+	if (!S_ISSOCK(st.st_mode))
+		return kl_error_set(KL_E_EXISTS,
+		                    "station.socket %s exists and is not a socket: the station "
+		                    "does not replace it (remove it or name another path)",
+		                    s->sock_path);
+	if (unlink(s->sock_path) < 0 && errno != ENOENT)
+		return kl_error_set(KL_E_IO, "cannot remove the old socket %s: %s", s->sock_path,
+		                    strerror(errno));
+	return 0;
+}
+
 static int listen_socket(kl_station *s)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd;
+	int fd, r;
 	mode_t old;
 
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s", s->sock_path);
-	/* A socket file that answers belongs to a running station. */
+	if (s->sock_lock < 0 && (r = st_socket_claim(s)) < 0)
+		return r;
+	/* A socket that answers belongs to a running station, even one that
+	 * does not take the lock. */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return kl_error_set(KL_E_IO, "socket: %s", strerror(errno));
@@ -334,7 +392,8 @@ static int listen_socket(kl_station *s)
 		                    s->sock_path);
 	}
 	close(fd);
-	unlink(s->sock_path);
+	if ((r = clear_stale_socket(s)) < 0)
+		return r;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return kl_error_set(KL_E_IO, "socket: %s", strerror(errno));
@@ -360,32 +419,22 @@ static int listen_socket(kl_station *s)
 	return 0;
 }
 
-void kl_station_stop(kl_station *s)
-{
-	s->stopping = 1;
-	if (s->wake[1] >= 0) {
-		char c = 1;
-
-		if (write(s->wake[1], &c, 1) < 0) {
-			/* The loop is awake already. */
-		}
-	}
-}
-
-int kl_station_run(kl_station *s)
+static int serve(kl_station *s)
 {
 	struct pollfd *pfd = NULL;
 	size_t pfd_cap = 0;
 	int r;
 
-	if (s->offline)
-		return kl_error_set(KL_E_INVALID, "an offline station cannot run");
 	if (pipe2(s->wake, O_NONBLOCK | O_CLOEXEC) < 0)
 		return kl_error_set(KL_E_IO, "pipe: %s", strerror(errno));
 	if ((r = listen_socket(s)) < 0)
 		return r;
 	if ((r = st_workers_start(s)) < 0)
 		return r;
+	if ((r = st_signals_unblock()) < 0) {
+		st_workers_stop(s);
+		return r;
+	}
 	kl_log_info(LOG_MOD, "station %s serving %zu slot(s) on %s", s->station_id, s->nslots,
 	            s->sock_path);
 	{
@@ -397,7 +446,7 @@ int kl_station_run(kl_station *s)
 		st_unlock_backend(s);
 	}
 
-	while (!s->stopping) {
+	while (!atomic_load(&s->stopping)) {
 		size_t n = 0;
 		time_t now;
 
@@ -475,6 +524,8 @@ int kl_station_run(kl_station *s)
 		}
 	}
 	free(pfd);
+	if (st_signal_caught())
+		kl_log_info(LOG_MOD, "SIG%s received", sigabbrev_np(st_signal_caught()));
 	kl_log_info(LOG_MOD, "station stopping: interrupting running jobs at their next step");
 	st_workers_stop(s);
 	dispatch_events(s);
@@ -490,6 +541,20 @@ int kl_station_run(kl_station *s)
 	kl_store_audit(s->store, kl_home_actor(), "station.stop", "{}");
 	st_unlock_backend(s);
 	return r < 0 ? r : 0;
+}
+
+int kl_station_run(kl_station *s)
+{
+	st_signals saved;
+	int r;
+
+	if (s->offline)
+		return kl_error_set(KL_E_INVALID, "an offline station cannot run");
+	if ((r = st_signals_take(s, &saved)) < 0)
+		return r;
+	r = serve(s);
+	st_signals_restore(&saved);
+	return r;
 }
 
 struct call_out {
@@ -541,6 +606,11 @@ void st_server_free(kl_station *s)
 		close(s->lfd);
 		unlink(s->sock_path);
 		s->lfd = -1;
+	}
+	/* After the socket is gone: the next station may take the path. */
+	if (s->sock_lock >= 0) {
+		close(s->sock_lock);
+		s->sock_lock = -1;
 	}
 	for (int i = 0; i < 2; i++)
 		if (s->wake[i] >= 0) {
