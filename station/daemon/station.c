@@ -182,9 +182,17 @@ static int parse_socket(kl_station *s)
 	if ((r = kl_config_int(s->home->conf, "station.max_clients", 256, 1, 4096, &v)) < 0)
 		return r;
 	s->max_clients = (int)v;
+	/* 32 covers a user's UI, its CLI commands and scripts in parallel, and
+	 * lets no user take more than an eighth of the default max_clients. */
+	if ((r = kl_config_int(s->home->conf, "station.max_clients_per_uid", 32, 1, 4096, &v)) < 0)
+		return r;
+	s->max_clients_per_uid = (int)v;
 	if ((r = kl_config_int(s->home->conf, "station.idle_timeout_s", 30, 1, 3600, &v)) < 0)
 		return r;
 	s->idle_timeout_s = (int)v;
+	if ((r = kl_config_int(s->home->conf, "station.idle_close_s", 600, 0, 86400, &v)) < 0)
+		return r;
+	s->idle_close_s = (int)v;
 	s->max_out = 4u << 20;
 	return 0;
 }

@@ -176,7 +176,9 @@ struct kl_station {
 	mode_t sock_mode;
 	gid_t sock_gid;
 	int max_clients;
+	int max_clients_per_uid;
 	int idle_timeout_s;
+	int idle_close_s; /* 0: never */
 	size_t max_out;
 	struct st_conn **conns;
 	size_t nconns, conns_cap;

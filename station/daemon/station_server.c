@@ -30,6 +30,7 @@ typedef struct st_conn {
 	char *out;
 	size_t out_len, out_cap, out_off;
 	time_t last_rx;
+	uid_t uid;    /* the peer's, for max_clients_per_uid */
 	bool closing; /* close once out is written */
 } st_conn;
 
@@ -202,32 +203,105 @@ void st_on_denied(void *ctx, unsigned roles, const char *method)
 	kl_log_warn(LOG_MOD, "%s denied %s", c->actor, method);
 }
 
+/* Sends one refusal line to a client that is not kept, and closes it. The
+ * socket is new and its buffer empty: the line goes at once or never. */
+static void refuse(int fd, int code, const char *message, const char *reason)
+{
+	char *line;
+	size_t n = refusal_line(code, message, reason, &line);
+
+	if (n > 0 && send(fd, line, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* It is going away anyway. */
+	}
+	free(line);
+	close(fd);
+}
+
+static size_t conns_of_uid(const kl_station *s, uid_t uid)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->nconns; i++)
+		n += s->conns[i]->uid == uid && !s->conns[i]->closing;
+	return n;
+}
+
+/* A peer that holds no role could call nothing: it is audited
+ * (station.connect.denied) and closed rather than kept. */
+static void refuse_no_role(kl_station *s, int fd, const struct ucred *cred, const char *actor)
+{
+	json_object *o = json_object_new_object();
+	char msg[320];
+	int r = -KL_E_NOMEM;
+
+	if (o && put(o, "uid", json_object_new_int64((int64_t)cred->uid)) == 0 &&
+	    put(o, "gid", json_object_new_int64((int64_t)cred->gid)) == 0 &&
+	    put(o, "pid", json_object_new_int64((int64_t)cred->pid)) == 0) {
+		st_lock_backend(s);
+		r = kl_store_audit(s->store, actor, "station.connect.denied",
+		                   json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		st_unlock_backend(s);
+	}
+	json_object_put(o);
+	/* Closed either way: a refusal that could not be written down is
+	 * still a refusal. */
+	if (r < 0)
+		kl_log_error(LOG_MOD, "the refusal of %s could not be audited: %s", actor,
+		             r == -KL_E_NOMEM ? "out of memory" : kl_error_detail());
+	kl_log_warn(LOG_MOD, "%s holds no role: connection refused", actor);
+	snprintf(msg, sizeof(msg),
+	         "permission denied: %s holds no role in the station's [roles]; the "
+	         "connection is closed",
+	         actor);
+	refuse(fd, KL_RPC_E_DENIED, msg, kl_err_name(KL_E_PERM));
+}
+
 static void accept_one(kl_station *s)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	char rs[128];
+	char rs[128], actor[160];
+	unsigned roles;
 	st_conn *c;
 	int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 	if (fd < 0)
 		return;
 	if (s->nconns >= (size_t)s->max_clients) {
-		char *busy;
-		size_t n = refusal_line(kl_rpc_error_code(-KL_E_UNAVAILABLE),
-		                        "too many clients: the station serves at most "
-		                        "station.max_clients",
-		                        kl_err_name(KL_E_UNAVAILABLE), &busy);
-
-		if (n > 0 && send(fd, busy, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-			/* It is going away anyway. */
-		}
-		free(busy);
-		close(fd);
+		refuse(fd, kl_rpc_error_code(-KL_E_UNAVAILABLE),
+		       "too many clients: the station serves at most station.max_clients",
+		       kl_err_name(KL_E_UNAVAILABLE));
 		return;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
 		close(fd);
+		return;
+	}
+	{
+		struct passwd pw, *pwp = NULL;
+		char buf[1024];
+
+		if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &pwp) != 0)
+			pwp = NULL;
+		snprintf(actor, sizeof(actor), "user:%s(%u)", pwp ? pwp->pw_name : "?",
+		         (unsigned)cred.uid);
+	}
+	roles = peer_roles(s, cred.uid, cred.gid);
+	if (!roles) {
+		refuse_no_role(s, fd, &cred, actor);
+		return;
+	}
+	if (conns_of_uid(s, cred.uid) >= (size_t)s->max_clients_per_uid) {
+		char msg[320];
+
+		snprintf(msg, sizeof(msg),
+		         "too many connections from %s: the station serves at most "
+		         "station.max_clients_per_uid (%d) per user",
+		         actor, s->max_clients_per_uid);
+		kl_log_warn(LOG_MOD, "%s has %d connections already: one more refused", actor,
+		            s->max_clients_per_uid);
+		refuse(fd, kl_rpc_error_code(-KL_E_UNAVAILABLE), msg,
+		       kl_err_name(KL_E_UNAVAILABLE));
 		return;
 	}
 	c = calloc(1, sizeof(*c));
@@ -236,18 +310,12 @@ static void accept_one(kl_station *s)
 		return;
 	}
 	c->fd = fd;
+	c->uid = cred.uid;
 	c->last_rx = time(NULL);
 	c->caller.st = s;
 	c->caller.conn = c;
-	c->caller.roles = peer_roles(s, cred.uid, cred.gid);
-	{
-		struct passwd pw, *pwp = NULL;
-		char buf[1024];
-
-		getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &pwp);
-		snprintf(c->caller.actor, sizeof(c->caller.actor), "user:%s(%u)",
-		         pwp ? pwp->pw_name : "?", (unsigned)cred.uid);
-	}
+	c->caller.roles = roles;
+	snprintf(c->caller.actor, sizeof(c->caller.actor), "%s", actor);
 	if (kl_rpc_conn_new(&s->rpc, c->caller.roles, &c->caller, &c->rpc) < 0) {
 		conn_free(c);
 		return;
@@ -266,6 +334,32 @@ static void accept_one(kl_station *s)
 	s->conns[s->nconns++] = c;
 	kl_log_debug(LOG_MOD, "client %s (pid %d) connected with roles %s", c->caller.actor,
 	             (int)cred.pid, kl_rpc_roles_str(c->caller.roles, rs, sizeof(rs)));
+}
+
+/* Whether a connection has asked nothing for station.idle_close_s and may
+ * be closed: never a subscriber (it waits for events), nor one with a
+ * request half sent (idle_timeout_s handles that) or answers still to
+ * write. */
+static bool conn_idle(const kl_station *s, const st_conn *c, time_t now)
+{
+	return s->idle_close_s > 0 && !c->closing && !c->caller.subscribed &&
+	       kl_rpc_conn_buffered(c->rpc) == 0 && c->out_off >= c->out_len &&
+	       now - c->last_rx >= s->idle_close_s;
+}
+
+static void conn_reap_idle(st_conn *c)
+{
+	char *line;
+	size_t len = refusal_line(kl_rpc_error_code(-KL_E_TIMEOUT),
+	                          "idle: nothing asked within station.idle_close_s; the "
+	                          "connection is closed",
+	                          kl_err_name(KL_E_TIMEOUT), &line);
+
+	kl_log_debug(LOG_MOD, "client %s idle: closed", c->caller.actor);
+	if (len > 0)
+		conn_queue(c, line, len);
+	free(line);
+	c->closing = true;
 }
 
 static void conn_read(st_conn *c)
@@ -501,6 +595,8 @@ static int serve(kl_station *s)
 				free(slow);
 				c->closing = true;
 			}
+			if (conn_idle(s, c, now))
+				conn_reap_idle(c);
 		}
 		dispatch_events(s);
 		if (pfd[1].revents & POLLIN)

@@ -539,8 +539,8 @@ static char *station_conf(const char *base, bool slots, bool roles)
 
 	n += (size_t)sprintf(text + n,
 	                     "%s\nsocket = %s\nsocket_group = nogroup\nidle_timeout_s = 2\n"
-	                     "link_probe_s = 1\nmax_clients = %d\n",
-	                     base, g.sock, MAX_CLIENTS);
+	                     "link_probe_s = 1\nmax_clients = %d\nmax_clients_per_uid = %d\n",
+	                     base, g.sock, MAX_CLIENTS, MAX_CLIENTS);
 	if (slots) {
 		n += (size_t)sprintf(text + n, "\n[slots]\n");
 		for (int i = 0; i < NDUTS; i++)
@@ -1617,13 +1617,36 @@ static void operator_child(FILE *out)
 static void stranger_child(FILE *out)
 {
 	kl_client *c = NULL;
+	json_object *m = NULL;
 
 	if (kl_client_connect(g.sock, &c) < 0) {
 		fprintf(out, "connect failed: %s\n", kl_error_detail());
 		return;
 	}
 	child_call(c, out, "rpc.methods", NULL);
-	child_call(c, out, "station.status", NULL);
+	/* Then the station has closed the connection. */
+	if (kl_client_read(c, 30000, &m) == -KL_E_IO)
+		fprintf(out, "closed\n");
+	else
+		fprintf(out, "still connected: %s\n", dump(m));
+	json_object_put(m);
+	kl_client_free(c);
+	/* A raw look at the refusal: sent at once, id null. */
+	if (kl_client_connect(g.sock, &c) < 0) {
+		fprintf(out, "connect failed: %s\n", kl_error_detail());
+		return;
+	}
+	if (kl_client_read(c, 30000, &m) == 0) {
+		json_object *e = jget(m, "error");
+
+		fprintf(out, "refused %lld %s id:%s %s\n", (long long)jint(e, "code"),
+		        jstr(jget(e, "data"), "reason"),
+		        json_object_is_type(jget(m, "id"), json_type_null) ? "null" : "?",
+		        jstr(e, "message"));
+		json_object_put(m);
+	}
+	if (kl_client_read(c, 30000, &m) == -KL_E_IO)
+		fprintf(out, "closed\n");
 	kl_client_free(c);
 }
 
@@ -1667,11 +1690,26 @@ static void test_roles(void **state)
 	assert_contains(t, "audit.list error -32001");
 	free(t);
 
-	/* A uid with no role at all may connect, and call nothing. */
+	/* A uid with no role at all can call nothing: it is told so when it
+	 * connects, audited, and closed. */
 	t = as_user(12345, stranger_child);
 	assert_contains(t, "rpc.methods error -32001");
-	assert_contains(t, "station.status error -32001");
+	assert_contains(t, "closed\n");
+	assert_null(strstr(t, "still connected"));
+	assert_contains(t, "refused -32001 perm id:null permission denied: user:?(12345) holds "
+	                   "no role");
 	free(t);
+	r = call_ok(g.c, "audit.list", "{\"action\":\"station.connect.denied\",\"limit\":10}");
+	a = jget(r, "entries");
+	assert_int_equal(json_object_array_length(a), 2);
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		json_object *e = json_object_array_get_idx(a, i);
+
+		assert_string_equal(jstr(e, "actor"), "user:?(12345)");
+		assert_int_equal(jint(jget(e, "detail"), "uid"), 12345);
+		assert_int_equal(jint(jget(e, "detail"), "gid"), PEER_GID);
+	}
+	json_object_put(r);
 
 	/* The denials are in the audit log, with who and what. */
 	r = call_ok(g.c, "audit.list", "{\"action\":\"station.api.denied\",\"limit\":100}");
@@ -1885,6 +1923,147 @@ static void test_many_clients(void **state)
 	extra = connect_root();
 	json_object_put(call_ok(extra, "rpc.ping", NULL));
 	kl_client_free(extra);
+	assert_alive();
+}
+
+/* Stops the daemon and starts it again on keyline.conf as text has it,
+ * g.c subscribed to every event again. Events of the old daemon are
+ * forgotten: its job numbers start over. */
+static void daemon_restart(const char *text)
+{
+	assert_int_equal(daemon_stop(), 0);
+	write_conf(text);
+	while (nbacklog > 0)
+		json_object_put(backlog[--nbacklog]);
+	daemon_start();
+	json_object_put(call_ok(g.c, "events.subscribe", NULL));
+}
+
+static void ping_ok(kl_client *c)
+{
+	json_object *r = call_ok(c, "rpc.ping", NULL);
+
+	assert_true(jbool(r, "pong"));
+	json_object_put(r);
+}
+
+/* A connection refused when it opens: the error line, then the close. */
+static void assert_refused(kl_client *c, int code, const char *reason, const char *text)
+{
+	json_object *m = NULL;
+
+	if (kl_client_read(c, 60000, &m) < 0)
+		fail_msg("no refusal: %s", kl_error_detail());
+	assert_int_equal(jint(jget(m, "error"), "code"), code);
+	assert_string_equal(jstr(jget(jget(m, "error"), "data"), "reason"), reason);
+	assert_contains(jstr(jget(m, "error"), "message"), text);
+	assert_true(json_object_is_type(jget(m, "id"), json_type_null) &&
+	            json_object_object_get_ex(m, "id", NULL));
+	json_object_put(m);
+	assert_int_equal(kl_client_read(c, 60000, &m), -KL_E_IO);
+}
+
+static void per_uid_child(FILE *out)
+{
+	kl_client *c[4] = { 0 };
+	json_object *m = NULL;
+
+	for (int i = 0; i < 4; i++) {
+		if (kl_client_connect(g.sock, &c[i]) < 0) {
+			fprintf(out, "connect failed: %s\n", kl_error_detail());
+			break;
+		}
+		child_call(c[i], out, "rpc.ping", NULL);
+	}
+	/* The fourth was refused: its call failed on the refusal line (even
+	 * when the station had closed it before the call was sent). */
+	if (c[3] && kl_client_read(c[3], 30000, &m) == -KL_E_IO)
+		fprintf(out, "fourth closed\n");
+	json_object_put(m);
+	for (int i = 0; i < 4; i++)
+		kl_client_free(c[i]);
+}
+
+/* Fairness on a station with max_clients_per_uid = 3 and idle_close_s = 3:
+ * one uid cannot take more than its share, while another uid still gets
+ * in; a connection that asks nothing is closed after idle_close_s, and a
+ * subscriber waiting for events as long is not. */
+static void test_fairness(void **state)
+{
+	kl_client *mine[3] = { 0 }, *extra = NULL, *idle = NULL, *sub = NULL;
+	char *base = station_conf(g.base_conf, true, true), *text, *t;
+	json_object *m = NULL;
+	int r;
+
+	(void)state;
+	text = replace(base, "max_clients_per_uid = 400\n",
+	               "max_clients_per_uid = 3\nidle_close_s = 3\n");
+	daemon_restart(text);
+	free(text);
+
+	/* root: g.c and two more; the fourth is refused and closed. */
+	mine[0] = connect_root();
+	mine[1] = connect_root();
+	ping_ok(mine[0]);
+	ping_ok(mine[1]);
+	extra = connect_root();
+	assert_refused(extra, -32025, "unavailable", "station.max_clients_per_uid (3) per user");
+	kl_client_free(extra);
+	/* Another uid is not held back by root's connections, up to its own
+	 * three. */
+	t = as_user(READER_UID, per_uid_child);
+	if (geteuid() == 0) {
+		char *third = strstr(t, "rpc.ping ok");
+
+		for (int i = 0; i < 2 && third; i++)
+			third = strstr(third + 1, "rpc.ping ok");
+		if (!third)
+			fail_msg("the reader's three connections were not all served:\n%s", t);
+		assert_contains(t, "rpc.ping error -32025 too many connections from "
+		                   "user:nobody(65534)");
+		assert_contains(t, "fourth closed");
+	}
+	free(t);
+	/* Closing one makes room again. */
+	kl_client_free(mine[1]);
+	mine[1] = NULL;
+	for (int tries = 0; tries < 600 && !mine[1]; tries++) {
+		json_object *res = NULL;
+
+		mine[1] = connect_root();
+		if (kl_client_call_timeout(mine[1], "rpc.ping", NULL, &res, 60000) == 0) {
+			json_object_put(res);
+			break;
+		}
+		/* The station had not yet seen the close: refused, try again. */
+		kl_client_free(mine[1]);
+		mine[1] = NULL;
+		sleep_ms(100);
+	}
+	assert_non_null(mine[1]);
+	kl_client_free(mine[0]);
+	kl_client_free(mine[1]);
+
+	/* A subscriber, then a connection that never asks anything. */
+	sub = connect_root();
+	json_object_put(call_ok(sub, "events.subscribe", "{\"slot\":\"A\"}"));
+	idle = connect_root();
+	r = kl_client_read(idle, 60000, &m);
+	if (r < 0)
+		fail_msg("the idle connection was not closed: %s", kl_error_detail());
+	assert_int_equal(jint(jget(m, "error"), "code"), -32024);
+	assert_string_equal(jstr(jget(jget(m, "error"), "data"), "reason"), "timeout");
+	assert_contains(jstr(jget(m, "error"), "message"), "idle_close_s");
+	assert_true(json_object_is_type(jget(m, "id"), json_type_null));
+	json_object_put(m);
+	assert_int_equal(kl_client_read(idle, 60000, &m), -KL_E_IO);
+	kl_client_free(idle);
+	/* The subscriber was silent longer than that, and is still served. */
+	ping_ok(sub);
+	kl_client_free(sub);
+
+	daemon_restart(base);
+	free(base);
 	assert_alive();
 }
 
@@ -2139,6 +2318,7 @@ int main(void)
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_many_clients),
+		cmocka_unit_test(test_fairness),
 		cmocka_unit_test(test_slow_reader),
 		cmocka_unit_test(test_dut_vanishes),
 		cmocka_unit_test(test_audit),
