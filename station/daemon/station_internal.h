@@ -260,8 +260,12 @@ void st_unlock_hook(void *ctx);
 /* Loads (first start: makes) the key that signs sanitization records and
  * its certificate into s->record_key / s->record_cert. */
 int st_record_signer(kl_station *s);
-/* After a failed job: reopens the HSM once when it no longer answers on
- * our sessions, and tells subscribers. Takes backend itself. */
+/* Whether a job that failed for reason (st_job.reason) may have met the
+ * HSM: only then is st_hsm_check worth its round trip. */
+bool st_hsm_suspect(const char *reason);
+/* After a job that failed for an HSM reason: reopens the HSM once when it
+ * no longer serves our session (kl_hsm_check: no key signs for the probe),
+ * and tells subscribers. Takes backend itself. */
 void st_hsm_check(kl_station *s, const char *actor);
 /* Writes the CRL files (DER and PEM) after a revocation. backend held. */
 int st_publish_crl(kl_station *s, const char *actor, char *path, size_t size, int64_t *number);

@@ -387,7 +387,7 @@ static void *slot_main(void *arg)
 		else if (strcmp(j->reason, "link_failed") == 0)
 			sl->link_up = 0;
 		pthread_mutex_unlock(&s->mu);
-		if (j->state == KL_JOB_FAILED)
+		if (j->state == KL_JOB_FAILED && st_hsm_suspect(j->reason))
 			st_hsm_check(s, j->actor);
 		kl_log_info(LOG_MOD, "job %lld %s %s on %s: %s%s%s", (long long)j->id,
 		            kl_job_kind_name(j->kind), j->serial, sl->name,
