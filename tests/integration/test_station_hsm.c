@@ -274,7 +274,7 @@ static void test_refused_dut_no_ca_signature(void **state)
 	/* The line issued certificates: the log sees the CA key. */
 	assert_true(signs_by(log, label) > 0);
 
-	kl_client_socket_path(e.home, sock, sizeof(sock));
+	assert_int_equal(kl_client_socket_path(e.home, sock, sizeof(sock)), 0);
 	assert_int_equal(kl_client_connect(sock, &c), 0);
 	json_object_put(call(c, "events.subscribe", NULL));
 	before = signs_by(log, label);
