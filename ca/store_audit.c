@@ -4,6 +4,7 @@
 #include "store_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -11,6 +12,7 @@
 #include <openssl/evp.h>
 
 #include "kl_error.h"
+#include "kl_log.h"
 
 static int64_t now_ms(void)
 {
@@ -111,7 +113,36 @@ static int audit_add(kl_store *s, const char *actor, const char *action, const c
 
 int kl_store_audit(kl_store *s, const char *actor, const char *action, const char *detail)
 {
-	return IN_TXN(s, audit_add(s, actor, action, detail && *detail ? detail : "{}"));
+	int r = IN_TXN(s, audit_add(s, actor, action, detail && *detail ? detail : "{}"));
+
+	if (r < 0) {
+		atomic_fetch_add(&s->audit_failures, 1);
+		kl_log_error("audit", "audit entry %s by %s not written: %s", action, actor,
+		             kl_error_detail());
+	}
+	return r;
+}
+
+void kl_store_audit_noted(kl_store *s, const char *actor, const char *action, const char *detail)
+{
+	kl_err code = kl_error_code();
+	char *saved = code != KL_OK ? strdup(kl_error_detail()) : NULL;
+
+	/* A failure is counted and logged by kl_store_audit; what the entry
+	 * records stands, and so does the caller's own error, if it had one
+	 * (a station stopping on an error reports that one). */
+	if (kl_store_audit(s, actor, action, detail) < 0) {
+		if (code == KL_OK)
+			kl_error_clear();
+		else
+			kl_error_set(code, "%s", saved ? saved : "");
+	}
+	free(saved);
+}
+
+uint64_t kl_store_audit_failures(kl_store *s)
+{
+	return atomic_load(&s->audit_failures);
 }
 
 int kl_store_audit_json(kl_store *s, const char *actor, const char *action, json_object *detail)
@@ -119,12 +150,18 @@ int kl_store_audit_json(kl_store *s, const char *actor, const char *action, json
 	const char *text;
 	int r;
 
-	if (!detail)
+	if (!detail) {
+		atomic_fetch_add(&s->audit_failures, 1);
 		return kl_error_set(KL_E_NOMEM, "audit %s: out of memory", action);
+	}
 	text = json_object_to_json_string_ext(detail, JSON_C_TO_STRING_PLAIN |
 	                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
-	r = text ? kl_store_audit(s, actor, action, text)
-	         : kl_error_set(KL_E_NOMEM, "audit %s: out of memory", action);
+	if (text) {
+		r = kl_store_audit(s, actor, action, text);
+	} else {
+		atomic_fetch_add(&s->audit_failures, 1);
+		r = kl_error_set(KL_E_NOMEM, "audit %s: out of memory", action);
+	}
 	json_object_put(detail);
 	return r;
 }

@@ -193,6 +193,10 @@ static int parse_socket(kl_station *s)
 	if ((r = kl_config_int(s->home->conf, "station.idle_close_s", 600, 0, 86400, &v)) < 0)
 		return r;
 	s->idle_close_s = (int)v;
+	/* Read here, where a bad value stops the start, not in each slot. */
+	if ((r = kl_config_int(s->home->conf, "station.link_probe_s", 2, 0, 3600, &v)) < 0)
+		return r;
+	s->link_probe_s = v;
 	s->max_out = 4u << 20;
 	return 0;
 }

@@ -178,7 +178,8 @@ struct kl_station {
 	int max_clients;
 	int max_clients_per_uid;
 	int idle_timeout_s;
-	int idle_close_s; /* 0: never */
+	int idle_close_s;  /* 0: never */
+	long link_probe_s; /* station.link_probe_s: seconds between link probes of an idle slot */
 	size_t max_out;
 	struct st_conn **conns;
 	size_t nconns, conns_cap;
@@ -236,15 +237,15 @@ typedef struct st_signals {
 
 /* Starts a thread of the daemon with the stop signals blocked in it (the
  * only way the daemon starts threads). -KL_E_NOMEM when it cannot. */
-int st_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+int st_thread_start(pthread_t *t, void *(*fn)(void *), void *arg) KL_MUST_CHECK;
 /* At the start of kl_station_run: blocks SIGTERM, SIGINT and SIGHUP in
  * the calling thread (threads started later inherit the block), makes
  * them stop s (kl_station_stop) and ignores SIGPIPE. What it replaced goes
  * to *saved. */
-int st_signals_take(kl_station *s, st_signals *saved);
+int st_signals_take(kl_station *s, st_signals *saved) KL_MUST_CHECK;
 /* On the poll thread, once the workers run: unblocks the stop signals
  * there, the one thread that takes them. */
-int st_signals_unblock(void);
+int st_signals_unblock(void) KL_MUST_CHECK;
 /* Puts back what st_signals_take replaced. */
 void st_signals_restore(st_signals *saved);
 /* The last stop signal caught since st_signals_take, 0 when none. */
@@ -298,7 +299,7 @@ void st_on_denied(void *ctx, unsigned roles, const char *method);
 /* Takes the socket path for s (a lock on PATH.lock, held until
  * st_server_free): -KL_E_EXISTS, naming the path, when another station
  * holds it. */
-int st_socket_claim(kl_station *s);
+int st_socket_claim(kl_station *s) KL_MUST_CHECK;
 /* Closes every connection, the socket and the self-pipe. */
 void st_server_free(kl_station *s);
 

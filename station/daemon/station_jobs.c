@@ -334,9 +334,8 @@ static void *slot_main(void *arg)
 {
 	st_slot *sl = arg;
 	kl_station *s = sl->st;
-	long probe_s = 2;
+	long probe_s = s->link_probe_s;
 
-	kl_config_int(s->home->conf, "station.link_probe_s", 2, 0, 3600, &probe_s);
 	for (;;) {
 		st_job *j;
 

@@ -194,9 +194,10 @@ void st_on_denied(void *ctx, unsigned roles, const char *method)
 	json_object_object_add(o, "roles",
 	                       json_object_new_string(kl_rpc_roles_str(roles, rs, sizeof(rs))));
 	if (!c->st->offline) {
+		/* The request is denied whether or not the entry is written. */
 		st_lock_backend(c->st);
-		kl_store_audit(c->st->store, c->actor, "station.api.denied",
-		               json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		kl_store_audit_noted(c->st->store, c->actor, "station.api.denied",
+		                     json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 		st_unlock_backend(c->st);
 	}
 	json_object_put(o);
@@ -535,12 +536,16 @@ static int serve(kl_station *s)
 		st_caller sys = { .st = s };
 
 		snprintf(sys.actor, sizeof(sys.actor), "%s", kl_home_actor());
+		/* A station does not serve without its audit log: if the start
+		 * cannot be recorded it stops again at once (docs/station.md). */
 		st_lock_backend(s);
-		kl_store_audit(s->store, sys.actor, "station.start", "{}");
+		r = kl_store_audit(s->store, sys.actor, "station.start", "{}");
 		st_unlock_backend(s);
+		if (r < 0)
+			r = kl_error_wrap("the station will not serve without its audit log");
 	}
 
-	while (!atomic_load(&s->stopping)) {
+	while (r == 0 && !atomic_load(&s->stopping)) {
 		size_t n = 0;
 		time_t now;
 
@@ -633,8 +638,9 @@ static int serve(kl_station *s)
 	close(s->lfd);
 	s->lfd = -1;
 	unlink(s->sock_path);
+	/* The station stops whether or not the entry is written. */
 	st_lock_backend(s);
-	kl_store_audit(s->store, kl_home_actor(), "station.stop", "{}");
+	kl_store_audit_noted(s->store, kl_home_actor(), "station.stop", "{}");
 	st_unlock_backend(s);
 	return r < 0 ? r : 0;
 }

@@ -35,6 +35,8 @@
 
 #include <openssl/evp.h>
 
+#include "kl_error.h"
+
 typedef struct kl_tpm kl_tpm;
 
 /* Connects to a TPM through a TCTI configuration string as tpm2-tss's TCTI
@@ -42,7 +44,7 @@ typedef struct kl_tpm kl_tpm;
  * No TPM2_Startup is sent; a TPM that answers TPM_RC_INITIALIZE is started
  * (Startup(CLEAR)) once, on the first command that reports it.
  * Returns 0, -KL_E_IO when the link cannot be opened, -KL_E_TPM otherwise. */
-int kl_tpm_open(const char *tcti_conf, kl_tpm **ret);
+int kl_tpm_open(const char *tcti_conf, kl_tpm **ret) KL_MUST_CHECK;
 
 /* Milliseconds spent inside TPM commands through t so far (the link's
  * transfer included): the part of a job that waits on the TPM. */
@@ -69,13 +71,13 @@ typedef struct kl_tpm_info {
 	uint32_t nv_buffer_max;      /* TPM_PT_NV_BUFFER_MAX */
 } kl_tpm_info;
 
-int kl_tpm_get_info(kl_tpm *t, kl_tpm_info *ret);
+int kl_tpm_get_info(kl_tpm *t, kl_tpm_info *ret) KL_MUST_CHECK;
 
 /* Counts the transient objects loaded in the TPM (TPM2_GetCapability,
  * TPM_CAP_HANDLES, transient range), whoever loaded them. Without a resource
  * manager each one holds one of the TPM's few object slots, so the engine
  * can check that a step left none behind. */
-int kl_tpm_transient_count(kl_tpm *t, size_t *ret);
+int kl_tpm_transient_count(kl_tpm *t, size_t *ret) KL_MUST_CHECK;
 
 /* The endorsement keys of the TCG EK Credential Profile for TPM Family 2.0,
  * with the default templates of its Annex B: L-1 (RSA 2048), L-2 (NIST P-256)
@@ -86,7 +88,7 @@ typedef enum kl_ek_type { KL_EK_RSA2048, KL_EK_P256, KL_EK_P384, KL_EK__MAX } kl
 const char *kl_ek_type_name(kl_ek_type type);
 
 /* The reverse of kl_ek_type_name. Returns 0 or -KL_E_INVALID. */
-int kl_ek_type_from_name(const char *name, kl_ek_type *ret);
+int kl_ek_type_from_name(const char *name, kl_ek_type *ret) KL_MUST_CHECK;
 
 /* NV index of the EK certificate (EK Credential Profile §2.2.1.4):
  * 0x01c00002, 0x01c0000a, 0x01c00016; 0 for an unknown type. */
@@ -94,7 +96,7 @@ uint32_t kl_ek_type_nv_index(kl_ek_type type);
 
 /* The EK template as a marshalled TPMT_PUBLIC (the bytes that TPM2_CreatePrimary
  * receives as inPublic.publicArea). *ret (free() it) holds *len bytes. */
-int kl_tpm_ek_template(kl_ek_type type, unsigned char **ret, size_t *len);
+int kl_tpm_ek_template(kl_ek_type type, unsigned char **ret, size_t *len) KL_MUST_CHECK;
 
 /* A TPM object name (TPM 2.0 Part 1 §16): nameAlg (2 bytes, big-endian)
  * followed by the nameAlg digest of the object's public area. */
@@ -110,21 +112,22 @@ typedef struct kl_tpm_name {
  * against the template (only `unique` may differ) and its name recomputed.
  * Returns -KL_E_TPM when the TPM refuses or answers something that is not the
  * EK of that template. */
-int kl_tpm_ek_public(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret);
+int kl_tpm_ek_public(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret) KL_MUST_CHECK;
 
 /* The same, also giving the EK's TPM name (what TPM2_MakeCredential binds a
  * credential to). ret_name may be NULL. */
-int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key, kl_tpm_name *ret_name);
+int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key,
+                          kl_tpm_name *ret_name) KL_MUST_CHECK;
 
 /* Flushes every transient object and loaded session in the TPM, whoever
  * left them: a DUT driven directly (no resource manager) keeps what a
  * killed run loaded until it is power-cycled. The station is the DUT's only
  * user during provisioning. *flushed (may be NULL) receives the count. */
-int kl_tpm_flush_leftovers(kl_tpm *t, size_t *flushed);
+int kl_tpm_flush_leftovers(kl_tpm *t, size_t *flushed) KL_MUST_CHECK;
 
 /* Mixes data into the TPM's RNG state (TPM2_StirRandom, in chunks of 128
  * bytes): the factory entropy of UC007-1 step 3, from the HSM's RNG. */
-int kl_tpm_stir_random(kl_tpm *t, const unsigned char *data, size_t len);
+int kl_tpm_stir_random(kl_tpm *t, const unsigned char *data, size_t len) KL_MUST_CHECK;
 
 /* TPM2_Clear (TPM 2.0 Part 3 §24.6) with the lockout hierarchy's empty
  * password: the owner hierarchy's persistent objects and NV indices go, the
@@ -137,6 +140,6 @@ int kl_tpm_stir_random(kl_tpm *t, const unsigned char *data, size_t len);
  * TPM2_Clear disabled (TPM_RC_DISABLED, TPM_RC_AUTH_FAIL, TPM_RC_BAD_AUTH,
  * TPM_RC_LOCKOUT, TPM_RC_HIERARCHY), the TPM's code in the detail;
  * -KL_E_INVALID; -KL_E_TPM otherwise. */
-int kl_tpm_clear(kl_tpm *t);
+int kl_tpm_clear(kl_tpm *t) KL_MUST_CHECK;
 
 #endif

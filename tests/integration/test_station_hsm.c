@@ -122,7 +122,7 @@ static void test_hsm_lost_mid_issuance(void **state)
 	assert_in(out, "REFUSED at issue [issue_failed]");
 	assert_in(out, "Session handle invalid");
 
-	kl_client_socket_path(e.home, sock, sizeof(sock));
+	assert_int_equal(kl_client_socket_path(e.home, sock, sizeof(sock)), 0);
 	assert_int_equal(kl_client_connect(sock, &c), 0);
 
 	/* Of the two trusted DUTs, the one whose batch met the loss failed
