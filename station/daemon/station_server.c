@@ -228,27 +228,26 @@ static size_t conns_of_uid(const kl_station *s, uid_t uid)
 }
 
 /* A peer that holds no role could call nothing: it is audited
- * (station.connect.denied) and closed rather than kept. */
+ * (station.connect.denied) and closed rather than kept. The refusal stands
+ * whether or not its audit entry could be written (kl_store_audit_noted
+ * counts and logs a failed write). */
 static void refuse_no_role(kl_station *s, int fd, const struct ucred *cred, const char *actor)
 {
 	json_object *o = json_object_new_object();
 	char msg[320];
-	int r = -KL_E_NOMEM;
 
 	if (o && put(o, "uid", json_object_new_int64((int64_t)cred->uid)) == 0 &&
 	    put(o, "gid", json_object_new_int64((int64_t)cred->gid)) == 0 &&
 	    put(o, "pid", json_object_new_int64((int64_t)cred->pid)) == 0) {
 		st_lock_backend(s);
-		r = kl_store_audit(s->store, actor, "station.connect.denied",
-		                   json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		kl_store_audit_noted(s->store, actor, "station.connect.denied",
+		                     json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 		st_unlock_backend(s);
+	} else {
+		kl_log_error(LOG_MOD, "the refusal of %s could not be audited: out of memory",
+		             actor);
 	}
 	json_object_put(o);
-	/* Closed either way: a refusal that could not be written down is
-	 * still a refusal. */
-	if (r < 0)
-		kl_log_error(LOG_MOD, "the refusal of %s could not be audited: %s", actor,
-		             r == -KL_E_NOMEM ? "out of memory" : kl_error_detail());
 	kl_log_warn(LOG_MOD, "%s holds no role: connection refused", actor);
 	snprintf(msg, sizeof(msg),
 	         "permission denied: %s holds no role in the station's [roles]; the "
