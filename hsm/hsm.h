@@ -135,4 +135,11 @@ int kl_hsm_recover(kl_hsm *h) KL_MUST_CHECK;
 /* Fills buf with len bytes from the token's RNG (C_GenerateRandom). */
 int kl_hsm_random(kl_hsm *h, unsigned char *buf, size_t len) KL_MUST_CHECK;
 
+/* Whether the token still serves h, without using a key: our session
+ * answers C_GetSessionInfo, still logged in when we were, and was never
+ * reopened by kl_hsm_recover (a token that lost our session lost libp11's
+ * too, which sign with the keys of h). 0 when healthy; else the error
+ * (-KL_E_UNAVAILABLE for a lost session or login) says what is wrong. */
+int kl_hsm_check(kl_hsm *h) KL_MUST_CHECK;
+
 #endif

@@ -52,7 +52,7 @@ static int m_status(kl_rpc_call *call)
 	 * counts them; docs/station.md says which operations stand anyway). */
 	kl_rpc_obj_put_int(o, "audit_failures",
 	                   s->store ? (int64_t)kl_store_audit_failures(s->store) : 0);
-	kl_rpc_obj_put_bool(o, "stopping", s->stopping != 0);
+	kl_rpc_obj_put_bool(o, "stopping", atomic_load(&s->stopping));
 	return 0;
 }
 

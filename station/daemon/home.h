@@ -24,6 +24,7 @@
 #include "ca.h"
 #include "kl_config.h"
 #include "kl_error.h"
+#include "kl_secret.h"
 #include "store.h"
 #include "uri.h"
 
@@ -36,6 +37,9 @@ typedef struct kl_home {
 	kl_hsm *hsm;      /* the issuing CA's token, once opened */
 	EVP_PKEY *ca_key; /* the issuing CA's signing key in it */
 	kl_ca *ca;
+	/* The PIN of an env: source, read once at the first login (the
+	 * variable is then unset): what a reconnect logs in with. */
+	kl_secret *env_pin;
 } kl_home;
 
 /* Picks the home directory (see above) into out. */
@@ -53,13 +57,19 @@ void kl_home_path(const kl_home *h, const char *rel, char *out, size_t size);
 int kl_home_store(kl_home *h, kl_store **ret) KL_MUST_CHECK;
 
 /* Opens (once) the issuing CA: the HSM token, one login with the configured
- * PIN source, the signing key, the CA over the registry. */
+ * PIN source, the signing key, the CA over the registry. An env:NAME PIN is
+ * read (and the variable unset) at the first login only, on the thread that
+ * opens the home, and kept in h->env_pin for kl_home_ca_reopen: nothing
+ * reads the environment afterwards, when other threads run. A file: PIN is
+ * read each time. */
 int kl_home_ca(kl_home *h, const char *actor, kl_ca **ret) KL_MUST_CHECK;
 
 /* Closes the CA, its key and the token, then opens them again as
- * kl_home_ca does: one login with the configured PIN source. For a token
- * that lost its sessions (an HSM restarted); every EVP_PKEY of the token
- * must have been freed first. */
+ * kl_home_ca does: one login with the configured PIN source (env: from the
+ * kept PIN). For a token that lost its sessions (an HSM restarted); every
+ * EVP_PKEY of the token must have been freed first. A `prompt` source is
+ * refused (-KL_E_PIN, before anything is closed): a daemon cannot ask, and
+ * waiting on a terminal would hold the station's locks. */
 int kl_home_ca_reopen(kl_home *h, const char *actor, kl_ca **ret) KL_MUST_CHECK;
 
 /* Where the issuing CA key is: ca.key (an RFC 7512 URI, or a bare label

@@ -28,12 +28,14 @@ int kl_station_open_offline(const char *home_dir, kl_station **ret) KL_MUST_CHEC
 /* Stops the workers if they run and frees everything; NULL is fine. */
 void kl_station_free(kl_station *s);
 
-/* Binds the socket (refusing when a station already answers on it), starts
- * the slot workers and serves until kl_station_stop. Running jobs are then
- * interrupted at their next step boundary and cleaned up like refusals;
- * queued ones are aborted. Returns 0 after a clean stop. */
+/* Binds the socket (refusing when a station already owns the path), starts
+ * the slot workers and serves until kl_station_stop. SIGTERM, SIGINT and
+ * SIGHUP call kl_station_stop while it runs: the poll thread takes them, the
+ * workers block them; the old dispositions come back on return. Running
+ * jobs are then interrupted at their next step boundary and cleaned up like
+ * refusals; queued ones are aborted. Returns 0 after a clean stop. */
 int kl_station_run(kl_station *s) KL_MUST_CHECK;
-/* Async-signal-safe. */
+/* Any thread; async-signal-safe. */
 void kl_station_stop(kl_station *s);
 
 /* Runs one request line in process with the given roles (KL_RPC_ROLE_*;
