@@ -208,8 +208,8 @@ static void test_hsm_lost_mid_issuance(void **state)
 
 	/* Ctrl-C: the demo stops the station and the DUTs. */
 	demo_line_stop(&e, demo);
-	assert_int_equal(kl_procs_mentioning(tmp, false), 0);
-	assert_int_equal(kl_procs_mentioning(e.home, false), 0);
+	assert_int_equal(kl_procs_left(tmp, 10000), 0);
+	assert_int_equal(kl_procs_left(e.home, 10000), 0);
 	assert_int_not_equal(access(sock, F_OK), 0);
 	kl_floor_free(e.floor);
 }
