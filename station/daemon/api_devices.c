@@ -138,6 +138,27 @@ static int cert_one(void *ctx, const kl_registry_cert *c)
 	return 0;
 }
 
+/* devices.show lists at most this many of a device's audit entries, the
+ * newest; "audit_more" says when there are older ones. */
+#define SHOW_AUDIT_MAX 1000
+
+struct show_audit {
+	struct api_audit_ctx ac;
+	int64_t n;
+	bool more;
+};
+
+static int show_audit_one(void *ctx, const kl_audit_entry *a)
+{
+	struct show_audit *sa = ctx;
+
+	if (sa->n++ == SHOW_AUDIT_MAX) {
+		sa->more = true;
+		return 0;
+	}
+	return api_audit_one(&sa->ac, a);
+}
+
 static int m_devices_show(kl_rpc_call *call)
 {
 	kl_station *s = api_station(call);
@@ -157,12 +178,14 @@ static int m_devices_show(kl_rpc_call *call)
 		kl_rpc_obj_put_array(o, "certificates", &certs);
 		kl_rpc_obj_put_array(o, "evidence", &ev);
 		kl_rpc_obj_put_array(o, "audit", &au);
-		struct api_audit_ctx ac = { .arr = au, .serial = serial };
+		struct show_audit sa = { .ac = { .arr = au } };
 
 		if ((r = kl_registry_device_history(s->rreg, serial, history_one, h)) >= 0 &&
 		    (r = kl_registry_device_certs(s->rreg, serial, cert_one, certs)) >= 0 &&
-		    (r = kl_registry_device_evidence(s->rreg, serial, evidence_one, ev)) >= 0)
-			r = kl_store_audit_list(s->rstore, 0, NULL, 5000, api_audit_one, &ac);
+		    (r = kl_registry_device_evidence(s->rreg, serial, evidence_one, ev)) >= 0 &&
+		    (r = kl_store_audit_device(s->rstore, serial, 0, SHOW_AUDIT_MAX + 1,
+		                               show_audit_one, &sa)) >= 0)
+			r = kl_rpc_obj_put_bool(o, "audit_more", sa.more);
 	}
 	return r < 0 ? r : 0;
 }
