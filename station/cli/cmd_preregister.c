@@ -200,14 +200,15 @@ static int upload(void *ctx, const kl_registry_item *items, size_t n)
 	arr = json_object_new_array();
 	for (size_t i = 0; arr && i < n && bytes < KL_RPC_MAX_LINE; i++) {
 		json_object *it = item_json(&items[i]);
+		size_t len = it ? json_len(it) : SIZE_MAX;
 
-		if (!it || json_object_array_add(arr, it) < 0) {
+		if (len == SIZE_MAX || json_object_array_add(arr, it) < 0) {
 			json_object_put(it);
 			json_object_put(arr);
 			arr = NULL;
 			break;
 		}
-		bytes += json_len(it) + 1;
+		bytes += len + 1;
 	}
 	if (!arr)
 		return kl_error_set(KL_E_NOMEM, "out of memory");
