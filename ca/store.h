@@ -135,6 +135,13 @@ int kl_store_revoked_each(kl_store *s, int64_t issuer_id, int64_t after, kl_revo
  *   hash = SHA-256(prev_hash || seq || time_ms || actor || 0 || action || 0 || detail)
  * detail is a JSON object text.
  *
+ * An entry is about the devices its detail names: outside the CA's own
+ * actions (ca.*, where "serial" is a certificate's), the top-level
+ * "serial" and the "serial" of each object in a top-level "items" array.
+ * The entry is linked to each of them in an index (kl_store_audit_device)
+ * in the same transaction; the links are derived from the detail, which
+ * the chain covers, and are not hashed themselves.
+ *
  * What a failed audit write does is decided at each call site (docs/
  * station.md, "When the audit log cannot be written"): kl_store_audit
  * returns the error for operations that must not happen unrecorded (the
@@ -166,6 +173,10 @@ typedef struct kl_audit_entry {
 typedef int (*kl_audit_fn)(void *ctx, const kl_audit_entry *e);
 int kl_store_audit_list(kl_store *s, int64_t before, const char *action_prefix, int64_t limit,
                         kl_audit_fn fn, void *ctx) KL_MUST_CHECK;
+/* The same for the entries about one device (serial, compared exactly),
+ * through the index, however old they are. -KL_E_INVALID for no serial. */
+int kl_store_audit_device(kl_store *s, const char *serial, int64_t before, int64_t limit,
+                          kl_audit_fn fn, void *ctx) KL_MUST_CHECK;
 
 /* Walks the chain; returns 0 when it verifies, -KL_E_CRYPTO with the report
  * filled when an entry was edited, deleted or inserted. */

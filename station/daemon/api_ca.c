@@ -16,13 +16,6 @@ int api_audit_one(void *ctx, const kl_audit_entry *a)
 	kl_rpc_obj *e;
 	int r;
 
-	if (c->serial) {
-		char needle[160];
-
-		snprintf(needle, sizeof(needle), "\"%s\"", c->serial);
-		if (!a->detail || !strstr(a->detail, needle))
-			return 0;
-	}
 	if ((r = kl_rpc_obj_put_object(c->arr, NULL, &e)) < 0)
 		return r;
 	kl_rpc_obj_put_int(e, "seq", a->seq);

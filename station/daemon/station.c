@@ -16,7 +16,8 @@
 
 /* The socket API: the area tables in the order rpc.methods lists them. */
 static const kl_rpc_method *const api_tables[] = {
-	st_api_station, st_api_jobs, st_api_events, st_api_devices, st_api_life, st_api_ca, NULL,
+	st_api_station, st_api_jobs, st_api_events, st_api_devices,
+	st_api_prereg,  st_api_life, st_api_ca,     NULL,
 };
 
 static int parse_roles(kl_station *s)

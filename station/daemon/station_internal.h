@@ -11,6 +11,7 @@
  *   station_server.c  the socket server: connections, roles by peer uid,
  *                     the poll loop, in-process calls
  *   api_*.c           the socket API, one method table per area
+ *                     (api_prereg.c: pre-registration and its batches)
  *
  * Object files depend on each other one way only: station_events <-
  * station_signals <- station_hsm <- station_jobs <- station_server <-
@@ -187,7 +188,10 @@ struct kl_station {
 	size_t nrules;
 	uid_t self_uid;
 	kl_rpc_server rpc;
+	int open_batches; /* pre-registration batches holding entries (poll thread) */
 };
+
+struct api_batch;
 
 /* The caller of the method being handled: the kl_rpc_call's ctx. */
 typedef struct st_caller {
@@ -197,6 +201,13 @@ typedef struct st_caller {
 	char actor[160];
 	bool subscribed;
 	char sub_slot[KL_STATION_SLOT_NAME_MAX + 1]; /* "" all */
+	/* A pre-registration batch sent in pieces (api_devices.c), which
+	 * lives no longer than its connection: the poll loop calls
+	 * batch_drop(c, false) once batch_deadline_ms passes (0: never) and
+	 * batch_drop(c, true) when the connection closes. */
+	struct api_batch *batch;
+	int64_t batch_deadline_ms;
+	void (*batch_drop)(struct st_caller *c, bool closing);
 } st_caller;
 
 /* Wall-clock milliseconds since the epoch. */
@@ -308,7 +319,8 @@ void st_server_free(kl_station *s);
 extern const kl_rpc_method st_api_station[]; /* station.status, slots.list */
 extern const kl_rpc_method st_api_jobs[];    /* job.* */
 extern const kl_rpc_method st_api_events[];  /* events.* */
-extern const kl_rpc_method st_api_devices[]; /* devices.* */
+extern const kl_rpc_method st_api_devices[]; /* devices.list, devices.show */
+extern const kl_rpc_method st_api_prereg[];  /* devices.preregister* */
 extern const kl_rpc_method st_api_life[];    /* device.*: the lifecycle */
 extern const kl_rpc_method st_api_ca[];      /* crl.publish, ca.status, audit.* */
 

@@ -153,6 +153,8 @@ static void conn_free(st_conn *c)
 {
 	if (!c)
 		return;
+	if (c->caller.batch_drop)
+		c->caller.batch_drop(&c->caller, true);
 	if (c->fd >= 0)
 		close(c->fd);
 	kl_rpc_conn_free(c->rpc);
@@ -546,6 +548,7 @@ static int serve(kl_station *s)
 
 	while (r == 0 && !atomic_load(&s->stopping)) {
 		size_t n = 0;
+		int64_t now_ms;
 		time_t now;
 
 		if (pfd_cap < s->nconns + 2) {
@@ -579,12 +582,17 @@ static int serve(kl_station *s)
 		}
 		/* Clients first, in the order polled; new ones join next round. */
 		now = time(NULL);
+		now_ms = st_wall_ms();
 		for (size_t i = 0; i < s->nconns; i++) {
 			st_conn *c = s->conns[i];
 			short re = pfd[i + 2].revents;
 
 			if (re & (POLLIN | POLLHUP | POLLERR))
 				conn_read(c);
+			/* An upload left unfinished gives its memory back. */
+			if (c->caller.batch_deadline_ms && now_ms > c->caller.batch_deadline_ms &&
+			    c->caller.batch_drop)
+				c->caller.batch_drop(&c->caller, false);
 			/* A partial request that stops arriving is a stuck client. */
 			if (!c->closing && kl_rpc_conn_buffered(c->rpc) > 0 &&
 			    now - c->last_rx > s->idle_timeout_s) {

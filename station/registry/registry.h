@@ -126,6 +126,18 @@ typedef struct kl_registry_item {
 int kl_registry_preregister(kl_registry *r, const char *tenant, const char *work_order,
                             const kl_registry_item *items, size_t n,
                             const char *actor) KL_MUST_CHECK;
+/* The same, with the entries' messages naming SOURCE:LINE (source: the file
+ * they came from, or NULL or "" for "line LINE"); source is also recorded
+ * in the audit entries. */
+int kl_registry_preregister_from(kl_registry *r, const char *tenant, const char *work_order,
+                                 const kl_registry_item *items, size_t n, const char *actor,
+                                 const char *source) KL_MUST_CHECK;
+/* The checks of kl_registry_preregister that need no registry: each entry
+ * well-formed, no serial twice. Errors name SOURCE:LINE as above. For a
+ * client that checks a file before sending it, and for the parts of a
+ * batch that arrives in pieces (each piece checked as it comes). */
+int kl_registry_check_items(const kl_registry_item *items, size_t n,
+                            const char *source) KL_MUST_CHECK;
 
 /* Reads a pre-registration file and pre-registers it as above; errors name
  * FILE:LINE. Formats, chosen by extension (.csv, .json), else by content (a

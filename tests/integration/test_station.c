@@ -2179,6 +2179,280 @@ static void test_audit(void **state)
 	assert_int_equal(call_err(g.c, NULL, 0, "audit.list", "{\"limit\":0}"), KL_RPC_E_PARAMS);
 }
 
+/* The number of devices whose serial contains text. */
+static int64_t devices_matching(const char *text)
+{
+	json_object *r = call_ok(g.c, "devices.list", "{\"search\":\"%s\"}", text);
+	int64_t n = jint(r, "total");
+
+	json_object_put(r);
+	return n;
+}
+
+/* begin on c; returns the batch id in id. */
+static void batch_begin(kl_client *c, const char *extra, char *id, size_t size)
+{
+	json_object *r =
+	    call_ok(c, "devices.preregister_begin",
+	            "{\"tenant\":\"batchco\",\"work_order\":\"wo-b\"%s}", extra ? extra : "");
+
+	assert_int_equal(strlen(jstr(r, "batch")), 32);
+	assert_int_equal(jint(r, "max_entries"), 100000);
+	snprintf(id, size, "%s", jstr(r, "batch"));
+	json_object_put(r);
+}
+
+/* A pre-registration sent in pieces: committed whole, or nothing of it when
+ * a piece is bad, lost or repeated, when the count is short, when its
+ * connection goes, or when it waits past its timeout; a batch is its
+ * connection's alone, and there are only so many at once. */
+static void test_prereg_batch(void **state)
+{
+	kl_client *c = connect_root(), *other = connect_root(), *cs[4];
+	json_object *r;
+	char id[64], id2[64], msg[512];
+	int64_t deadline;
+
+	(void)state;
+	/* Three pieces, committed: every entry, lines from the client. */
+	batch_begin(c, ",\"source\":\"wo-b.csv\",\"entries\":5,\"quota\":9", id, sizeof(id));
+	r = call_ok(c, "devices.preregister_add",
+	            "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"B-1\",{\"serial\":\"B-2\","
+	            "\"line\":3}]}",
+	            id);
+	assert_int_equal(jint(r, "received"), 2);
+	json_object_put(r);
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":2,\"items\":[\"B-3\",\"B-4\"]}", id));
+	assert_int_equal(devices_matching("B-"), 0); /* nothing before the commit */
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":4,\"items\":[{\"serial\":\"B-5\","
+	                        "\"ek_sha256\":null}]}",
+	                        id));
+	r = call_ok(c, "devices.preregister_commit", "{\"batch\":\"%s\"}", id);
+	assert_int_equal(jint(r, "entries"), 5);
+	assert_int_equal(jint(r, "changed"), 5);
+	assert_string_equal(jstr(r, "tenant"), "batchco");
+	assert_string_equal(jstr(r, "batch"), id);
+	json_object_put(r);
+	assert_int_equal(devices_matching("B-"), 5);
+	/* A committed batch has ended. */
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_add",
+	                          "{\"batch\":\"%s\",\"offset\":5,\"items\":[\"B-6\"]}", id),
+	                 KL_RPC_E_KL_BASE - KL_E_STATE);
+	assert_contains(msg, "has ended: committed");
+
+	/* A bad line in the middle of a piece: its FILE:LINE, and nothing. */
+	batch_begin(c, ",\"source\":\"big.csv\"", id, sizeof(id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"C-1\",\"C-2\"]}", id));
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_add",
+	                          "{\"batch\":\"%s\",\"offset\":2,\"items\":[\"C-3\",{\"serial\":"
+	                          "\"C 4\",\"line\":51}]}",
+	                          id),
+	                 KL_RPC_E_KL_BASE - KL_E_INVALID);
+	assert_contains(msg, "big.csv:51: serial 'C 4' contains a space");
+	assert_int_equal(
+	    call_err(c, msg, sizeof(msg), "devices.preregister_commit", "{\"batch\":\"%s\"}", id),
+	    KL_RPC_E_KL_BASE - KL_E_STATE);
+	assert_contains(msg, "a piece was refused: big.csv:51");
+	/* A serial of another tenant, found at the commit, names its line. */
+	batch_begin(c, ",\"source\":\"steal.csv\"", id, sizeof(id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"C-5\",\"SN-0002\","
+	                        "\"C-6\"]}",
+	                        id));
+	assert_int_equal(
+	    call_err(c, msg, sizeof(msg), "devices.preregister_commit", "{\"batch\":\"%s\"}", id),
+	    KL_RPC_E_KL_BASE - KL_E_EXISTS);
+	assert_contains(msg, "steal.csv:2: serial SN-0002 is already registered to tenant");
+	/* A serial twice across pieces. */
+	batch_begin(c, NULL, id, sizeof(id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"C-7\"]}", id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":1,\"items\":[\"C-8\",\"C-7\"]}", id));
+	assert_int_equal(
+	    call_err(c, msg, sizeof(msg), "devices.preregister_commit", "{\"batch\":\"%s\"}", id),
+	    KL_RPC_E_KL_BASE - KL_E_EXISTS);
+	assert_contains(msg, "line 3: serial C-7 appears twice (first on line 1)");
+	/* A piece lost (offset ahead) or sent twice (behind). */
+	batch_begin(c, NULL, id, sizeof(id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"C-9\"]}", id));
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_add",
+	                          "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"C-9\"]}", id),
+	                 KL_RPC_E_KL_BASE - KL_E_INVALID);
+	assert_contains(msg, "lost or sent twice");
+	/* Fewer entries than begin announced. */
+	batch_begin(c, ",\"entries\":3", id, sizeof(id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"C-10\",\"C-11\"]}",
+	                        id));
+	assert_int_equal(
+	    call_err(c, msg, sizeof(msg), "devices.preregister_commit", "{\"batch\":\"%s\"}", id),
+	    KL_RPC_E_KL_BASE - KL_E_INVALID);
+	assert_contains(msg, "holds 2 entries, but its begin announced 3");
+	/* A misspelt key is refused, not ignored. */
+	batch_begin(c, NULL, id, sizeof(id));
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_add",
+	                          "{\"batch\":\"%s\",\"offset\":0,\"items\":[{\"serial\":\"C-12\","
+	                          "\"ek_sha265\":\"00\"}]}",
+	                          id),
+	                 KL_RPC_E_PARAMS);
+	assert_contains(msg, "unknown key \"ek_sha265\"");
+	assert_int_equal(devices_matching("C-"), 0);
+
+	/* One batch per connection at a time, and only its own. */
+	batch_begin(c, NULL, id, sizeof(id));
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_begin",
+	                          "{\"tenant\":\"batchco\",\"work_order\":\"wo-b\"}"),
+	                 KL_RPC_E_KL_BASE - KL_E_STATE);
+	assert_contains(msg, "commit or abort it first");
+	assert_int_equal(call_err(other, msg, sizeof(msg), "devices.preregister_commit",
+	                          "{\"batch\":\"%s\"}", id),
+	                 KL_RPC_E_KL_BASE - KL_E_NOTFOUND);
+	r = call_ok(c, "devices.preregister_abort", "{\"batch\":\"%s\"}", id);
+	assert_int_equal(jint(r, "dropped"), 0);
+	json_object_put(r);
+	assert_int_equal(call_err(g.c, NULL, 0, "devices.preregister_begin",
+	                          "{\"tenant\":\"batchco\",\"work_order\":\"wo-b\","
+	                          "\"timeout_s\":0}"),
+	                 KL_RPC_E_PARAMS);
+	assert_int_equal(call_err(g.c, NULL, 0, "devices.preregister_begin",
+	                          "{\"tenant\":\"bad tenant\",\"work_order\":\"wo-b\"}"),
+	                 KL_RPC_E_PARAMS);
+
+	/* A connection dropped mid-batch registers nothing, and its batch
+	 * no longer counts against the station's few. */
+	batch_begin(other, NULL, id2, sizeof(id2));
+	json_object_put(call_ok(other, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"D-1\",\"D-2\"]}",
+	                        id2));
+	for (int i = 0; i < 3; i++) {
+		cs[i] = connect_root();
+		batch_begin(cs[i], NULL, id, sizeof(id));
+	}
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_begin",
+	                          "{\"tenant\":\"batchco\",\"work_order\":\"wo-b\"}"),
+	                 KL_RPC_E_KL_BASE - KL_E_UNAVAILABLE);
+	assert_contains(msg, "4 pre-registration batches are open already");
+	kl_client_free(other);
+	/* The station notices the close at its next poll: bounded, not timed. */
+	deadline = mono_ms() + 30000;
+	for (;;) {
+		json_object *res = NULL;
+
+		if (kl_client_call_timeout(c, "devices.preregister_begin",
+		                           json_tokener_parse("{\"tenant\":\"batchco\","
+		                                              "\"work_order\":\"wo-b\"}"),
+		                           &res, 30000) == 0) {
+			snprintf(id, sizeof(id), "%s", jstr(res, "batch"));
+			json_object_put(res);
+			break;
+		}
+		if (mono_ms() > deadline)
+			fail_msg("the dropped connection's batch still counts: %s",
+			         kl_error_detail());
+		sleep_ms(50);
+	}
+	assert_int_equal(devices_matching("D-"), 0);
+	for (int i = 0; i < 3; i++)
+		kl_client_free(cs[i]);
+	json_object_put(call_ok(c, "devices.preregister_abort", "{\"batch\":\"%s\"}", id));
+
+	/* A batch left waiting past its timeout_s is dropped. */
+	batch_begin(c, ",\"timeout_s\":1", id, sizeof(id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"E-1\"]}", id));
+	sleep_ms(2000);
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_add",
+	                          "{\"batch\":\"%s\",\"offset\":1,\"items\":[\"E-2\"]}", id),
+	                 KL_RPC_E_KL_BASE - KL_E_STATE);
+	assert_contains(msg, "no call for it within its timeout_s (1 s)");
+	assert_int_equal(devices_matching("E-"), 0);
+
+	/* The single request names source and line too. */
+	assert_int_equal(
+	    call_err(g.c, msg, sizeof(msg), "devices.preregister",
+	             "{\"tenant\":\"batchco\",\"work_order\":\"wo-b\",\"source\":"
+	             "\"one.csv\",\"items\":[\"F-1\",{\"serial\":\"F 2\",\"line\":7}]}"),
+	    KL_RPC_E_KL_BASE - KL_E_INVALID);
+	assert_contains(msg, "one.csv:7: serial 'F 2' contains a space");
+	/* In process (no socket) there is no batch to hold. */
+	kl_client_free(c);
+	assert_alive();
+}
+
+/* devices.show finds a device's audit entries through the index: behind
+ * more than 5,000 newer entries about other things, and for serials with
+ * characters JSON escapes. */
+static void test_show_audit(void **state)
+{
+	static const char *const odd[] = { "SL/0001", "Q\\\"1", "BS\\\\1" };
+	static const char *const plain[] = { "SL/0001", "Q\"1", "BS\\1" };
+	kl_client *c = connect_root();
+	char line[512];
+	size_t len;
+	json_object *r;
+
+	(void)state;
+	for (size_t i = 0; i < 3; i++)
+		json_object_put(call_ok(g.c, "devices.preregister",
+		                        "{\"tenant\":\"oddco\",\"work_order\":\"wo-o\","
+		                        "\"items\":[\"%s\"]}",
+		                        odd[i]));
+	/* 5,001 newer entries that name none of them: the same entry again,
+	 * which changes nothing but is audited. Sent in bursts. */
+	json_object_put(call_ok(g.c, "devices.preregister",
+	                        "{\"tenant\":\"oddco\",\"work_order\":\"wo-o\","
+	                        "\"items\":[\"NOISE-1\"]}"));
+	len = (size_t)snprintf(line, sizeof(line),
+	                       "{\"jsonrpc\":\"2.0\",\"method\":\"devices.preregister\",\"params\":"
+	                       "{\"tenant\":\"oddco\",\"work_order\":\"wo-o\",\"items\":"
+	                       "[\"NOISE-1\"]},\"id\":1}\n");
+	for (int done = 0; done < 5001;) {
+		int burst = 5001 - done < 100 ? 5001 - done : 100;
+
+		for (int i = 0; i < burst; i++)
+			assert_int_equal(kl_client_send_raw(c, line, len), 0);
+		for (int i = 0; i < burst; i++) {
+			json_object *m = read_msg(c);
+
+			if (!jget(m, "result"))
+				fail_msg("noise call failed: %s", dump(m));
+			json_object_put(m);
+		}
+		done += burst;
+	}
+	kl_client_free(c);
+	for (size_t i = 0; i < 3; i++) {
+		json_object *a, *e, *items;
+		bool named = false;
+
+		r = call_ok(g.c, "devices.show", "{\"serial\":\"%s\"}", odd[i]);
+		assert_string_equal(jstr(jget(r, "device"), "serial"), plain[i]);
+		a = jget(r, "audit");
+		assert_int_equal(json_object_array_length(a), 1);
+		assert_false(jbool(r, "audit_more"));
+		e = json_object_array_get_idx(a, 0);
+		assert_string_equal(jstr(e, "action"), "registry.preregister");
+		items = jget(jget(e, "detail"), "items");
+		for (size_t k = 0; k < json_object_array_length(items); k++)
+			named |= strcmp(jstr(json_object_array_get_idx(items, k), "serial"),
+			                plain[i]) == 0;
+		assert_true(named);
+		json_object_put(r);
+	}
+	/* The newest 5,000 entries are all noise. */
+	r = call_ok(g.c, "audit.list", "{\"limit\":1000}");
+	for (size_t k = 0; k < json_object_array_length(jget(r, "entries")); k++)
+		assert_string_equal(
+		    jstr(json_object_array_get_idx(jget(r, "entries"), k), "action"),
+		    "registry.preregister");
+	json_object_put(r);
+}
+
 /* Valid (issued, unrevoked) certificates of a profile in the offline
  * `keyline devices show --json` answer. */
 static size_t offline_valid(const char *serial, const char *profile)
@@ -2324,6 +2598,8 @@ int main(void)
 		cmocka_unit_test(test_slow_reader),
 		cmocka_unit_test(test_dut_vanishes),
 		cmocka_unit_test(test_audit),
+		cmocka_unit_test(test_prereg_batch),
+		cmocka_unit_test(test_show_audit),
 		cmocka_unit_test(test_shutdown),
 	};
 
