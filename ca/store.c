@@ -52,6 +52,10 @@ static const char *const ca_migrations[] = {
 	/* 2: which process reserved a pending row ("host:pid"), so that a
 	 * start-up abandons only the rows of processes that are gone. */
 	"ALTER TABLE ca_cert ADD COLUMN owner TEXT;",
+	/* 3: the last audit entry a walk of the chain found good, so that the
+	 * next walk starts after it (kl_store_audit_verify_since). */
+	"CREATE TABLE audit_checkpoint(id INTEGER PRIMARY KEY CHECK(id = 1),"
+	"  seq INTEGER NOT NULL, hash BLOB NOT NULL, time INTEGER NOT NULL);",
 };
 
 int64_t kl_store_now(void)
