@@ -1202,6 +1202,128 @@ static void test_devices_list(void **state)
 	                 KL_RPC_E_KL_BASE - KL_E_NOTFOUND);
 }
 
+/* Registers serials PREFIX00..PREFIX(n-1) for tenant "pager". */
+static void pager_add(const char *prefix, int n)
+{
+	char items[2048];
+	size_t off = 0;
+	json_object *r;
+
+	off += (size_t)snprintf(items + off, sizeof(items) - off, "[");
+	for (int i = 0; i < n; i++)
+		off += (size_t)snprintf(items + off, sizeof(items) - off, "\"%s%02d\"%s", prefix, i,
+		                        i + 1 < n ? "," : "]");
+	r = call_ok(g.c, "devices.preregister",
+	            "{\"tenant\":\"pager\",\"work_order\":\"wo-p\",\"items\":%s}", items);
+	assert_int_equal(jint(r, "changed"), n);
+	json_object_put(r);
+}
+
+/* devices.list paged by cursor over a registry that changes between pages:
+ * every device there from the first page to the last is listed exactly
+ * once, whatever was added before or after the cursor meanwhile (paging by
+ * offset lists some twice when devices are added before it). */
+static void test_devices_cursor(void **state)
+{
+	char seen[64][24], after[128] = "";
+	size_t nseen = 0;
+	int pages = 0, b_seen = 0, c_seen = 0;
+	json_object *r;
+
+	(void)state;
+	pager_add("PG-B", 20);
+	for (;;) {
+		json_object *a;
+		size_t n;
+
+		if (after[0])
+			r = call_ok(g.c, "devices.list",
+			            "{\"tenant\":\"pager\",\"limit\":5,\"after\":\"%s\"}", after);
+		else
+			r = call_ok(g.c, "devices.list", "{\"tenant\":\"pager\",\"limit\":5}");
+		a = jget(r, "devices");
+		n = json_object_array_length(a);
+		for (size_t i = 0; i < n; i++) {
+			const char *sn = jstr(json_object_array_get_idx(a, i), "serial");
+
+			for (size_t k = 0; k < nseen; k++)
+				if (strcmp(seen[k], sn) == 0)
+					fail_msg("%s listed twice (page %d)", sn, pages + 1);
+			assert_true(nseen < 64);
+			snprintf(seen[nseen++], sizeof(seen[0]), "%s", sn);
+			b_seen += strncmp(sn, "PG-B", 4) == 0;
+			c_seen += strncmp(sn, "PG-C", 4) == 0;
+			/* Nothing before the cursor comes back. */
+			assert_true(!after[0] || strcmp(sn, after) > 0);
+		}
+		if (n > 0)
+			assert_string_equal(jstr(r, "after"),
+			                    jstr(json_object_array_get_idx(a, n - 1), "serial"));
+		else
+			assert_true(json_object_is_type(jget(r, "after"), json_type_null));
+		snprintf(after, sizeof(after), "%s", jstr(r, "after"));
+		json_object_put(r);
+		pages++;
+		/* Between pages: devices that sort before the cursor, and after. */
+		if (pages == 1)
+			pager_add("PG-A", 7);
+		if (pages == 2)
+			pager_add("PG-C", 3);
+		if (n < 5)
+			break;
+	}
+	assert_int_equal(b_seen, 20);
+	assert_int_equal(c_seen, 3);
+	assert_int_equal(nseen, 23);
+
+	/* Newest first, by its own cursor: every device once. */
+	nseen = 0;
+	after[0] = '\0';
+	for (;;) {
+		json_object *a;
+		size_t n;
+
+		if (after[0])
+			r = call_ok(g.c, "devices.list",
+			            "{\"tenant\":\"pager\",\"newest_first\":true,\"limit\":7,"
+			            "\"after\":\"%s\"}",
+			            after);
+		else
+			r = call_ok(g.c, "devices.list",
+			            "{\"tenant\":\"pager\",\"newest_first\":true,\"limit\":7}");
+		assert_int_equal(jint(r, "total"), 30);
+		a = jget(r, "devices");
+		n = json_object_array_length(a);
+		for (size_t i = 0; i < n; i++) {
+			const char *sn = jstr(json_object_array_get_idx(a, i), "serial");
+
+			for (size_t k = 0; k < nseen; k++)
+				assert_string_not_equal(seen[k], sn);
+			assert_true(nseen < 64);
+			snprintf(seen[nseen++], sizeof(seen[0]), "%s", sn);
+		}
+		snprintf(after, sizeof(after), "%s", jstr(r, "after"));
+		json_object_put(r);
+		if (n < 7)
+			break;
+	}
+	assert_int_equal(nseen, 30);
+
+	/* Bad cursors, named. */
+	{
+		char msg[256];
+
+		assert_int_equal(call_err(g.c, msg, sizeof(msg), "devices.list",
+		                          "{\"newest_first\":true,\"after\":\"PG-B01\"}"),
+		                 KL_RPC_E_PARAMS);
+		assert_contains(msg, "PG-B01");
+		assert_int_equal(call_err(g.c, msg, sizeof(msg), "devices.list",
+		                          "{\"offset\":3,\"after\":\"PG-B01\"}"),
+		                 KL_RPC_E_PARAMS);
+		assert_contains(msg, "not both");
+	}
+}
+
 /* job.abort of a running job: it ends aborted at its next step and the
  * device goes back to preregistered; a finished job cannot be aborted. */
 static void test_abort(void **state)
@@ -2310,6 +2432,7 @@ int main(void)
 		cmocka_unit_test(test_start),
 		cmocka_unit_test(test_provision),
 		cmocka_unit_test(test_devices_list),
+		cmocka_unit_test(test_devices_cursor),
 		cmocka_unit_test(test_abort),
 		cmocka_unit_test(test_disconnect_mid_job),
 		cmocka_unit_test(test_revoke_crl),
