@@ -1717,6 +1717,7 @@ static void reader_child(FILE *out)
 	child_call(c, out, "device.revoke", "{\"serial\":\"SN-0004\"}");
 	child_call(c, out, "station.status", NULL);
 	child_call(c, out, "audit.verify", NULL);
+	child_call(c, out, "audit.verify", "{\"full\":true}");
 	child_call(c, out, "device.record", "{\"serial\":\"SN-0001\"}");
 	kl_client_free(c);
 }
@@ -1802,6 +1803,7 @@ static void test_roles(void **state)
 	assert_contains(t, "device.revoke error -32001");
 	assert_contains(t, "station.status ok");
 	assert_contains(t, "audit.verify ok");
+	assert_contains(t, "audit.verify error -32001"); /* full: an officer's */
 	assert_contains(t, "device.record ok");
 	free(t);
 
@@ -2278,12 +2280,24 @@ static void test_dut_vanishes(void **state)
 static void test_audit(void **state)
 {
 	json_object *r, *a;
-	int64_t first;
+	int64_t first, entries;
 
 	(void)state;
 	r = call_ok(g.c, "audit.verify", NULL);
 	assert_true(jbool(r, "ok"));
 	assert_true(jint(r, "entries") > 20);
+	entries = jint(r, "entries");
+	json_object_put(r);
+	/* The whole chain again (an officer's), and from the checkpoint: the
+	 * same count. */
+	r = call_ok(g.c, "audit.verify", "{\"full\":true}");
+	assert_true(jbool(r, "ok"));
+	assert_true(jint(r, "entries") >= entries);
+	entries = jint(r, "entries");
+	json_object_put(r);
+	r = call_ok(g.c, "audit.verify", NULL);
+	assert_true(jbool(r, "ok"));
+	assert_true(jint(r, "entries") >= entries);
 	json_object_put(r);
 	r = call_ok(g.c, "audit.list", "{\"limit\":5}");
 	a = jget(r, "entries");
