@@ -827,7 +827,7 @@ static int during(const char *method, const char *params, status_run *st, heavy 
 		return kl_error_set(KL_E_NOMEM, "cannot start the status client");
 	}
 	t0 = bench_now();
-	rc = kl_client_call_timeout(c, method, p, &res, 0);
+	rc = kl_client_call_timeout(c, method, p, &res, -1);
 	h->call_s = bench_now() - t0;
 	atomic_store(&st->stop, true);
 	pthread_join(th, NULL);
