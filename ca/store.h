@@ -154,6 +154,7 @@ typedef struct kl_audit_report {
 	char problem[256];
 	int64_t from;    /* the checkpoint the walk started after (0: entry 1) */
 	int64_t checked; /* entries whose hash this walk recomputed */
+	bool saved;      /* the checkpoint is at the last entry (false: could not be written) */
 } kl_audit_report;
 
 /* Audit entries, newest first: those with seq < before (0: from the newest),
@@ -181,8 +182,9 @@ int kl_store_audit_verify(kl_store *s, kl_audit_report *ret) KL_MUST_CHECK;
  * the end, so that deleting or replacing entries at or after the
  * checkpoint is still caught. Entries before it are not read again: an
  * edit there shows only in a full walk, which an auditor asks for. On
- * success the checkpoint moves to the last entry (a write). rep.entries
- * counts every entry up to the end, checked now or before. */
+ * success the checkpoint moves to the last entry (a write; when it fails,
+ * rep.saved is false and the verdict stands). rep.entries counts every
+ * entry up to the end, checked now or before. */
 int kl_store_audit_verify_since(kl_store *s, bool full, kl_audit_report *ret) KL_MUST_CHECK;
 
 #endif

@@ -518,6 +518,7 @@ static void test_audit_checkpoint(void **state)
 	assert_int_equal(kl_store_audit_verify_since(store, true, &rep), 0);
 	assert_int_equal(rep.from, 0);
 	assert_int_equal(rep.checked, rep.entries);
+	assert_true(rep.saved);
 	n = rep.entries;
 	assert_true(n >= 2);
 
