@@ -932,8 +932,8 @@ int main(int argc, char **argv)
 		die("trust bundle");
 	off = (size_t)snprintf(conf, sizeof(conf),
 	                       "\n[station]\n"
-	                       "link_probe_s = 0   # bench_station: no probe meets a DUT being "
-	                       "swapped\n\n[slots]\n");
+	                       "# bench_station: no probe meets a DUT being swapped\n"
+	                       "link_probe_s = 0\n\n[slots]\n");
 	for (int i = 0; i < SLOTS && off < sizeof(conf); i++)
 		off +=
 		    (size_t)snprintf(conf + off, sizeof(conf) - off, "%c = %s\n", 'A' + i,
