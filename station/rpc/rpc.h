@@ -64,6 +64,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kl_error.h"
+
 #define KL_RPC_MAX_LINE (64 * 1024)
 
 /* JSON-RPC 2.0 codes (spec §5.1) and Keyline's server errors. */
@@ -170,7 +172,7 @@ const char *kl_rpc_roles_str(unsigned roles, char *buf, size_t size);
  * request now. Returns 0, -KL_E_INVALID (not a call being handled, or
  * deferred already) or -KL_E_NOMEM (then nothing changed: the handler
  * may still answer itself). */
-int kl_rpc_call_defer(kl_rpc_call *call, void *ctx, kl_rpc_call **ret);
+int kl_rpc_call_defer(kl_rpc_call *call, void *ctx, kl_rpc_call **ret) KL_MUST_CHECK;
 /* Folds rc, what a handler would have returned, into the deferred call's
  * answer. Call it on the thread that did the work: an error made from rc
  * takes that thread's kl_error_detail(). */
@@ -179,7 +181,7 @@ void kl_rpc_call_settle(kl_rpc_call *call, int rc);
  * a notification) and frees the call. Returns what out returns, or
  * -KL_E_INVALID for a call that was not deferred. An unsettled call is
  * answered -32603 "method gave no reply" unless it replied. */
-int kl_rpc_call_send(kl_rpc_call *call, kl_rpc_out_fn out, void *octx);
+int kl_rpc_call_send(kl_rpc_call *call, kl_rpc_out_fn out, void *octx) KL_MUST_CHECK;
 /* Frees a deferred call without answering (its connection closed).
  * Accepts NULL; does nothing to a call that was not deferred. */
 void kl_rpc_call_free(kl_rpc_call *call);
