@@ -436,7 +436,9 @@ static void deliver_answers(kl_station *s)
 			if (s->conns[i]->id == j->conn_id)
 				c = s->conns[i];
 		if (c) {
-			c->pending--;
+			/* Read again from now: its idle clock restarts too. */
+			if (c->pending-- == ST_CONN_MAX_PENDING)
+				c->last_rx = time(NULL);
 			if (kl_rpc_call_send(j->call, conn_out, c) < 0) {
 				kl_log_warn(LOG_MOD, "client %s: answer lost: %s", c->caller.actor,
 				            kl_error_detail());
@@ -651,8 +653,10 @@ static int serve(kl_station *s)
 
 			if (re & (POLLIN | POLLHUP | POLLERR))
 				conn_read(c);
-			/* A partial request that stops arriving is a stuck client. */
+			/* A partial request that stops arriving is a stuck client
+			 * (unless we stopped reading it: its slow calls run). */
 			if (!c->closing && kl_rpc_conn_buffered(c->rpc) > 0 &&
+			    c->pending < ST_CONN_MAX_PENDING &&
 			    now - c->last_rx > s->idle_timeout_s) {
 				char *slow;
 				size_t len = refusal_line(KL_RPC_E_INVALID,

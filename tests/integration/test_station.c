@@ -2299,6 +2299,34 @@ static void test_audit(void **state)
 	assert_true(jbool(r, "ok"));
 	assert_true(jint(r, "entries") >= entries);
 	json_object_put(r);
+	/* Many slow calls pipelined on one connection: each answered once,
+	 * by id, with a ping among them. */
+	{
+		kl_client *c = connect_root();
+		char line[128];
+		bool seen[21] = { false };
+
+		for (int id = 1; id <= 20; id++) {
+			snprintf(line, sizeof(line),
+			         "{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"id\":%d}\n",
+			         id == 10 ? "rpc.ping" : "audit.verify", id);
+			send_raw(c, line);
+		}
+		for (int i = 0; i < 20; i++) {
+			json_object *m = read_msg(c);
+			int64_t id = jint(m, "id");
+
+			assert_true(id >= 1 && id <= 20);
+			assert_false(seen[id]);
+			seen[id] = true;
+			if (id == 10)
+				assert_true(jbool(jget(m, "result"), "pong"));
+			else
+				assert_true(jbool(jget(m, "result"), "ok"));
+			json_object_put(m);
+		}
+		kl_client_free(c);
+	}
 	r = call_ok(g.c, "audit.list", "{\"limit\":5}");
 	a = jget(r, "entries");
 	assert_int_equal(json_object_array_length(a), 5);
