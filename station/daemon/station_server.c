@@ -345,11 +345,12 @@ static void accept_one(kl_station *s)
 
 /* Whether a connection has asked nothing for station.idle_close_s and may
  * be closed: never a subscriber (it waits for events), nor one with a
- * request half sent (idle_timeout_s handles that) or answers still to
- * write. */
+ * request half sent (idle_timeout_s handles that), answers still to write
+ * or calls still running on the backend worker (it waits for their
+ * answers). */
 static bool conn_idle(const kl_station *s, const st_conn *c, time_t now)
 {
-	return s->idle_close_s > 0 && !c->closing && !c->caller.subscribed &&
+	return s->idle_close_s > 0 && !c->closing && !c->caller.subscribed && c->pending == 0 &&
 	       kl_rpc_conn_buffered(c->rpc) == 0 && c->out_off >= c->out_len &&
 	       now - c->last_rx >= s->idle_close_s;
 }

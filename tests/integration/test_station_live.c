@@ -6,7 +6,9 @@
  * another one are answered: the order of the answers shows it, never a
  * clock. A client that goes away while its call runs hurts nothing.
  *
- * One slot on a link nobody serves (no DUT is needed; probing is off). */
+ * One slot on a link nobody serves (no DUT is needed; probing is off).
+ * Idle connections are closed after a second: one waiting for a long
+ * answer is not idle. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -241,7 +243,7 @@ static int group_setup(void **state)
 	copy(g.acme->intermediate_pem, p);
 	snprintf(p, sizeof(p), "%s/keyline.conf", g.e.home);
 	snprintf(conf, sizeof(conf),
-	         "\n[station]\nsocket = %s\nlink_probe_s = 0\n\n[slots]\n"
+	         "\n[station]\nsocket = %s\nlink_probe_s = 0\nidle_close_s = 1\n\n[slots]\n"
 	         "A = swtpm:host=127.0.0.1,port=9\n",
 	         g.sock);
 	append(p, conf);
