@@ -75,6 +75,10 @@ static const char *const ca_migrations[] = {
 	"      '$.items') i"
 	"    WHERE substr(a.action, 1, 3) <> 'ca.')"
 	"  WHERE s IS NOT NULL;",
+	/* 4: the last audit entry a walk of the chain found good, so that the
+	 * next walk starts after it (kl_store_audit_verify_since). */
+	"CREATE TABLE audit_checkpoint(id INTEGER PRIMARY KEY CHECK(id = 1),"
+	"  seq INTEGER NOT NULL, hash BLOB NOT NULL, time INTEGER NOT NULL);",
 };
 
 int64_t kl_store_now(void)

@@ -159,6 +159,9 @@ typedef struct kl_audit_report {
 	int64_t entries;
 	int64_t first_bad; /* seq of the first entry that does not verify, 0 if none */
 	char problem[256];
+	int64_t from;    /* the checkpoint the walk started after (0: entry 1) */
+	int64_t checked; /* entries whose hash this walk recomputed */
+	bool saved;      /* the checkpoint is at the last entry (false: could not be written) */
 } kl_audit_report;
 
 /* Audit entries, newest first: those with seq < before (0: from the newest),
@@ -178,8 +181,21 @@ int kl_store_audit_list(kl_store *s, int64_t before, const char *action_prefix, 
 int kl_store_audit_device(kl_store *s, const char *serial, int64_t before, int64_t limit,
                           kl_audit_fn fn, void *ctx) KL_MUST_CHECK;
 
-/* Walks the chain; returns 0 when it verifies, -KL_E_CRYPTO with the report
- * filled when an entry was edited, deleted or inserted. */
+/* Walks the whole chain from entry 1; returns 0 when it verifies,
+ * -KL_E_CRYPTO with the report filled when an entry was edited, deleted or
+ * inserted. A chain that verifies becomes the checkpoint (below). */
 int kl_store_audit_verify(kl_store *s, kl_audit_report *ret) KL_MUST_CHECK;
+
+/* The same, from the checkpoint unless full: the last entry a walk found
+ * good, kept as (seq, hash) in audit_checkpoint. Only the entries after it
+ * are hashed again; the checkpoint's own entry must still be there with the
+ * hash it had, the next one must link to it, and the head row must match
+ * the end, so that deleting or replacing entries at or after the
+ * checkpoint is still caught. Entries before it are not read again: an
+ * edit there shows only in a full walk, which an auditor asks for. On
+ * success the checkpoint moves to the last entry (a write; when it fails,
+ * rep.saved is false and the verdict stands). rep.entries counts every
+ * entry up to the end, checked now or before. */
+int kl_store_audit_verify_since(kl_store *s, bool full, kl_audit_report *ret) KL_MUST_CHECK;
 
 #endif

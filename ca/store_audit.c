@@ -340,19 +340,114 @@ static int audit_check_head(kl_store *s, const unsigned char last[32], kl_audit_
 	return r < 0 ? kl_error_wrap("audit head") : 0;
 }
 
-int kl_store_audit_verify(kl_store *s, kl_audit_report *ret)
+/* The checkpoint: seq 0 and zeros when there is none. */
+static int checkpoint_get(kl_store *s, int64_t *seq, unsigned char hash[32])
+{
+	kl_db_stmt *st;
+	const void *h;
+	size_t n = 0;
+	int r;
+
+	*seq = 0;
+	memset(hash, 0, 32);
+	r = kl_db_prepare_cached(s->db, "SELECT seq, hash FROM audit_checkpoint WHERE id = 1", &st);
+	if (r < 0)
+		return r;
+	r = kl_db_step(st);
+	if (r == 1) {
+		h = kl_db_column_blob(st, 1, &n);
+		if (n == 32) {
+			*seq = kl_db_column_int64(st, 0);
+			memcpy(hash, h, 32);
+		}
+	}
+	kl_db_stmt_free(st);
+	return r < 0 ? kl_error_wrap("audit checkpoint") : 0;
+}
+
+static int checkpoint_put(kl_store *s, int64_t seq, const unsigned char hash[32])
+{
+	kl_db_stmt *st;
+	int r;
+
+	r = kl_db_prepare_cached(s->db,
+	                         "INSERT OR REPLACE INTO audit_checkpoint(id, seq, hash, time) "
+	                         "VALUES(1, ?1, ?2, ?3)",
+	                         &st);
+	if (r < 0)
+		return r;
+	kl_db_bind_int64(st, 1, seq);
+	kl_db_bind_blob(st, 2, hash, 32);
+	kl_db_bind_int64(st, 3, now_ms());
+	r = kl_store_step_done(st, "audit checkpoint");
+	kl_db_stmt_free(st);
+	return r < 0 ? r : 0;
+}
+
+/* The checkpoint's entry is still there with the hash it had; fills rep
+ * when it is not. */
+static int checkpoint_check(kl_store *s, int64_t seq, const unsigned char hash[32],
+                            kl_audit_report *rep)
+{
+	kl_db_stmt *st;
+	const void *h;
+	size_t n = 0;
+	int r;
+
+	r = kl_db_prepare_cached(s->db, "SELECT hash FROM audit WHERE seq = ?1", &st);
+	if (r < 0)
+		return r;
+	kl_db_bind_int64(st, 1, seq);
+	r = kl_db_step(st);
+	if (r == 1) {
+		h = kl_db_column_blob(st, 0, &n);
+		if (n != 32 || CRYPTO_memcmp(h, hash, 32) != 0) {
+			rep->first_bad = seq;
+			snprintf(rep->problem, sizeof(rep->problem),
+			         "entry %lld is not the one verified before (its hash changed)",
+			         (long long)seq);
+		}
+	} else if (r == 0) {
+		rep->first_bad = seq;
+		snprintf(rep->problem, sizeof(rep->problem),
+		         "entry %lld, verified before, is missing", (long long)seq);
+	}
+	kl_db_stmt_free(st);
+	return r < 0 ? kl_error_wrap("audit checkpoint entry") : 0;
+}
+
+int kl_store_audit_verify_since(kl_store *s, bool full, kl_audit_report *ret)
 {
 	unsigned char prev[32] = { 0 }, hash[32];
 	kl_audit_report rep = { 0 };
 	kl_db_stmt *st;
-	int64_t expect = 1;
+	int64_t expect, cp_seq = 0;
 	int rc, r;
 
-	r = kl_db_prepare_cached(
-	    s->db, "SELECT seq, time, actor, action, detail, prev, hash FROM audit ORDER BY seq",
-	    &st);
+	if ((r = checkpoint_get(s, &cp_seq, prev)) < 0)
+		return r;
+	if (full || cp_seq <= 0) {
+		cp_seq = 0;
+		memset(prev, 0, sizeof(prev));
+	} else {
+		if ((r = checkpoint_check(s, cp_seq, prev, &rep)) < 0)
+			return r;
+		if (rep.first_bad) {
+			*ret = rep;
+			return kl_error_set(KL_E_CRYPTO, "audit log does not verify: %s",
+			                    rep.problem);
+		}
+	}
+	rep.from = cp_seq;
+	rep.entries = cp_seq;
+	expect = cp_seq + 1;
+	r = kl_db_prepare_cached(s->db,
+	                         "SELECT seq, time, actor, action, detail, prev, hash FROM audit "
+	                         "WHERE seq > ?1 ORDER BY seq",
+	                         &st);
 	if (r < 0)
 		return r;
+	kl_db_bind_int64(st, 1, cp_seq);
 	r = 0;
 	while ((rc = kl_db_step(st)) == 1) {
 		int64_t seq = kl_db_column_int64(st, 0);
@@ -389,6 +484,7 @@ int kl_store_audit_verify(kl_store *s, kl_audit_report *ret)
 		}
 		memcpy(prev, hash, 32);
 		rep.entries++;
+		rep.checked++;
 		expect++;
 	}
 	kl_db_stmt_free(st);
@@ -398,8 +494,19 @@ int kl_store_audit_verify(kl_store *s, kl_audit_report *ret)
 		return kl_error_wrap("audit verify");
 	if (!rep.first_bad && (r = audit_check_head(s, prev, &rep)) < 0)
 		return r;
-	*ret = rep;
-	if (rep.first_bad)
+	if (rep.first_bad) {
+		*ret = rep;
 		return kl_error_set(KL_E_CRYPTO, "audit log does not verify: %s", rep.problem);
+	}
+	/* A checkpoint that cannot be written (a read-only copy of the
+	 * database, a writer holding it too long) does not change the verdict:
+	 * the next walk only starts earlier. */
+	rep.saved = rep.entries <= cp_seq || IN_TXN(s, checkpoint_put(s, rep.entries, prev)) == 0;
+	*ret = rep;
 	return 0;
+}
+
+int kl_store_audit_verify(kl_store *s, kl_audit_report *ret)
+{
+	return kl_store_audit_verify_since(s, true, ret);
 }

@@ -17,12 +17,13 @@ static const char audit_usage[] =
     "Walks the registry's audit log from its first entry and checks that each entry\n"
     "hashes its predecessor and its own content, and that the log ends where its head\n"
     "record says. Exit status 0 when it verifies, 1 when an entry was edited, deleted\n"
-    "or inserted (the first bad entry is named). Through the station when it runs.\n"
+    "or inserted (the first bad entry is named). Through the station when it runs\n"
+    "(a full walk: needs role officer there).\n"
     "'keyline audit list' shows the entries.\n";
 
 int kl_cmd_audit(const char *home_dir, int argc, char **argv)
 {
-	json_object *res = NULL, *v;
+	json_object *res = NULL, *v, *params;
 	bool json = false, ok;
 	int64_t entries;
 
@@ -44,7 +45,15 @@ int kl_cmd_audit(const char *home_dir, int argc, char **argv)
 			return 2;
 		}
 	}
-	if (kl_cli_call(home_dir, false, "audit.verify", NULL, &res) < 0) {
+	/* The whole chain, not just what came after the station's last walk:
+	 * this command is what an auditor runs. */
+	params = json_object_new_object();
+	if (!params || json_object_object_add(params, "full", json_object_new_boolean(true)) < 0) {
+		json_object_put(params);
+		fprintf(stderr, "keyline audit verify: out of memory\n");
+		return 1;
+	}
+	if (kl_cli_call(home_dir, false, "audit.verify", params, &res) < 0) {
 		fprintf(stderr, "keyline audit verify: %s\n", kl_error_detail());
 		return 1;
 	}

@@ -3,6 +3,7 @@
  * a running station's registry is read by the station alone. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -42,9 +43,14 @@ int kl_cli_devices_via_station(const char *home, const char *sub, int argc, char
 		r = kl_client_call(c, "devices.show", p, &res);
 	} else {
 		/* Pages of at most 1000 until the limit (0: all) or the end; the
-		 * answer is put together as one devices.list result. */
+		 * answer is put together as one devices.list result. Each page
+		 * starts after the last device of the one before (the cursor),
+		 * not at a count, so that devices registered or changed while
+		 * we page are neither listed twice nor skipped. --offset applies
+		 * to the first page only. */
 		int64_t want = o.limit < 0 ? 100 : o.limit, got = 0, total = 0;
 		json_object *all = json_object_new_array();
+		char *after = NULL;
 
 		json_object_put(p);
 		p = NULL;
@@ -62,7 +68,11 @@ int kl_cli_devices_via_station(const char *home, const char *sub, int argc, char
 			if (o.search)
 				json_object_object_add(q, "search",
 				                       json_object_new_string(o.search));
-			json_object_object_add(q, "offset", json_object_new_int64(o.offset + got));
+			if (after)
+				json_object_object_add(q, "after", json_object_new_string(after));
+			else if (o.offset > 0)
+				json_object_object_add(q, "offset",
+				                       json_object_new_int64(o.offset));
 			json_object_object_add(q, "limit", json_object_new_int64(page));
 			if (o.newest)
 				json_object_object_add(q, "newest_first",
@@ -77,10 +87,14 @@ int kl_cli_devices_via_station(const char *home, const char *sub, int argc, char
 				json_object_array_add(
 				    all, json_object_get(json_object_array_get_idx(d, i)));
 			got += (int64_t)n;
+			free(after);
+			after =
+			    *kl_cli_jstr(part, "after") ? strdup(kl_cli_jstr(part, "after")) : NULL;
 			json_object_put(part);
-			if ((int64_t)n < page)
+			if ((int64_t)n < page || !after)
 				break;
 		}
+		free(after);
 		res = json_object_new_object();
 		json_object_object_add(res, "devices", all);
 		json_object_object_add(res, "total", json_object_new_int64(total));

@@ -27,7 +27,9 @@ int api_audit_one(void *ctx, const kl_audit_entry *a)
 	return 0;
 }
 
-static int m_crl_publish(kl_rpc_call *call)
+/* On the backend worker (st_api_defer): signing a CRL of every revoked
+ * certificate takes seconds on a large CA. */
+static int crl_publish(kl_rpc_call *call)
 {
 	kl_station *s = api_station(call);
 	kl_rpc_obj *o;
@@ -47,6 +49,11 @@ static int m_crl_publish(kl_rpc_call *call)
 	kl_rpc_obj_put_str(o, "path", path);
 	kl_rpc_obj_put_int(o, "crl_number", number);
 	return 0;
+}
+
+static int m_crl_publish(kl_rpc_call *call)
+{
+	return st_api_defer(call, crl_publish);
 }
 
 static void cert_file_put(kl_station *s, kl_rpc_obj *o, const char *key, const char *rel)
@@ -136,14 +143,18 @@ static int m_audit_list(kl_rpc_call *call)
 	return r < 0 ? r : 0;
 }
 
-static int m_audit_verify(kl_rpc_call *call)
+/* On the backend worker, through its own connection: a walk of a long log
+ * takes a while even from the checkpoint's start. */
+static int audit_verify(kl_rpc_call *call)
 {
 	kl_station *s = api_station(call);
 	kl_audit_report rep = { 0 };
+	bool full = false;
 	kl_rpc_obj *o;
 	int r;
 
-	r = kl_store_audit_verify(s->rstore, &rep);
+	kl_rpc_param_bool(call, "full", &full);
+	r = kl_store_audit_verify_since(s->bstore, full, &rep);
 	if (r < 0 && r != -KL_E_CRYPTO)
 		return r;
 	if (kl_rpc_reply_object(call, &o) < 0)
@@ -157,10 +168,30 @@ static int m_audit_verify(kl_rpc_call *call)
 	return 0;
 }
 
+/* A full walk reads every entry again: an officer's, or in process (whoever
+ * runs it reads the home's files anyway). */
+static int m_audit_verify(kl_rpc_call *call)
+{
+	bool full = false;
+
+	kl_rpc_param_bool(call, "full", &full);
+	if (full && api_caller(call)->conn && !(kl_rpc_call_roles(call) & OFF))
+		return kl_rpc_reply_error(call, KL_E_PERM,
+		                          "a full walk of the audit log (full: true) needs role "
+		                          "officer; without it the walk starts after the last "
+		                          "verified entry");
+	return st_api_defer(call, audit_verify);
+}
+
 static const kl_rpc_param p_audit[] = {
 	{ "before", KL_RPC_INT, false },
 	{ "action", KL_RPC_STRING, false },
 	{ "limit", KL_RPC_INT, false },
+	{ NULL, 0, false },
+};
+
+static const kl_rpc_param p_verify[] = {
+	{ "full", KL_RPC_BOOL, false },
 	{ NULL, 0, false },
 };
 
@@ -169,7 +200,7 @@ const kl_rpc_method st_api_ca[] = {
 	{ "crl.publish", OFF, NULL, m_crl_publish, "sign and publish a fresh CRL" },
 	{ "ca.status", ALL, NULL, m_ca_status, "CA certificates, counts, CRL" },
 	{ "audit.list", OFF | RDR | SVC, p_audit, m_audit_list, "audit entries, newest first" },
-	{ "audit.verify", OFF | RDR | SVC, NULL, m_audit_verify,
-	  "walk the hash-chained audit log" },
+	{ "audit.verify", OFF | RDR | SVC, p_verify, m_audit_verify,
+	  "walk the hash-chained audit log (from the last verified entry unless full)" },
 	{ NULL, 0, NULL, NULL, NULL },
 };

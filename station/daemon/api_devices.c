@@ -22,14 +22,52 @@ static void device_put(kl_rpc_obj *e, const kl_registry_device *d)
 	kl_rpc_obj_put_int(e, "state_time", d->state_time);
 }
 
+/* devices.list's page: the array, and the last device put in it (its
+ * serial and state_time make the cursor for the next page). */
+struct list_ctx {
+	kl_rpc_obj *arr;
+	char last[KL_REGISTRY_NAME_MAX + 1];
+	int64_t last_time;
+};
+
 static int list_one(void *ctx, const kl_registry_device *d)
 {
+	struct list_ctx *l = ctx;
 	kl_rpc_obj *e;
-	int r = kl_rpc_obj_put_object(ctx, NULL, &e);
+	int r = kl_rpc_obj_put_object(l->arr, NULL, &e);
 
-	if (r == 0)
+	if (r == 0) {
 		device_put(e, d);
+		snprintf(l->last, sizeof(l->last), "%s", d->serial);
+		l->last_time = d->state_time;
+	}
 	return r;
+}
+
+/* The text of a cursor: the serial, after its state_time and a ':' when
+ * the list is newest first. */
+static void cursor_text(bool newest, const char *serial, int64_t t, char *out, size_t size)
+{
+	if (newest)
+		snprintf(out, size, "%lld:%s", (long long)t, serial);
+	else
+		snprintf(out, size, "%s", serial);
+}
+
+/* Parses a cursor from a previous answer into f. 0, or -1 when it is not
+ * one this order makes. */
+static int cursor_parse(const char *text, kl_registry_filter *f)
+{
+	char *end;
+
+	f->after = text;
+	if (!f->newest_first)
+		return *text ? 0 : -1;
+	f->after_time = strtoll(text, &end, 10);
+	if (end == text || *end != ':' || !end[1])
+		return -1;
+	f->after = end + 1;
+	return 0;
 }
 
 static int m_devices_list(kl_rpc_call *call)
@@ -43,7 +81,10 @@ static int m_devices_list(kl_rpc_call *call)
 		.offset = api_int_or(call, "offset", 0),
 		.limit = api_int_or(call, "limit", 100),
 	};
-	kl_rpc_obj *o, *a;
+	const char *after = api_str_or(call, "after", NULL);
+	struct list_ctx l = { 0 };
+	char cursor[KL_REGISTRY_NAME_MAX + 32];
+	kl_rpc_obj *o;
 	int64_t total = 0;
 	bool newest = false;
 	int r;
@@ -54,16 +95,26 @@ static int m_devices_list(kl_rpc_call *call)
 		return kl_rpc_reply_params(call, "%s", kl_error_detail());
 	if (f.offset < 0 || f.limit < 1 || f.limit > 1000)
 		return kl_rpc_reply_params(call, "offset must be >= 0 and limit 1..1000");
-	if (kl_rpc_reply_object(call, &o) < 0 || kl_rpc_obj_put_array(o, "devices", &a) < 0)
+	if (after && f.offset > 0)
+		return kl_rpc_reply_params(call, "give after (the cursor of the previous page) "
+		                                 "or offset, not both");
+	if (after && cursor_parse(after, &f) < 0)
+		return kl_rpc_reply_params(call,
+		                           "after '%.64s' is not a cursor of this list's order: "
+		                           "pass the 'after' of the previous page unchanged",
+		                           after);
+	if (kl_rpc_reply_object(call, &o) < 0 || kl_rpc_obj_put_array(o, "devices", &l.arr) < 0)
 		return -KL_E_NOMEM;
 	r = kl_registry_device_count(s->rreg, &f, &total);
 	if (r == 0)
-		r = kl_registry_device_list(s->rreg, &f, list_one, a);
+		r = kl_registry_device_list(s->rreg, &f, list_one, &l);
 	if (r < 0)
 		return r;
 	kl_rpc_obj_put_int(o, "total", total);
 	kl_rpc_obj_put_int(o, "offset", f.offset);
 	kl_rpc_obj_put_int(o, "count", r);
+	cursor_text(newest, l.last, l.last_time, cursor, sizeof(cursor));
+	kl_rpc_obj_put_str(o, "after", r > 0 ? cursor : NULL);
 	return 0;
 }
 
@@ -191,13 +242,10 @@ static int m_devices_show(kl_rpc_call *call)
 }
 
 static const kl_rpc_param p_devices[] = {
-	{ "state", KL_RPC_STRING, false },
-	{ "tenant", KL_RPC_STRING, false },
-	{ "search", KL_RPC_STRING, false },
-	{ "offset", KL_RPC_INT, false },
-	{ "limit", KL_RPC_INT, false },
-	{ "newest_first", KL_RPC_BOOL, false },
-	{ NULL, 0, false },
+	{ "state", KL_RPC_STRING, false },  { "tenant", KL_RPC_STRING, false },
+	{ "search", KL_RPC_STRING, false }, { "offset", KL_RPC_INT, false },
+	{ "limit", KL_RPC_INT, false },     { "newest_first", KL_RPC_BOOL, false },
+	{ "after", KL_RPC_STRING, false },  { NULL, 0, false },
 };
 
 static const kl_rpc_param p_serial[] = { { "serial", KL_RPC_STRING, true }, { NULL, 0, false } };
@@ -205,7 +253,7 @@ static const kl_rpc_param p_serial[] = { { "serial", KL_RPC_STRING, true }, { NU
 /* devices.list, devices.show (devices.preregister: api_prereg.c) */
 const kl_rpc_method st_api_devices[] = {
 	{ "devices.list", ALL, p_devices, m_devices_list,
-	  "devices, filtered and paged (state, tenant, search)" },
+	  "devices, filtered and paged by cursor (state, tenant, search, after)" },
 	{ "devices.show", ALL, p_serial, m_devices_show,
 	  "a device: state, history, certificates, evidence, audit" },
 	{ NULL, 0, NULL, NULL, NULL },

@@ -93,7 +93,9 @@ static int life_reply(kl_rpc_call *call, const kl_life_result *res)
 	return 0;
 }
 
-static int m_revoke(kl_rpc_call *call)
+/* device.revoke and device.lost run on the backend worker
+ * (st_api_defer): each signs and publishes the whole CRL. */
+static int revoke_call(kl_rpc_call *call)
 {
 	kl_station *s = api_station(call);
 	const char *serial = api_str_or(call, "serial", NULL),
@@ -129,7 +131,12 @@ static int m_revoke(kl_rpc_call *call)
 	return r;
 }
 
-static int m_lost(kl_rpc_call *call)
+static int m_revoke(kl_rpc_call *call)
+{
+	return st_api_defer(call, revoke_call);
+}
+
+static int lost_call(kl_rpc_call *call)
 {
 	kl_station *s = api_station(call);
 	int reason = reason_param(call, -1), r;
@@ -147,6 +154,11 @@ static int m_lost(kl_rpc_call *call)
 	r = life_reply(call, &res);
 	st_unlock_backend(s);
 	return r;
+}
+
+static int m_lost(kl_rpc_call *call)
+{
+	return st_api_defer(call, lost_call);
 }
 
 static int m_record(kl_rpc_call *call)

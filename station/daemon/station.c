@@ -210,6 +210,8 @@ static kl_station *station_new(void)
 		return NULL;
 	pthread_mutex_init(&s->backend, NULL);
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->bq_mu, NULL);
+	pthread_cond_init(&s->bq_cond, NULL);
 	s->wake[0] = s->wake[1] = -1;
 	s->lfd = -1;
 	s->sock_lock = -1;
@@ -238,6 +240,7 @@ int kl_station_open_offline(const char *home_dir, kl_station **ret)
 	         kl_config_get(s->home->conf, "station.id", "station"));
 	s->rstore = s->store;
 	s->rreg = s->reg;
+	s->bstore = s->store;
 	*ret = s;
 	return 0;
 }
@@ -284,7 +287,9 @@ int kl_station_open(const char *home_dir, kl_station **ret)
 		kl_home_path(s->home, "registry.db", def, sizeof(def));
 		if ((r = kl_store_open(kl_config_get(s->home->conf, "registry.path", def),
 		                       &s->rstore)) < 0 ||
-		    (r = kl_registry_open(s->rstore, &s->rreg)) < 0) {
+		    (r = kl_registry_open(s->rstore, &s->rreg)) < 0 ||
+		    (r = kl_store_open(kl_config_get(s->home->conf, "registry.path", def),
+		                       &s->bstore)) < 0) {
 			r = kl_error_wrap("cannot start: the registry is unusable");
 			goto fail;
 		}
@@ -326,6 +331,8 @@ void kl_station_free(kl_station *s)
 		return;
 	if (!s->offline)
 		st_workers_stop(s);
+	st_backend_stop(s);
+	st_bjobs_free(st_backend_take_done(s));
 	st_server_free(s);
 	st_jobs_free(s);
 	st_events_free(s->ev_head);
@@ -338,11 +345,15 @@ void kl_station_free(kl_station *s)
 		kl_registry_free(s->rreg);
 		kl_store_free(s->rstore);
 	}
+	if (s->bstore != s->store)
+		kl_store_free(s->bstore);
 	kl_registry_free(s->reg);
 	kl_trust_free(s->trust);
 	kl_home_free(s->home);
 	pthread_mutex_destroy(&s->backend);
 	pthread_mutex_destroy(&s->mu);
+	pthread_mutex_destroy(&s->bq_mu);
+	pthread_cond_destroy(&s->bq_cond);
 	free(s);
 }
 

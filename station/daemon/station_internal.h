@@ -8,19 +8,27 @@
  *   station_jobs.c    jobs and the slot workers that run them
  *   station_signals.c SIGTERM, SIGINT, SIGHUP: blocked in the daemon's
  *                     threads, taken by the poll thread
+ *   station_backend.c the backend worker: the API's slow calls, off the
+ *                     poll loop
  *   station_server.c  the socket server: connections, roles by peer uid,
  *                     the poll loop, in-process calls
  *   api_*.c           the socket API, one method table per area
  *                     (api_prereg.c: pre-registration and its batches)
  *
  * Object files depend on each other one way only: station_events <-
- * station_signals <- station_hsm <- station_jobs <- station_server <-
- * api_*.c <- station.c,
- * which hands the area tables to the JSON-RPC server.
+ * station_signals <- station_hsm <- station_jobs <- station_backend <-
+ * station_server <- api_*.c <- station.c, which hands the area tables to
+ * the JSON-RPC server.
  *
  * Threads and locks:
  *   - the main thread runs the poll loop: accepts clients, reads requests,
  *     answers them (kl_rpc_feed) and writes queued events to subscribers;
+ *     it never takes `backend` for a method that builds or signs a CRL or
+ *     walks the audit log: those handlers defer their call (st_api_defer);
+ *   - the backend worker runs the deferred calls one at a time, taking
+ *     `backend` as the handlers did, and hands each settled answer back to
+ *     the loop (bq_mu guards its queues; never held while it takes another
+ *     lock);
  *   - one worker per slot runs that slot's jobs (provision, renew,
  *     decommission) and, when idle, probes the slot's link;
  *   - every thread the daemon starts (st_thread_start) blocks SIGTERM,
@@ -129,6 +137,37 @@ typedef struct st_event_entry {
 
 struct st_conn;
 
+/* The caller of the method being handled: the kl_rpc_call's ctx. */
+struct api_batch;
+
+typedef struct st_caller {
+	kl_station *st;
+	struct st_conn *conn; /* NULL in process, and in a st_bjob */
+	unsigned roles;
+	char actor[160];
+	bool subscribed;
+	char sub_slot[KL_STATION_SLOT_NAME_MAX + 1]; /* "" all */
+	/* A pre-registration batch sent in pieces (api_prereg.c), which
+	 * lives no longer than its connection: the poll loop calls
+	 * batch_drop(c, false) once batch_deadline_ms passes (0: never) and
+	 * batch_drop(c, true) when the connection closes. A st_bjob's copy
+	 * of the caller never touches it. */
+	struct api_batch *batch;
+	int64_t batch_deadline_ms;
+	void (*batch_drop)(struct st_caller *c, bool closing);
+} st_caller;
+
+/* A socket API call handed to the backend worker: fn runs there on call,
+ * whose ctx is caller (a copy: the connection may close meanwhile, and then
+ * the answer is dropped). conn_id names the connection to answer on. */
+typedef struct st_bjob {
+	struct st_bjob *next;
+	uint64_t conn_id;
+	kl_rpc_call *call;
+	int (*fn)(kl_rpc_call *call);
+	st_caller caller;
+} st_bjob;
+
 struct kl_station {
 	kl_home *home;
 	bool offline; /* in process, read-only: no slots, no socket, no HSM */
@@ -188,27 +227,22 @@ struct kl_station {
 	size_t nrules;
 	uid_t self_uid;
 	kl_rpc_server rpc;
-	int open_batches; /* pre-registration batches holding entries (poll thread) */
+	int open_batches;      /* pre-registration batches holding entries (poll thread) */
+	uint64_t next_conn_id; /* the loop's, for st_bjob.conn_id */
+
+	/* The backend worker (station_backend.c). */
+	pthread_mutex_t bq_mu;
+	pthread_cond_t bq_cond;
+	st_bjob *bq_head, *bq_tail; /* to run, oldest first */
+	st_bjob *bq_done;           /* settled, for the loop to send; newest first */
+	bool bq_stop;
+	bool bq_started;
+	pthread_t bq_thread;
+	/* The worker's own connection for its long reads (audit.verify), so
+	 * that it needs neither the loop's rstore nor `backend`. Offline, the
+	 * same as store. */
+	kl_store *bstore;
 };
-
-struct api_batch;
-
-/* The caller of the method being handled: the kl_rpc_call's ctx. */
-typedef struct st_caller {
-	kl_station *st;
-	struct st_conn *conn; /* NULL in process */
-	unsigned roles;
-	char actor[160];
-	bool subscribed;
-	char sub_slot[KL_STATION_SLOT_NAME_MAX + 1]; /* "" all */
-	/* A pre-registration batch sent in pieces (api_devices.c), which
-	 * lives no longer than its connection: the poll loop calls
-	 * batch_drop(c, false) once batch_deadline_ms passes (0: never) and
-	 * batch_drop(c, true) when the connection closes. */
-	struct api_batch *batch;
-	int64_t batch_deadline_ms;
-	void (*batch_drop)(struct st_caller *c, bool closing);
-} st_caller;
 
 /* Wall-clock milliseconds since the epoch. */
 static inline int64_t st_wall_ms(void)
@@ -301,7 +335,28 @@ void st_workers_stop(kl_station *s);
 /* Forgets every job (workers stopped). */
 void st_jobs_free(kl_station *s);
 
+/* ---- station_backend.c ---- */
+
+/* Starts and stops the worker. Stopping lets the call in progress end;
+ * calls still queued are answered "unavailable" (moved to the done list). */
+int st_backend_start(kl_station *s);
+void st_backend_stop(kl_station *s);
+bool st_backend_running(kl_station *s);
+/* Queues j (taken) to run; when the worker is stopping or stopped, j is
+ * answered "unavailable" at once (done list). */
+void st_backend_submit(kl_station *s, st_bjob *j);
+/* The settled calls, oldest first, for the loop to send. */
+st_bjob *st_backend_take_done(kl_station *s);
+/* Frees a list of jobs and their calls, unanswered. */
+void st_bjobs_free(st_bjob *j);
+
 /* ---- station_server.c ---- */
+
+/* Runs fn(call) for a method that may take long (walks the audit log,
+ * builds or signs a CRL): on the backend worker for a socket client, the
+ * answer sent when it is done; now, on this thread, in process or when the
+ * worker is not running. A handler returns what this returns. */
+int st_api_defer(kl_rpc_call *call, int (*fn)(kl_rpc_call *call));
 
 /* Number of clients connected. */
 size_t st_client_count(kl_station *s);

@@ -23,7 +23,13 @@
 
 #define LOG_MOD "station"
 
+/* A connection with this many calls on the backend worker is not read
+ * until one is answered: a client cannot queue work without bound. */
+#define ST_CONN_MAX_PENDING 8
+
 typedef struct st_conn {
+	uint64_t id;      /* unique for the station's life: deferred answers find it */
+	unsigned pending; /* its calls on the backend worker */
 	int fd;
 	kl_rpc_conn *rpc;
 	st_caller caller;
@@ -313,6 +319,7 @@ static void accept_one(kl_station *s)
 	}
 	c->fd = fd;
 	c->uid = cred.uid;
+	c->id = ++s->next_conn_id;
 	c->last_rx = time(NULL);
 	c->caller.st = s;
 	c->caller.conn = c;
@@ -340,11 +347,12 @@ static void accept_one(kl_station *s)
 
 /* Whether a connection has asked nothing for station.idle_close_s and may
  * be closed: never a subscriber (it waits for events), nor one with a
- * request half sent (idle_timeout_s handles that) or answers still to
- * write. */
+ * request half sent (idle_timeout_s handles that), answers still to write
+ * or calls still running on the backend worker (it waits for their
+ * answers). */
 static bool conn_idle(const kl_station *s, const st_conn *c, time_t now)
 {
-	return s->idle_close_s > 0 && !c->closing && !c->caller.subscribed &&
+	return s->idle_close_s > 0 && !c->closing && !c->caller.subscribed && c->pending == 0 &&
 	       kl_rpc_conn_buffered(c->rpc) == 0 && c->out_off >= c->out_len &&
 	       now - c->last_rx >= s->idle_close_s;
 }
@@ -386,8 +394,64 @@ static void conn_read(st_conn *c)
 			return;
 		/* Answer before reading more: a client that only writes cannot
 		 * make us buffer without bound. */
-		if (c->out_len - c->out_off > 0)
+		if (c->out_len - c->out_off > 0 || c->pending >= ST_CONN_MAX_PENDING)
 			return;
+	}
+}
+
+int st_api_defer(kl_rpc_call *call, int (*fn)(kl_rpc_call *call))
+{
+	st_caller *caller = kl_rpc_call_ctx(call);
+	kl_station *s = caller->st;
+	st_bjob *j;
+	int r;
+
+	if (!caller->conn || !st_backend_running(s))
+		return fn(call);
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return kl_error_set(KL_E_NOMEM, "out of memory");
+	j->caller = *caller;
+	j->caller.conn = NULL;
+	j->caller.subscribed = false;
+	j->conn_id = caller->conn->id;
+	j->fn = fn;
+	if ((r = kl_rpc_call_defer(call, &j->caller, &j->call)) < 0) {
+		free(j);
+		return r;
+	}
+	caller->conn->pending++;
+	st_backend_submit(s, j);
+	return 0;
+}
+
+/* Sends the backend worker's settled answers on their connections; an
+ * answer whose connection has closed meanwhile is dropped. */
+static void deliver_answers(kl_station *s)
+{
+	st_bjob *j = st_backend_take_done(s);
+
+	while (j) {
+		st_bjob *next = j->next;
+		st_conn *c = NULL;
+
+		for (size_t i = 0; i < s->nconns && !c; i++)
+			if (s->conns[i]->id == j->conn_id)
+				c = s->conns[i];
+		if (c) {
+			/* Read again from now: its idle clock restarts too. */
+			if (c->pending-- == ST_CONN_MAX_PENDING)
+				c->last_rx = time(NULL);
+			if (kl_rpc_call_send(j->call, conn_out, c) < 0) {
+				kl_log_warn(LOG_MOD, "client %s: answer lost: %s", c->caller.actor,
+				            kl_error_detail());
+				c->closing = true;
+			}
+		} else {
+			kl_rpc_call_free(j->call);
+		}
+		free(j);
+		j = next;
 	}
 }
 
@@ -525,10 +589,15 @@ static int serve(kl_station *s)
 		return kl_error_set(KL_E_IO, "pipe: %s", strerror(errno));
 	if ((r = listen_socket(s)) < 0)
 		return r;
-	if ((r = st_workers_start(s)) < 0)
+	if ((r = st_backend_start(s)) < 0)
 		return r;
+	if ((r = st_workers_start(s)) < 0) {
+		st_backend_stop(s);
+		return r;
+	}
 	if ((r = st_signals_unblock()) < 0) {
 		st_workers_stop(s);
+		st_backend_stop(s);
 		return r;
 	}
 	kl_log_info(LOG_MOD, "station %s serving %zu slot(s) on %s", s->station_id, s->nslots,
@@ -564,7 +633,7 @@ static int serve(kl_station *s)
 		pfd[n++] = (struct pollfd){ .fd = s->lfd, .events = POLLIN };
 		for (size_t i = 0; i < s->nconns; i++) {
 			st_conn *c = s->conns[i];
-			short ev = c->closing ? 0 : POLLIN;
+			short ev = c->closing || c->pending >= ST_CONN_MAX_PENDING ? 0 : POLLIN;
 
 			if (c->out_off < c->out_len)
 				ev |= POLLOUT;
@@ -593,8 +662,10 @@ static int serve(kl_station *s)
 			if (c->caller.batch_deadline_ms && now_ms > c->caller.batch_deadline_ms &&
 			    c->caller.batch_drop)
 				c->caller.batch_drop(&c->caller, false);
-			/* A partial request that stops arriving is a stuck client. */
+			/* A partial request that stops arriving is a stuck client
+			 * (unless we stopped reading it: its slow calls run). */
 			if (!c->closing && kl_rpc_conn_buffered(c->rpc) > 0 &&
+			    c->pending < ST_CONN_MAX_PENDING &&
 			    now - c->last_rx > s->idle_timeout_s) {
 				char *slow;
 				size_t len = refusal_line(KL_RPC_E_INVALID,
@@ -610,6 +681,7 @@ static int serve(kl_station *s)
 			if (conn_idle(s, c, now))
 				conn_reap_idle(c);
 		}
+		deliver_answers(s);
 		dispatch_events(s);
 		if (pfd[1].revents & POLLIN)
 			for (int k = 0; k < 64; k++) {
@@ -636,6 +708,8 @@ static int serve(kl_station *s)
 		kl_log_info(LOG_MOD, "SIG%s received", sigabbrev_np(st_signal_caught()));
 	kl_log_info(LOG_MOD, "station stopping: interrupting running jobs at their next step");
 	st_workers_stop(s);
+	st_backend_stop(s);
+	deliver_answers(s);
 	dispatch_events(s);
 	for (size_t i = 0; i < s->nconns; i++) {
 		conn_flush(s->conns[i]);

@@ -259,12 +259,19 @@ typedef struct kl_registry_filter {
 	bool newest_first;  /* order by last state change, newest first */
 	int64_t offset;
 	int64_t limit;
+	/* Keyset paging: only the devices after this one in the list's order,
+	 * named by its serial (and, newest_first, its state_time), as the last
+	 * device of the previous page gave them. Unlike offset, a page starts
+	 * where the previous one ended even when devices were added or removed
+	 * in between. NULL: from the start. */
+	const char *after;
+	int64_t after_time;
 } kl_registry_filter;
 
 typedef int (*kl_registry_device_fn)(void *ctx, const kl_registry_device *dev);
 int kl_registry_device_list(kl_registry *r, const kl_registry_filter *f, kl_registry_device_fn fn,
                             void *ctx) KL_MUST_CHECK;
-/* How many devices match the filter, ignoring offset and limit. */
+/* How many devices match the filter, ignoring offset, limit and after. */
 int kl_registry_device_count(kl_registry *r, const kl_registry_filter *f,
                              int64_t *ret) KL_MUST_CHECK;
 

@@ -71,6 +71,12 @@ static int filter_bind(kl_registry *r, kl_db_stmt *st, const kl_registry_filter 
 	return 0;
 }
 
+/* The keyset cursor of kl_registry_device_list: ?6 the last serial seen
+ * (NULL: none), ?7 its state_time. */
+#define AFTER_SERIAL "AND (?6 IS NULL OR d.serial > ?6) "
+#define AFTER_NEWEST \
+	"AND (?6 IS NULL OR d.state_time < ?7 OR (d.state_time = ?7 AND d.serial > ?6)) "
+
 /* instr(), not LIKE: the search text is taken literally. */
 #define FILTER_WHERE                                                               \
 	"WHERE (?1 IS NULL OR d.state = ?1) AND (?2 IS NULL OR d.tenant_id = ?2) " \
@@ -84,13 +90,18 @@ int kl_registry_device_list(kl_registry *r, const kl_registry_filter *f, kl_regi
 	int n = 0, rc;
 
 	rc = kl_reg_prepare(r,
-	                    f && f->newest_first ? KL_REG_DEVICE_SELECT FILTER_WHERE
+	                    f && f->newest_first ? KL_REG_DEVICE_SELECT FILTER_WHERE AFTER_NEWEST
 	                        "ORDER BY d.state_time DESC, d.serial LIMIT ?3 OFFSET ?4"
-	                                         : KL_REG_DEVICE_SELECT FILTER_WHERE
+	                                         : KL_REG_DEVICE_SELECT FILTER_WHERE AFTER_SERIAL
 	                        "ORDER BY d.serial LIMIT ?3 OFFSET ?4",
 	                    &st);
 	if (rc < 0 || (rc = filter_bind(r, st, f)) < 0)
 		return rc;
+	if (f && f->after) {
+		kl_db_bind_text(st, 6, f->after);
+		if (f->newest_first)
+			kl_db_bind_int64(st, 7, f->after_time);
+	}
 	kl_db_bind_int64(st, 3, f && f->limit > 0 ? f->limit : -1);
 	kl_db_bind_int64(st, 4, f && f->offset > 0 ? f->offset : 0);
 	while ((rc = kl_db_step(st)) == 1) {

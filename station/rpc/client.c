@@ -306,7 +306,8 @@ int kl_client_call_timeout(kl_client *c, const char *method, json_object *params
 	if (r < 0)
 		return send_failed(c, r);
 	while (r == 0) {
-		r = kl_client_read(c, timeout_ms, &msg);
+		/* <= 0 is "as long as it takes" here, "not at all" to read. */
+		r = kl_client_read(c, timeout_ms > 0 ? timeout_ms : -1, &msg);
 		if (r < 0)
 			break;
 		if (is_event(msg)) {

@@ -292,6 +292,114 @@ oom:
 	return -KL_E_NOMEM;
 }
 
+/* Folds the handler's return value r into the call's answer: a negative
+ * kl_err without an error reply becomes one (with the thread's error
+ * detail when it belongs to that code), 0 without any reply the internal
+ * "method gave no reply". On NOMEM both are left NULL, which answer()
+ * sends as the fixed out-of-memory line. Runs on the thread that ran the
+ * handler: the detail is thread-local. */
+static void settle(kl_rpc_call *call, int r)
+{
+	if (call->settled)
+		return;
+	call->settled = true;
+	if (r < 0 && !call->error) {
+		const char *msg =
+		    r > -KL_E__MAX && (int)kl_error_code() == -r && kl_error_detail()[0]
+		        ? kl_error_detail()
+		        : kl_err_str(r);
+
+		json_object_put(call->result);
+		call->result = NULL;
+		call->error =
+		    rpc_error_new(kl_rpc_error_code(r), msg, rpc_reason_new(kl_err_name(r)));
+	} else if (r >= 0 && !call->error && !call->result) {
+		call->error =
+		    rpc_error_new(KL_RPC_E_INTERNAL, "Internal error: method gave no reply", NULL);
+	}
+}
+
+/* Sends a settled call's answer (nothing for a notification) and releases
+ * its parameters, result and error. Returns what out returns. */
+static int answer(kl_rpc_call *call, kl_rpc_out_fn out, void *octx)
+{
+	bool is_error = call->error || !call->result;
+	json_object *body = call->error ? call->error : call->result;
+
+	if (call->error)
+		json_object_put(call->result);
+	call->error = call->result = NULL;
+	json_object_put(call->params);
+	call->params = NULL;
+	if (call->notification) {
+		json_object_put(body);
+		return 0;
+	}
+	return send_answer(out, octx, call->id, is_error, body);
+}
+
+int kl_rpc_call_defer(kl_rpc_call *call, void *ctx, kl_rpc_call **ret)
+{
+	kl_rpc_call *d;
+
+	if (!call || !ret || call->deferred || !call->conn)
+		return kl_error_set(KL_E_INVALID, "kl_rpc_call_defer: not a call being handled");
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return kl_error_set(KL_E_NOMEM, "kl_rpc_call_defer: out of memory");
+	/* Copies, not references: json-c's reference counts are not atomic,
+	 * and the request they came from is freed on this thread while the
+	 * deferred call lives on in another. */
+	if ((call->params && json_object_deep_copy(call->params, &d->params, NULL) < 0) ||
+	    (call->id && json_object_deep_copy(call->id, &d->id, NULL) < 0)) {
+		json_object_put(d->params);
+		free(d);
+		return kl_error_set(KL_E_NOMEM, "kl_rpc_call_defer: out of memory");
+	}
+	d->method = call->method;
+	d->ctx = ctx;
+	d->roles = call->roles;
+	d->notification = call->notification;
+	d->deferred = true;
+	d->owned = true;
+	json_object_put(call->params);
+	json_object_put(call->result);
+	json_object_put(call->error);
+	call->params = call->result = call->error = NULL;
+	call->deferred = true;
+	*ret = d;
+	return 0;
+}
+
+void kl_rpc_call_settle(kl_rpc_call *call, int r)
+{
+	if (call)
+		settle(call, r);
+}
+
+int kl_rpc_call_send(kl_rpc_call *call, kl_rpc_out_fn out, void *octx)
+{
+	int r;
+
+	if (!call || !call->owned || !out)
+		return -KL_E_INVALID;
+	settle(call, 0); /* unsettled and no reply: answered as the bug it is */
+	r = answer(call, out, octx);
+	kl_rpc_call_free(call);
+	return r;
+}
+
+void kl_rpc_call_free(kl_rpc_call *call)
+{
+	if (!call || !call->owned)
+		return;
+	json_object_put(call->params);
+	json_object_put(call->result);
+	json_object_put(call->error);
+	json_object_put(call->id);
+	free(call);
+}
+
 /* Runs a well-formed request. id is NULL for null; notification says there
  * was no id member at all, and then nothing is sent. */
 static int dispatch(kl_rpc_conn *c, json_object *req, json_object *id, bool notification,
@@ -341,41 +449,16 @@ static int dispatch(kl_rpc_conn *c, json_object *req, json_object *id, bool noti
 	}
 
 	call.method = m;
+	call.ctx = c->ctx;
+	call.roles = c->roles;
+	call.id = id;
+	call.notification = notification;
 	kl_error_clear();
 	r = m->handler(&call);
-	if (r < 0 && !call.error) {
-		/* The detail, when it belongs to the code the handler returned. */
-		const char *msg =
-		    r > -KL_E__MAX && (int)kl_error_code() == -r && kl_error_detail()[0]
-		        ? kl_error_detail()
-		        : kl_err_str(r);
-		call.error =
-		    rpc_error_new(kl_rpc_error_code(r), msg, rpc_reason_new(kl_err_name(r)));
-		json_object_put(call.result);
-		call.result = NULL;
-		if (!call.error)
-			goto nomem;
-	} else if (r >= 0 && !call.error && !call.result) {
-		call.error =
-		    rpc_error_new(KL_RPC_E_INTERNAL, "Internal error: method gave no reply", NULL);
-		if (!call.error)
-			goto nomem;
-	}
-	json_object_put(call.params);
-	if (notification) {
-		json_object_put(call.result);
-		json_object_put(call.error);
-		return 0;
-	}
-	if (call.error) {
-		json_object_put(call.result);
-		return send_answer(out, octx, id, true, call.error);
-	}
-	return send_answer(out, octx, id, false, call.result);
-nomem:
-	json_object_put(call.params);
-	json_object_put(call.result);
-	return notification ? 0 : send_answer(out, octx, id, true, NULL);
+	if (call.deferred)
+		return 0; /* answered later, through kl_rpc_call_send */
+	settle(&call, r);
+	return answer(&call, out, octx);
 }
 
 /* Parses and answers one line of len bytes in c->buf (which has room for a

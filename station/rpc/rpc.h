@@ -42,13 +42,29 @@
  * same name as a built-in or as an entry before it is never reached, and
  * rpc.methods lists the reachable entries in that same order.
  *
- * Not thread-safe per connection; different connections are independent. */
+ * Deferred answers: a handler with slow work hands the call to another
+ * thread with kl_rpc_call_defer() and returns 0 at once; kl_rpc_feed goes
+ * on with the next request. The other thread builds the answer with the
+ * usual kl_rpc_reply_* and kl_rpc_param_* on the deferred call, ends with
+ * kl_rpc_call_settle(call, rc) (what the handler would have returned),
+ * and the connection's thread later sends it with kl_rpc_call_send() or,
+ * when the connection has gone meanwhile, drops it with
+ * kl_rpc_call_free(). The answer's bytes are those the handler would have
+ * given had it answered at once; answers on one connection may then come
+ * in another order than their requests (JSON-RPC 2.0 §6: match them by
+ * id).
+ *
+ * Not thread-safe per connection; different connections are independent.
+ * A deferred call belongs to one thread at a time: hand it over through a
+ * lock or a queue. */
 #ifndef KL_RPC_H
 #define KL_RPC_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "kl_error.h"
 
 #define KL_RPC_MAX_LINE (64 * 1024)
 
@@ -148,6 +164,28 @@ int kl_rpc_error_code(int err);
 /* "operator|officer" for a role set, written into buf (always terminated). */
 const char *kl_rpc_roles_str(unsigned roles, char *buf, size_t size);
 
+/* Takes call (being handled by its handler, on the connection's thread)
+ * away from the connection: *ret is a call of its own that copies the
+ * method, the caller's roles and the parameters, with ctx as its
+ * kl_rpc_call_ctx (the connection's ctx may be gone by the time it is
+ * answered). The handler then returns 0 and nothing is sent for the
+ * request now. Returns 0, -KL_E_INVALID (not a call being handled, or
+ * deferred already) or -KL_E_NOMEM (then nothing changed: the handler
+ * may still answer itself). */
+int kl_rpc_call_defer(kl_rpc_call *call, void *ctx, kl_rpc_call **ret) KL_MUST_CHECK;
+/* Folds rc, what a handler would have returned, into the deferred call's
+ * answer. Call it on the thread that did the work: an error made from rc
+ * takes that thread's kl_error_detail(). */
+void kl_rpc_call_settle(kl_rpc_call *call, int rc);
+/* Sends the deferred call's answer as one line through out (nothing for
+ * a notification) and frees the call. Returns what out returns, or
+ * -KL_E_INVALID for a call that was not deferred. An unsettled call is
+ * answered -32603 "method gave no reply" unless it replied. */
+int kl_rpc_call_send(kl_rpc_call *call, kl_rpc_out_fn out, void *octx) KL_MUST_CHECK;
+/* Frees a deferred call without answering (its connection closed).
+ * Accepts NULL; does nothing to a call that was not deferred. */
+void kl_rpc_call_free(kl_rpc_call *call);
+
 /* About the call being handled. */
 void *kl_rpc_call_ctx(const kl_rpc_call *call);
 unsigned kl_rpc_call_roles(const kl_rpc_call *call);
@@ -156,7 +194,8 @@ const char *kl_rpc_call_method(const kl_rpc_call *call);
 /* Typed access to validated parameters. Return 0 and write *ret, or
  * -KL_E_NOTFOUND when the (optional) parameter was not given or is null,
  * -KL_E_INVALID when name is not in the schema with that type. Strings hold
- * no NUL byte and stay valid until the handler returns. */
+ * no NUL byte and stay valid until the handler returns (a deferred call:
+ * until it is sent or freed). */
 int kl_rpc_param_str(const kl_rpc_call *call, const char *name, const char **ret);
 int kl_rpc_param_int(const kl_rpc_call *call, const char *name, int64_t *ret);
 int kl_rpc_param_bool(const kl_rpc_call *call, const char *name, bool *ret);

@@ -64,12 +64,12 @@ json_object *rpc_reason_new(const char *reason)
 
 void *kl_rpc_call_ctx(const kl_rpc_call *call)
 {
-	return call->conn->ctx;
+	return call->ctx;
 }
 
 unsigned kl_rpc_call_roles(const kl_rpc_call *call)
 {
-	return call->conn->roles;
+	return call->roles;
 }
 
 const char *kl_rpc_call_method(const kl_rpc_call *call)

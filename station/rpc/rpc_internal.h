@@ -17,8 +17,15 @@ struct kl_rpc_conn {
 };
 
 struct kl_rpc_call {
-	kl_rpc_conn *conn;
+	kl_rpc_conn *conn; /* NULL once deferred: the connection may be gone */
+	void *ctx;         /* the connection's, or the one given to kl_rpc_call_defer */
+	unsigned roles;
 	const kl_rpc_method *method;
+	json_object *id;     /* owned by a deferred call, borrowed otherwise */
+	bool notification;   /* no "id" member: never answered */
+	bool deferred;       /* the handler handed the call to kl_rpc_call_defer */
+	bool settled;        /* the handler's return value is folded into result/error */
+	bool owned;          /* made by kl_rpc_call_defer: freed by kl_rpc_call_free */
 	json_object *params; /* named, after validation; owned */
 	json_object *result; /* owned */
 	json_object *error;  /* owned: {"code","message","data"} */

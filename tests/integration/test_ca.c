@@ -486,6 +486,101 @@ static void test_audit_tamper(void **state)
 	sqlite3_close(db);
 }
 
+/* Runs one SQL statement on another connection to the store's file. */
+static void sql_on(const char *path, const char *sql)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+/* Incremental verification: after a good walk only the new entries are
+ * hashed again; a change at or after the checkpoint is still found; an edit
+ * before it shows in a full walk, which also leaves the checkpoint alone
+ * when it fails. */
+static void test_audit_checkpoint(void **state)
+{
+	struct env *e = *state;
+	kl_audit_report rep;
+	char sql[256], path[PATH_MAX];
+	kl_store *store;
+	int64_t n;
+
+	/* A store of its own: the edits below break its chain for good. */
+	snprintf(path, sizeof(path), "%s.checkpoint", e->db);
+	assert_int_equal(kl_store_open(path, &store), 0);
+
+	assert_int_equal(kl_store_audit(store, "t", "test.one", "{\"k\":1}"), 0);
+	assert_int_equal(kl_store_audit(store, "t", "test.two", "{\"k\":2}"), 0);
+	assert_int_equal(kl_store_audit_verify_since(store, true, &rep), 0);
+	assert_int_equal(rep.from, 0);
+	assert_int_equal(rep.checked, rep.entries);
+	assert_true(rep.saved);
+	n = rep.entries;
+	assert_true(n >= 2);
+
+	/* Nothing new: nothing hashed, the count still whole. */
+	assert_int_equal(kl_store_audit_verify_since(store, false, &rep), 0);
+	assert_int_equal(rep.from, n);
+	assert_int_equal(rep.checked, 0);
+	assert_int_equal(rep.entries, n);
+
+	/* Three new entries: only they are hashed. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(kl_store_audit(store, "t", "test.more", "{}"), 0);
+	assert_int_equal(kl_store_audit_verify_since(store, false, &rep), 0);
+	assert_int_equal(rep.from, n);
+	assert_int_equal(rep.checked, 3);
+	assert_int_equal(rep.entries, n + 3);
+	n += 3;
+
+	/* An old entry edited: not read again by the incremental walk, found
+	 * by a full one, which does not move the checkpoint. */
+	snprintf(sql, sizeof(sql), "UPDATE audit SET detail = '{\"k\":9}' WHERE seq = %lld",
+	         (long long)n - 4);
+	sql_on(path, sql);
+	assert_int_equal(kl_store_audit_verify_since(store, false, &rep), 0);
+	assert_int_equal(rep.checked, 0);
+	assert_int_equal(kl_store_audit_verify_since(store, true, &rep), -KL_E_CRYPTO);
+	assert_int_equal(rep.first_bad, n - 4);
+	assert_non_null(strstr(kl_error_detail(), "altered"));
+	assert_int_equal(kl_store_audit_verify(store, &rep), -KL_E_CRYPTO);
+	assert_int_equal(kl_store_audit_verify_since(store, false, &rep), 0);
+	assert_int_equal(rep.from, n);
+	snprintf(sql, sizeof(sql), "UPDATE audit SET detail = '{\"k\":1}' WHERE seq = %lld",
+	         (long long)n - 4);
+	sql_on(path, sql);
+	assert_int_equal(kl_store_audit_verify_since(store, true, &rep), 0);
+
+	/* A new entry edited after the checkpoint: found by the incremental
+	 * walk. */
+	assert_int_equal(kl_store_audit(store, "t", "test.new", "{\"k\":3}"), 0);
+	assert_int_equal(kl_store_audit(store, "t", "test.new", "{\"k\":4}"), 0);
+	snprintf(sql, sizeof(sql), "UPDATE audit SET detail = '{}' WHERE seq = %lld",
+	         (long long)n + 1);
+	sql_on(path, sql);
+	assert_int_equal(kl_store_audit_verify_since(store, false, &rep), -KL_E_CRYPTO);
+	assert_int_equal(rep.first_bad, n + 1);
+	assert_int_equal(rep.from, n);
+
+	/* The checkpoint's own entry replaced, or gone: found too. */
+	snprintf(sql, sizeof(sql), "UPDATE audit SET hash = zeroblob(32) WHERE seq = %lld",
+	         (long long)n);
+	sql_on(path, sql);
+	assert_int_equal(kl_store_audit_verify_since(store, false, &rep), -KL_E_CRYPTO);
+	assert_int_equal(rep.first_bad, n);
+	assert_non_null(strstr(kl_error_detail(), "changed"));
+	snprintf(sql, sizeof(sql), "DELETE FROM audit WHERE seq >= %lld", (long long)n);
+	sql_on(path, sql);
+	assert_int_equal(kl_store_audit_verify_since(store, false, &rep), -KL_E_CRYPTO);
+	assert_int_equal(rep.first_bad, n);
+	assert_non_null(strstr(kl_error_detail(), "missing"));
+	kl_store_free(store);
+}
+
 static void test_batch_mixed(void **state)
 {
 	struct env *e = *state;
@@ -662,6 +757,7 @@ int main(void)
 		cmocka_unit_test(test_batch_mixed),
 		cmocka_unit_test(test_store_inner_rollback),
 		cmocka_unit_test(test_reconcile_only_dead_owners),
+		cmocka_unit_test(test_audit_checkpoint),
 		cmocka_unit_test(test_audit_tamper),
 		cmocka_unit_test(test_hundred_thousand_serials),
 	};

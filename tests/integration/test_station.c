@@ -1202,6 +1202,128 @@ static void test_devices_list(void **state)
 	                 KL_RPC_E_KL_BASE - KL_E_NOTFOUND);
 }
 
+/* Registers serials PREFIX00..PREFIX(n-1) for tenant "pager". */
+static void pager_add(const char *prefix, int n)
+{
+	char items[2048];
+	size_t off = 0;
+	json_object *r;
+
+	off += (size_t)snprintf(items + off, sizeof(items) - off, "[");
+	for (int i = 0; i < n; i++)
+		off += (size_t)snprintf(items + off, sizeof(items) - off, "\"%s%02d\"%s", prefix, i,
+		                        i + 1 < n ? "," : "]");
+	r = call_ok(g.c, "devices.preregister",
+	            "{\"tenant\":\"pager\",\"work_order\":\"wo-p\",\"items\":%s}", items);
+	assert_int_equal(jint(r, "changed"), n);
+	json_object_put(r);
+}
+
+/* devices.list paged by cursor over a registry that changes between pages:
+ * every device there from the first page to the last is listed exactly
+ * once, whatever was added before or after the cursor meanwhile (paging by
+ * offset lists some twice when devices are added before it). */
+static void test_devices_cursor(void **state)
+{
+	char seen[64][24], after[128] = "";
+	size_t nseen = 0;
+	int pages = 0, b_seen = 0, c_seen = 0;
+	json_object *r;
+
+	(void)state;
+	pager_add("PG-B", 20);
+	for (;;) {
+		json_object *a;
+		size_t n;
+
+		if (after[0])
+			r = call_ok(g.c, "devices.list",
+			            "{\"tenant\":\"pager\",\"limit\":5,\"after\":\"%s\"}", after);
+		else
+			r = call_ok(g.c, "devices.list", "{\"tenant\":\"pager\",\"limit\":5}");
+		a = jget(r, "devices");
+		n = json_object_array_length(a);
+		for (size_t i = 0; i < n; i++) {
+			const char *sn = jstr(json_object_array_get_idx(a, i), "serial");
+
+			for (size_t k = 0; k < nseen; k++)
+				if (strcmp(seen[k], sn) == 0)
+					fail_msg("%s listed twice (page %d)", sn, pages + 1);
+			assert_true(nseen < 64);
+			snprintf(seen[nseen++], sizeof(seen[0]), "%s", sn);
+			b_seen += strncmp(sn, "PG-B", 4) == 0;
+			c_seen += strncmp(sn, "PG-C", 4) == 0;
+			/* Nothing before the cursor comes back. */
+			assert_true(!after[0] || strcmp(sn, after) > 0);
+		}
+		if (n > 0)
+			assert_string_equal(jstr(r, "after"),
+			                    jstr(json_object_array_get_idx(a, n - 1), "serial"));
+		else
+			assert_true(json_object_is_type(jget(r, "after"), json_type_null));
+		snprintf(after, sizeof(after), "%s", jstr(r, "after"));
+		json_object_put(r);
+		pages++;
+		/* Between pages: devices that sort before the cursor, and after. */
+		if (pages == 1)
+			pager_add("PG-A", 7);
+		if (pages == 2)
+			pager_add("PG-C", 3);
+		if (n < 5)
+			break;
+	}
+	assert_int_equal(b_seen, 20);
+	assert_int_equal(c_seen, 3);
+	assert_int_equal(nseen, 23);
+
+	/* Newest first, by its own cursor: every device once. */
+	nseen = 0;
+	after[0] = '\0';
+	for (;;) {
+		json_object *a;
+		size_t n;
+
+		if (after[0])
+			r = call_ok(g.c, "devices.list",
+			            "{\"tenant\":\"pager\",\"newest_first\":true,\"limit\":7,"
+			            "\"after\":\"%s\"}",
+			            after);
+		else
+			r = call_ok(g.c, "devices.list",
+			            "{\"tenant\":\"pager\",\"newest_first\":true,\"limit\":7}");
+		assert_int_equal(jint(r, "total"), 30);
+		a = jget(r, "devices");
+		n = json_object_array_length(a);
+		for (size_t i = 0; i < n; i++) {
+			const char *sn = jstr(json_object_array_get_idx(a, i), "serial");
+
+			for (size_t k = 0; k < nseen; k++)
+				assert_string_not_equal(seen[k], sn);
+			assert_true(nseen < 64);
+			snprintf(seen[nseen++], sizeof(seen[0]), "%s", sn);
+		}
+		snprintf(after, sizeof(after), "%s", jstr(r, "after"));
+		json_object_put(r);
+		if (n < 7)
+			break;
+	}
+	assert_int_equal(nseen, 30);
+
+	/* Bad cursors, named. */
+	{
+		char msg[256];
+
+		assert_int_equal(call_err(g.c, msg, sizeof(msg), "devices.list",
+		                          "{\"newest_first\":true,\"after\":\"PG-B01\"}"),
+		                 KL_RPC_E_PARAMS);
+		assert_contains(msg, "PG-B01");
+		assert_int_equal(call_err(g.c, msg, sizeof(msg), "devices.list",
+		                          "{\"offset\":3,\"after\":\"PG-B01\"}"),
+		                 KL_RPC_E_PARAMS);
+		assert_contains(msg, "not both");
+	}
+}
+
 /* job.abort of a running job: it ends aborted at its next step and the
  * device goes back to preregistered; a finished job cannot be aborted. */
 static void test_abort(void **state)
@@ -1595,6 +1717,7 @@ static void reader_child(FILE *out)
 	child_call(c, out, "device.revoke", "{\"serial\":\"SN-0004\"}");
 	child_call(c, out, "station.status", NULL);
 	child_call(c, out, "audit.verify", NULL);
+	child_call(c, out, "audit.verify", "{\"full\":true}");
 	child_call(c, out, "device.record", "{\"serial\":\"SN-0001\"}");
 	kl_client_free(c);
 }
@@ -1680,6 +1803,7 @@ static void test_roles(void **state)
 	assert_contains(t, "device.revoke error -32001");
 	assert_contains(t, "station.status ok");
 	assert_contains(t, "audit.verify ok");
+	assert_contains(t, "audit.verify error -32001"); /* full: an officer's */
 	assert_contains(t, "device.record ok");
 	free(t);
 
@@ -2156,13 +2280,53 @@ static void test_dut_vanishes(void **state)
 static void test_audit(void **state)
 {
 	json_object *r, *a;
-	int64_t first;
+	int64_t first, entries;
 
 	(void)state;
 	r = call_ok(g.c, "audit.verify", NULL);
 	assert_true(jbool(r, "ok"));
 	assert_true(jint(r, "entries") > 20);
+	entries = jint(r, "entries");
 	json_object_put(r);
+	/* The whole chain again (an officer's), and from the checkpoint: the
+	 * same count. */
+	r = call_ok(g.c, "audit.verify", "{\"full\":true}");
+	assert_true(jbool(r, "ok"));
+	assert_true(jint(r, "entries") >= entries);
+	entries = jint(r, "entries");
+	json_object_put(r);
+	r = call_ok(g.c, "audit.verify", NULL);
+	assert_true(jbool(r, "ok"));
+	assert_true(jint(r, "entries") >= entries);
+	json_object_put(r);
+	/* Many slow calls pipelined on one connection: each answered once,
+	 * by id, with a ping among them. */
+	{
+		kl_client *c = connect_root();
+		char line[128];
+		bool seen[21] = { false };
+
+		for (int id = 1; id <= 20; id++) {
+			snprintf(line, sizeof(line),
+			         "{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"id\":%d}\n",
+			         id == 10 ? "rpc.ping" : "audit.verify", id);
+			send_raw(c, line);
+		}
+		for (int i = 0; i < 20; i++) {
+			json_object *m = read_msg(c);
+			int64_t id = jint(m, "id");
+
+			assert_true(id >= 1 && id <= 20);
+			assert_false(seen[id]);
+			seen[id] = true;
+			if (id == 10)
+				assert_true(jbool(jget(m, "result"), "pong"));
+			else
+				assert_true(jbool(jget(m, "result"), "ok"));
+			json_object_put(m);
+		}
+		kl_client_free(c);
+	}
 	r = call_ok(g.c, "audit.list", "{\"limit\":5}");
 	a = jget(r, "entries");
 	assert_int_equal(json_object_array_length(a), 5);
@@ -2584,6 +2748,7 @@ int main(void)
 		cmocka_unit_test(test_start),
 		cmocka_unit_test(test_provision),
 		cmocka_unit_test(test_devices_list),
+		cmocka_unit_test(test_devices_cursor),
 		cmocka_unit_test(test_abort),
 		cmocka_unit_test(test_disconnect_mid_job),
 		cmocka_unit_test(test_revoke_crl),

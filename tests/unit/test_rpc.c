@@ -1,6 +1,7 @@
 /* The JSON-RPC layer (station/rpc/), with exact answers: framing, the
  * JSON-RPC 2.0 error cases, roles and the denial hook, parameter checks,
  * id echo and bounded buffering. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -53,7 +54,8 @@ static void on_denied(void *ctx, unsigned roles, const char *method)
 	snprintf(d->method, sizeof(d->method), "%s", method);
 }
 
-static int h_get(kl_rpc_call *call)
+/* dev.get's work, shared with the deferred slow.get. */
+static int get_body(kl_rpc_call *call)
 {
 	const char *serial = NULL;
 	bool verbose = false;
@@ -66,7 +68,6 @@ static int h_get(kl_rpc_call *call)
 	int64_t n;
 	assert_int_equal(kl_rpc_param_int(call, "serial", &n), -KL_E_INVALID);
 	assert_int_equal(kl_rpc_param_str(call, "nope", &serial), -KL_E_INVALID);
-	assert_string_equal(kl_rpc_call_method(call), "dev.get");
 	if (strcmp(serial, "missing") == 0)
 		return kl_rpc_reply_error(call, -KL_E_NOTFOUND, "no device %s", serial);
 	if (strcmp(serial, "tpm") == 0)
@@ -77,6 +78,12 @@ static int h_get(kl_rpc_call *call)
 	assert_int_equal(kl_rpc_obj_put_str(o, "serial", serial), 0);
 	assert_int_equal(kl_rpc_obj_put_bool(o, "verbose", verbose), 0);
 	return 0;
+}
+
+static int h_get(kl_rpc_call *call)
+{
+	assert_string_equal(kl_rpc_call_method(call), "dev.get");
+	return get_body(call);
 }
 
 static int h_set(kl_rpc_call *call)
@@ -122,8 +129,31 @@ static const kl_rpc_method methods[] = {
 	{ NULL, 0, NULL, NULL, NULL },
 };
 
+/* A handler that hands its call to another thread (deferred), as the
+ * daemon's backend worker does; the tests below finish it. */
+static kl_rpc_call *deferred;
+static int deferred_ctx;
+
+static int h_slow(kl_rpc_call *call)
+{
+	assert_null(deferred);
+	assert_int_equal(kl_rpc_call_defer(call, &deferred_ctx, &deferred), 0);
+	/* Only once. */
+	kl_rpc_call *again = NULL;
+	assert_int_equal(kl_rpc_call_defer(call, NULL, &again), -KL_E_INVALID);
+	assert_null(again);
+	return 0;
+}
+
+static const kl_rpc_method slow_methods[] = {
+	{ "slow.get", KL_RPC_ROLE_READER | KL_RPC_ROLE_OPERATOR, get_params, h_slow, "Later" },
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
 static const kl_rpc_method *const tables[] = { methods, NULL };
 static const kl_rpc_server server = { tables, on_denied };
+static const kl_rpc_method *const slow_tables[] = { methods, slow_methods, NULL };
+static const kl_rpc_server slow_server = { slow_tables, on_denied };
 
 struct fx {
 	kl_rpc_conn *c;
@@ -131,13 +161,18 @@ struct fx {
 	struct denial d;
 };
 
-static struct fx *fx_new(unsigned roles)
+static struct fx *fx_new_on(const kl_rpc_server *srv, unsigned roles)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	assert_int_equal(kl_rpc_conn_new(&server, roles, &f->d, &f->c), 0);
+	assert_int_equal(kl_rpc_conn_new(srv, roles, &f->d, &f->c), 0);
 	return f;
+}
+
+static struct fx *fx_new(unsigned roles)
+{
+	return fx_new_on(&server, roles);
 }
 
 static void fx_free(struct fx *f)
@@ -590,6 +625,109 @@ static void test_out_failure(void **state)
 	fx_free(f);
 }
 
+/* What the worker thread does with a deferred call: h_get's body (the
+ * same answers), then settle, on a thread of its own. */
+static void *finish_main(void *arg)
+{
+	kl_rpc_call *call = arg;
+
+	assert_ptr_equal(kl_rpc_call_ctx(call), &deferred_ctx);
+	assert_int_equal(kl_rpc_call_roles(call), OP);
+	assert_string_equal(kl_rpc_call_method(call), "slow.get");
+	kl_error_clear();
+	kl_rpc_call_settle(call, get_body(call));
+	return NULL;
+}
+
+static void finish_on_thread(kl_rpc_call *call)
+{
+	pthread_t t;
+
+	assert_int_equal(pthread_create(&t, NULL, finish_main, call), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+/* A deferred call answers later, with the bytes the handler would have
+ * given at once (the error detail of the thread that did the work too);
+ * the connection goes on serving meanwhile; a call whose connection went
+ * away is dropped without an answer and without a leak. */
+static void test_deferred(void **state)
+{
+	static const struct {
+		const char *serial, *want;
+	} cases[] = {
+		{ "A1", "{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"result\":{\"serial\":\"A1\","
+		        "\"verbose\":false}}\n" },
+		{ "missing", ERR("\"x\"", "{\"code\":-32014,\"message\":\"no device missing\","
+		                          "\"data\":{\"reason\":\"notfound\"}}") },
+		{ "tpm", ERR("\"x\"", "{\"code\":-32017,\"message\":\"Esys_ReadPublic: 0x18b\","
+		                      "\"data\":{\"reason\":\"tpm\"}}") },
+		{ "silent", ERR("\"x\"", "{\"code\":-32603,\"message\":\"Internal error: method "
+		                         "gave no reply\"}") },
+	};
+	char req[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fx *f = fx_new_on(&slow_server, OP);
+		struct sink later = { 0 };
+
+		snprintf(req, sizeof(req),
+		         "{\"jsonrpc\":\"2.0\",\"method\":\"slow.get\",\"params\":"
+		         "{\"serial\":\"%s\"},\"id\":\"x\"}\n" PING("2"),
+		         cases[i].serial);
+		/* Nothing for the deferred request; the next one is answered. */
+		assert_string_equal(feed(f, req), PONG("2"));
+		assert_non_null(deferred);
+		finish_on_thread(deferred);
+		assert_int_equal(kl_rpc_call_send(deferred, sink_out, &later), 0);
+		deferred = NULL;
+		assert_string_equal(later.text, cases[i].want);
+		/* The same request answered at once gives the same bytes. */
+		snprintf(req, sizeof(req),
+		         "{\"jsonrpc\":\"2.0\",\"method\":\"dev.get\",\"params\":"
+		         "{\"serial\":\"%s\"},\"id\":\"x\"}\n",
+		         cases[i].serial);
+		free(f->s.text);
+		f->s.text = NULL;
+		f->s.len = 0;
+		assert_string_equal(feed(f, req), cases[i].want);
+		free(later.text);
+		fx_free(f);
+	}
+
+	/* The connection closes before the answer: the call is dropped. */
+	{
+		struct fx *f = fx_new_on(&slow_server, OP);
+
+		assert_string_equal(
+		    feed(f, "{\"jsonrpc\":\"2.0\",\"method\":\"slow.get\",\"params\":[\"B\"],"
+		            "\"id\":9}\n"),
+		    "");
+		fx_free(f);
+		assert_non_null(deferred);
+		finish_on_thread(deferred);
+		kl_rpc_call_free(deferred);
+		deferred = NULL;
+	}
+	/* A notification is worked on but never answered. */
+	{
+		struct fx *f = fx_new_on(&slow_server, OP);
+		struct sink later = { 0 };
+
+		assert_string_equal(
+		    feed(f, "{\"jsonrpc\":\"2.0\",\"method\":\"slow.get\",\"params\":[\"B\"]}\n"),
+		    "");
+		finish_on_thread(deferred);
+		assert_int_equal(kl_rpc_call_send(deferred, sink_out, &later), 0);
+		deferred = NULL;
+		assert_int_equal(later.calls, 0);
+		fx_free(f);
+	}
+	/* Not deferred: refused. */
+	kl_rpc_call_free(NULL);
+	assert_int_equal(kl_rpc_call_send(NULL, sink_out, NULL), -KL_E_INVALID);
+}
+
 static void test_roles_str(void **state)
 {
 	char buf[64], tiny[9];
@@ -613,7 +751,7 @@ int main(void)
 		cmocka_unit_test(test_ids_echoed),     cmocka_unit_test(test_too_large_then_valid),
 		cmocka_unit_test(test_byte_by_byte),   cmocka_unit_test(test_several_in_one_feed),
 		cmocka_unit_test(test_garbage_stream), cmocka_unit_test(test_out_failure),
-		cmocka_unit_test(test_roles_str),
+		cmocka_unit_test(test_roles_str),      cmocka_unit_test(test_deferred),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
