@@ -255,6 +255,56 @@ static int apply(kl_rpc_call *call, const char *tenant, const char *wo, int64_t 
 	return 0;
 }
 
+/* A pre-registration handed to the backend worker: its own copy of what
+ * it registers, so that the connection may close while it runs. */
+struct prereg_job {
+	char tenant[KL_REGISTRY_NAME_MAX + 1];
+	char work_order[KL_REGISTRY_NAME_MAX + 1];
+	char source[SOURCE_MAX + 1];
+	char batch[33]; /* "" for a single request */
+	int64_t quota;
+	struct entries e;
+};
+
+static void prereg_job_free(void *arg)
+{
+	struct prereg_job *pj = arg;
+
+	if (!pj)
+		return;
+	entries_clear(&pj->e);
+	free(pj);
+}
+
+/* On the backend worker: 100,000 entries take seconds to commit. */
+static int prereg_run(kl_rpc_call *call)
+{
+	const struct prereg_job *pj = api_caller(call)->defer_arg;
+
+	return apply(call, pj->tenant, pj->work_order, pj->quota, pj->source, &pj->e,
+	             pj->batch[0] ? pj->batch : NULL);
+}
+
+/* Hands the entries es (taken: es is left empty) to prereg_run. */
+static int prereg_defer(kl_rpc_call *call, const char *tenant, const char *wo, int64_t quota,
+                        const char *source, struct entries *es, const char *batch)
+{
+	struct prereg_job *pj = calloc(1, sizeof(*pj));
+
+	if (!pj) {
+		entries_clear(es);
+		return kl_error_set(KL_E_NOMEM, "out of memory");
+	}
+	snprintf(pj->tenant, sizeof(pj->tenant), "%s", tenant);
+	snprintf(pj->work_order, sizeof(pj->work_order), "%s", wo);
+	snprintf(pj->source, sizeof(pj->source), "%s", source);
+	snprintf(pj->batch, sizeof(pj->batch), "%s", batch ? batch : "");
+	pj->quota = quota;
+	pj->e = *es;
+	memset(es, 0, sizeof(*es));
+	return st_api_defer_arg(call, prereg_run, pj, prereg_job_free);
+}
+
 static int m_preregister(kl_rpc_call *call)
 {
 	const char *tenant = api_str_or(call, "tenant", ""),
@@ -264,7 +314,8 @@ static int m_preregister(kl_rpc_call *call)
 	int r;
 
 	if ((r = check_source(call, source)) == 0 && (r = entries_add(call, &es, 0, source)) == 0)
-		r = apply(call, tenant, wo, api_int_or(call, "quota", -1), source, &es, NULL);
+		r = prereg_defer(call, tenant, wo, api_int_or(call, "quota", -1), source, &es,
+		                 NULL);
 	entries_clear(&es);
 	return r;
 }
@@ -442,13 +493,21 @@ static int m_batch_commit(kl_rpc_call *call)
 		    "batch %s holds %zu entries, but its begin announced %lld: nothing "
 		    "was registered",
 		    b->id, b->e.n, (long long)b->expect);
-	else
-		r = apply(call, b->tenant, b->work_order, b->quota, b->source, &b->e, b->id);
-	if (r < 0)
+	if (r < 0) {
 		batch_end(c, "its commit failed: %s", kl_error_detail());
-	else
-		batch_end(c, "committed");
-	return r;
+		return r;
+	}
+	/* The entries go with the commit to the backend worker; the batch has
+	 * ended here, whatever the commit's answer says. */
+	{
+		struct entries es = b->e;
+		char id[sizeof(b->id)];
+
+		memset(&b->e, 0, sizeof(b->e));
+		snprintf(id, sizeof(id), "%s", b->id);
+		batch_end(c, "committed (its commit's answer says how)");
+		return prereg_defer(call, b->tenant, b->work_order, b->quota, b->source, &es, id);
+	}
 }
 
 static int m_batch_abort(kl_rpc_call *call)

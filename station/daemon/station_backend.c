@@ -134,6 +134,8 @@ void st_bjobs_free(st_bjob *j)
 		st_bjob *next = j->next;
 
 		kl_rpc_call_free(j->call);
+		if (j->arg_free)
+			j->arg_free(j->caller.defer_arg);
 		free(j);
 		j = next;
 	}

@@ -155,6 +155,8 @@ typedef struct st_caller {
 	struct api_batch *batch;
 	int64_t batch_deadline_ms;
 	void (*batch_drop)(struct st_caller *c, bool closing);
+	/* What st_api_defer_arg gave the deferred function (NULL otherwise). */
+	void *defer_arg;
 } st_caller;
 
 /* A socket API call handed to the backend worker: fn runs there on call,
@@ -166,6 +168,7 @@ typedef struct st_bjob {
 	kl_rpc_call *call;
 	int (*fn)(kl_rpc_call *call);
 	st_caller caller;
+	void (*arg_free)(void *arg); /* frees caller.defer_arg, NULL: nothing to free */
 } st_bjob;
 
 struct kl_station {
@@ -357,7 +360,12 @@ void st_bjobs_free(st_bjob *j);
  * answer sent when it is done; now, on this thread, in process or when the
  * worker is not running. A handler returns what this returns. */
 int st_api_defer(kl_rpc_call *call, int (*fn)(kl_rpc_call *call));
-
+/* The same, with arg for fn (api_caller(call)->defer_arg): data the call
+ * takes from its connection, such as a pre-registration batch, so that the
+ * connection may close while fn runs. arg is freed with arg_free once fn
+ * has run, or when it will not run. */
+int st_api_defer_arg(kl_rpc_call *call, int (*fn)(kl_rpc_call *call), void *arg,
+                     void (*arg_free)(void *arg));
 /* Number of clients connected. */
 size_t st_client_count(kl_station *s);
 /* The JSON-RPC server's denial hook: audits and logs the refusal. */

@@ -399,30 +399,52 @@ static void conn_read(st_conn *c)
 	}
 }
 
-int st_api_defer(kl_rpc_call *call, int (*fn)(kl_rpc_call *call))
+int st_api_defer_arg(kl_rpc_call *call, int (*fn)(kl_rpc_call *call), void *arg,
+                     void (*arg_free)(void *arg))
 {
 	st_caller *caller = kl_rpc_call_ctx(call);
 	kl_station *s = caller->st;
 	st_bjob *j;
 	int r;
 
-	if (!caller->conn || !st_backend_running(s))
-		return fn(call);
+	if (!caller->conn || !st_backend_running(s)) {
+		caller->defer_arg = arg;
+		r = fn(call);
+		caller->defer_arg = NULL;
+		if (arg_free)
+			arg_free(arg);
+		return r;
+	}
 	j = calloc(1, sizeof(*j));
-	if (!j)
+	if (!j) {
+		if (arg_free)
+			arg_free(arg);
 		return kl_error_set(KL_E_NOMEM, "out of memory");
+	}
 	j->caller = *caller;
 	j->caller.conn = NULL;
 	j->caller.subscribed = false;
+	/* The connection's batch is not the job's: only arg travels. */
+	j->caller.batch = NULL;
+	j->caller.batch_drop = NULL;
+	j->caller.defer_arg = arg;
+	j->arg_free = arg_free;
 	j->conn_id = caller->conn->id;
 	j->fn = fn;
 	if ((r = kl_rpc_call_defer(call, &j->caller, &j->call)) < 0) {
+		if (arg_free)
+			arg_free(arg);
 		free(j);
 		return r;
 	}
 	caller->conn->pending++;
 	st_backend_submit(s, j);
 	return 0;
+}
+
+int st_api_defer(kl_rpc_call *call, int (*fn)(kl_rpc_call *call))
+{
+	return st_api_defer_arg(call, fn, NULL, NULL);
 }
 
 /* Sends the backend worker's settled answers on their connections; an
@@ -450,6 +472,8 @@ static void deliver_answers(kl_station *s)
 		} else {
 			kl_rpc_call_free(j->call);
 		}
+		if (j->arg_free)
+			j->arg_free(j->caller.defer_arg);
 		free(j);
 		j = next;
 	}

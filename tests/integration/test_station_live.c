@@ -363,6 +363,61 @@ static void test_answers_during_heavy_work(void **state)
 	kl_client_free(b);
 }
 
+/* The commit of a large pre-registration batch runs on the backend worker
+ * too: a ping sent behind it on the same connection is answered first, and
+ * then the commit registers every entry. */
+static void test_answers_during_prereg_commit(void **state)
+{
+	enum { PIECES = 20, PER_PIECE = 3000 };
+	kl_client *a = connect_root();
+	json_object *p, *res = NULL, *m;
+	char id[64], line[256];
+
+	(void)state;
+	p = json_object_new_object();
+	json_object_object_add(p, "tenant", json_object_new_string("liveco"));
+	json_object_object_add(p, "work_order", json_object_new_string("WO-LIVE"));
+	json_object_object_add(p, "entries", json_object_new_int(PIECES * PER_PIECE));
+	assert_int_equal(kl_client_call_timeout(a, "devices.preregister_begin", p, &res, 60000), 0);
+	snprintf(id, sizeof(id), "%s", json_object_get_string(jget(res, "batch")));
+	json_object_put(res);
+	for (int piece = 0; piece < PIECES; piece++) {
+		json_object *items = json_object_new_array();
+
+		for (int i = 0; i < PER_PIECE; i++) {
+			char serial[32];
+
+			snprintf(serial, sizeof(serial), "LIVE-%06d", piece * PER_PIECE + i);
+			json_object_array_add(items, json_object_new_string(serial));
+		}
+		p = json_object_new_object();
+		json_object_object_add(p, "batch", json_object_new_string(id));
+		json_object_object_add(p, "offset", json_object_new_int(piece * PER_PIECE));
+		json_object_object_add(p, "items", items);
+		assert_int_equal(
+		    kl_client_call_timeout(a, "devices.preregister_add", p, &res, 60000), 0);
+		json_object_put(res);
+	}
+	snprintf(line, sizeof(line),
+	         "{\"jsonrpc\":\"2.0\",\"method\":\"devices.preregister_commit\","
+	         "\"params\":{\"batch\":\"%s\"},\"id\":1}\n"
+	         "{\"jsonrpc\":\"2.0\",\"method\":\"rpc.ping\",\"id\":2}\n",
+	         id);
+	send_line(a, line);
+	m = next_answer(a);
+	if (jint(m, "id") != 2)
+		fail_msg("the ping waited for the commit: first answer %s", dump(m));
+	json_object_put(m);
+	m = next_answer(a);
+	res = jget(m, "result");
+	if (jint(m, "id") != 1 || !res)
+		fail_msg("devices.preregister_commit: %s", dump(m));
+	assert_int_equal(jint(res, "entries"), PIECES * PER_PIECE);
+	assert_int_equal(jint(res, "changed"), PIECES * PER_PIECE);
+	json_object_put(m);
+	kl_client_free(a);
+}
+
 /* Clients that leave while their calls run (or wait in the queue): the
  * answers are dropped, the station goes on serving and still stops
  * cleanly (under the sanitizers, without a leak). */
@@ -409,6 +464,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_answers_during_heavy_work),
+		cmocka_unit_test(test_answers_during_prereg_commit),
 		cmocka_unit_test(test_client_leaves_mid_call),
 		cmocka_unit_test(test_stop_during_call),
 	};
