@@ -147,7 +147,16 @@ int kl_tpm_open(const char *tcti_conf, kl_tpm **ret)
 
 kl_tpm_link_state kl_tpm_link_state_of(const kl_tpm *t)
 {
-	return t ? tpm_link_state(t->link) : KL_TPM_LINK_OK;
+	switch (t ? tpm_link_state_get(t->link) : TPM_LINK_OK) {
+	case TPM_LINK_TIMEOUT:
+		return KL_TPM_LINK_TIMEOUT;
+	case TPM_LINK_CANCELLED:
+		return KL_TPM_LINK_CANCELLED;
+	case TPM_LINK_BROKEN:
+		return KL_TPM_LINK_BROKEN;
+	default:
+		return KL_TPM_LINK_OK;
+	}
 }
 
 void kl_tpm_free(kl_tpm *t)

@@ -12,12 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <tss2/tss2_tcti.h>
+#include <tss2/tss2_tpm2_types.h>
 
 #include "kl_error.h"
-#include "tpm_internal.h"
 #include "tpm_link_internal.h"
 
 #define LINK_MAGIC        0x6b6c6c696e6b0001ull /* "kllink", 1 */
@@ -41,12 +42,20 @@ struct tpm_link {
 	unsigned char hdr[10];
 	size_t hdr_got;
 	uint32_t rsp_size;
-	kl_tpm_link_state state;
+	tpm_link_state state;
 };
 
 /* Why the last command of this thread's link failed: ESAPI hands back only
  * a TCTI code, and kl_tpm_rc_error turns it into this detail. One thread
  * drives one kl_tpm (tpm.h), so thread-local is the command's own. */
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static _Thread_local struct {
 	bool set;
 	kl_err code;
@@ -110,17 +119,17 @@ static const char *cc_name(uint32_t cc)
  * timeout or a cancel the DUT may still answer the old command, and
  * nothing it says is believed any more. Returns the TCTI code for ESAPI,
  * never TRY_AGAIN (the synchronous Esys_* calls would loop on it). */
-static TSS2_RC link_fail(struct tpm_link *l, kl_tpm_link_state why, const char *fmt, ...)
+static TSS2_RC link_fail(struct tpm_link *l, tpm_link_state why, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static TSS2_RC link_fail(struct tpm_link *l, kl_tpm_link_state why, const char *fmt, ...)
+static TSS2_RC link_fail(struct tpm_link *l, tpm_link_state why, const char *fmt, ...)
 {
 	va_list ap;
 
 	link_why.set = true;
-	link_why.code = why == KL_TPM_LINK_TIMEOUT  ? KL_E_TIMEOUT
-	                : why == KL_TPM_LINK_BROKEN ? KL_E_TPM
-	                                            : KL_E_IO;
+	link_why.code = why == TPM_LINK_TIMEOUT  ? KL_E_TIMEOUT
+	                : why == TPM_LINK_BROKEN ? KL_E_TPM
+	                                         : KL_E_IO;
 	va_start(ap, fmt);
 	vsnprintf(link_why.detail, sizeof(link_why.detail), fmt, ap);
 	va_end(ap);
@@ -129,9 +138,9 @@ static TSS2_RC link_fail(struct tpm_link *l, kl_tpm_link_state why, const char *
 	l->sock = -1;
 	l->io = LINK_IDLE;
 	l->hdr_got = 0;
-	if (why != KL_TPM_LINK_OK)
+	if (why != TPM_LINK_OK)
 		l->state = why;
-	return why == KL_TPM_LINK_BROKEN ? TSS2_TCTI_RC_MALFORMED_RESPONSE : TSS2_TCTI_RC_IO_ERROR;
+	return why == TPM_LINK_BROKEN ? TSS2_TCTI_RC_MALFORMED_RESPONSE : TSS2_TCTI_RC_IO_ERROR;
 }
 
 /* Waits until fd is ready for events, the command's deadline passes or the
@@ -140,22 +149,22 @@ static TSS2_RC link_wait(struct tpm_link *l, int fd, short events)
 {
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = events };
-		double left = l->deadline - tpm_clock_ms();
+		double left = l->deadline - now_ms();
 		int n;
 
 		if (l->cancelled && l->cancelled(l->cancel_ctx))
-			return link_fail(l, KL_TPM_LINK_CANCELLED,
+			return link_fail(l, TPM_LINK_CANCELLED,
 			                 "the job was cancelled while %s waited on %s",
 			                 cc_name(l->cc), l->where);
 		if (left <= 0)
-			return link_fail(l, KL_TPM_LINK_TIMEOUT,
+			return link_fail(l, TPM_LINK_TIMEOUT,
 			                 "the TPM on %s did not answer %s within %d ms", l->where,
 			                 cc_name(l->cc), l->timeout_ms);
 		n = poll(&p, 1, left < LINK_SLICE_MS ? (int)left + 1 : LINK_SLICE_MS);
 		if (n > 0)
 			return TSS2_RC_SUCCESS;
 		if (n < 0 && errno != EINTR)
-			return link_fail(l, KL_TPM_LINK_OK, "poll on %s: %s", l->where,
+			return link_fail(l, TPM_LINK_OK, "poll on %s: %s", l->where,
 			                 strerror(errno));
 	}
 }
@@ -168,15 +177,15 @@ static TSS2_RC link_connect(struct tpm_link *l)
 
 	l->sock = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (l->sock < 0)
-		return link_fail(l, KL_TPM_LINK_OK, "socket: %s", strerror(errno));
+		return link_fail(l, TPM_LINK_OK, "socket: %s", strerror(errno));
 	if (connect(l->sock, (struct sockaddr *)&l->addr, l->addr_len) == 0)
 		return TSS2_RC_SUCCESS;
 	if (errno != EINPROGRESS)
-		return link_fail(l, KL_TPM_LINK_OK, "connect to %s: %s", l->where, strerror(errno));
+		return link_fail(l, TPM_LINK_OK, "connect to %s: %s", l->where, strerror(errno));
 	if ((rc = link_wait(l, l->sock, POLLOUT)) != TSS2_RC_SUCCESS)
 		return rc;
 	if (getsockopt(l->sock, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err != 0)
-		return link_fail(l, KL_TPM_LINK_OK, "connect to %s: %s", l->where,
+		return link_fail(l, TPM_LINK_OK, "connect to %s: %s", l->where,
 		                 strerror(err ? err : errno));
 	return TSS2_RC_SUCCESS;
 }
@@ -194,10 +203,10 @@ static TSS2_RC link_transmit(TSS2_TCTI_CONTEXT *ctx, size_t size, const uint8_t 
 		return TSS2_TCTI_RC_BAD_SEQUENCE;
 	link_why.set = false;
 	l->cc = (uint32_t)cmd[6] << 24 | (uint32_t)cmd[7] << 16 | (uint32_t)cmd[8] << 8 | cmd[9];
-	if (l->state != KL_TPM_LINK_OK)
+	if (l->state != TPM_LINK_OK)
 		return link_fail(l, l->state, "the link to %s failed earlier; %s not sent",
 		                 l->where, cc_name(l->cc));
-	l->deadline = tpm_clock_ms() + l->timeout_ms;
+	l->deadline = now_ms() + l->timeout_ms;
 	if ((rc = link_connect(l)) != TSS2_RC_SUCCESS)
 		return rc;
 	for (size_t done = 0; done < size;) {
@@ -208,7 +217,7 @@ static TSS2_RC link_transmit(TSS2_TCTI_CONTEXT *ctx, size_t size, const uint8_t 
 			continue;
 		}
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			return link_fail(l, KL_TPM_LINK_OK, "send to %s: %s", l->where,
+			return link_fail(l, TPM_LINK_OK, "send to %s: %s", l->where,
 			                 strerror(errno));
 		if ((rc = link_wait(l, l->sock, POLLOUT)) != TSS2_RC_SUCCESS)
 			return rc;
@@ -230,10 +239,10 @@ static TSS2_RC link_read(struct tpm_link *l, unsigned char *p, size_t want)
 			continue;
 		}
 		if (n == 0)
-			return link_fail(l, KL_TPM_LINK_OK, "%s closed the link during %s",
-			                 l->where, cc_name(l->cc));
+			return link_fail(l, TPM_LINK_OK, "%s closed the link during %s", l->where,
+			                 cc_name(l->cc));
 		if (errno != EAGAIN && errno != EINTR)
-			return link_fail(l, KL_TPM_LINK_OK, "recv from %s: %s", l->where,
+			return link_fail(l, TPM_LINK_OK, "recv from %s: %s", l->where,
 			                 strerror(errno));
 		if ((rc = link_wait(l, l->sock, POLLIN)) != TSS2_RC_SUCCESS)
 			return rc;
@@ -262,7 +271,7 @@ static TSS2_RC link_receive(TSS2_TCTI_CONTEXT *ctx, size_t *size, uint8_t *rsp, 
 		l->rsp_size = (uint32_t)l->hdr[2] << 24 | (uint32_t)l->hdr[3] << 16 |
 		              (uint32_t)l->hdr[4] << 8 | l->hdr[5];
 		if (l->rsp_size < sizeof(l->hdr) || l->rsp_size > LINK_MAX_RESPONSE)
-			return link_fail(l, KL_TPM_LINK_BROKEN,
+			return link_fail(l, TPM_LINK_BROKEN,
 			                 "the TPM on %s answered %s with a size of %" PRIu32
 			                 " bytes",
 			                 l->where, cc_name(l->cc), l->rsp_size);
@@ -414,9 +423,9 @@ void tpm_link_free(struct tpm_link *l)
 	free(l);
 }
 
-kl_tpm_link_state tpm_link_state(const struct tpm_link *l)
+tpm_link_state tpm_link_state_get(const struct tpm_link *l)
 {
-	return l ? l->state : KL_TPM_LINK_OK;
+	return l ? l->state : TPM_LINK_OK;
 }
 
 bool tpm_link_last_error(TSS2_RC rc, kl_err *code, const char **detail)

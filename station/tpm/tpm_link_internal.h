@@ -24,9 +24,17 @@
 #include <tss2/tss2_tcti.h>
 
 #include "kl_error.h"
-#include "tpm.h"
 
 struct tpm_link;
+
+/* What became of the link (kl_tpm_link_state of tpm.h says the same to
+ * callers; this header stays free of tpm.h, which includes it). */
+typedef enum tpm_link_state {
+	TPM_LINK_OK,
+	TPM_LINK_TIMEOUT,
+	TPM_LINK_CANCELLED,
+	TPM_LINK_BROKEN,
+} tpm_link_state;
 
 /* Whether conf is a link this TCTI takes ("swtpm", "swtpm:..."). */
 bool tpm_link_handles(const char *conf);
@@ -38,9 +46,9 @@ int tpm_link_open(const char *conf, int timeout_ms, bool (*cancelled)(void *ctx)
                   TSS2_TCTI_CONTEXT **ret, struct tpm_link **ret_link);
 void tpm_link_free(struct tpm_link *l);
 
-/* KL_TPM_LINK_OK until a command timed out, was cancelled or got a
+/* TPM_LINK_OK until a command timed out, was cancelled or got a
  * malformed answer. NULL (a TCTI of the loader) is OK. */
-kl_tpm_link_state tpm_link_state(const struct tpm_link *l);
+tpm_link_state tpm_link_state_get(const struct tpm_link *l);
 
 /* When rc is a TCTI code from this thread's last failed link command:
  * the kl_err it stands for (KL_E_TIMEOUT, KL_E_IO, KL_E_TPM) and the
