@@ -39,6 +39,7 @@ typedef struct kl_life_config {
 	void (*lock)(void *ctx);
 	void (*unlock)(void *ctx);
 	void *lock_ctx;
+	int tpm_timeout_ms; /* per TPM command, as kl_engine_config's; 0 the default */
 } kl_life_config;
 
 /* A lifecycle step's progress: name is a stable step name ("prove",
@@ -51,7 +52,8 @@ typedef struct kl_life_job {
 	const char *actor;
 	kl_life_progress_fn progress;
 	void *progress_ctx;
-	bool (*cancelled)(void *ctx); /* asked between steps; may be NULL */
+	bool (*cancelled)(void *ctx); /* asked between steps and while a TPM
+	                               * command waits; may be NULL */
 	void *cancel_ctx;
 } kl_life_job;
 
