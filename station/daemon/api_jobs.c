@@ -137,6 +137,8 @@ static int m_job_abort(kl_rpc_call *call)
 {
 	kl_station *s = api_station(call);
 	int64_t id = api_int_or(call, "job", 0);
+	json_object *finished = NULL;
+	const char *slot = NULL;
 	kl_rpc_obj *o;
 	st_job *j;
 	const char *was = NULL;
@@ -144,12 +146,13 @@ static int m_job_abort(kl_rpc_call *call)
 	pthread_mutex_lock(&s->mu);
 	j = st_job_find(s, id);
 	if (j && j->state == KL_JOB_QUEUED) {
-		/* Not started: take it off its slot. */
-		j->slot->pending = NULL;
-		j->state = KL_JOB_ABORTED;
-		snprintf(j->reason, sizeof(j->reason), "aborted");
-		snprintf(j->message, sizeof(j->message), "aborted by %s before it started",
+		char why[256];
+
+		/* Not started: take it off its slot; subscribers hear it ended. */
+		snprintf(why, sizeof(why), "aborted by %s before it started",
 		         api_caller(call)->actor);
+		finished = st_job_abort_queued(j, why);
+		slot = j->slot->name; /* the slots live as long as the station */
 		was = "queued";
 	} else if (j && j->state == KL_JOB_RUNNING) {
 		atomic_store(&j->abort, true);
@@ -158,6 +161,8 @@ static int m_job_abort(kl_rpc_call *call)
 		was = kl_job_state_name(j->state);
 	}
 	pthread_mutex_unlock(&s->mu);
+	if (finished)
+		st_event(s, slot, finished);
 	if (!j)
 		return kl_rpc_reply_error(call, KL_E_NOTFOUND, "no job %lld", (long long)id);
 	if (strcmp(was, "queued") != 0 && strcmp(was, "running") != 0)
