@@ -157,33 +157,6 @@ static void expect_pass(const char *link, const char *serial, bool resumed)
 	device_state(serial, KL_DEVICE_PROVISIONED);
 }
 
-/* A DUT that takes TPM2_Certify and never answers: the job fails at that
- * step as link_timeout, and the message says so. The device stays
- * provisioning (a dead link cannot clean the DUT), and the next run on
- * the DUT itself takes the resume path and provisions it. */
-static void test_stall_times_out(void **state)
-{
-	kl_mitm_rule stall = { .command_code = CC_CERTIFY, .action = KL_MITM_STALL };
-	kl_engine_config cfg = g.cfg;
-	kl_job_result res;
-	kl_mitm *m = NULL;
-
-	(void)state;
-	cfg.tpm_timeout_ms = 1000;
-	assert_int_equal(kl_mitm_start(g.duts[0], &stall, 1, &m), 0);
-	provision(&cfg, kl_mitm_tcti(m), "L-1", &res);
-	assert_int_equal(kl_mitm_altered(m), 1);
-	kl_mitm_stop(m);
-	assert_int_not_equal(res.rc, 0);
-	assert_string_equal(res.reason, "link_timeout");
-	assert_int_equal(res.failed_step, KL_STEP_CERTIFY);
-	assert_non_null(strstr(res.message, "stopped answering"));
-	assert_non_null(strstr(res.message, "TPM2_Certify"));
-	device_state("L-1", KL_DEVICE_PROVISIONING);
-
-	expect_pass(g.duts[0]->tcti, "L-1", true);
-}
-
 static atomic_bool abort_flag;
 
 static bool cancelled(void *ctx)
@@ -197,6 +170,7 @@ struct job_thread {
 	kl_job job;
 	kl_job_result res;
 	int rc;
+	atomic_bool done;
 	pthread_t thread;
 };
 
@@ -205,7 +179,57 @@ static void *job_main(void *arg)
 	struct job_thread *t = arg;
 
 	t->rc = kl_engine_provision(&t->cfg, &t->job, &t->res);
+	atomic_store(&t->done, true);
 	return NULL;
+}
+
+/* Waits (up to LIVENESS_S) for the job to end. If it does not, the DUT's
+ * silence held it: the proxy is stopped, which lets the job go, and the
+ * test fails rather than hangs. Stops the proxy either way. */
+static void finish_job(struct job_thread *t, kl_mitm *m)
+{
+	double until = now_s() + LIVENESS_S;
+	bool ended;
+
+	while (!atomic_load(&t->done) && now_s() < until)
+		usleep(10 * 1000);
+	ended = atomic_load(&t->done);
+	kl_mitm_stop(m);
+	assert_int_equal(pthread_join(t->thread, NULL), 0);
+	if (!ended)
+		fail_msg("the job did not end within %d s while its DUT was silent", LIVENESS_S);
+	assert_int_equal(t->rc, 0);
+}
+
+/* A DUT that takes TPM2_Certify and never answers: the job fails at that
+ * step as link_timeout, and the message says so. The device stays
+ * provisioning (a dead link cannot clean the DUT), and the next run on
+ * the DUT itself takes the resume path and provisions it. */
+static void test_stall_times_out(void **state)
+{
+	kl_mitm_rule stall = { .command_code = CC_CERTIFY, .action = KL_MITM_STALL };
+	struct job_thread t = { .cfg = g.cfg };
+	kl_job_result res;
+	kl_mitm *m = NULL;
+
+	(void)state;
+	t.cfg.tpm_timeout_ms = 1000;
+	assert_int_equal(kl_mitm_start(g.duts[0], &stall, 1, &m), 0);
+	t.job = (kl_job){ .serial = "L-1",
+		          .link = kl_mitm_tcti(m),
+		          .ek_type = KL_EK_P256,
+		          .actor = "operator:test" };
+	assert_int_equal(pthread_create(&t.thread, NULL, job_main, &t), 0);
+	finish_job(&t, m);
+	res = t.res;
+	assert_int_not_equal(res.rc, 0);
+	assert_string_equal(res.reason, "link_timeout");
+	assert_int_equal(res.failed_step, KL_STEP_CERTIFY);
+	assert_non_null(strstr(res.message, "stopped answering"));
+	assert_non_null(strstr(res.message, "TPM2_Certify"));
+	device_state("L-1", KL_DEVICE_PROVISIONING);
+
+	expect_pass(g.duts[0]->tcti, "L-1", true);
 }
 
 /* An abort while a TPM command waits for a DUT that went silent ends the
@@ -229,10 +253,8 @@ static void test_abort_in_step(void **state)
 	assert_int_equal(pthread_create(&t.thread, NULL, job_main, &t), 0);
 	bool stalled = wait_stalled(m);
 	atomic_store(&abort_flag, true);
-	assert_int_equal(pthread_join(t.thread, NULL), 0);
-	kl_mitm_stop(m);
+	finish_job(&t, m);
 	assert_true(stalled);
-	assert_int_equal(t.rc, 0);
 	assert_string_equal(t.res.reason, "aborted");
 	assert_int_equal(t.res.failed_step, KL_STEP_CERTIFY);
 	device_state("L-2", KL_DEVICE_PROVISIONING);
@@ -267,9 +289,8 @@ static void test_resume_cleans_outside_lock(void **state)
 			       .actor = "operator:test" };
 
 		setenv("KEYLINE_FAILPOINT", "engrave", 1);
-		if (open_all() < 0)
+		if (open_all() < 0 || kl_engine_provision(&g.cfg, &job, &r) < 0)
 			_exit(3);
-		kl_engine_provision(&g.cfg, &job, &r);
 		_exit(4);
 	}
 	assert_int_equal(waitpid(pid, &st, 0), pid);
@@ -294,8 +315,7 @@ static void test_resume_cleans_outside_lock(void **state)
 	bool during = kl_mitm_stalled(m) > 0;
 	if (locked == 0)
 		pthread_mutex_unlock(&g.backend);
-	assert_int_equal(pthread_join(t.thread, NULL), 0);
-	kl_mitm_stop(m);
+	finish_job(&t, m);
 	assert_true(stalled);
 	assert_int_equal(locked, 0);
 	assert_true(during);
