@@ -174,7 +174,8 @@ static int m_job_abort(kl_rpc_call *call)
 	kl_rpc_obj_put_str(o, "was", was);
 	kl_rpc_obj_put_str(o, "note",
 	                   strcmp(was, "running") == 0
-	                       ? "the job stops at its next step and cleans up; watch job.finished"
+	                       ? "the job stops at its next step, or at once while it waits on the "
+	                         "TPM; watch job.finished"
 	                       : "the job will not run");
 	return 0;
 }
@@ -202,6 +203,6 @@ const kl_rpc_method st_api_jobs[] = {
 	{ "job.get", ALL, p_job, m_job_get, "a job's state, step and result" },
 	{ "job.list", ALL, p_jobs, m_job_list, "recent jobs, newest first" },
 	{ "job.abort", OP | AUT | SVC, p_job, m_job_abort,
-	  "abort a queued job, or stop a running one at its next step" },
+	  "abort a queued job, or stop a running one (at once while it waits on the TPM)" },
 	{ NULL, 0, NULL, NULL, NULL },
 };
