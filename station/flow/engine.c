@@ -18,6 +18,9 @@
 #include "hsm.h"
 #include "kl_error.h"
 
+/* How long each TPM command of the clean-up after a refusal may take. */
+#define CLEANUP_TIMEOUT_MS 5000
+
 /* Leftovers of an interrupted run on the DUT go, so that the run starts
  * clean; certificates issued for it but never engraved are revoked
  * (superseded) so that one valid set remains. */
@@ -316,6 +319,13 @@ int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job, kl_job_r
 	}
 	if (rc < 0) {
 		link_verdict(&r);
+		/* The clean-up is not cancelled (the abort asked for it) and gets
+		 * a short bound: a DUT that went silent is not waited on again.
+		 * A dead link cleans nothing, and the device stays provisioning. */
+		if (r.tpm && kl_tpm_link_rearm(r.tpm, kl_eng_timeout_ms(&r) < CLEANUP_TIMEOUT_MS
+		                                          ? kl_eng_timeout_ms(&r)
+		                                          : CLEANUP_TIMEOUT_MS) < 0)
+			kl_error_clear();
 		record_refusal(&r);
 	}
 

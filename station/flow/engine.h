@@ -82,9 +82,8 @@ typedef struct kl_job {
 	/* Asked before every step and, while a TPM command waits for its
 	 * answer, every 50 ms (may be NULL; called from the job's thread): true
 	 * stops the run as refused with reason "aborted", cleaning up like any
-	 * refusal. A command it interrupts leaves the link dead, so the DUT is
-	 * not cleaned then; the device stays "provisioning" and the next run
-	 * takes the resume path. */
+	 * refusal (the clean-up's commands are not cancelled, and each is bounded
+	 * by 5 s or the TPM timeout, whichever is shorter). */
 	bool (*cancelled)(void *ctx);
 	void *cancel_ctx;
 } kl_job;

@@ -109,6 +109,7 @@ int kl_tpm_open_link(const char *tcti_conf, const kl_tpm_link_opts *opts, kl_tpm
 		return kl_error_set(KL_E_INVALID, "TPM: a timeout of %d ms is not within %d..%d",
 		                    timeout_ms, KL_TPM_TIMEOUT_MS_MIN, KL_TPM_TIMEOUT_MS_MAX);
 	pthread_once(&tss_log_once, tss_log_quiet);
+	tpm_link_forget();
 
 	t = calloc(1, sizeof(*t));
 	if (!t)
@@ -157,6 +158,32 @@ kl_tpm_link_state kl_tpm_link_state_of(const kl_tpm *t)
 	default:
 		return KL_TPM_LINK_OK;
 	}
+}
+
+int kl_tpm_link_rearm(kl_tpm *t, int timeout_ms)
+{
+	bool fresh;
+	TSS2_RC rc;
+	int r;
+
+	if (!t || !t->link)
+		return 0; /* a loader TCTI has neither deadline nor cancel */
+	fresh = tpm_link_state_get(t->link) == TPM_LINK_CANCELLED;
+	if ((r = tpm_link_rearm(t->link, timeout_ms)) < 0)
+		return r;
+	if (!fresh)
+		return 0;
+	/* The TCTI's error left ESAPI in its internal-error state, where it
+	 * refuses every call; a new context on the same link starts clean. */
+	Esys_Finalize(&t->esys);
+	t->n_loaded = 0;
+	t->generation++;
+	rc = Esys_Initialize(&t->esys, t->tcti, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		t->esys = NULL;
+		return kl_tpm_rc_error(rc, "Esys_Initialize after a cancel");
+	}
+	return kl_tpm_flush_leftovers(t, NULL);
 }
 
 void kl_tpm_free(kl_tpm *t)

@@ -82,6 +82,14 @@ typedef enum kl_tpm_link_state {
 
 kl_tpm_link_state kl_tpm_link_state_of(const kl_tpm *t);
 
+/* For the clean-up after an abort: drops the cancel predicate and bounds
+ * every later command by timeout_ms. A link whose command was cancelled
+ * works again (a new ESAPI context on it; the objects loaded through the
+ * old one are flushed from the TPM, and kl_tpm_objects made before are
+ * inert). -KL_E_STATE when the link timed out or broke: nothing more is
+ * sent on it. */
+int kl_tpm_link_rearm(kl_tpm *t, int timeout_ms);
+
 /* Milliseconds spent inside TPM commands through t so far (the link's
  * transfer included): the part of a job that waits on the TPM. */
 double kl_tpm_busy_ms(const kl_tpm *t);

@@ -415,12 +415,33 @@ int tpm_link_open(const char *conf, int timeout_ms, bool (*cancelled)(void *ctx)
 	return 0;
 }
 
+int tpm_link_rearm(struct tpm_link *l, int timeout_ms)
+{
+	if (l->state == TPM_LINK_TIMEOUT || l->state == TPM_LINK_BROKEN)
+		return kl_error_set(
+		    KL_E_STATE, "the link to %s is dead: its TPM %s earlier", l->where,
+		    l->state == TPM_LINK_TIMEOUT ? "did not answer in time" : "answered garbage");
+	/* A cancelled command's connection was closed: swtpm answers it to
+	 * nobody, and the next command has a connection of its own. */
+	l->state = TPM_LINK_OK;
+	l->cancelled = NULL;
+	l->cancel_ctx = NULL;
+	l->timeout_ms = timeout_ms;
+	return 0;
+}
+
+void tpm_link_forget(void)
+{
+	link_why.set = false;
+}
+
 void tpm_link_free(struct tpm_link *l)
 {
 	if (!l)
 		return;
 	link_finalize((TSS2_TCTI_CONTEXT *)l);
 	free(l);
+	link_why.set = false;
 }
 
 tpm_link_state tpm_link_state_get(const struct tpm_link *l)

@@ -46,6 +46,13 @@ int tpm_link_open(const char *conf, int timeout_ms, bool (*cancelled)(void *ctx)
                   TSS2_TCTI_CONTEXT **ret, struct tpm_link **ret_link);
 void tpm_link_free(struct tpm_link *l);
 
+/* After a cancel: the link takes commands again, with this timeout and no
+ * cancel predicate. -KL_E_STATE when it timed out or broke (dead). */
+int tpm_link_rearm(struct tpm_link *l, int timeout_ms);
+
+/* Forgets this thread's record of a failed link command. */
+void tpm_link_forget(void);
+
 /* TPM_LINK_OK until a command timed out, was cancelled or got a
  * malformed answer. NULL (a TCTI of the loader) is OK. */
 tpm_link_state tpm_link_state_get(const struct tpm_link *l);

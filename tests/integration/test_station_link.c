@@ -307,8 +307,7 @@ static void test_sigterm_during_stall(void **state)
 	pid_t w = 0;
 
 	(void)state;
-	/* LK-0 again: its device is still provisioning (the aborted run could
-	 * not clean a dead link), so this run resumes it, then goes silent. */
+	/* LK-0 again (the aborted run cleaned it up): silent at TPM2_Certify. */
 	job = provision("S", "LK-0");
 	(void)job;
 	wait_stalled(2);
