@@ -301,17 +301,15 @@ int kl_life_prove(struct life *l, bool allow_revoked, bool allow_iak, bool allow
 	int rc = 0, i, ev_rc;
 
 	json_object_object_add(l->ev, "identity_proof", p);
-	kl_tpm_link_opts link = { .timeout_ms = l->cfg->tpm_timeout_ms,
-		                  .cancelled = l->job->cancelled,
-		                  .cancel_ctx = l->job->cancel_ctx };
+	/* Bounded in time; not cancelled inside a step: a lifecycle job stops
+	 * between its steps (lifecycle.h), so an aborted renewal or erase
+	 * never stops half-way through a TPM command. */
+	kl_tpm_link_opts link = { .timeout_ms = l->cfg->tpm_timeout_ms };
 
 	if (kl_tpm_open_link(l->job->link, &link, &l->tpm) < 0)
-		return kl_life_failed(l,
-		                      l->job->cancelled && l->job->cancelled(l->job->cancel_ctx)
-		                          ? "aborted"
-		                      : kl_error_code() == KL_E_TIMEOUT ? "link_timeout"
-		                                                        : "link_failed",
-		                      -(int)kl_error_code());
+		return kl_life_failed(
+		    l, kl_error_code() == KL_E_TIMEOUT ? "link_timeout" : "link_failed",
+		    -(int)kl_error_code());
 	if (kl_tpm_flush_leftovers(l->tpm, NULL) < 0)
 		return kl_life_failed(l, "tpm_error", -(int)kl_error_code());
 	if (check_ek(l, &ek) < 0)

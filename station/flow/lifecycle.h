@@ -52,8 +52,7 @@ typedef struct kl_life_job {
 	const char *actor;
 	kl_life_progress_fn progress;
 	void *progress_ctx;
-	bool (*cancelled)(void *ctx); /* asked between steps and while a TPM
-	                               * command waits; may be NULL */
+	bool (*cancelled)(void *ctx); /* asked between steps; may be NULL */
 	void *cancel_ctx;
 } kl_life_job;
 
