@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "kl_error.h"
 #include "profile.h"
 #include "store.h"
 
@@ -35,13 +36,14 @@ typedef struct kl_ca_config {
 
 /* Opens the issuer named in cfg. sign_key signs (an HSM key through libp11
  * or any EVP_PKEY); a reference is taken. Reconciles PENDING rows. */
-int kl_ca_open(kl_store *store, const kl_ca_config *cfg, EVP_PKEY *sign_key, kl_ca **ret);
+int kl_ca_open(kl_store *store, const kl_ca_config *cfg, EVP_PKEY *sign_key,
+               kl_ca **ret) KL_MUST_CHECK;
 void kl_ca_free(kl_ca *ca);
 
 const X509 *kl_ca_cert(const kl_ca *ca);
 int64_t kl_ca_issuer_id(const kl_ca *ca);
 /* How many PENDING rows kl_ca_open found and abandoned. */
-int kl_ca_reconciled(const kl_ca *ca);
+int kl_ca_reconciled(const kl_ca *ca) KL_MUST_CHECK;
 
 typedef struct kl_cert_request {
 	const char *profile;       /* profile name */
@@ -56,7 +58,7 @@ typedef struct kl_cert_request {
 /* Runs the whole issuance order above. On success *ret is the certificate and
  * serial_hex (if not NULL, 41 bytes) its serial. A lint failure returns
  * -KL_E_INVALID with the rule in the error detail. */
-int kl_ca_issue(kl_ca *ca, const kl_cert_request *req, X509 **ret, char *serial_hex);
+int kl_ca_issue(kl_ca *ca, const kl_cert_request *req, X509 **ret, char *serial_hex) KL_MUST_CHECK;
 
 /* Issues up to KL_CA_BATCH_MAX certificates with one PENDING commit and one
  * ISSUED commit for the lot (the order above holds for each). Each result
@@ -72,32 +74,33 @@ typedef struct kl_issue_result {
 	int rc;          /* 0, or a negative kl_err */
 	char error[256]; /* what went wrong, when rc < 0 */
 } kl_issue_result;
-int kl_ca_issue_batch(kl_ca *ca, const kl_cert_request *reqs, size_t n, kl_issue_result *res);
+int kl_ca_issue_batch(kl_ca *ca, const kl_cert_request *reqs, size_t n,
+                      kl_issue_result *res) KL_MUST_CHECK;
 
 /* Issues from a PKCS#10 request: its self-signature must verify; the subject
  * attributes are taken from it (CN, O, OU, C, serialNumber). */
 int kl_ca_issue_csr(kl_ca *ca, X509_REQ *csr, const char *profile, const char *actor, X509 **ret,
-                    char *serial_hex);
+                    char *serial_hex) KL_MUST_CHECK;
 
 /* RFC 5280 §5.3.1 reason names ("keyCompromise", "superseded", ...) <-> codes. */
-int kl_crl_reason_from_name(const char *name);
+int kl_crl_reason_from_name(const char *name) KL_MUST_CHECK;
 const char *kl_crl_reason_name(int code);
 
 /* Revokes by serial (hex, any case, leading zeros allowed) with an RFC 5280
  * reason code; audited. */
-int kl_ca_revoke(kl_ca *ca, const char *serial_hex, int reason, const char *actor);
+int kl_ca_revoke(kl_ca *ca, const char *serial_hex, int reason, const char *actor) KL_MUST_CHECK;
 
 /* Builds and signs a full CRL (RFC 5280 §5) of every revoked, unexpired
  * certificate, with a new CRL number, thisUpdate now and nextUpdate after
  * next_update_s seconds; returns its DER. Audited. */
 int kl_ca_crl(kl_ca *ca, int64_t next_update_s, const char *actor, unsigned char **der,
-              size_t *len);
+              size_t *len) KL_MUST_CHECK;
 
 /* Lints a certificate (signed or not) against RFC 5280 essentials and a
  * profile. Returns 0, or -KL_E_INVALID with "rule-name: explanation". */
-int kl_lint_cert(const X509 *x, const kl_profile *p, const X509 *issuer);
+int kl_lint_cert(const X509 *x, const kl_profile *p, const X509 *issuer) KL_MUST_CHECK;
 
 /* Lowercase hex of a serial without leading zeros. */
-int kl_serial_hex(const ASN1_INTEGER *serial, char *out, size_t size);
+int kl_serial_hex(const ASN1_INTEGER *serial, char *out, size_t size) KL_MUST_CHECK;
 
 #endif

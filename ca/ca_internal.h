@@ -9,6 +9,7 @@
 #include <openssl/x509.h>
 
 #include "ca.h"
+#include "kl_error.h"
 #include "profile.h"
 #include "store.h"
 
@@ -35,19 +36,19 @@ const kl_profile *kl_ca_profile(kl_ca *ca, const char *name);
 /* Builds the unsigned certificate for req under issuer, with a fresh random
  * serial, following profile p. */
 int kl_cert_build(X509 *issuer, const char *crl_url, const kl_profile *p,
-                  const kl_cert_request *req, X509 **ret);
+                  const kl_cert_request *req, X509 **ret) KL_MUST_CHECK;
 const EVP_MD *kl_profile_md(const kl_profile *p);
 /* Sets the TBSCertificate's signature AlgorithmIdentifier for key and md, so
  * that the TBS bytes are final before signing. */
-int kl_cert_set_sigalg(X509 *x, EVP_PKEY *key, const EVP_MD *md);
+int kl_cert_set_sigalg(X509 *x, EVP_PKEY *key, const EVP_MD *md) KL_MUST_CHECK;
 /* The TBSCertificate's DER (OPENSSL_free it). */
-int kl_cert_tbs_der(X509 *x, unsigned char **der, size_t *len);
+int kl_cert_tbs_der(X509 *x, unsigned char **der, size_t *len) KL_MUST_CHECK;
 void kl_cert_subject_line(const X509 *x, char *buf, size_t size);
 
 /* Builds, signs and self-verifies a full CRL of issuer_id's revoked,
  * unexpired certificates. *ret is malloc'd DER. */
 int kl_crl_build(kl_store *store, int64_t issuer_id, const X509 *issuer, EVP_PKEY *key,
                  const EVP_MD *md, int64_t crl_number, time_t now, int64_t next_update_s,
-                 unsigned char **ret, size_t *ret_len, int64_t *ret_count);
+                 unsigned char **ret, size_t *ret_len, int64_t *ret_count) KL_MUST_CHECK;
 
 #endif

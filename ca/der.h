@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "kl_error.h"
+
 typedef struct kl_der {
 	unsigned char *p;
 	size_t len;
@@ -30,7 +32,7 @@ size_t kl_der_hdr_size(size_t len);
 /* Writes a header at out (which has kl_der_hdr_size(len) bytes). */
 void kl_der_hdr_write(unsigned char *out, unsigned char tag, size_t len);
 
-int kl_der_reserve(kl_der *d, size_t more);
+int kl_der_reserve(kl_der *d, size_t more) KL_MUST_CHECK;
 void kl_der_put(kl_der *d, const void *p, size_t n);
 void kl_der_put_hdr(kl_der *d, unsigned char tag, size_t len);
 void kl_der_put_tlv(kl_der *d, unsigned char tag, const void *p, size_t n);

@@ -130,6 +130,15 @@ static int subject_list(json_object *obj, const char *origin, const char *field,
 	return 0;
 }
 
+/* The text of a JSON value, "" for null: json-c has no string for null,
+ * and a profile's "digest": null is to be refused, not dereferenced. */
+static const char *text_of(json_object *o)
+{
+	const char *s = json_object_get_string(o);
+
+	return s ? s : "";
+}
+
 static int oid_ok(const char *origin, const char *field, const char *text)
 {
 	ASN1_OBJECT *o = OBJ_txt2obj(text, 0);
@@ -166,7 +175,7 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 	}
 	snprintf(p.name, sizeof(p.name), "%s", json_object_get_string(o));
 	if (json_object_object_get_ex(root, "description", &o))
-		snprintf(p.description, sizeof(p.description), "%s", json_object_get_string(o));
+		snprintf(p.description, sizeof(p.description), "%s", text_of(o));
 
 	/* validity */
 	if (!json_object_object_get_ex(root, "validity", &o) ||
@@ -183,7 +192,7 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 			goto out;
 		}
 	} else if (json_object_object_get_ex(o, "not_after", &sub)) {
-		const char *na = json_object_get_string(sub);
+		const char *na = text_of(sub);
 
 		if (strcmp(na, "99991231235959Z") != 0) {
 			r = kl_error_set(
@@ -226,7 +235,7 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 
 	snprintf(p.digest, sizeof(p.digest), "sha256");
 	if (json_object_object_get_ex(root, "digest", &o)) {
-		const char *d = json_object_get_string(o);
+		const char *d = text_of(o);
 
 		if (strcmp(d, "sha256") && strcmp(d, "sha384") && strcmp(d, "sha512")) {
 			r = kl_error_set(KL_E_INVALID,
@@ -250,7 +259,7 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 		if (json_object_object_get_ex(o, "required", &sub))
 			p.hwmn_required = json_object_get_boolean(sub);
 		if (json_object_object_get_ex(o, "hw_type", &sub)) {
-			snprintf(p.hw_type, sizeof(p.hw_type), "%s", json_object_get_string(sub));
+			snprintf(p.hw_type, sizeof(p.hw_type), "%s", text_of(sub));
 			r = oid_ok(origin, "hardware_module_name.hw_type", p.hw_type);
 			if (r < 0)
 				goto out;

@@ -24,6 +24,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kl_error.h"
+
 #define KL_PROFILE_MAX_LIST 8
 
 enum kl_key_type {
@@ -57,11 +59,11 @@ typedef struct kl_profile {
 } kl_profile;
 
 /* Parses a profile from JSON text; errors name the file and the field. */
-int kl_profile_parse(const char *json, const char *origin, kl_profile *ret);
+int kl_profile_parse(const char *json, const char *origin, kl_profile *ret) KL_MUST_CHECK;
 
 /* Loads DIR/NAME.json. -KL_E_NOTFOUND names the directory and the profiles
  * that exist. */
-int kl_profile_load(const char *dir, const char *name, kl_profile *ret);
+int kl_profile_load(const char *dir, const char *name, kl_profile *ret) KL_MUST_CHECK;
 
 /* The key-type bit for an OpenSSL key, 0 when the key is of no known type. */
 unsigned kl_profile_key_type(const void *evp_pkey);

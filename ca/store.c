@@ -52,6 +52,29 @@ static const char *const ca_migrations[] = {
 	/* 2: which process reserved a pending row ("host:pid"), so that a
 	 * start-up abandons only the rows of processes that are gone. */
 	"ALTER TABLE ca_cert ADD COLUMN owner TEXT;",
+	/* 3: the devices each audit entry is about, so that a device's
+	 * entries are found by an index, not by reading the log. The chained
+	 * rows are not touched: the links are derived from their details by
+	 * the rule of store_audit.c (detail_devices), which this backfill of
+	 * the entries written so far repeats in SQL. */
+	"CREATE TABLE audit_device("
+	"  serial TEXT NOT NULL,"
+	"  seq INTEGER NOT NULL,"
+	"  PRIMARY KEY(serial, seq)) WITHOUT ROWID;"
+	"INSERT OR IGNORE INTO audit_device(serial, seq)"
+	"  SELECT s, seq FROM (SELECT seq,"
+	"    CASE WHEN json_valid(detail) THEN CASE WHEN json_type(detail, '$.serial') = 'text'"
+	"      THEN json_extract(detail, '$.serial') END END AS s"
+	"    FROM audit WHERE substr(action, 1, 3) <> 'ca.')"
+	"  WHERE s IS NOT NULL;"
+	"INSERT OR IGNORE INTO audit_device(serial, seq)"
+	"  SELECT s, seq FROM (SELECT a.seq AS seq,"
+	"    CASE WHEN i.type = 'object' THEN CASE WHEN json_type(i.value, '$.serial') = 'text'"
+	"      THEN json_extract(i.value, '$.serial') END END AS s"
+	"    FROM audit a, json_each(CASE WHEN json_valid(a.detail) THEN a.detail ELSE '{}' END,"
+	"      '$.items') i"
+	"    WHERE substr(a.action, 1, 3) <> 'ca.')"
+	"  WHERE s IS NOT NULL;",
 };
 
 int64_t kl_store_now(void)

@@ -4,6 +4,7 @@
 #include "store_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -11,6 +12,7 @@
 #include <openssl/evp.h>
 
 #include "kl_error.h"
+#include "kl_log.h"
 
 static int64_t now_ms(void)
 {
@@ -67,6 +69,65 @@ static int audit_head(kl_store *s, int64_t *seq, unsigned char hash[32])
 	return r < 0 ? kl_error_wrap("audit head") : 0;
 }
 
+/* Links entry seq to one device. */
+static int link_device(kl_store *s, int64_t seq, const char *serial)
+{
+	kl_db_stmt *st;
+	int r;
+
+	r = kl_db_prepare_cached(
+	    s->db, "INSERT OR IGNORE INTO audit_device(serial, seq) VALUES(?1, ?2)", &st);
+	if (r < 0)
+		return r;
+	kl_db_bind_text(st, 1, serial);
+	kl_db_bind_int64(st, 2, seq);
+	r = kl_store_step_done(st, "audit device link");
+	kl_db_stmt_free(st);
+	return r < 0 ? r : 0;
+}
+
+static const char *json_str_member(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/* The rule that says which devices an entry is about (store.h), the same
+ * one migration 3 in store.c applied to the entries before it: outside the
+ * CA's own actions (ca.*, whose "serial" is a certificate's), the
+ * detail's top-level "serial" and the "serial" of each object in its
+ * "items" array. The links are derived from the chained detail, so they
+ * can always be rebuilt from the log and are not part of the hash. */
+static int detail_devices(kl_store *s, int64_t seq, const char *action, const char *detail)
+{
+	json_object *d, *items;
+	const char *serial;
+	int r = 0;
+
+	if (strncmp(action, "ca.", 3) == 0)
+		return 0;
+	d = json_tokener_parse(detail);
+	if (!d)
+		return 0; /* not JSON: about nothing we can name */
+	if ((serial = json_str_member(d, "serial")))
+		r = link_device(s, seq, serial);
+	if (r == 0 && json_object_object_get_ex(d, "items", &items) &&
+	    json_object_is_type(items, json_type_array)) {
+		size_t n = json_object_array_length(items);
+
+		for (size_t i = 0; r == 0 && i < n; i++)
+			if ((serial =
+			         json_str_member(json_object_array_get_idx(items, i), "serial")))
+				r = link_device(s, seq, serial);
+	}
+	json_object_put(d);
+	return r;
+}
+
 static int audit_add(kl_store *s, const char *actor, const char *action, const char *detail)
 {
 	unsigned char prev[32], hash[32];
@@ -106,12 +167,43 @@ static int audit_add(kl_store *s, const char *actor, const char *action, const c
 	kl_db_bind_blob(st, 2, hash, 32);
 	r = kl_store_step_done(st, "audit head");
 	kl_db_stmt_free(st);
-	return r < 0 ? r : 0;
+	if (r < 0)
+		return r;
+	return detail_devices(s, seq, action, detail);
 }
 
 int kl_store_audit(kl_store *s, const char *actor, const char *action, const char *detail)
 {
-	return IN_TXN(s, audit_add(s, actor, action, detail && *detail ? detail : "{}"));
+	int r = IN_TXN(s, audit_add(s, actor, action, detail && *detail ? detail : "{}"));
+
+	if (r < 0) {
+		atomic_fetch_add(&s->audit_failures, 1);
+		kl_log_error("audit", "audit entry %s by %s not written: %s", action, actor,
+		             kl_error_detail());
+	}
+	return r;
+}
+
+void kl_store_audit_noted(kl_store *s, const char *actor, const char *action, const char *detail)
+{
+	kl_err code = kl_error_code();
+	char *saved = code != KL_OK ? strdup(kl_error_detail()) : NULL;
+
+	/* A failure is counted and logged by kl_store_audit; what the entry
+	 * records stands, and so does the caller's own error, if it had one
+	 * (a station stopping on an error reports that one). */
+	if (kl_store_audit(s, actor, action, detail) < 0) {
+		if (code == KL_OK)
+			kl_error_clear();
+		else
+			kl_error_set(code, "%s", saved ? saved : "");
+	}
+	free(saved);
+}
+
+uint64_t kl_store_audit_failures(kl_store *s)
+{
+	return atomic_load(&s->audit_failures);
 }
 
 int kl_store_audit_json(kl_store *s, const char *actor, const char *action, json_object *detail)
@@ -119,12 +211,18 @@ int kl_store_audit_json(kl_store *s, const char *actor, const char *action, json
 	const char *text;
 	int r;
 
-	if (!detail)
+	if (!detail) {
+		atomic_fetch_add(&s->audit_failures, 1);
 		return kl_error_set(KL_E_NOMEM, "audit %s: out of memory", action);
+	}
 	text = json_object_to_json_string_ext(detail, JSON_C_TO_STRING_PLAIN |
 	                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
-	r = text ? kl_store_audit(s, actor, action, text)
-	         : kl_error_set(KL_E_NOMEM, "audit %s: out of memory", action);
+	if (text) {
+		r = kl_store_audit(s, actor, action, text);
+	} else {
+		atomic_fetch_add(&s->audit_failures, 1);
+		r = kl_error_set(KL_E_NOMEM, "audit %s: out of memory", action);
+	}
 	json_object_put(detail);
 	return r;
 }
@@ -169,6 +267,43 @@ int kl_store_audit_list(kl_store *s, int64_t before, const char *action_prefix, 
 	}
 	if (r == 0 && rc < 0)
 		r = kl_error_wrap("audit list");
+	kl_db_stmt_free(st);
+	return r < 0 ? r : n;
+}
+
+int kl_store_audit_device(kl_store *s, const char *serial, int64_t before, int64_t limit,
+                          kl_audit_fn fn, void *ctx)
+{
+	kl_db_stmt *st = NULL;
+	int n = 0, rc = 0, r;
+
+	if (!serial || !*serial)
+		return kl_error_set(KL_E_INVALID, "audit of a device: no serial");
+	r = kl_db_prepare(s->db,
+	                  "SELECT a.seq, a.time, a.actor, a.action, a.detail "
+	                  "FROM audit_device d JOIN audit a ON a.seq = d.seq "
+	                  "WHERE d.serial = ?1 AND (?2 <= 0 OR d.seq < ?2) "
+	                  "ORDER BY d.seq DESC LIMIT ?3",
+	                  &st);
+	if (r < 0)
+		return kl_error_wrap("audit of device %s", serial);
+	kl_db_bind_text(st, 1, serial);
+	kl_db_bind_int64(st, 2, before);
+	kl_db_bind_int64(st, 3, limit > 0 ? limit : 100);
+	r = 0;
+	while (r == 0 && (rc = kl_db_step(st)) == 1) {
+		kl_audit_entry e = {
+			.seq = kl_db_column_int64(st, 0),
+			.time_ms = kl_db_column_int64(st, 1),
+			.actor = kl_db_column_text(st, 2),
+			.action = kl_db_column_text(st, 3),
+			.detail = kl_db_column_text(st, 4),
+		};
+		n++;
+		r = fn(ctx, &e);
+	}
+	if (r == 0 && rc < 0)
+		r = kl_error_wrap("audit of device %s", serial);
 	kl_db_stmt_free(st);
 	return r < 0 ? r : n;
 }

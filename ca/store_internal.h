@@ -7,13 +7,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdatomic.h>
+
 #include <json-c/json.h>
 
 #include "kl_db.h"
+#include "kl_error.h"
 #include "store.h"
 
 struct kl_store {
 	kl_db *db;
+	atomic_uint_fast64_t audit_failures; /* kl_store_audit_failures */
 };
 
 /* Runs one write in its own transaction unless the caller has one open. */
@@ -34,12 +38,13 @@ int64_t kl_store_now(void);
 
 /* Steps a statement that returns no rows: the rows it changed, or the
  * error with what it was doing in front ("mark issued: ..."). */
-int kl_store_step_done(kl_db_stmt *st, const char *what);
+int kl_store_step_done(kl_db_stmt *st, const char *what) KL_MUST_CHECK;
 
 /* Writes an audit entry whose detail is the JSON object (consumed; NULL,
  * as from a failed allocation, is -KL_E_NOMEM). The text is json-c's
  * plain form, keys in the order they were added. */
-int kl_store_audit_json(kl_store *s, const char *actor, const char *action, json_object *detail);
+int kl_store_audit_json(kl_store *s, const char *actor, const char *action,
+                        json_object *detail) KL_MUST_CHECK;
 /* Adds key: value to the detail object d and returns d; when d or value is
  * NULL (out of memory) or the add fails, frees both and returns NULL, so
  * that a detail is written whole or not at all:

@@ -33,6 +33,19 @@ typedef enum kl_err {
  * write `return kl_error_set(KL_E_IO, "open %s: %m", path);`. The detail is
  * truncated at KL_ERROR_DETAIL_MAX bytes. Never put a secret in it. */
 #define KL_ERROR_DETAIL_MAX 1024
+/* On a function whose error the caller must look at and decide on. gcc
+ * does not let a (void) cast silence it: a site that goes on whatever the
+ * result says so in code (see kl_store_audit_noted). */
+#define KL_MUST_CHECK __attribute__((warn_unused_result))
+
+/* Runs expr and goes on whatever it returns: for best-effort work (cleanup
+ * after a failure, a kill that may find nothing). Say why beside it. */
+#define KL_BEST_EFFORT(expr)      \
+	do {                      \
+		if ((expr) < 0) { \
+		}                 \
+	} while (0)
+
 int kl_error_set(kl_err code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Like kl_error_set, and appends the reasons on OpenSSL's error queue (which

@@ -5,8 +5,32 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+/* fsyncs the directory holding path, so that a rename into it survives a
+ * power cut. */
+static int sync_dir(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int fd, r = 0;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		r = kl_error_set(KL_E_IO, "sync %s: %s", dir, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
 
 int kl_write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
@@ -15,18 +39,25 @@ int kl_write_file(const char *path, const void *data, size_t len, mode_t mode)
 	size_t done = 0;
 	int fd, e;
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= sizeof(tmp))
+	/* A name no one can guess, made with O_EXCL (mkostemp): a file or a
+	 * symlink planted at the temp path is never written through. */
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= sizeof(tmp))
 		return kl_error_set(KL_E_INVALID, "write %s: path too long", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return kl_error_set(KL_E_IO, "write %s: %s", path, strerror(errno));
+	if (fchmod(fd, mode) < 0)
+		goto fail;
 	while (done < len) {
 		ssize_t n = write(fd, p + done, len - done);
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
 			goto fail;
+		}
 		done += (size_t)n;
 	}
 	if (fsync(fd) < 0)
@@ -40,9 +71,9 @@ int kl_write_file(const char *path, const void *data, size_t len, mode_t mode)
 		unlink(tmp);
 		return kl_error_set(KL_E_IO, "rename %s: %s", path, strerror(e));
 	}
-	return 0;
+	return sync_dir(path);
 fail:
-	e = errno ? errno : EIO;
+	e = errno;
 	if (fd >= 0)
 		close(fd);
 	unlink(tmp);

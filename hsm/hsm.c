@@ -207,6 +207,8 @@ int kl_hsm_recover(kl_hsm *h)
 		if (h->session != CK_INVALID_HANDLE)
 			(void)h->mod->fl->C_CloseSession(h->session);
 		h->session = fresh;
+		/* libp11's sessions, which sign with our keys, died with ours. */
+		h->sessions_lost = true;
 		rv = h->mod->fl->C_GetSessionInfo(h->session, &info);
 		if (rv != CKR_OK) {
 			if (transient_loss(rv))
@@ -246,5 +248,25 @@ int kl_hsm_random(kl_hsm *h, unsigned char *buf, size_t len)
 		}
 		done += n;
 	}
+	return 0;
+}
+
+int kl_hsm_check(kl_hsm *h)
+{
+	CK_SESSION_INFO info;
+	CK_RV rv;
+
+	if (h->sessions_lost)
+		return kl_error_set(KL_E_UNAVAILABLE,
+		                    "token '%s' lost its sessions (ours was reopened): keys opened "
+		                    "before need the token opened again",
+		                    h->label);
+	rv = h->mod->fl->C_GetSessionInfo(h->session, &info);
+	if (rv != CKR_OK)
+		return p11_error(rv, "C_GetSessionInfo(token '%s')", h->label);
+	if (h->logged_in && info.state != CKS_RW_USER_FUNCTIONS &&
+	    info.state != CKS_RO_USER_FUNCTIONS)
+		return kl_error_set(KL_E_UNAVAILABLE, "token '%s' no longer has our login",
+		                    h->label);
 	return 0;
 }

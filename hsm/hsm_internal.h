@@ -40,6 +40,7 @@ struct kl_hsm {
 	CK_SLOT_ID slot_id;
 	CK_SESSION_HANDLE session; /* our own R/W session */
 	bool logged_in;
+	bool sessions_lost; /* kl_hsm_recover reopened ours: the token had lost them all */
 	char label[33];
 };
 

@@ -15,6 +15,8 @@
 #include <limits.h>
 #include <stddef.h>
 
+#include "kl_error.h"
+
 typedef struct kl_pkcs11_uri {
 	char token[33];             /* token label without its blank padding, "" when absent */
 	char object[129];           /* CKA_LABEL of the key, "" when absent */
@@ -27,9 +29,9 @@ typedef struct kl_pkcs11_uri {
 
 /* Parses uri. Errors name the offending attribute; a type other than those
  * above (or p11-kit's "secretkey") is refused. */
-int kl_pkcs11_uri_parse(const char *uri, kl_pkcs11_uri *ret);
+int kl_pkcs11_uri_parse(const char *uri, kl_pkcs11_uri *ret) KL_MUST_CHECK;
 
 /* Formats token/object/id as a URI (percent-encoding what needs it). */
-int kl_pkcs11_uri_format(const kl_pkcs11_uri *u, char *out, size_t size);
+int kl_pkcs11_uri_format(const kl_pkcs11_uri *u, char *out, size_t size) KL_MUST_CHECK;
 
 #endif

@@ -23,13 +23,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kl_error.h"
+
 typedef struct kl_db kl_db;
 typedef struct kl_db_stmt kl_db_stmt;
 
 /* Opens (creating if needed) the database at path: a file name, for
  * SQLite. Commits are durable when they return (a power cut keeps them),
  * and foreign keys are enforced. */
-int kl_db_open(const char *path, kl_db **ret);
+int kl_db_open(const char *path, kl_db **ret) KL_MUST_CHECK;
 /* Closes the connection and every cached statement. Accepts NULL. A
  * transaction still open is rolled back. */
 void kl_db_free(kl_db *db);
@@ -38,12 +40,12 @@ const char *kl_db_name(const kl_db *db);
 
 /* Runs SQL text that takes no parameters and returns no rows: one or more
  * statements separated by ';' (a migration script, say). */
-int kl_db_exec(kl_db *db, const char *sql);
+int kl_db_exec(kl_db *db, const char *sql) KL_MUST_CHECK;
 
 /* Prepares one statement; the caller frees it with kl_db_stmt_free. A bad
  * statement is -KL_E_DB with a detail that quotes its start and says what
  * is wrong ("no such column: x"). */
-int kl_db_prepare(kl_db *db, const char *sql, kl_db_stmt **ret);
+int kl_db_prepare(kl_db *db, const char *sql, kl_db_stmt **ret) KL_MUST_CHECK;
 /* The same, kept by the connection for the next call with the same sql:
  * for statements run often. *ret comes back reset with no parameters
  * bound; kl_db_stmt_free gives it back to the cache (resetting it, which
@@ -52,7 +54,7 @@ int kl_db_prepare(kl_db *db, const char *sql, kl_db_stmt **ret);
  * must be a string literal: a buffer reused for other text would replace the
  * entry under a caller still holding it. Build SQL at run time with
  * kl_db_prepare. */
-int kl_db_prepare_cached(kl_db *db, const char *sql, kl_db_stmt **ret);
+int kl_db_prepare_cached(kl_db *db, const char *sql, kl_db_stmt **ret) KL_MUST_CHECK;
 /* Finalizes a statement from kl_db_prepare, or resets one from
  * kl_db_prepare_cached and leaves it in the cache. Accepts NULL. */
 void kl_db_stmt_free(kl_db_stmt *st);
@@ -74,13 +76,13 @@ void kl_db_bind_blob(kl_db_stmt *st, int i, const void *p, size_t n);
 
 /* Runs the statement to its next row: 1 with a row to read, 0 when there
  * are no more, negative on error. */
-int kl_db_step(kl_db_stmt *st);
+int kl_db_step(kl_db_stmt *st) KL_MUST_CHECK;
 /* Steps a statement that must return a row: 0 with the row,
  * -KL_E_NOTFOUND when it returned none, negative on error. */
-int kl_db_step_row(kl_db_stmt *st);
+int kl_db_step_row(kl_db_stmt *st) KL_MUST_CHECK;
 /* Runs a statement that returns no rows (INSERT, UPDATE, DELETE), then
  * resets it; returns how many rows it changed, or a negative error. */
-int kl_db_step_done(kl_db_stmt *st);
+int kl_db_step_done(kl_db_stmt *st) KL_MUST_CHECK;
 /* Resets a statement for another run and unbinds its parameters. */
 void kl_db_reset(kl_db_stmt *st);
 
@@ -89,7 +91,7 @@ void kl_db_reset(kl_db_stmt *st);
  * until the next step, reset or free of the statement. */
 bool kl_db_column_null(kl_db_stmt *st, int col);
 int64_t kl_db_column_int64(kl_db_stmt *st, int col);
-int kl_db_column_int(kl_db_stmt *st, int col);
+int kl_db_column_int(kl_db_stmt *st, int col) KL_MUST_CHECK;
 const char *kl_db_column_text(kl_db_stmt *st, int col);
 const void *kl_db_column_blob(kl_db_stmt *st, int col, size_t *len);
 /* Copies a text column into dst (size bytes, truncating, always
@@ -106,8 +108,8 @@ int64_t kl_db_last_id(kl_db *db);
  * queue here rather than fail later) and only the outermost commit writes.
  * A failed inner step must call kl_db_rollback, which dooms the whole outer
  * transaction: its commit rolls back and returns -KL_E_DB. */
-int kl_db_begin(kl_db *db);
-int kl_db_commit(kl_db *db);
+int kl_db_begin(kl_db *db) KL_MUST_CHECK;
+int kl_db_commit(kl_db *db) KL_MUST_CHECK;
 void kl_db_rollback(kl_db *db);
 
 /* Brings a module's tables up to date: migrations[i] is a SQL script that
@@ -115,6 +117,7 @@ void kl_db_rollback(kl_db *db);
  * transaction with its version bump, recorded in the schema_version table;
  * a database newer than n is refused (-KL_E_DB), not touched. A released
  * migration is never edited: add another. */
-int kl_db_migrate(kl_db *db, const char *module, const char *const *migrations, size_t n);
+int kl_db_migrate(kl_db *db, const char *module, const char *const *migrations,
+                  size_t n) KL_MUST_CHECK;
 
 #endif

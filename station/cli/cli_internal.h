@@ -14,6 +14,7 @@
 
 #include "client.h"
 #include "home.h"
+#include "kl_error.h"
 #include "registry.h"
 #include "station.h"
 
@@ -21,7 +22,7 @@
 
 /* Prints "keyline CMD: <the error detail>" on stderr; returns 1, the exit
  * status of a failed command. */
-int kl_cli_fail(const char *cmd);
+int kl_cli_fail(const char *cmd) KL_MUST_CHECK;
 
 /* Prints "keyline CMD: <message>" and "(see 'keyline CMD --help')" (the
  * "devices" of a "devices list") on stderr; returns 2, the exit status of a
@@ -49,7 +50,7 @@ const char *kl_cli_when(int64_t t, char *buf, size_t size);
 
 /* Connects to the running station of home: -KL_E_UNAVAILABLE when none
  * runs (kl_client_connect). */
-int kl_cli_connect(const char *home, kl_client **ret);
+int kl_cli_connect(const char *home, kl_client **ret) KL_MUST_CHECK;
 
 /* The running station, or when none runs, its method table in process over
  * the home (reader role). */
@@ -59,14 +60,15 @@ typedef struct kl_cli_api {
 } kl_cli_api;
 
 /* need: the command needs the running station (it changes something). */
-int kl_cli_api_open(const char *home, bool need, kl_cli_api *a);
+int kl_cli_api_open(const char *home, bool need, kl_cli_api *a) KL_MUST_CHECK;
 void kl_cli_api_close(kl_cli_api *a);
 /* One method call; params is taken, *res is the result (put it). */
-int kl_cli_api_call(kl_cli_api *a, const char *method, json_object *params, json_object **res);
+int kl_cli_api_call(kl_cli_api *a, const char *method, json_object *params,
+                    json_object **res) KL_MUST_CHECK;
 
 /* kl_cli_api_open, one call, kl_cli_api_close. params is taken. */
 int kl_cli_call(const char *home, bool need_station, const char *method, json_object *params,
-                json_object **res);
+                json_object **res) KL_MUST_CHECK;
 
 /* ---- the client commands' options (cli_client.c) ---- */
 
@@ -79,19 +81,19 @@ struct kl_cli_opts {
 /* Parses the options of argv (argv[0] is the command) into o. Returns the
  * index of the first argument that is not an option, -1 after --help
  * (usage printed on stdout), -2 after a bad option (usage on stderr). */
-int kl_cli_parse(int argc, char **argv, const char *usage, struct kl_cli_opts *o);
+int kl_cli_parse(int argc, char **argv, const char *usage, struct kl_cli_opts *o) KL_MUST_CHECK;
 
 /* kl_cli_parse, with no argument allowed after the options. Returns -1 to
  * go on, or the exit status to end the command with: 0 after --help, 2
  * after a usage error (printed). */
-int kl_cli_options(int argc, char **argv, const char *usage, struct kl_cli_opts *o);
+int kl_cli_options(int argc, char **argv, const char *usage, struct kl_cli_opts *o) KL_MUST_CHECK;
 
 /* A count: decimal digits, >= 0. */
 bool kl_cli_parse_count(const char *s, int64_t *ret);
 
 /* 0 when v is set; else prints "WHAT is required" and the usage on stderr
  * and returns 2. */
-int kl_cli_need(const char *cmd, const char *what, const char *v, const char *usage);
+int kl_cli_need(const char *cmd, const char *what, const char *v, const char *usage) KL_MUST_CHECK;
 
 /* ---- jobs (cli_job.c) ---- */
 
@@ -103,7 +105,7 @@ void kl_cli_print_job(json_object *job);
  * Ctrl-C asks the station to abort the job. Returns the exit status: 0 when
  * the job passed (or was queued with --no-wait), else 1. */
 int kl_cli_run_job(const char *home, const char *cmd, const char *method, json_object *params,
-                   const struct kl_cli_opts *o);
+                   const struct kl_cli_opts *o) KL_MUST_CHECK;
 
 /* ---- the registry of a stopped home (cli_client.c) ---- */
 
@@ -114,21 +116,21 @@ struct kl_cli_reg {
 	kl_store *store;
 	kl_registry *reg;
 };
-int kl_cli_reg_open(const char *home_dir, struct kl_cli_reg *c);
+int kl_cli_reg_open(const char *home_dir, struct kl_cli_reg *c) KL_MUST_CHECK;
 void kl_cli_reg_close(struct kl_cli_reg *c);
 
 /* devices list/show through the running station (cmd_devices_station.c):
  * returns 1 when it handled the command (*status is the exit status), 0
  * when no station runs or the arguments are for the local parser to judge. */
 int kl_cli_devices_via_station(const char *home_dir, const char *sub, int argc, char **argv,
-                               int *status);
+                               int *status) KL_MUST_CHECK;
 
 /* ---- PEM files (cli_pem.c) ---- */
 
 /* x or req as PEM text in *out (free() it), its length in *len. */
-int kl_cli_pem_string(X509 *x, X509_REQ *req, char **out, size_t *len);
+int kl_cli_pem_string(X509 *x, X509_REQ *req, char **out, size_t *len) KL_MUST_CHECK;
 /* x or req as a PEM file, mode 0644. */
-int kl_cli_pem_write(const char *path, X509 *x, X509_REQ *req);
+int kl_cli_pem_write(const char *path, X509 *x, X509_REQ *req) KL_MUST_CHECK;
 /* A certificate file, PEM or DER; NULL with the error set. */
 X509 *kl_cli_cert_read(const char *path);
 /* A PKCS#10 request file, PEM or DER; NULL with the error set. */
@@ -143,10 +145,10 @@ struct kl_cli_ca_init_opts {
 
 /* keyline ca init: the key ceremony on the embedded default (SoftHSM in
  * HOME/hsm). Returns the exit status. */
-int kl_cli_ca_init(const char *home_dir, const struct kl_cli_ca_init_opts *o);
+int kl_cli_ca_init(const char *home_dir, const struct kl_cli_ca_init_opts *o) KL_MUST_CHECK;
 
 /* keyline ca import: installs the issuing CA certificate an external root
  * signed. Returns the exit status. */
-int kl_cli_ca_import(kl_home *home, const char *cert_path, const char *root_path);
+int kl_cli_ca_import(kl_home *home, const char *cert_path, const char *root_path) KL_MUST_CHECK;
 
 #endif

@@ -152,7 +152,7 @@ int kl_cli_run_job(const char *home, const char *cmd, const char *method, json_o
 					fprintf(stderr, "\n");
 				json_object_object_add(gp, "job", json_object_new_int64(id));
 				if (kl_client_call(c, "job.get", gp, &final) < 0) {
-					kl_cli_fail(cmd);
+					rc = kl_cli_fail(cmd);
 				} else {
 					if (o->json)
 						kl_cli_print_json(final, JSON_C_TO_STRING_PRETTY);

@@ -2,8 +2,10 @@
  * nothing; through the running station when it runs, else on the home's
  * registry file. */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -12,6 +14,7 @@
 #include "home.h"
 #include "kl_error.h"
 #include "registry.h"
+#include "rpc.h"
 
 static const char preregister_usage[] =
     "usage: keyline [--home DIR] preregister FILE --tenant T [--work-order W] [--quota N]\n"
@@ -33,62 +36,227 @@ static const char preregister_usage[] =
     "  --work-order W    the work order (default: 'default')\n"
     "  --quota N         most devices the work order may provision; 'none' for no\n"
     "                    limit. Sets the quota of an existing work order too\n"
-    "  --json            print the result as one JSON object\n";
+    "  --json            print the result as one JSON object\n"
+    "  --progress        show how much of a long list was sent to the station\n"
+    "                    (on stderr; shown anyway when stderr is a terminal)\n"
+    "\n"
+    "With a running station the list goes through its socket API: in one request\n"
+    "when it fits, else in pieces of one batch that the station registers whole\n"
+    "or not at all (an interrupted upload registers nothing).\n";
 
-static int items_to_json(void *ctx, const kl_registry_item *items, size_t n)
+/* What the station path needs while the file's entries are in hand. */
+struct upload {
+	kl_client *c;
+	const char *tenant, *wo, *file;
+	long long quota; /* -2: leave it */
+	bool progress, tty;
+	json_object *res; /* the station's answer */
+};
+
+/* An entry as the API takes it, with its line, so that the station's
+ * errors name FILE:LINE as the offline path's do. */
+static json_object *item_json(const kl_registry_item *it)
 {
-	json_object *arr = ctx;
+	json_object *o = json_object_new_object();
 
-	for (size_t i = 0; i < n; i++) {
-		json_object *e = json_object_new_object();
-
-		json_object_object_add(e, "serial", json_object_new_string(items[i].serial));
-		if (items[i].ek_sha256 && *items[i].ek_sha256)
-			json_object_object_add(e, "ek_sha256",
-			                       json_object_new_string(items[i].ek_sha256));
-		json_object_array_add(arr, e);
+	if (!o || json_object_object_add(o, "serial", json_object_new_string(it->serial)) < 0 ||
+	    (it->ek_sha256 && *it->ek_sha256 &&
+	     json_object_object_add(o, "ek_sha256", json_object_new_string(it->ek_sha256)) < 0) ||
+	    json_object_object_add(o, "line", json_object_new_int64(it->line)) < 0) {
+		json_object_put(o);
+		return NULL;
 	}
-	return 0;
+	return o;
+}
+
+/* Bytes a value takes in a request, as the client writes it. */
+static size_t json_len(json_object *o)
+{
+	size_t n = 0;
+
+	return json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &n) ? n : SIZE_MAX;
+}
+
+/* Room for what a request holds besides its items: the envelope, the
+ * method, the names and a batch id (the file's name is sent at begin). */
+#define REQUEST_SLACK 1024
+
+static void show_progress(struct upload *u, size_t sent, size_t n, int *last_decile)
+{
+	int pct = (int)(sent * 100 / n);
+
+	if (!u->progress)
+		return;
+	if (u->tty) {
+		fprintf(stderr, "\rkeyline preregister: sent %zu of %zu entries (%d%%)", sent, n,
+		        pct);
+		fflush(stderr);
+	} else if (pct / 10 != *last_decile || sent == n) {
+		*last_decile = pct / 10;
+		fprintf(stderr, "keyline preregister: sent %zu of %zu entries (%d%%)\n", sent, n,
+		        pct);
+	}
+}
+
+/* A list too large for one request: a batch of pieces that each fit, then
+ * its commit; the station registers all of it or nothing. */
+static int send_batch(struct upload *u, const kl_registry_item *items, size_t n)
+{
+	json_object *p = json_object_new_object(), *res = NULL, *piece = NULL;
+	char batch[64];
+	size_t sent = 0, start = 0, bytes = 0;
+	int last = -1, r;
+
+	if (!p)
+		return kl_error_set(KL_E_NOMEM, "out of memory");
+	json_object_object_add(p, "tenant", json_object_new_string(u->tenant));
+	json_object_object_add(p, "work_order", json_object_new_string(u->wo));
+	json_object_object_add(p, "source", json_object_new_string(u->file));
+	json_object_object_add(p, "entries", json_object_new_int64((int64_t)n));
+	if (u->quota >= -1)
+		json_object_object_add(p, "quota", json_object_new_int64(u->quota));
+	if ((r = kl_client_call(u->c, "devices.preregister_begin", p, &res)) < 0)
+		return r;
+	snprintf(batch, sizeof(batch), "%s", kl_cli_jstr(res, "batch"));
+	json_object_put(res);
+	for (size_t i = 0; i <= n; i++) {
+		json_object *it = NULL;
+		size_t len = 0;
+
+		if (i < n) {
+			if (!(it = item_json(&items[i])) || (len = json_len(it)) == SIZE_MAX) {
+				json_object_put(it);
+				r = kl_error_set(KL_E_NOMEM, "out of memory");
+				break;
+			}
+		}
+		/* Send the piece so far when this entry would not fit, or at the end. */
+		if (piece && (i == n || bytes + len + 1 > KL_RPC_MAX_LINE - REQUEST_SLACK)) {
+			size_t count = json_object_array_length(piece);
+
+			p = json_object_new_object();
+			if (!p) {
+				json_object_put(it);
+				r = kl_error_set(KL_E_NOMEM, "out of memory");
+				break;
+			}
+			json_object_object_add(p, "batch", json_object_new_string(batch));
+			json_object_object_add(p, "offset", json_object_new_int64((int64_t)start));
+			json_object_object_add(p, "items", piece);
+			piece = NULL;
+			r = kl_client_call(u->c, "devices.preregister_add", p, &res);
+			if (r == 0 && kl_cli_jint(res, "received") != (int64_t)(start + count))
+				r = kl_error_set(KL_E_INVALID,
+				                 "the station holds %lld entries of the batch, %zu "
+				                 "were sent",
+				                 (long long)kl_cli_jint(res, "received"),
+				                 start + count);
+			json_object_put(res);
+			res = NULL;
+			if (r < 0) {
+				json_object_put(it);
+				break;
+			}
+			sent = start + count;
+			start = sent;
+			bytes = 0;
+			show_progress(u, sent, n, &last);
+		}
+		if (!it)
+			continue;
+		if (!piece && !(piece = json_object_new_array())) {
+			json_object_put(it);
+			r = kl_error_set(KL_E_NOMEM, "out of memory");
+			break;
+		}
+		json_object_array_add(piece, it);
+		bytes += len + 1;
+	}
+	json_object_put(piece);
+	if (u->progress && u->tty)
+		fputc('\n', stderr);
+	if (r < 0)
+		return r; /* the station drops the batch when we go */
+	if (u->progress)
+		fprintf(stderr, "keyline preregister: registering %zu entries...\n", n);
+	p = json_object_new_object();
+	if (!p)
+		return kl_error_set(KL_E_NOMEM, "out of memory");
+	json_object_object_add(p, "batch", json_object_new_string(batch));
+	return kl_client_call(u->c, "devices.preregister_commit", p, &u->res);
+}
+
+/* The file's entries, checked here first (FILE:LINE, before anything is
+ * sent), then in one request when they fit, else as a batch. */
+static int upload(void *ctx, const kl_registry_item *items, size_t n)
+{
+	struct upload *u = ctx;
+	json_object *arr, *p;
+	size_t bytes = 0;
+	int r;
+
+	if ((r = kl_registry_check_items(items, n, u->file)) < 0)
+		return r;
+	arr = json_object_new_array();
+	for (size_t i = 0; arr && i < n && bytes < KL_RPC_MAX_LINE; i++) {
+		json_object *it = item_json(&items[i]);
+		size_t len = it ? json_len(it) : SIZE_MAX;
+
+		if (len == SIZE_MAX || json_object_array_add(arr, it) < 0) {
+			json_object_put(it);
+			json_object_put(arr);
+			arr = NULL;
+			break;
+		}
+		bytes += len + 1;
+	}
+	if (!arr)
+		return kl_error_set(KL_E_NOMEM, "out of memory");
+	if (bytes + strlen(u->file) > KL_RPC_MAX_LINE - REQUEST_SLACK) {
+		json_object_put(arr);
+		return send_batch(u, items, n);
+	}
+	p = json_object_new_object();
+	if (!p) {
+		json_object_put(arr);
+		return kl_error_set(KL_E_NOMEM, "out of memory");
+	}
+	json_object_object_add(p, "tenant", json_object_new_string(u->tenant));
+	json_object_object_add(p, "work_order", json_object_new_string(u->wo));
+	json_object_object_add(p, "source", json_object_new_string(u->file));
+	json_object_object_add(p, "items", arr);
+	if (u->quota >= -1)
+		json_object_object_add(p, "quota", json_object_new_int64(u->quota));
+	return kl_client_call(u->c, "devices.preregister", p, &u->res);
 }
 
 /* preregister through the running station (quota -2: leave it): 1 when
  * handled (*status set), 0 when no station runs. */
 static int via_station(const char *home, const char *tenant, const char *wo, long long quota,
-                       const char *file, bool json, int *status)
+                       const char *file, bool json, bool progress, int *status)
 {
-	json_object *items, *p, *res = NULL;
-	kl_client *c;
+	struct upload u = { .tenant = tenant, .wo = wo, .file = file, .quota = quota };
 	int r;
 
-	if (kl_cli_connect(home, &c) < 0)
+	if (kl_cli_connect(home, &u.c) < 0)
 		return 0;
-	items = json_object_new_array();
-	if (kl_registry_read_file(file, items_to_json, items) < 0) {
-		json_object_put(items);
-		kl_client_free(c);
-		*status = kl_cli_fail("preregister");
-		return 1;
-	}
-	p = json_object_new_object();
-	json_object_object_add(p, "tenant", json_object_new_string(tenant));
-	json_object_object_add(p, "work_order", json_object_new_string(wo));
-	json_object_object_add(p, "items", items);
-	if (quota >= -1)
-		json_object_object_add(p, "quota", json_object_new_int64(quota));
-	r = kl_client_call(c, "devices.preregister", p, &res);
-	kl_client_free(c);
+	u.tty = isatty(STDERR_FILENO);
+	u.progress = progress || (u.tty && !json);
+	r = kl_registry_read_file(file, upload, &u);
+	kl_client_free(u.c);
 	if (r < 0) {
+		json_object_put(u.res);
 		*status = kl_cli_fail("preregister");
 		return 1;
 	}
 	if (json)
-		kl_cli_print_json(res, JSON_C_TO_STRING_PRETTY);
+		kl_cli_print_json(u.res, JSON_C_TO_STRING_PRETTY);
 	else
 		printf("registered %lld serial(s) from %s for tenant %s, work order %s through the "
 		       "station (%lld added or changed)\n",
-		       (long long)kl_cli_jint(res, "entries"), file, tenant, wo,
-		       (long long)kl_cli_jint(res, "changed"));
-	json_object_put(res);
+		       (long long)kl_cli_jint(u.res, "entries"), file, tenant, wo,
+		       (long long)kl_cli_jint(u.res, "changed"));
+	json_object_put(u.res);
 	*status = 0;
 	return 1;
 }
@@ -121,10 +289,11 @@ int kl_cmd_preregister(const char *home_dir, int argc, char **argv)
 		{ "work-order", required_argument, NULL, 'w' },
 		{ "quota", required_argument, NULL, 'q' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "progress", no_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *tenant = NULL, *wo = "default", *file, *actor = kl_home_actor();
-	bool set_quota = false, json = false;
+	bool set_quota = false, json = false, progress = false;
 	int64_t quota = -1;
 	kl_registry_work_order w;
 	struct kl_cli_reg c;
@@ -155,6 +324,9 @@ int kl_cmd_preregister(const char *home_dir, int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'p':
+			progress = true;
+			break;
 		default:
 			return kl_cli_usage_error("preregister", "bad option");
 		}
@@ -169,7 +341,7 @@ int kl_cmd_preregister(const char *home_dir, int argc, char **argv)
 	file = argv[optind];
 
 	/* With a running station, it does the work (devices.preregister). */
-	if (via_station(home_dir, tenant, wo, set_quota ? quota : -2, file, json, &r))
+	if (via_station(home_dir, tenant, wo, set_quota ? quota : -2, file, json, progress, &r))
 		return r;
 	if (kl_cli_reg_open(home_dir, &c) < 0) {
 		r = kl_cli_fail("preregister");

@@ -1,6 +1,5 @@
 /* keyline station: the station daemon in the foreground (systemd runs it as
  * Type=simple; see station/keyline-station.service). */
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,8 +13,9 @@ static const char station_usage[] =
     "\n"
     "Runs the station daemon in the foreground: it owns the HSM session, the registry and\n"
     "the slots named in keyline.conf [slots], and serves the socket API (docs/api.md) on\n"
-    "station.socket (default HOME/station.sock, mode 0660). SIGTERM or SIGINT stop it:\n"
-    "running jobs stop at their next step and clean up; queued jobs are aborted.\n"
+    "station.socket (default HOME/station.sock, mode 0660). SIGTERM, SIGINT or SIGHUP\n"
+    "stop it: running jobs stop at their next step and clean up; queued jobs are\n"
+    "aborted.\n"
     "\n"
     "It refuses to start, saying why, when the HSM, the registry, the trust bundle or the\n"
     "configuration is unusable, or when a station already serves the socket.\n"
@@ -25,18 +25,8 @@ static const char station_usage[] =
     "\n"
     "configuration: docs/configuration.md ([station], [slots], [roles])\n";
 
-static kl_station *running;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	if (running)
-		kl_station_stop(running);
-}
-
 int kl_cmd_station(const char *home_dir, int argc, char **argv)
 {
-	struct sigaction sa = { .sa_handler = on_signal };
 	bool check = false;
 	kl_station *s = NULL;
 	int r;
@@ -64,15 +54,10 @@ int kl_cmd_station(const char *home_dir, int argc, char **argv)
 		kl_station_free(s);
 		return 0;
 	}
-	running = s;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	/* kl_station_run takes SIGTERM, SIGINT and SIGHUP itself. */
 	fprintf(stderr, "keyline station %s: %zu slot(s), socket %s\n", kl_station_id(s),
 	        kl_station_slot_count(s), kl_station_socket_path(s));
 	r = kl_station_run(s);
-	running = NULL;
 	if (r < 0)
 		fprintf(stderr, "keyline station: %s\n", kl_error_detail());
 	else

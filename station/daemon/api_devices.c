@@ -1,6 +1,6 @@
 /* The socket API's devices: the registry's devices, filtered and paged;
- * one device with its history, certificates, evidence and audit; serials
- * pre-registered for a tenant's work order (docs/api.md). */
+ * one device with its history, certificates, evidence and audit
+ * (docs/api.md). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +138,27 @@ static int cert_one(void *ctx, const kl_registry_cert *c)
 	return 0;
 }
 
+/* devices.show lists at most this many of a device's audit entries, the
+ * newest; "audit_more" says when there are older ones. */
+#define SHOW_AUDIT_MAX 1000
+
+struct show_audit {
+	struct api_audit_ctx ac;
+	int64_t n;
+	bool more;
+};
+
+static int show_audit_one(void *ctx, const kl_audit_entry *a)
+{
+	struct show_audit *sa = ctx;
+
+	if (sa->n++ == SHOW_AUDIT_MAX) {
+		sa->more = true;
+		return 0;
+	}
+	return api_audit_one(&sa->ac, a);
+}
+
 static int m_devices_show(kl_rpc_call *call)
 {
 	kl_station *s = api_station(call);
@@ -157,99 +178,16 @@ static int m_devices_show(kl_rpc_call *call)
 		kl_rpc_obj_put_array(o, "certificates", &certs);
 		kl_rpc_obj_put_array(o, "evidence", &ev);
 		kl_rpc_obj_put_array(o, "audit", &au);
-		struct api_audit_ctx ac = { .arr = au, .serial = serial };
+		struct show_audit sa = { .ac = { .arr = au } };
 
 		if ((r = kl_registry_device_history(s->rreg, serial, history_one, h)) >= 0 &&
 		    (r = kl_registry_device_certs(s->rreg, serial, cert_one, certs)) >= 0 &&
-		    (r = kl_registry_device_evidence(s->rreg, serial, evidence_one, ev)) >= 0)
-			r = kl_store_audit_list(s->rstore, 0, NULL, 5000, api_audit_one, &ac);
+		    (r = kl_registry_device_evidence(s->rreg, serial, evidence_one, ev)) >= 0 &&
+		    (r = kl_store_audit_device(s->rstore, serial, 0, SHOW_AUDIT_MAX + 1,
+		                               show_audit_one, &sa)) >= 0)
+			r = kl_rpc_obj_put_bool(o, "audit_more", sa.more);
 	}
 	return r < 0 ? r : 0;
-}
-
-static int m_preregister(kl_rpc_call *call)
-{
-	kl_station *s = api_station(call);
-	const char *tenant = api_str_or(call, "tenant", ""),
-	           *wo = api_str_or(call, "work_order", "");
-	const char *items_json = NULL;
-	int64_t quota = api_int_or(call, "quota", -1);
-	kl_registry_item *items = NULL;
-	json_object *arr;
-	kl_rpc_obj *o;
-	size_t n;
-	int r;
-
-	kl_rpc_param_json(call, "items", &items_json);
-	arr = json_tokener_parse(items_json);
-	n = arr ? json_object_array_length(arr) : 0;
-	if (n == 0 || n > 100000) {
-		json_object_put(arr);
-		return kl_rpc_reply_params(call, "items must hold 1 to 100000 entries");
-	}
-	items = calloc(n, sizeof(*items));
-	if (!items) {
-		json_object_put(arr);
-		return -KL_E_NOMEM;
-	}
-	for (size_t i = 0; i < n; i++) {
-		json_object *it = json_object_array_get_idx(arr, i), *v;
-
-		items[i].line = (unsigned)i + 1;
-		if (json_object_is_type(it, json_type_string)) {
-			items[i].serial = json_object_get_string(it);
-			continue;
-		}
-		if (!json_object_is_type(it, json_type_object) ||
-		    !json_object_object_get_ex(it, "serial", &v) ||
-		    !json_object_is_type(v, json_type_string)) {
-			free(items);
-			json_object_put(arr);
-			return kl_rpc_reply_params(call,
-			                           "items[%zu] must be a serial or "
-			                           "{\"serial\": ..., \"ek_sha256\": ...}",
-			                           i);
-		}
-		items[i].serial = json_object_get_string(v);
-		if (json_object_object_get_ex(it, "ek_sha256", &v) &&
-		    json_object_is_type(v, json_type_string))
-			items[i].ek_sha256 = json_object_get_string(v);
-	}
-	st_lock_backend(s);
-	r = kl_store_begin(s->store);
-	if (r == 0) {
-		kl_registry_tenant t;
-		kl_registry_work_order w;
-
-		if (kl_registry_tenant_get(s->reg, tenant, &t) == -KL_E_NOTFOUND)
-			r = kl_registry_tenant_add(s->reg, tenant, api_caller(call)->actor);
-		if (r == 0 && kl_registry_work_order_get(s->reg, tenant, wo, &w) == -KL_E_NOTFOUND)
-			r = kl_registry_work_order_add(s->reg, tenant, wo, quota,
-			                               api_caller(call)->actor);
-		if (r == 0)
-			r = kl_registry_preregister(s->reg, tenant, wo, items, n,
-			                            api_caller(call)->actor);
-		if (r >= 0) {
-			int c = kl_store_commit(s->store);
-
-			if (c < 0)
-				r = c;
-		} else {
-			kl_store_rollback(s->store);
-		}
-	}
-	st_unlock_backend(s);
-	free(items);
-	json_object_put(arr);
-	if (r < 0)
-		return r;
-	if (kl_rpc_reply_object(call, &o) < 0)
-		return -KL_E_NOMEM;
-	kl_rpc_obj_put_int(o, "entries", (int64_t)n);
-	kl_rpc_obj_put_int(o, "changed", r);
-	kl_rpc_obj_put_str(o, "tenant", tenant);
-	kl_rpc_obj_put_str(o, "work_order", wo);
-	return 0;
 }
 
 static const kl_rpc_param p_devices[] = {
@@ -264,21 +202,11 @@ static const kl_rpc_param p_devices[] = {
 
 static const kl_rpc_param p_serial[] = { { "serial", KL_RPC_STRING, true }, { NULL, 0, false } };
 
-static const kl_rpc_param p_prereg[] = {
-	{ "tenant", KL_RPC_STRING, true },
-	{ "work_order", KL_RPC_STRING, true },
-	{ "items", KL_RPC_ARRAY, true },
-	{ "quota", KL_RPC_INT, false },
-	{ NULL, 0, false },
-};
-
-/* devices.list, devices.show, devices.preregister */
+/* devices.list, devices.show (devices.preregister: api_prereg.c) */
 const kl_rpc_method st_api_devices[] = {
 	{ "devices.list", ALL, p_devices, m_devices_list,
 	  "devices, filtered and paged (state, tenant, search)" },
 	{ "devices.show", ALL, p_serial, m_devices_show,
 	  "a device: state, history, certificates, evidence, audit" },
-	{ "devices.preregister", OFF | AUT, p_prereg, m_preregister,
-	  "pre-register serials for a tenant's work order, all or nothing" },
 	{ NULL, 0, NULL, NULL, NULL },
 };

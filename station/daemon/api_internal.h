@@ -59,11 +59,10 @@ void api_job_put(kl_rpc_obj *o, const st_job *j);
 int api_submit(kl_rpc_call *call, kl_job_kind kind, const char *serial, const char *slot,
                const char *tenant, int ek);
 
-/* api_ca.c: audit entries into an array, only those whose detail names
- * serial when it is set (a kl_store_audit_list callback). */
+/* api_ca.c: audit entries into an array (a kl_store_audit_list
+ * callback). */
 struct api_audit_ctx {
 	kl_rpc_obj *arr;
-	const char *serial;
 };
 int api_audit_one(void *ctx, const kl_audit_entry *a);
 

@@ -48,7 +48,11 @@ static int m_status(kl_rpc_call *call)
 	if (!s->offline && !s->hsm_ok)
 		kl_rpc_obj_put_str(o, "hsm_error", s->hsm_error);
 	pthread_mutex_unlock(&s->mu);
-	kl_rpc_obj_put_bool(o, "stopping", s->stopping != 0);
+	/* Audit entries that could not be written since the start (the store
+	 * counts them; docs/station.md says which operations stand anyway). */
+	kl_rpc_obj_put_int(o, "audit_failures",
+	                   s->store ? (int64_t)kl_store_audit_failures(s->store) : 0);
+	kl_rpc_obj_put_bool(o, "stopping", atomic_load(&s->stopping));
 	return 0;
 }
 

@@ -82,6 +82,15 @@ int kl_home_open(const char *dir, kl_home **ret)
 
 int kl_home_ca_reopen(kl_home *h, const char *actor, kl_ca **ret)
 {
+	kl_home_key key;
+	int r;
+
+	if ((r = kl_home_key_ref(h, &key)) < 0)
+		return r;
+	if (strcmp(key.pin_source, "prompt") == 0)
+		return kl_error_set(KL_E_PIN,
+		                    "the issuing CA token's PIN comes from 'prompt': the station "
+		                    "cannot ask for it again by itself; restart it to log in");
 	kl_ca_free(h->ca);
 	h->ca = NULL;
 	EVP_PKEY_free(h->ca_key);
@@ -100,6 +109,7 @@ void kl_home_free(kl_home *h)
 	kl_hsm_free(h->hsm);
 	kl_store_free(h->store);
 	kl_config_free(h->conf);
+	kl_secret_free(h->env_pin);
 	free(h);
 }
 
@@ -182,11 +192,18 @@ int kl_home_ca(kl_home *h, const char *actor, kl_ca **ret)
 		r = kl_hsm_open(key.module, key.token, &h->hsm);
 		if (r < 0)
 			return r;
-		r = kl_secret_from_spec(key.pin_source, "issuing CA token PIN", &pin);
-		if (r < 0)
+		if (strncmp(key.pin_source, "env:", 4) == 0) {
+			/* Read once: the variable is gone afterwards. */
+			if (!h->env_pin &&
+			    (r = kl_secret_from_spec(key.pin_source, "issuing CA token PIN",
+			                             &h->env_pin)) < 0)
+				return r;
+		} else if ((r = kl_secret_from_spec(key.pin_source, "issuing CA token PIN", &pin)) <
+		           0) {
 			return r;
+		}
 		/* One attempt: a wrong PIN is reported, never retried. */
-		r = kl_hsm_login(h->hsm, pin);
+		r = kl_hsm_login(h->hsm, pin ? pin : h->env_pin);
 		kl_secret_free(pin);
 		if (r < 0)
 			return r;

@@ -23,6 +23,8 @@
 
 #include "ca.h"
 #include "kl_config.h"
+#include "kl_error.h"
+#include "kl_secret.h"
 #include "store.h"
 #include "uri.h"
 
@@ -35,31 +37,40 @@ typedef struct kl_home {
 	kl_hsm *hsm;      /* the issuing CA's token, once opened */
 	EVP_PKEY *ca_key; /* the issuing CA's signing key in it */
 	kl_ca *ca;
+	/* The PIN of an env: source, read once at the first login (the
+	 * variable is then unset): what a reconnect logs in with. */
+	kl_secret *env_pin;
 } kl_home;
 
 /* Picks the home directory (see above) into out. */
-int kl_home_resolve(const char *opt, char *out, size_t size);
+int kl_home_resolve(const char *opt, char *out, size_t size) KL_MUST_CHECK;
 
 /* Opens an initialised home: reads keyline.conf. -KL_E_NOTFOUND with advice
  * when there is none. */
-int kl_home_open(const char *dir, kl_home **ret);
+int kl_home_open(const char *dir, kl_home **ret) KL_MUST_CHECK;
 void kl_home_free(kl_home *h);
 
 /* A path inside the home. */
 void kl_home_path(const kl_home *h, const char *rel, char *out, size_t size);
 
 /* Opens (once) the registry database. */
-int kl_home_store(kl_home *h, kl_store **ret);
+int kl_home_store(kl_home *h, kl_store **ret) KL_MUST_CHECK;
 
 /* Opens (once) the issuing CA: the HSM token, one login with the configured
- * PIN source, the signing key, the CA over the registry. */
-int kl_home_ca(kl_home *h, const char *actor, kl_ca **ret);
+ * PIN source, the signing key, the CA over the registry. An env:NAME PIN is
+ * read (and the variable unset) at the first login only, on the thread that
+ * opens the home, and kept in h->env_pin for kl_home_ca_reopen: nothing
+ * reads the environment afterwards, when other threads run. A file: PIN is
+ * read each time. */
+int kl_home_ca(kl_home *h, const char *actor, kl_ca **ret) KL_MUST_CHECK;
 
 /* Closes the CA, its key and the token, then opens them again as
- * kl_home_ca does: one login with the configured PIN source. For a token
- * that lost its sessions (an HSM restarted); every EVP_PKEY of the token
- * must have been freed first. */
-int kl_home_ca_reopen(kl_home *h, const char *actor, kl_ca **ret);
+ * kl_home_ca does: one login with the configured PIN source (env: from the
+ * kept PIN). For a token that lost its sessions (an HSM restarted); every
+ * EVP_PKEY of the token must have been freed first. A `prompt` source is
+ * refused (-KL_E_PIN, before anything is closed): a daemon cannot ask, and
+ * waiting on a terminal would hold the station's locks. */
+int kl_home_ca_reopen(kl_home *h, const char *actor, kl_ca **ret) KL_MUST_CHECK;
 
 /* Where the issuing CA key is: ca.key (an RFC 7512 URI, or a bare label
  * with ca.token), hsm.module and ca.pin, the URI's own parts winning. */
@@ -69,11 +80,11 @@ typedef struct kl_home_key {
 	char token[33];
 	char pin_source[PATH_MAX + 8];
 } kl_home_key;
-int kl_home_key_ref(kl_home *h, kl_home_key *ret);
+int kl_home_key_ref(kl_home *h, kl_home_key *ret) KL_MUST_CHECK;
 
 /* An EVP_PKEY that signs inside the token with the private key the URI
  * names (h must be logged in). Free it before kl_hsm_free(h). */
-int kl_home_hsm_signer(kl_hsm *h, const kl_pkcs11_uri *key, EVP_PKEY **ret);
+int kl_home_hsm_signer(kl_hsm *h, const kl_pkcs11_uri *key, EVP_PKEY **ret) KL_MUST_CHECK;
 
 /* The name of the person or process acting, for the audit log:
  * "user:NAME(uid)". */
@@ -88,7 +99,8 @@ const char *kl_home_data_dir(const char *name);
 
 /* Builds, signs and writes HOME/crl/issuing.crl (DER) and issuing.crl.pem;
  * path receives the DER file's path. */
-int kl_home_publish_crl(kl_home *home, long days, const char *actor, char *path, size_t size);
+int kl_home_publish_crl(kl_home *home, long days, const char *actor, char *path,
+                        size_t size) KL_MUST_CHECK;
 
 /* The engine's configuration from a home: its store, CA, registry, trust
  * bundle (HOME/trust or station.trust), entropy HSM and policy
@@ -97,6 +109,6 @@ struct kl_engine_config;
 struct kl_registry;
 struct kl_trust;
 int kl_home_engine_config(kl_home *home, struct kl_engine_config *cfg, struct kl_registry **reg,
-                          struct kl_trust **trust);
+                          struct kl_trust **trust) KL_MUST_CHECK;
 
 #endif

@@ -16,7 +16,8 @@
 
 /* The socket API: the area tables in the order rpc.methods lists them. */
 static const kl_rpc_method *const api_tables[] = {
-	st_api_station, st_api_jobs, st_api_events, st_api_devices, st_api_life, st_api_ca, NULL,
+	st_api_station, st_api_jobs, st_api_events, st_api_devices,
+	st_api_prereg,  st_api_life, st_api_ca,     NULL,
 };
 
 static int parse_roles(kl_station *s)
@@ -182,9 +183,21 @@ static int parse_socket(kl_station *s)
 	if ((r = kl_config_int(s->home->conf, "station.max_clients", 256, 1, 4096, &v)) < 0)
 		return r;
 	s->max_clients = (int)v;
+	/* 32 covers a user's UI, its CLI commands and scripts in parallel, and
+	 * lets no user take more than an eighth of the default max_clients. */
+	if ((r = kl_config_int(s->home->conf, "station.max_clients_per_uid", 32, 1, 4096, &v)) < 0)
+		return r;
+	s->max_clients_per_uid = (int)v;
 	if ((r = kl_config_int(s->home->conf, "station.idle_timeout_s", 30, 1, 3600, &v)) < 0)
 		return r;
 	s->idle_timeout_s = (int)v;
+	if ((r = kl_config_int(s->home->conf, "station.idle_close_s", 600, 0, 86400, &v)) < 0)
+		return r;
+	s->idle_close_s = (int)v;
+	/* Read here, where a bad value stops the start, not in each slot. */
+	if ((r = kl_config_int(s->home->conf, "station.link_probe_s", 2, 0, 3600, &v)) < 0)
+		return r;
+	s->link_probe_s = v;
 	s->max_out = 4u << 20;
 	return 0;
 }
@@ -199,6 +212,7 @@ static kl_station *station_new(void)
 	pthread_mutex_init(&s->mu, NULL);
 	s->wake[0] = s->wake[1] = -1;
 	s->lfd = -1;
+	s->sock_lock = -1;
 	s->started_ms = st_wall_ms();
 	s->self_uid = getuid();
 	s->rpc.tables = api_tables;
@@ -249,6 +263,10 @@ int kl_station_open(const char *home_dir, kl_station **ret)
 		goto fail;
 	}
 	if ((r = kl_config_int(s->home->conf, "ca.crl_days", 7, 1, 366, &s->crl_days)) < 0)
+		goto fail;
+	/* Before the HSM and the registry: a second station on the same socket
+	 * path stops here, touching neither. */
+	if ((r = st_socket_claim(s)) < 0)
 		goto fail;
 	/* The registry, the HSM (one login) and the CA, the trust bundle. */
 	r = kl_home_engine_config(s->home, &s->ecfg, &s->reg, &s->trust);

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/err.h>
 #include <openssl/pem.h>
 
 #include "hsm.h"
@@ -37,40 +36,41 @@ void st_unlock_hook(void *ctx)
 	st_unlock_backend(ctx);
 }
 
-/* Whether the CA key still signs: through libp11's own sessions, which a
- * token restart leaves dead while ours may have been reopened. backend
- * held. */
-static bool ca_key_signs(kl_station *s)
+bool st_hsm_suspect(const char *reason)
 {
-	unsigned char digest[32] = { 0 }, sig[1024];
-	size_t n = sizeof(sig);
-	EVP_PKEY_CTX *c = s->home->ca_key ? EVP_PKEY_CTX_new(s->home->ca_key, NULL) : NULL;
-	bool ok =
-	    c && EVP_PKEY_sign_init(c) > 0 && EVP_PKEY_sign(c, sig, &n, digest, sizeof(digest)) > 0;
+	/* The reasons of the steps that use the HSM (entropy, issuance,
+	 * sanitization records, the CA's store) and of a runner that failed
+	 * outright. A refused DUT is none of them. */
+	static const char *const hsm_reasons[] = {
+		"entropy_failed", "issue_failed", "record_failed", "ca_error", "station_error",
+	};
 
-	EVP_PKEY_CTX_free(c);
-	ERR_clear_error();
-	return ok;
+	for (size_t i = 0; i < sizeof(hsm_reasons) / sizeof(hsm_reasons[0]); i++)
+		if (strcmp(reason, hsm_reasons[i]) == 0)
+			return true;
+	return false;
 }
 
-/* After a job that failed in a step that uses the HSM: if the token no
- * longer answers on our session (an HSM that restarted, a network HSM that
- * dropped us), reopen everything of it once, with one login. A login that
+/* After a job that failed in a step that uses the HSM (st_hsm_suspect):
+ * if the token no longer serves our session (an HSM that restarted, a
+ * network HSM that dropped us), reopen everything of it once, with one
+ * login. A login that
  * fails is never tried again (a wrong PIN locks tokens): the station then
  * refuses work that needs the HSM and says why in station.status. */
 void st_hsm_check(kl_station *s, const char *actor)
 {
-	unsigned char b;
 	kl_ca *ca;
 	int r;
 
 	st_lock_backend(s);
-	if (s->hsm_gave_up ||
-	    (s->home->hsm && kl_hsm_random(s->home->hsm, &b, 1) == 0 && ca_key_signs(s))) {
+	/* A token-level look: no key signs for it (the CA key's signatures
+	 * are the CA's, counted and audited). */
+	if (s->hsm_gave_up || (s->home->hsm && kl_hsm_check(s->home->hsm) == 0)) {
 		st_unlock_backend(s);
 		return;
 	}
-	kl_log_warn(LOG_MOD, "the HSM does not answer or sign on its sessions: reconnecting once");
+	kl_log_warn(LOG_MOD, "the HSM lost our sessions (%s): reconnecting once",
+	            s->home->hsm ? kl_error_detail() : "closed");
 	EVP_PKEY_free(s->record_key);
 	s->record_key = NULL;
 	X509_free(s->record_cert);
@@ -96,7 +96,8 @@ void st_hsm_check(kl_station *s, const char *actor)
 		s->lcfg.ca = ca;
 		s->lcfg.record_key = s->record_key;
 		s->lcfg.record_cert = s->record_cert;
-		kl_store_audit(s->store, actor, "station.hsm.reconnected", "{}");
+		/* The HSM is back whether or not the entry is written. */
+		kl_store_audit_noted(s->store, actor, "station.hsm.reconnected", "{}");
 		kl_log_info(LOG_MOD, "the HSM is back");
 	}
 	st_unlock_backend(s);

@@ -6,12 +6,16 @@
  *   station_hsm.c     the backend lock, the HSM's health and one
  *                     reconnect, the sanitization-record signer, the CRL
  *   station_jobs.c    jobs and the slot workers that run them
+ *   station_signals.c SIGTERM, SIGINT, SIGHUP: blocked in the daemon's
+ *                     threads, taken by the poll thread
  *   station_server.c  the socket server: connections, roles by peer uid,
  *                     the poll loop, in-process calls
  *   api_*.c           the socket API, one method table per area
+ *                     (api_prereg.c: pre-registration and its batches)
  *
  * Object files depend on each other one way only: station_events <-
- * station_hsm <- station_jobs <- station_server <- api_*.c <- station.c,
+ * station_signals <- station_hsm <- station_jobs <- station_server <-
+ * api_*.c <- station.c,
  * which hands the area tables to the JSON-RPC server.
  *
  * Threads and locks:
@@ -19,6 +23,8 @@
  *     answers them (kl_rpc_feed) and writes queued events to subscribers;
  *   - one worker per slot runs that slot's jobs (provision, renew,
  *     decommission) and, when idle, probes the slot's link;
+ *   - every thread the daemon starts (st_thread_start) blocks SIGTERM,
+ *     SIGINT and SIGHUP: only the poll thread takes them;
  *   - `backend` serialises every use of the store, registry, CA and HSM
  *     (the engine takes it through its lock hooks, never while it waits on
  *     a TPM); `mu` guards slots, jobs, the event queue and counters.
@@ -161,16 +167,20 @@ struct kl_station {
 	/* Events for subscribers: lines queued by any thread, sent by the loop. */
 	st_event_entry *ev_head, *ev_tail;
 	size_t ev_count;
-	int wake[2]; /* self-pipe: workers and signals wake the loop */
-	volatile sig_atomic_t stopping;
+	int wake[2];          /* self-pipe: workers and signals wake the loop */
+	atomic_bool stopping; /* set by kl_station_stop, from any thread or a handler */
 
 	/* The socket. */
 	int lfd;
+	int sock_lock; /* flock()ed PATH.lock while the station owns the path */
 	char sock_path[PATH_MAX];
 	mode_t sock_mode;
 	gid_t sock_gid;
 	int max_clients;
+	int max_clients_per_uid;
 	int idle_timeout_s;
+	int idle_close_s;  /* 0: never */
+	long link_probe_s; /* station.link_probe_s: seconds between link probes of an idle slot */
 	size_t max_out;
 	struct st_conn **conns;
 	size_t nconns, conns_cap;
@@ -178,7 +188,10 @@ struct kl_station {
 	size_t nrules;
 	uid_t self_uid;
 	kl_rpc_server rpc;
+	int open_batches; /* pre-registration batches holding entries (poll thread) */
 };
+
+struct api_batch;
 
 /* The caller of the method being handled: the kl_rpc_call's ctx. */
 typedef struct st_caller {
@@ -188,6 +201,13 @@ typedef struct st_caller {
 	char actor[160];
 	bool subscribed;
 	char sub_slot[KL_STATION_SLOT_NAME_MAX + 1]; /* "" all */
+	/* A pre-registration batch sent in pieces (api_devices.c), which
+	 * lives no longer than its connection: the poll loop calls
+	 * batch_drop(c, false) once batch_deadline_ms passes (0: never) and
+	 * batch_drop(c, true) when the connection closes. */
+	struct api_batch *batch;
+	int64_t batch_deadline_ms;
+	void (*batch_drop)(struct st_caller *c, bool closing);
 } st_caller;
 
 /* Wall-clock milliseconds since the epoch. */
@@ -214,6 +234,34 @@ void st_event(kl_station *s, const char *slot, json_object *o);
 st_event_entry *st_events_take(kl_station *s);
 void st_events_free(st_event_entry *e);
 
+/* ---- station_signals.c ---- */
+
+#define ST_STOP_SIGNALS 3 /* SIGTERM, SIGINT, SIGHUP */
+
+/* What st_signals_take replaced, for st_signals_restore. */
+typedef struct st_signals {
+	struct sigaction old[ST_STOP_SIGNALS], old_pipe;
+	size_t installed;
+	bool pipe, masked;
+	sigset_t old_mask;
+} st_signals;
+
+/* Starts a thread of the daemon with the stop signals blocked in it (the
+ * only way the daemon starts threads). -KL_E_NOMEM when it cannot. */
+int st_thread_start(pthread_t *t, void *(*fn)(void *), void *arg) KL_MUST_CHECK;
+/* At the start of kl_station_run: blocks SIGTERM, SIGINT and SIGHUP in
+ * the calling thread (threads started later inherit the block), makes
+ * them stop s (kl_station_stop) and ignores SIGPIPE. What it replaced goes
+ * to *saved. */
+int st_signals_take(kl_station *s, st_signals *saved) KL_MUST_CHECK;
+/* On the poll thread, once the workers run: unblocks the stop signals
+ * there, the one thread that takes them. */
+int st_signals_unblock(void) KL_MUST_CHECK;
+/* Puts back what st_signals_take replaced. */
+void st_signals_restore(st_signals *saved);
+/* The last stop signal caught since st_signals_take, 0 when none. */
+int st_signal_caught(void);
+
 /* ---- station_hsm.c ---- */
 
 void st_lock_backend(kl_station *s);
@@ -224,8 +272,12 @@ void st_unlock_hook(void *ctx);
 /* Loads (first start: makes) the key that signs sanitization records and
  * its certificate into s->record_key / s->record_cert. */
 int st_record_signer(kl_station *s);
-/* After a failed job: reopens the HSM once when it no longer answers on
- * our sessions, and tells subscribers. Takes backend itself. */
+/* Whether a job that failed for reason (st_job.reason) may have met the
+ * HSM: only then is st_hsm_check worth its round trip. */
+bool st_hsm_suspect(const char *reason);
+/* After a job that failed for an HSM reason: reopens the HSM once when it
+ * no longer serves our session (kl_hsm_check: no key signs for the probe),
+ * and tells subscribers. Takes backend itself. */
 void st_hsm_check(kl_station *s, const char *actor);
 /* Writes the CRL files (DER and PEM) after a revocation. backend held. */
 int st_publish_crl(kl_station *s, const char *actor, char *path, size_t size, int64_t *number);
@@ -261,6 +313,10 @@ void st_jobs_free(kl_station *s);
 size_t st_client_count(kl_station *s);
 /* The JSON-RPC server's denial hook: audits and logs the refusal. */
 void st_on_denied(void *ctx, unsigned roles, const char *method);
+/* Takes the socket path for s (a lock on PATH.lock, held until
+ * st_server_free): -KL_E_EXISTS, naming the path, when another station
+ * holds it. */
+int st_socket_claim(kl_station *s) KL_MUST_CHECK;
 /* Closes every connection, the socket and the self-pipe. */
 void st_server_free(kl_station *s);
 
@@ -269,7 +325,8 @@ void st_server_free(kl_station *s);
 extern const kl_rpc_method st_api_station[]; /* station.status, slots.list */
 extern const kl_rpc_method st_api_jobs[];    /* job.* */
 extern const kl_rpc_method st_api_events[];  /* events.* */
-extern const kl_rpc_method st_api_devices[]; /* devices.* */
+extern const kl_rpc_method st_api_devices[]; /* devices.list, devices.show */
+extern const kl_rpc_method st_api_prereg[];  /* devices.preregister* */
 extern const kl_rpc_method st_api_life[];    /* device.*: the lifecycle */
 extern const kl_rpc_method st_api_ca[];      /* crl.publish, ca.status, audit.* */
 

@@ -85,7 +85,7 @@ int st_job_submit(kl_station *s, const char *slot, kl_job_kind kind, const char 
 	if (!j)
 		return kl_error_set(KL_E_NOMEM, "out of memory");
 	pthread_mutex_lock(&s->mu);
-	if (s->stopping) {
+	if (atomic_load(&s->stopping)) {
 		pthread_mutex_unlock(&s->mu);
 		free(j);
 		return kl_error_set(KL_E_UNAVAILABLE, "the station is shutting down");
@@ -148,7 +148,7 @@ static bool job_cancelled(void *ctx)
 {
 	st_job *j = ctx;
 
-	return atomic_load(&j->abort) || j->slot->st->stopping;
+	return atomic_load(&j->abort) || atomic_load(&j->slot->st->stopping);
 }
 
 static void step_event(st_job *j, const char *step, int index, bool done, double ms)
@@ -328,7 +328,7 @@ json_object *st_job_abort_queued(st_job *j, const char *message)
  * probe, which has no job. */
 static bool station_stopping(void *ctx)
 {
-	return ((kl_station *)ctx)->stopping;
+	return atomic_load(&((kl_station *)ctx)->stopping);
 }
 
 /* Whether the slot's TPM answers; only while the slot is idle. */
@@ -364,27 +364,27 @@ static void *slot_main(void *arg)
 {
 	st_slot *sl = arg;
 	kl_station *s = sl->st;
-	long probe_s = 2;
+	long probe_s = s->link_probe_s;
 
-	kl_config_int(s->home->conf, "station.link_probe_s", 2, 0, 3600, &probe_s);
 	for (;;) {
 		st_job *j;
 
 		pthread_mutex_lock(&s->mu);
-		while (!sl->pending && !s->stopping) {
+		while (!sl->pending && !atomic_load(&s->stopping)) {
 			struct timespec ts;
 			int rc;
 
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_sec += probe_s > 0 ? probe_s : 3600;
 			rc = pthread_cond_timedwait(&sl->cond, &s->mu, &ts);
-			if (rc == ETIMEDOUT && probe_s > 0 && !sl->pending && !s->stopping) {
+			if (rc == ETIMEDOUT && probe_s > 0 && !sl->pending &&
+			    !atomic_load(&s->stopping)) {
 				pthread_mutex_unlock(&s->mu);
 				probe_link(sl);
 				pthread_mutex_lock(&s->mu);
 			}
 		}
-		if (s->stopping && !sl->pending) {
+		if (atomic_load(&s->stopping) && !sl->pending) {
 			pthread_mutex_unlock(&s->mu);
 			break;
 		}
@@ -417,7 +417,7 @@ static void *slot_main(void *arg)
 		         strcmp(j->reason, "link_timeout") == 0)
 			sl->link_up = 0;
 		pthread_mutex_unlock(&s->mu);
-		if (j->state == KL_JOB_FAILED)
+		if (j->state == KL_JOB_FAILED && st_hsm_suspect(j->reason))
 			st_hsm_check(s, j->actor);
 		kl_log_info(LOG_MOD, "job %lld %s %s on %s: %s%s%s", (long long)j->id,
 		            kl_job_kind_name(j->kind), j->serial, sl->name,
@@ -432,7 +432,7 @@ void st_workers_stop(kl_station *s)
 	json_object *finished[KL_STATION_MAX_SLOTS] = { 0 };
 
 	pthread_mutex_lock(&s->mu);
-	s->stopping = 1;
+	atomic_store(&s->stopping, true);
 	for (size_t i = 0; i < s->nslots; i++) {
 		st_slot *sl = &s->slots[i];
 
@@ -457,10 +457,10 @@ void st_workers_stop(kl_station *s)
 int st_workers_start(kl_station *s)
 {
 	for (size_t i = 0; i < s->nslots; i++) {
-		if (pthread_create(&s->slots[i].thread, NULL, slot_main, &s->slots[i]) != 0) {
-			int r = kl_error_set(KL_E_NOMEM, "cannot start the worker of slot %s",
-			                     s->slots[i].name);
+		int r = st_thread_start(&s->slots[i].thread, slot_main, &s->slots[i]);
 
+		if (r < 0) {
+			r = kl_error_wrap("cannot start the worker of slot %s", s->slots[i].name);
 			st_workers_stop(s);
 			return r;
 		}

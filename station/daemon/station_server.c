@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -29,6 +30,7 @@ typedef struct st_conn {
 	char *out;
 	size_t out_len, out_cap, out_off;
 	time_t last_rx;
+	uid_t uid;    /* the peer's, for max_clients_per_uid */
 	bool closing; /* close once out is written */
 } st_conn;
 
@@ -151,6 +153,8 @@ static void conn_free(st_conn *c)
 {
 	if (!c)
 		return;
+	if (c->caller.batch_drop)
+		c->caller.batch_drop(&c->caller, true);
 	if (c->fd >= 0)
 		close(c->fd);
 	kl_rpc_conn_free(c->rpc);
@@ -192,41 +196,114 @@ void st_on_denied(void *ctx, unsigned roles, const char *method)
 	json_object_object_add(o, "roles",
 	                       json_object_new_string(kl_rpc_roles_str(roles, rs, sizeof(rs))));
 	if (!c->st->offline) {
+		/* The request is denied whether or not the entry is written. */
 		st_lock_backend(c->st);
-		kl_store_audit(c->st->store, c->actor, "station.api.denied",
-		               json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		kl_store_audit_noted(c->st->store, c->actor, "station.api.denied",
+		                     json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 		st_unlock_backend(c->st);
 	}
 	json_object_put(o);
 	kl_log_warn(LOG_MOD, "%s denied %s", c->actor, method);
 }
 
+/* Sends one refusal line to a client that is not kept, and closes it. The
+ * socket is new and its buffer empty: the line goes at once or never. */
+static void refuse(int fd, int code, const char *message, const char *reason)
+{
+	char *line;
+	size_t n = refusal_line(code, message, reason, &line);
+
+	if (n > 0 && send(fd, line, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* It is going away anyway. */
+	}
+	free(line);
+	close(fd);
+}
+
+static size_t conns_of_uid(const kl_station *s, uid_t uid)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->nconns; i++)
+		n += s->conns[i]->uid == uid && !s->conns[i]->closing;
+	return n;
+}
+
+/* A peer that holds no role could call nothing: it is audited
+ * (station.connect.denied) and closed rather than kept. The refusal stands
+ * whether or not its audit entry could be written (kl_store_audit_noted
+ * counts and logs a failed write). */
+static void refuse_no_role(kl_station *s, int fd, const struct ucred *cred, const char *actor)
+{
+	json_object *o = json_object_new_object();
+	char msg[320];
+
+	if (o && put(o, "uid", json_object_new_int64((int64_t)cred->uid)) == 0 &&
+	    put(o, "gid", json_object_new_int64((int64_t)cred->gid)) == 0 &&
+	    put(o, "pid", json_object_new_int64((int64_t)cred->pid)) == 0) {
+		st_lock_backend(s);
+		kl_store_audit_noted(s->store, actor, "station.connect.denied",
+		                     json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		st_unlock_backend(s);
+	} else {
+		kl_log_error(LOG_MOD, "the refusal of %s could not be audited: out of memory",
+		             actor);
+	}
+	json_object_put(o);
+	kl_log_warn(LOG_MOD, "%s holds no role: connection refused", actor);
+	snprintf(msg, sizeof(msg),
+	         "permission denied: %s holds no role in the station's [roles]; the "
+	         "connection is closed",
+	         actor);
+	refuse(fd, KL_RPC_E_DENIED, msg, kl_err_name(KL_E_PERM));
+}
+
 static void accept_one(kl_station *s)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	char rs[128];
+	char rs[128], actor[160];
+	unsigned roles;
 	st_conn *c;
 	int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 	if (fd < 0)
 		return;
 	if (s->nconns >= (size_t)s->max_clients) {
-		char *busy;
-		size_t n = refusal_line(kl_rpc_error_code(-KL_E_UNAVAILABLE),
-		                        "too many clients: the station serves at most "
-		                        "station.max_clients",
-		                        kl_err_name(KL_E_UNAVAILABLE), &busy);
-
-		if (n > 0 && send(fd, busy, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-			/* It is going away anyway. */
-		}
-		free(busy);
-		close(fd);
+		refuse(fd, kl_rpc_error_code(-KL_E_UNAVAILABLE),
+		       "too many clients: the station serves at most station.max_clients",
+		       kl_err_name(KL_E_UNAVAILABLE));
 		return;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
 		close(fd);
+		return;
+	}
+	{
+		struct passwd pw, *pwp = NULL;
+		char buf[1024];
+
+		if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &pwp) != 0)
+			pwp = NULL;
+		snprintf(actor, sizeof(actor), "user:%s(%u)", pwp ? pwp->pw_name : "?",
+		         (unsigned)cred.uid);
+	}
+	roles = peer_roles(s, cred.uid, cred.gid);
+	if (!roles) {
+		refuse_no_role(s, fd, &cred, actor);
+		return;
+	}
+	if (conns_of_uid(s, cred.uid) >= (size_t)s->max_clients_per_uid) {
+		char msg[320];
+
+		snprintf(msg, sizeof(msg),
+		         "too many connections from %s: the station serves at most "
+		         "station.max_clients_per_uid (%d) per user",
+		         actor, s->max_clients_per_uid);
+		kl_log_warn(LOG_MOD, "%s has %d connections already: one more refused", actor,
+		            s->max_clients_per_uid);
+		refuse(fd, kl_rpc_error_code(-KL_E_UNAVAILABLE), msg,
+		       kl_err_name(KL_E_UNAVAILABLE));
 		return;
 	}
 	c = calloc(1, sizeof(*c));
@@ -235,18 +312,12 @@ static void accept_one(kl_station *s)
 		return;
 	}
 	c->fd = fd;
+	c->uid = cred.uid;
 	c->last_rx = time(NULL);
 	c->caller.st = s;
 	c->caller.conn = c;
-	c->caller.roles = peer_roles(s, cred.uid, cred.gid);
-	{
-		struct passwd pw, *pwp = NULL;
-		char buf[1024];
-
-		getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &pwp);
-		snprintf(c->caller.actor, sizeof(c->caller.actor), "user:%s(%u)",
-		         pwp ? pwp->pw_name : "?", (unsigned)cred.uid);
-	}
+	c->caller.roles = roles;
+	snprintf(c->caller.actor, sizeof(c->caller.actor), "%s", actor);
 	if (kl_rpc_conn_new(&s->rpc, c->caller.roles, &c->caller, &c->rpc) < 0) {
 		conn_free(c);
 		return;
@@ -265,6 +336,32 @@ static void accept_one(kl_station *s)
 	s->conns[s->nconns++] = c;
 	kl_log_debug(LOG_MOD, "client %s (pid %d) connected with roles %s", c->caller.actor,
 	             (int)cred.pid, kl_rpc_roles_str(c->caller.roles, rs, sizeof(rs)));
+}
+
+/* Whether a connection has asked nothing for station.idle_close_s and may
+ * be closed: never a subscriber (it waits for events), nor one with a
+ * request half sent (idle_timeout_s handles that) or answers still to
+ * write. */
+static bool conn_idle(const kl_station *s, const st_conn *c, time_t now)
+{
+	return s->idle_close_s > 0 && !c->closing && !c->caller.subscribed &&
+	       kl_rpc_conn_buffered(c->rpc) == 0 && c->out_off >= c->out_len &&
+	       now - c->last_rx >= s->idle_close_s;
+}
+
+static void conn_reap_idle(st_conn *c)
+{
+	char *line;
+	size_t len = refusal_line(kl_rpc_error_code(-KL_E_TIMEOUT),
+	                          "idle: nothing asked within station.idle_close_s; the "
+	                          "connection is closed",
+	                          kl_err_name(KL_E_TIMEOUT), &line);
+
+	kl_log_debug(LOG_MOD, "client %s idle: closed", c->caller.actor);
+	if (len > 0)
+		conn_queue(c, line, len);
+	free(line);
+	c->closing = true;
 }
 
 static void conn_read(st_conn *c)
@@ -317,14 +414,71 @@ static void dispatch_events(kl_station *s)
 	}
 }
 
+/* PATH.lock beside the socket, kept for as long as the station lives: the
+ * one station that holds it owns the path. Two stations that start
+ * together both find an old socket dead; without the lock the second would
+ * unlink the socket the first had just bound. The file stays (an unlinked
+ * lock file could be locked twice). */
+int st_socket_claim(kl_station *s)
+{
+	char path[PATH_MAX + 8];
+	int fd, e;
+
+	snprintf(path, sizeof(path), "%s.lock", s->sock_path);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return kl_error_set(KL_E_IO, "cannot open the socket's lock file %s: %s", path,
+		                    strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		s->sock_lock = fd;
+		return 0;
+	}
+	e = errno;
+	close(fd);
+	if (e == EWOULDBLOCK)
+		return kl_error_set(KL_E_EXISTS,
+		                    "a station is already running on %s (another process "
+		                    "holds %s)",
+		                    s->sock_path, path);
+	return kl_error_set(KL_E_IO, "cannot lock %s: %s", path, strerror(e));
+}
+
+/* Removes what a station killed outright left at the socket path, after
+ * checking it is a socket: anything else there (a file, a directory, a
+ * symbolic link) was not made by a station and is never removed. The path
+ * is locked. */
+static int clear_stale_socket(kl_station *s)
+{
+	struct stat st;
+
+	if (lstat(s->sock_path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return kl_error_set(KL_E_IO, "station.socket %s: %s", s->sock_path,
+		                    strerror(errno));
+	}
+	if (!S_ISSOCK(st.st_mode))
+		return kl_error_set(KL_E_EXISTS,
+		                    "station.socket %s exists and is not a socket: the station "
+		                    "does not replace it (remove it or name another path)",
+		                    s->sock_path);
+	if (unlink(s->sock_path) < 0 && errno != ENOENT)
+		return kl_error_set(KL_E_IO, "cannot remove the old socket %s: %s", s->sock_path,
+		                    strerror(errno));
+	return 0;
+}
+
 static int listen_socket(kl_station *s)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd;
+	int fd, r;
 	mode_t old;
 
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s", s->sock_path);
-	/* A socket file that answers belongs to a running station. */
+	if (s->sock_lock < 0 && (r = st_socket_claim(s)) < 0)
+		return r;
+	/* A socket that answers belongs to a running station, even one that
+	 * does not take the lock. */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return kl_error_set(KL_E_IO, "socket: %s", strerror(errno));
@@ -334,7 +488,8 @@ static int listen_socket(kl_station *s)
 		                    s->sock_path);
 	}
 	close(fd);
-	unlink(s->sock_path);
+	if ((r = clear_stale_socket(s)) < 0)
+		return r;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return kl_error_set(KL_E_IO, "socket: %s", strerror(errno));
@@ -360,45 +515,40 @@ static int listen_socket(kl_station *s)
 	return 0;
 }
 
-void kl_station_stop(kl_station *s)
-{
-	s->stopping = 1;
-	if (s->wake[1] >= 0) {
-		char c = 1;
-
-		if (write(s->wake[1], &c, 1) < 0) {
-			/* The loop is awake already. */
-		}
-	}
-}
-
-int kl_station_run(kl_station *s)
+static int serve(kl_station *s)
 {
 	struct pollfd *pfd = NULL;
 	size_t pfd_cap = 0;
 	int r;
 
-	if (s->offline)
-		return kl_error_set(KL_E_INVALID, "an offline station cannot run");
 	if (pipe2(s->wake, O_NONBLOCK | O_CLOEXEC) < 0)
 		return kl_error_set(KL_E_IO, "pipe: %s", strerror(errno));
 	if ((r = listen_socket(s)) < 0)
 		return r;
 	if ((r = st_workers_start(s)) < 0)
 		return r;
+	if ((r = st_signals_unblock()) < 0) {
+		st_workers_stop(s);
+		return r;
+	}
 	kl_log_info(LOG_MOD, "station %s serving %zu slot(s) on %s", s->station_id, s->nslots,
 	            s->sock_path);
 	{
 		st_caller sys = { .st = s };
 
 		snprintf(sys.actor, sizeof(sys.actor), "%s", kl_home_actor());
+		/* A station does not serve without its audit log: if the start
+		 * cannot be recorded it stops again at once (docs/station.md). */
 		st_lock_backend(s);
-		kl_store_audit(s->store, sys.actor, "station.start", "{}");
+		r = kl_store_audit(s->store, sys.actor, "station.start", "{}");
 		st_unlock_backend(s);
+		if (r < 0)
+			r = kl_error_wrap("the station will not serve without its audit log");
 	}
 
-	while (!s->stopping) {
+	while (r == 0 && !atomic_load(&s->stopping)) {
 		size_t n = 0;
+		int64_t now_ms;
 		time_t now;
 
 		if (pfd_cap < s->nconns + 2) {
@@ -432,12 +582,17 @@ int kl_station_run(kl_station *s)
 		}
 		/* Clients first, in the order polled; new ones join next round. */
 		now = time(NULL);
+		now_ms = st_wall_ms();
 		for (size_t i = 0; i < s->nconns; i++) {
 			st_conn *c = s->conns[i];
 			short re = pfd[i + 2].revents;
 
 			if (re & (POLLIN | POLLHUP | POLLERR))
 				conn_read(c);
+			/* An upload left unfinished gives its memory back. */
+			if (c->caller.batch_deadline_ms && now_ms > c->caller.batch_deadline_ms &&
+			    c->caller.batch_drop)
+				c->caller.batch_drop(&c->caller, false);
 			/* A partial request that stops arriving is a stuck client. */
 			if (!c->closing && kl_rpc_conn_buffered(c->rpc) > 0 &&
 			    now - c->last_rx > s->idle_timeout_s) {
@@ -452,6 +607,8 @@ int kl_station_run(kl_station *s)
 				free(slow);
 				c->closing = true;
 			}
+			if (conn_idle(s, c, now))
+				conn_reap_idle(c);
 		}
 		dispatch_events(s);
 		if (pfd[1].revents & POLLIN)
@@ -475,6 +632,8 @@ int kl_station_run(kl_station *s)
 		}
 	}
 	free(pfd);
+	if (st_signal_caught())
+		kl_log_info(LOG_MOD, "SIG%s received", sigabbrev_np(st_signal_caught()));
 	kl_log_info(LOG_MOD, "station stopping: interrupting running jobs at their next step");
 	st_workers_stop(s);
 	dispatch_events(s);
@@ -486,10 +645,25 @@ int kl_station_run(kl_station *s)
 	close(s->lfd);
 	s->lfd = -1;
 	unlink(s->sock_path);
+	/* The station stops whether or not the entry is written. */
 	st_lock_backend(s);
-	kl_store_audit(s->store, kl_home_actor(), "station.stop", "{}");
+	kl_store_audit_noted(s->store, kl_home_actor(), "station.stop", "{}");
 	st_unlock_backend(s);
 	return r < 0 ? r : 0;
+}
+
+int kl_station_run(kl_station *s)
+{
+	st_signals saved;
+	int r;
+
+	if (s->offline)
+		return kl_error_set(KL_E_INVALID, "an offline station cannot run");
+	if ((r = st_signals_take(s, &saved)) < 0)
+		return r;
+	r = serve(s);
+	st_signals_restore(&saved);
+	return r;
 }
 
 struct call_out {
@@ -541,6 +715,11 @@ void st_server_free(kl_station *s)
 		close(s->lfd);
 		unlink(s->sock_path);
 		s->lfd = -1;
+	}
+	/* After the socket is gone: the next station may take the path. */
+	if (s->sock_lock >= 0) {
+		close(s->sock_lock);
+		s->sock_lock = -1;
 	}
 	for (int i = 0; i < 2; i++)
 		if (s->wake[i] >= 0) {

@@ -6,6 +6,7 @@
 
 #include <openssl/evp.h>
 
+#include "kl_error.h"
 #include "tpm.h"
 #include "trust.h"
 
@@ -15,13 +16,15 @@
  * against the TPM's TPM_PT_MANUFACTURER, and recreates the EK with the TCG
  * template to compare public keys. Returns 0 when the check ran (the verdict
  * says how it came out), or a negative kl_err when it could not run. */
-int kl_ek_check(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_report *ret);
+int kl_ek_check(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type,
+                kl_ek_report *ret) KL_MUST_CHECK;
 
 /* The two halves of kl_ek_check, for a caller that times them apart:
  * step 3 (certificate read, chain, EKU, manufacturer) and step 4 (the EK
  * recreated and compared; on success ek_sha256 is set and, when ek_ret is
  * not NULL, the EK public key is returned). */
-int kl_ek_check_cert(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type, kl_ek_report *ret);
-int kl_ek_check_match(kl_tpm *tpm, kl_ek_report *rep, EVP_PKEY **ek_ret);
+int kl_ek_check_cert(kl_tpm *tpm, const kl_trust *trust, kl_ek_type type,
+                     kl_ek_report *ret) KL_MUST_CHECK;
+int kl_ek_check_match(kl_tpm *tpm, kl_ek_report *rep, EVP_PKEY **ek_ret) KL_MUST_CHECK;
 
 #endif

@@ -17,6 +17,7 @@
 #include "evidence_internal.h"
 #include "hsm.h"
 #include "kl_error.h"
+#include "kl_log.h"
 
 /* How long each TPM command of the clean-up after a refusal may take. */
 #define CLEANUP_TIMEOUT_MS 5000
@@ -231,10 +232,13 @@ static void record_refusal(struct run *r)
 			revoked = kl_registry_device_certs(r->cfg->reg, r->job->serial,
 			                                   revoke_unfinished, r);
 		}
-		if (cleaned)
-			kl_registry_device_set_state(r->cfg->reg, r->job->serial,
-			                             KL_DEVICE_PREREGISTERED, r->res->reason,
-			                             r->job->actor);
+		/* A device that cannot go back to preregistered stays
+		 * provisioning: the next run takes the resume path. */
+		if (cleaned && kl_registry_device_set_state(r->cfg->reg, r->job->serial,
+		                                            KL_DEVICE_PREREGISTERED, r->res->reason,
+		                                            r->job->actor) < 0)
+			kl_log_warn("engine", "%s stays provisioning: %s", r->job->serial,
+			            kl_error_detail());
 	}
 	/* Without memory for the detail the entry still says what happened. */
 	if (kl_ev_refusal(r->job->serial, kl_step_name(r->res->failed_step), r->res->reason,
@@ -243,8 +247,10 @@ static void record_refusal(struct run *r)
 		detail = NULL;
 	if (r->res->failed_step <= KL_STEP_GATES)
 		kl_eng_lock(r);
-	kl_store_audit(r->cfg->store, r->job->actor, "station.provision.refused",
-	               detail ? kl_ev_text(detail, false) : NULL);
+	/* The refusal stands whether or not its entry is written: a failed
+	 * write is counted and logged by the store (docs/station.md). */
+	kl_store_audit_noted(r->cfg->store, r->job->actor, "station.provision.refused",
+	                     detail ? kl_ev_text(detail, false) : NULL);
 	kl_eng_unlock(r);
 	json_object_put(detail);
 }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "ca.h"
+#include "kl_error.h"
 #include "registry.h"
 #include "tpm.h"
 #include "trust.h"
@@ -104,6 +105,7 @@ typedef struct kl_job_result {
 
 /* Runs the flow. Returns 0 when it ran to a verdict (look at res->rc), a
  * negative kl_err only when the engine itself could not run. */
-int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job, kl_job_result *res);
+int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job,
+                        kl_job_result *res) KL_MUST_CHECK;
 
 #endif

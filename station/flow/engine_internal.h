@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 
 #include "engine.h"
+#include "kl_error.h"
 #include "tpm.h"
 #include "tpm_object.h"
 #include "trust.h"
@@ -60,28 +61,28 @@ int kl_eng_refuse(struct run *r, const char *reason, const char *fmt, ...)
 
 /* A step failed for a technical reason (TPM, HSM, database): the detail of
  * the last error goes to the operator. Returns -1. */
-int kl_eng_failed(struct run *r, const char *reason, int rc);
+int kl_eng_failed(struct run *r, const char *reason, int rc) KL_MUST_CHECK;
 
 /* engine_ek.c: steps 1 (discover, and the EK type when the job leaves it
  * open) and 3 + 4 (the EK certificate and the EK). */
-int kl_eng_discover(struct run *r);
-int kl_eng_ek(struct run *r);
+int kl_eng_discover(struct run *r) KL_MUST_CHECK;
+int kl_eng_ek(struct run *r) KL_MUST_CHECK;
 
 /* engine_identity.c: step 2, steps 7 to 10, step 12. */
-int kl_eng_factory_new(struct run *r);
-int kl_eng_keys(struct run *r);
-int kl_eng_activate(struct run *r);
-int kl_eng_certify(struct run *r);
-int kl_eng_pop(struct run *r);
-int kl_eng_engrave(struct run *r);
+int kl_eng_factory_new(struct run *r) KL_MUST_CHECK;
+int kl_eng_keys(struct run *r) KL_MUST_CHECK;
+int kl_eng_activate(struct run *r) KL_MUST_CHECK;
+int kl_eng_certify(struct run *r) KL_MUST_CHECK;
+int kl_eng_pop(struct run *r) KL_MUST_CHECK;
+int kl_eng_engrave(struct run *r) KL_MUST_CHECK;
 
 /* For a device the registry says is provisioned: 1 when the DUT shows the
  * identity the registry issued, -1 (refused as engraved_mismatch) when not. */
-int kl_eng_check_engraved(struct run *r);
+int kl_eng_check_engraved(struct run *r) KL_MUST_CHECK;
 
 /* Removes the station's identity objects from the DUT (persistent keys and
  * certificate indices), so that an interrupted run starts clean. Returns 0
  * or -1 (the error in kl_error_detail). */
-int kl_eng_clean_dut(struct run *r);
+int kl_eng_clean_dut(struct run *r) KL_MUST_CHECK;
 
 #endif

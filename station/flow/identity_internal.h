@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "attest.h"
+#include "kl_error.h"
 #include "tpm.h"
 #include "tpm_object.h"
 
@@ -22,7 +23,7 @@
  * it does not verify, or the TPM's error. */
 int kl_identity_sign_check(kl_tpm *t, const kl_tpm_object *key, EVP_PKEY *pub, const char *label,
                            const char *serial, unsigned char nonce_out[32], unsigned char **sig_out,
-                           size_t *sig_len);
+                           size_t *sig_len) KL_MUST_CHECK;
 
 /* kl_identity_sign_check with its nonce and signature recorded in ev (may
  * be NULL), for the provisioning engine and the lifecycle alike. Returns
@@ -31,13 +32,13 @@ int kl_identity_sign_check(kl_tpm *t, const kl_tpm_object *key, EVP_PKEY *pub, c
  * recording the evidence of a proof that held (out of memory), which the
  * caller reports as a failure of the station, not of the device. */
 int kl_identity_prove(kl_tpm *t, const kl_tpm_object *key, EVP_PKEY *pub, const char *label,
-                      const char *serial, json_object *ev, int *ev_rc);
+                      const char *serial, json_object *ev, int *ev_rc) KL_MUST_CHECK;
 
 /* The IAK's and the IDevID's public areas, as the TPM reports them, against
  * the DevID spec's templates (kl_attest_check_public). On -KL_E_CRYPTO,
  * *which is 0 for the IAK or 1 for the IDevID and *verdict says what is
  * wrong; other negative values are errors reading the areas. */
 int kl_identity_check_keys(const kl_tpm_object *iak, const kl_tpm_object *idevid, int *which,
-                           kl_attest_verdict *verdict);
+                           kl_attest_verdict *verdict) KL_MUST_CHECK;
 
 #endif

@@ -456,9 +456,18 @@ void kl_life_audit(struct life *l, json_object *detail)
 		snprintf(action, sizeof(action), "station.%s", l->op);
 	}
 	json_object_object_add(detail, "revoked", json_object_new_int(l->res->revoked));
-	kl_store_audit(l->cfg->store, l->actor, action,
-	               json_object_to_json_string_ext(detail, JSON_C_TO_STRING_PLAIN |
-	                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
+	/* The operation is committed (or refused) by now and stands; a failed
+	 * write is counted and logged by the store, and the result says so
+	 * (docs/station.md, "When the audit log cannot be written"). */
+	if (kl_store_audit(l->cfg->store, l->actor, action,
+	                   json_object_to_json_string_ext(
+	                       detail, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)) <
+	    0) {
+		size_t n = strlen(l->res->message);
+
+		snprintf(l->res->message + n, sizeof(l->res->message) - n,
+		         "%s(its audit entry was not written: see the station log)", n ? " " : "");
+	}
 	json_object_put(detail);
 }
 

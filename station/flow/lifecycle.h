@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "ca.h"
+#include "kl_error.h"
 #include "registry.h"
 
 typedef struct kl_life_config {
@@ -75,7 +76,8 @@ typedef struct kl_life_result {
  * certificate engraved in place of the old ones; every other valid IDevID
  * certificate of the device revoked as superseded; evidence recorded.
  * Returns 0 when it ran to a verdict (res->rc), negative when it could not. */
-int kl_life_renew(const kl_life_config *cfg, const kl_life_job *job, kl_life_result *res);
+int kl_life_renew(const kl_life_config *cfg, const kl_life_job *job,
+                  kl_life_result *res) KL_MUST_CHECK;
 
 /* Decommission on a present device: proof of identity; all the device's
  * certificates revoked (cessationOfOperation); cryptographic erase (identity
@@ -85,25 +87,25 @@ int kl_life_renew(const kl_life_config *cfg, const kl_life_job *job, kl_life_res
  * to decommissioned (its EK deny-listed) or, with repurpose, to repurposed
  * (it may be pre-registered and provisioned again for another tenant). */
 int kl_life_decommission(const kl_life_config *cfg, const kl_life_job *job, bool repurpose,
-                         kl_life_result *res);
+                         kl_life_result *res) KL_MUST_CHECK;
 
 /* A lost device (not present): all its certificates revoked (reason, an RFC
  * 5280 code; keyCompromise when < 0), state lost, EK deny-listed. */
 int kl_life_lost(const kl_life_config *cfg, const char *serial, int reason, const char *actor,
-                 kl_life_result *res);
+                 kl_life_result *res) KL_MUST_CHECK;
 
 /* Revocation of a device by the officer: all its valid certificates revoked
  * with reason, state revoked. */
 int kl_life_revoke_device(const kl_life_config *cfg, const char *serial, int reason,
-                          const char *actor, kl_life_result *res);
+                          const char *actor, kl_life_result *res) KL_MUST_CHECK;
 
 /* A stored sanitization record: *json (free() it) is the signed record, a
  * JSON object {"record": {...}, "signature": base64, "signer": PEM cert}.
  * id <= 0: the device's newest. Returns 0 or -KL_E_NOTFOUND. */
-int kl_life_record_get(kl_registry *reg, const char *serial, int64_t id, char **json);
+int kl_life_record_get(kl_registry *reg, const char *serial, int64_t id, char **json) KL_MUST_CHECK;
 
 /* Checks a record's signature against its embedded signer certificate, and
  * that certificate against issuer (when not NULL). 0 or -KL_E_CRYPTO. */
-int kl_life_record_verify(const char *json, const X509 *issuer);
+int kl_life_record_verify(const char *json, const X509 *issuer) KL_MUST_CHECK;
 
 #endif

@@ -347,7 +347,12 @@ static json_object *build_record(struct decom *d)
 	json_object_object_add(o, "result", json_object_new_string("pass"));
 	json_object_object_add(rec, "verification", o);
 	o = json_object_new_array();
-	kl_registry_device_certs(l->cfg->reg, l->serial, revoked_list, o);
+	/* A signed record that forgot a certificate would be worse than none. */
+	if (kl_registry_device_certs(l->cfg->reg, l->serial, revoked_list, o) < 0) {
+		json_object_put(o);
+		json_object_put(rec);
+		return NULL;
+	}
 	json_object_object_add(rec, "certificates_revoked", o);
 	json_object_object_add(
 	    rec, "disposition",
@@ -374,9 +379,12 @@ static int record(struct decom *d)
 	kl_life_lock(l);
 	rec = build_record(d);
 	/* The record key is in the HSM: signed under the lock. */
-	rc = l->cfg->record_key && l->cfg->record_cert
-	         ? sign_record(l->cfg->record_key, l->cfg->record_cert, rec, &signed_json)
-	         : kl_error_set(KL_E_UNAVAILABLE, "the record key's HSM is unavailable");
+	if (!rec)
+		rc = kl_error_wrap("the sanitization record");
+	else if (l->cfg->record_key && l->cfg->record_cert)
+		rc = sign_record(l->cfg->record_key, l->cfg->record_cert, rec, &signed_json);
+	else
+		rc = kl_error_set(KL_E_UNAVAILABLE, "the record key's HSM is unavailable");
 	json_object_put(rec);
 	if (rc == 0)
 		rc = kl_store_begin(l->cfg->store);

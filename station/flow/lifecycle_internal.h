@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "kl_error.h"
 #include "lifecycle.h"
 #include "registry.h"
 #include "tpm.h"
@@ -78,11 +79,11 @@ bool kl_life_cancelled(struct life *l);
 int kl_life_refuse(struct life *l, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* A technical failure: the last error's detail for the operator. */
-int kl_life_failed(struct life *l, const char *reason, int rc);
+int kl_life_failed(struct life *l, const char *reason, int rc) KL_MUST_CHECK;
 
 /* Reads the device and its certificates (call with the lock held). Refuses
  * unknown_serial; fills l->dev, l->certs. */
-int kl_life_load(struct life *l);
+int kl_life_load(struct life *l) KL_MUST_CHECK;
 
 /* Opens the link and proves the device's identity (step "prove"): the TPM's
  * EK is the one the registry bound to the serial, and the persisted IDevID
@@ -90,11 +91,11 @@ int kl_life_load(struct life *l);
  * whose key is the TPM's. allow_revoked accepts a revoked certificate (an
  * officer-revoked device, an interrupted decommission); allow_iak and
  * allow_ek accept the fallbacks of enum life_proof when the IDevID is gone. */
-int kl_life_prove(struct life *l, bool allow_revoked, bool allow_iak, bool allow_ek);
+int kl_life_prove(struct life *l, bool allow_revoked, bool allow_iak, bool allow_ek) KL_MUST_CHECK;
 
 /* The signature check of a key in the TPM over the identity proof message. */
 int kl_life_sign_check(struct life *l, kl_tpm_object *key, EVP_PKEY *pub, json_object *ev,
-                       int *ev_rc);
+                       int *ev_rc) KL_MUST_CHECK;
 
 /* The IDevID profile for the device's tenant. */
 const char *kl_life_idevid_profile(const struct life *l);
@@ -105,7 +106,7 @@ const char *kl_life_idevid_profile(const struct life *l);
  * the caller. Returns the count or a negative kl_err (nothing revoked). */
 int kl_life_revoke_where(struct life *l, int reason,
                          bool (*keep)(void *ctx, const struct life_cert *c), void *ctx,
-                         json_object *revoked_list);
+                         json_object *revoked_list) KL_MUST_CHECK;
 
 /* Writes the audit entry of the run: "station.<op>" with detail, or
  * "station.<op>.refused" with step, reason and message. Lock held. */
@@ -116,6 +117,6 @@ void kl_life_cleanup(struct life *l);
 
 /* Starts a run: validates arguments (negative kl_err when missing). */
 int kl_life_start(struct life *l, const kl_life_config *cfg, const kl_life_job *job, const char *op,
-                  const char *serial, const char *actor, kl_life_result *res);
+                  const char *serial, const char *actor, kl_life_result *res) KL_MUST_CHECK;
 
 #endif

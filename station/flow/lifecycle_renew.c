@@ -312,8 +312,10 @@ static int settle(struct renew *r)
 
 	if (l->tpm && kl_tpm_persistent_exists(l->tpm, KL_TPM_HANDLE_IDEVID, &exists) == 0 &&
 	    exists &&
-	    kl_tpm_persistent_load(l->tpm, KL_TPM_HANDLE_IDEVID, KL_TPM_KEY_IDEVID_P256, &at) == 0)
-		kl_tpm_object_public(at, &s.tpm_key);
+	    kl_tpm_persistent_load(l->tpm, KL_TPM_HANDLE_IDEVID, KL_TPM_KEY_IDEVID_P256, &at) ==
+	        0 &&
+	    kl_tpm_object_public(at, &s.tpm_key) < 0)
+		s.tpm_key = NULL; /* as when no key could be loaded */
 	kl_tpm_object_free(at);
 	kl_life_lock(l);
 	for (size_t i = 0; i < l->n_certs; i++)

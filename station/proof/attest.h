@@ -19,6 +19,7 @@
 
 #include <openssl/evp.h>
 
+#include "kl_error.h"
 #include "tpm.h"
 
 /* Why a check failed; each has a stable name and a sentence for the
@@ -84,7 +85,7 @@ int kl_attest_verify_certify(const unsigned char *attest, size_t attest_len,
                              const unsigned char *sig_der, size_t sig_len, EVP_PKEY *iak_pub,
                              const kl_tpm_name *iak_name, const kl_tpm_name *idevid_name,
                              const unsigned char *nonce, size_t nonce_len,
-                             kl_attest_report *report);
+                             kl_attest_report *report) KL_MUST_CHECK;
 
 typedef enum kl_attest_key_kind { KL_ATTEST_KEY_IAK, KL_ATTEST_KEY_IDEVID } kl_attest_key_kind;
 
@@ -100,6 +101,6 @@ typedef enum kl_attest_key_kind { KL_ATTEST_KEY_IAK, KL_ATTEST_KEY_IDEVID } kl_a
  * Returns 0, -KL_E_CRYPTO when the key does not match (the detail names
  * the first failing field or bit), -KL_E_INVALID for bad arguments. */
 int kl_attest_check_public(const unsigned char *area, size_t len, kl_attest_key_kind kind,
-                           kl_attest_verdict *verdict);
+                           kl_attest_verdict *verdict) KL_MUST_CHECK;
 
 #endif

@@ -22,6 +22,7 @@
 
 #include <openssl/evp.h>
 
+#include "kl_error.h"
 #include "kl_secret.h"
 #include "tpm.h"
 #include "tpm_activate.h"
@@ -40,14 +41,14 @@ size_t kl_credential_max_len(kl_ek_type type);
  * On success *ret (kl_credential_free) holds both blobs. Returns 0,
  * -KL_E_INVALID or -KL_E_CRYPTO. */
 int kl_make_credential(EVP_PKEY *ek, kl_ek_type type, const unsigned char *cred, size_t cred_len,
-                       const kl_tpm_name *name, kl_credential **ret);
+                       const kl_tpm_name *name, kl_credential **ret) KL_MUST_CHECK;
 
 /* A kl_credential from marshalled bytes made elsewhere (tpm2_makecredential,
  * a TPM's MakeCredential). Each must be one whole TPM2B: its size field
  * equal to the bytes that follow. Copies; returns 0, -KL_E_INVALID or
  * -KL_E_NOMEM. */
 int kl_credential_new(const unsigned char *blob, size_t blob_len, const unsigned char *secret,
-                      size_t secret_len, kl_credential **ret);
+                      size_t secret_len, kl_credential **ret) KL_MUST_CHECK;
 
 /* Accepts NULL. */
 void kl_credential_free(kl_credential *c);
@@ -63,6 +64,6 @@ void kl_credential_free(kl_credential *c);
  * another EK, another name or altered in transit fails the HMAC check:
  * -KL_E_CRYPTO; malformed input is -KL_E_INVALID. */
 int kl_activate_credential_soft(EVP_PKEY *ek_priv, kl_ek_type type, const kl_tpm_name *name,
-                                const kl_credential *c, kl_secret **ret);
+                                const kl_credential *c, kl_secret **ret) KL_MUST_CHECK;
 
 #endif

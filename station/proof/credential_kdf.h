@@ -12,14 +12,17 @@
 
 #include <stddef.h>
 
+#include "kl_error.h"
+
 /* KDFa(hashAlg, key, label, contextU || contextV, bits) (§11.4.10.2); the
  * callers have one context, given as context. */
 int kl_kdfa(const char *md, const unsigned char *key, size_t key_len, const char *label,
-            const unsigned char *context, size_t context_len, unsigned char *out, size_t out_len);
+            const unsigned char *context, size_t context_len, unsigned char *out,
+            size_t out_len) KL_MUST_CHECK;
 
 /* KDFe(hashAlg, Z, label, partyUInfo, partyVInfo, bits) (§11.4.10.3). */
 int kl_kdfe(const char *md, const unsigned char *z, size_t z_len, const char *label,
             const unsigned char *u, size_t u_len, const unsigned char *v, size_t v_len,
-            unsigned char *out, size_t out_len);
+            unsigned char *out, size_t out_len) KL_MUST_CHECK;
 
 #endif

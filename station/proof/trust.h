@@ -15,13 +15,14 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "kl_error.h"
 #include "tpm.h"
 
 typedef struct kl_trust kl_trust;
 
 /* Loads every *.pem, *.crt, *.cer and *.der file of dir. A directory with no
  * root is an error: the station would trust nothing. */
-int kl_trust_load(const char *dir, kl_trust **ret);
+int kl_trust_load(const char *dir, kl_trust **ret) KL_MUST_CHECK;
 void kl_trust_free(kl_trust *t);
 size_t kl_trust_roots(const kl_trust *t);
 /* A short identifier of the bundle's content (SHA-256 over the sorted
@@ -72,16 +73,16 @@ int kl_ek_report_verdict(kl_ek_report *rep, kl_ek_verdict v, const char *fmt, ..
  * Returns 0 when the check ran (the verdict says how it came out), or a
  * negative kl_err when it could not run. */
 int kl_ek_cert_verify(const kl_trust *trust, uint32_t manufacturer, const char *manufacturer_str,
-                      kl_ek_report *rep);
+                      kl_ek_report *rep) KL_MUST_CHECK;
 
 /* The certificate of rep parsed again (X509_free it). Returns 0 or
  * -KL_E_INVALID. */
-int kl_ek_report_cert(const kl_ek_report *rep, X509 **ret);
+int kl_ek_report_cert(const kl_ek_report *rep, X509 **ret) KL_MUST_CHECK;
 
 /* Step 4 in software: ek, the EK the TPM recreated, must be the key of
  * cert (rep's certificate). On a match rep->ek_sha256 is the SHA-256 of its
  * SubjectPublicKeyInfo and the verdict KL_EK_OK, otherwise KL_EK_MISMATCH.
  * Returns 0, or -KL_E_CRYPTO when the hash cannot be made. */
-int kl_ek_key_verify(kl_ek_report *rep, X509 *cert, EVP_PKEY *ek);
+int kl_ek_key_verify(kl_ek_report *rep, X509 *cert, EVP_PKEY *ek) KL_MUST_CHECK;
 
 #endif

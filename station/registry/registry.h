@@ -33,6 +33,7 @@
 
 #include <openssl/evp.h>
 
+#include "kl_error.h"
 #include "store.h"
 
 typedef struct kl_registry kl_registry;
@@ -53,24 +54,24 @@ typedef enum kl_device_state {
 /* "preregistered", "provisioning", ...; "unknown" out of range. */
 const char *kl_registry_state_name(kl_device_state s);
 /* The state of that name, or -KL_E_INVALID listing the valid names. */
-int kl_registry_state_from_name(const char *name);
+int kl_registry_state_from_name(const char *name) KL_MUST_CHECK;
 /* Whether the state machine allows from -> to. */
 bool kl_registry_transition_allowed(kl_device_state from, kl_device_state to);
 
 /* SHA-256 of the DER SubjectPublicKeyInfo of ek. */
-int kl_registry_ek_hash(EVP_PKEY *ek, unsigned char out[32]);
+int kl_registry_ek_hash(EVP_PKEY *ek, unsigned char out[32]) KL_MUST_CHECK;
 /* 64 hex digits (any case) to bytes; -KL_E_INVALID otherwise. */
-int kl_registry_ek_from_hex(const char *hex, unsigned char out[32]);
+int kl_registry_ek_from_hex(const char *hex, unsigned char out[32]) KL_MUST_CHECK;
 void kl_registry_ek_to_hex(const unsigned char ek[32], char out[65]);
 
 /* Checks a serial, tenant or work-order name: 1..64 printable ASCII
  * characters, no space, no comma. what names it in the error. */
-int kl_registry_check_name(const char *what, const char *s);
+int kl_registry_check_name(const char *what, const char *s) KL_MUST_CHECK;
 
 /* Opens the registry over an open store, bringing its schema ("registry"
  * migrations) up to date. The store stays the caller's and must outlive the
  * registry. */
-int kl_registry_open(kl_store *store, kl_registry **ret);
+int kl_registry_open(kl_store *store, kl_registry **ret) KL_MUST_CHECK;
 void kl_registry_free(kl_registry *r);
 kl_store *kl_registry_store(kl_registry *r);
 
@@ -81,8 +82,8 @@ typedef struct kl_registry_tenant {
 	int64_t created; /* unix time */
 } kl_registry_tenant;
 
-int kl_registry_tenant_add(kl_registry *r, const char *name, const char *actor);
-int kl_registry_tenant_get(kl_registry *r, const char *name, kl_registry_tenant *ret);
+int kl_registry_tenant_add(kl_registry *r, const char *name, const char *actor) KL_MUST_CHECK;
+int kl_registry_tenant_get(kl_registry *r, const char *name, kl_registry_tenant *ret) KL_MUST_CHECK;
 
 /* Work orders belong to a tenant; names are unique per tenant. quota is the
  * most devices the order may provision (every device of the order that got
@@ -98,11 +99,11 @@ typedef struct kl_registry_work_order {
 } kl_registry_work_order;
 
 int kl_registry_work_order_add(kl_registry *r, const char *tenant, const char *name, int64_t quota,
-                               const char *actor);
+                               const char *actor) KL_MUST_CHECK;
 int kl_registry_work_order_get(kl_registry *r, const char *tenant, const char *name,
-                               kl_registry_work_order *ret);
+                               kl_registry_work_order *ret) KL_MUST_CHECK;
 int kl_registry_work_order_set_quota(kl_registry *r, const char *tenant, const char *name,
-                                     int64_t quota, const char *actor);
+                                     int64_t quota, const char *actor) KL_MUST_CHECK;
 
 /* Pre-registration. One entry per serial: the serial, and optionally the EK
  * hash the device maker expects (64 hex digits, NULL or "" when unknown).
@@ -123,7 +124,20 @@ typedef struct kl_registry_item {
  * registered to another tenant, a change to a device already past
  * preregistered. Returns how many entries were added or changed. */
 int kl_registry_preregister(kl_registry *r, const char *tenant, const char *work_order,
-                            const kl_registry_item *items, size_t n, const char *actor);
+                            const kl_registry_item *items, size_t n,
+                            const char *actor) KL_MUST_CHECK;
+/* The same, with the entries' messages naming SOURCE:LINE (source: the file
+ * they came from, or NULL or "" for "line LINE"); source is also recorded
+ * in the audit entries. */
+int kl_registry_preregister_from(kl_registry *r, const char *tenant, const char *work_order,
+                                 const kl_registry_item *items, size_t n, const char *actor,
+                                 const char *source) KL_MUST_CHECK;
+/* The checks of kl_registry_preregister that need no registry: each entry
+ * well-formed, no serial twice. Errors name SOURCE:LINE as above. For a
+ * client that checks a file before sending it, and for the parts of a
+ * batch that arrives in pieces (each piece checked as it comes). */
+int kl_registry_check_items(const kl_registry_item *items, size_t n,
+                            const char *source) KL_MUST_CHECK;
 
 /* Reads a pre-registration file and pre-registers it as above; errors name
  * FILE:LINE. Formats, chosen by extension (.csv, .json), else by content (a
@@ -135,12 +149,12 @@ int kl_registry_preregister(kl_registry *r, const char *tenant, const char *work
  * *count receives the number of entries in the file; the return value is
  * how many were added or changed, as for kl_registry_preregister. */
 int kl_registry_import_file(kl_registry *r, const char *tenant, const char *work_order,
-                            const char *path, const char *actor, size_t *count);
+                            const char *path, const char *actor, size_t *count) KL_MUST_CHECK;
 
 /* Reads a pre-registration file as above without touching a registry: fn
  * gets the entries (valid during the call) and its result is returned. */
 typedef int (*kl_registry_items_fn)(void *ctx, const kl_registry_item *items, size_t n);
-int kl_registry_read_file(const char *path, kl_registry_items_fn fn, void *ctx);
+int kl_registry_read_file(const char *path, kl_registry_items_fn fn, void *ctx) KL_MUST_CHECK;
 
 /* Provisioning gates (architecture "The provisioning flow", step 5). */
 typedef enum kl_gate_verdict {
@@ -174,7 +188,8 @@ const char *kl_registry_verdict_name(kl_gate_verdict v);
  * when the serial is pre-registered (its tenant is used). Returns 0 when the
  * gates ran (the verdict is in *ret), negative when they could not. */
 int kl_registry_gate(kl_registry *r, const char *serial, const char *tenant,
-                     const unsigned char ek_sha256[32], bool require_prereg, kl_gate_result *ret);
+                     const unsigned char ek_sha256[32], bool require_prereg,
+                     kl_gate_result *ret) KL_MUST_CHECK;
 
 /* Binds the EK to the serial and moves the device to provisioning, after
  * running the gates again in its own write transaction (without requiring
@@ -183,21 +198,21 @@ int kl_registry_gate(kl_registry *r, const char *serial, const char *tenant,
  * the gate's sentence. Returns 0 when begun, 1 when the device was already
  * provisioning with this EK (resume; nothing changes but an audit entry). */
 int kl_registry_device_begin(kl_registry *r, const char *serial, const char *tenant,
-                             const unsigned char ek_sha256[32], const char *actor);
+                             const unsigned char ek_sha256[32], const char *actor) KL_MUST_CHECK;
 
 /* Moves a provisioning device to provisioned and stores its evidence (a JSON
  * object text). Works inside an outer kl_store transaction, so that the
  * device commits with its certificates. -KL_E_STATE when the device is not
  * provisioning (a second commit included). */
 int kl_registry_device_commit(kl_registry *r, const char *serial, const char *evidence_json,
-                              const char *actor);
+                              const char *actor) KL_MUST_CHECK;
 
 /* Any other state change: revoked, decommissioned, lost, repurposed, and
  * preregistered (aborting a provisioning: the EK binding is released).
  * provisioning and provisioned go through begin/commit. Decommissioned and
  * lost also deny-list the device's EK (architecture "Lifecycle"). */
 int kl_registry_device_set_state(kl_registry *r, const char *serial, kl_device_state state,
-                                 const char *reason, const char *actor);
+                                 const char *reason, const char *actor) KL_MUST_CHECK;
 
 /* The EK deny list. add is -KL_E_EXISTS when listed already, remove
  * -KL_E_NOTFOUND when not listed; check returns 1 when listed (filling *ret
@@ -210,11 +225,11 @@ typedef struct kl_registry_deny {
 } kl_registry_deny;
 
 int kl_registry_deny_add(kl_registry *r, const unsigned char ek_sha256[32], const char *reason,
-                         const char *actor);
+                         const char *actor) KL_MUST_CHECK;
 int kl_registry_deny_remove(kl_registry *r, const unsigned char ek_sha256[32], const char *reason,
-                            const char *actor);
+                            const char *actor) KL_MUST_CHECK;
 int kl_registry_deny_check(kl_registry *r, const unsigned char ek_sha256[32],
-                           kl_registry_deny *ret);
+                           kl_registry_deny *ret) KL_MUST_CHECK;
 
 /* A device as stored. Times are unix seconds, 0 when the state was never
  * reached. */
@@ -231,7 +246,8 @@ typedef struct kl_registry_device {
 	int64_t at[KL_DEVICE__MAX]; /* when each state was last entered */
 } kl_registry_device;
 
-int kl_registry_device_get(kl_registry *r, const char *serial, kl_registry_device *ret);
+int kl_registry_device_get(kl_registry *r, const char *serial,
+                           kl_registry_device *ret) KL_MUST_CHECK;
 
 /* Pages through devices in serial order (stable). state < 0 and tenant NULL
  * match all; limit 0 means no limit. fn returns 0 to go on, negative to stop
@@ -247,9 +263,10 @@ typedef struct kl_registry_filter {
 
 typedef int (*kl_registry_device_fn)(void *ctx, const kl_registry_device *dev);
 int kl_registry_device_list(kl_registry *r, const kl_registry_filter *f, kl_registry_device_fn fn,
-                            void *ctx);
+                            void *ctx) KL_MUST_CHECK;
 /* How many devices match the filter, ignoring offset and limit. */
-int kl_registry_device_count(kl_registry *r, const kl_registry_filter *f, int64_t *ret);
+int kl_registry_device_count(kl_registry *r, const kl_registry_filter *f,
+                             int64_t *ret) KL_MUST_CHECK;
 
 /* A device's state history, oldest first. from is -1 for the first entry. */
 typedef struct kl_registry_event {
@@ -264,12 +281,12 @@ typedef struct kl_registry_event {
 
 typedef int (*kl_registry_event_fn)(void *ctx, const kl_registry_event *ev);
 int kl_registry_device_history(kl_registry *r, const char *serial, kl_registry_event_fn fn,
-                               void *ctx);
+                               void *ctx) KL_MUST_CHECK;
 
 /* A device's evidence records (JSON object texts), oldest first. */
 typedef int (*kl_registry_evidence_fn)(void *ctx, const char *json, int64_t created);
 int kl_registry_device_evidence(kl_registry *r, const char *serial, kl_registry_evidence_fn fn,
-                                void *ctx);
+                                void *ctx) KL_MUST_CHECK;
 
 /* The CA's certificates whose device_serial is the serial, oldest first.
  * Pointers are valid during the call only. */
@@ -286,6 +303,7 @@ typedef struct kl_registry_cert {
 } kl_registry_cert;
 
 typedef int (*kl_registry_cert_fn)(void *ctx, const kl_registry_cert *cert);
-int kl_registry_device_certs(kl_registry *r, const char *serial, kl_registry_cert_fn fn, void *ctx);
+int kl_registry_device_certs(kl_registry *r, const char *serial, kl_registry_cert_fn fn,
+                             void *ctx) KL_MUST_CHECK;
 
 #endif

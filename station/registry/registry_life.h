@@ -19,31 +19,34 @@
 
 #include <stdint.h>
 
+#include "kl_error.h"
 #include "registry.h"
 
 /* Opens a sanitization record for the device (or finds the one already
  * open). *id receives its id. Returns 0 when opened, 1 when one was open
  * already (a decommission resumed), -KL_E_NOTFOUND for an unknown serial. */
-int kl_registry_sanitize_open(kl_registry *r, const char *serial, const char *actor, int64_t *id);
+int kl_registry_sanitize_open(kl_registry *r, const char *serial, const char *actor,
+                              int64_t *id) KL_MUST_CHECK;
 
 /* 1 with *id set when the device has an open sanitization record, 0 when it
  * has none. */
-int kl_registry_sanitize_pending(kl_registry *r, const char *serial, int64_t *id);
+int kl_registry_sanitize_pending(kl_registry *r, const char *serial, int64_t *id) KL_MUST_CHECK;
 
 /* Closes the open record id with the signed record (a JSON text). Audited
  * with the record's SHA-256. -KL_E_STATE when it is not open. */
 int kl_registry_sanitize_close(kl_registry *r, int64_t id, const char *record_json,
-                               const char *actor);
+                               const char *actor) KL_MUST_CHECK;
 
 /* A closed record of the device: id > 0 that one, else the newest. *json
  * (free() it) is its text. -KL_E_NOTFOUND when there is none. */
-int kl_registry_sanitize_get(kl_registry *r, const char *serial, int64_t id, char **json);
+int kl_registry_sanitize_get(kl_registry *r, const char *serial, int64_t id,
+                             char **json) KL_MUST_CHECK;
 
 /* Adds an evidence record (a JSON object text) to a device, as
  * kl_registry_device_commit stores provisioning's; audited
  * ("registry.device.evidence") with its SHA-256 and kind (the record's
  * "kind" member, e.g. "renewal"). */
 int kl_registry_evidence_add(kl_registry *r, const char *serial, const char *evidence_json,
-                             const char *actor);
+                             const char *actor) KL_MUST_CHECK;
 
 #endif

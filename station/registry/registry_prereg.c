@@ -246,9 +246,53 @@ static int one(struct batch *b, const struct entry *e)
 	return 0;
 }
 
+/* The audit entries of a batch: the batch's totals in each, and the
+ * entries added or changed, PREREG_AUDIT_ITEMS to an entry, so that no
+ * entry grows with the batch (a device's entries are shown with it, and
+ * one of 100,000 items would be megabytes). */
+#define PREREG_AUDIT_ITEMS 250
+
+static int audit_batch(struct batch *b, size_t n)
+{
+	size_t total = json_object_array_length(b->items);
+	size_t parts = total ? (total + PREREG_AUDIT_ITEMS - 1) / PREREG_AUDIT_ITEMS : 1;
+	int rc = 0;
+
+	for (size_t k = 0; rc == 0 && k < parts; k++) {
+		json_object *d = json_object_new_object(), *part = json_object_new_array();
+		size_t end =
+		    (k + 1) * PREREG_AUDIT_ITEMS < total ? (k + 1) * PREREG_AUDIT_ITEMS : total;
+
+		for (size_t i = k * PREREG_AUDIT_ITEMS; part && i < end; i++) {
+			json_object *it = json_object_get(json_object_array_get_idx(b->items, i));
+
+			if (json_object_array_add(part, it) < 0) {
+				json_object_put(it);
+				json_object_put(part);
+				part = NULL;
+			}
+		}
+		if (!d || !part) {
+			json_object_put(d);
+			json_object_put(part);
+			return kl_error_set(KL_E_NOMEM, "pre-registration: out of memory");
+		}
+		json_object_object_add(d, "tenant", json_object_new_string(b->tenant));
+		json_object_object_add(d, "work_order", json_object_new_string(b->work_order));
+		json_object_object_add(d, "source", kl_reg_json_str(b->source));
+		json_object_object_add(d, "entries", json_object_new_int64((int64_t)n));
+		json_object_object_add(d, "added", json_object_new_int(b->added));
+		json_object_object_add(d, "changed", json_object_new_int(b->changed));
+		json_object_object_add(d, "part", json_object_new_int64((int64_t)k + 1));
+		json_object_object_add(d, "parts", json_object_new_int64((int64_t)parts));
+		json_object_object_add(d, "items", part);
+		rc = kl_reg_audit(b->r, b->actor, "registry.preregister", d);
+	}
+	return rc;
+}
+
 static int run_batch(struct batch *b, const struct entry *e, size_t n)
 {
-	json_object *d;
 	int rc;
 
 	if ((rc = kl_reg_tenant_id(b->r, b->tenant, &b->tenant_id)) < 0 ||
@@ -259,36 +303,19 @@ static int run_batch(struct batch *b, const struct entry *e, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if ((rc = one(b, &e[i])) < 0)
 			return rc;
-	d = json_object_new_object();
-	json_object_object_add(d, "tenant", json_object_new_string(b->tenant));
-	json_object_object_add(d, "work_order", json_object_new_string(b->work_order));
-	json_object_object_add(d, "source", kl_reg_json_str(b->source));
-	json_object_object_add(d, "entries", json_object_new_int64((int64_t)n));
-	json_object_object_add(d, "added", json_object_new_int(b->added));
-	json_object_object_add(d, "changed", json_object_new_int(b->changed));
-	json_object_object_add(d, "items", json_object_get(b->items));
-	rc = kl_reg_audit(b->r, b->actor, "registry.preregister", d);
+	rc = audit_batch(b, n);
 	return rc < 0 ? rc : b->added + b->changed;
 }
 
-int kl_reg_preregister(kl_registry *r, const char *tenant, const char *work_order,
-                       const kl_registry_item *items, size_t n, const char *actor,
-                       const char *source)
+/* The checks that need no registry, into a fresh array of validated
+ * entries (*ret, free() it; valid as long as items). */
+static int check_entries(const kl_registry_item *items, size_t n, const char *source,
+                         struct entry **ret)
 {
 	_cleanup_(freep) struct entry *e = NULL;
-	struct batch b = { .r = r,
-		           .source = source,
-		           .tenant = tenant,
-		           .work_order = work_order,
-		           .actor = actor,
-		           .now = kl_reg_now() };
 	char at[PATH_MAX + 32];
 	int rc;
 
-	if ((rc = kl_reg_check_actor(actor)) < 0 ||
-	    (rc = kl_registry_check_name("tenant name", tenant)) < 0 ||
-	    (rc = kl_registry_check_name("work order name", work_order)) < 0)
-		return rc;
 	if (n > (size_t)INT32_MAX)
 		return kl_error_set(KL_E_INVALID, "pre-registration: %zu entries is too many", n);
 	e = calloc(n ? n : 1, sizeof(*e));
@@ -306,6 +333,35 @@ int kl_reg_preregister(kl_registry *r, const char *tenant, const char *work_orde
 	}
 	if ((rc = find_duplicates(e, n, source)) < 0)
 		return rc;
+	*ret = TAKE_PTR(e);
+	return 0;
+}
+
+int kl_registry_check_items(const kl_registry_item *items, size_t n, const char *source)
+{
+	_cleanup_(freep) struct entry *e = NULL;
+
+	return check_entries(items, n, source, &e);
+}
+
+int kl_reg_preregister(kl_registry *r, const char *tenant, const char *work_order,
+                       const kl_registry_item *items, size_t n, const char *actor,
+                       const char *source)
+{
+	_cleanup_(freep) struct entry *e = NULL;
+	struct batch b = { .r = r,
+		           .source = source,
+		           .tenant = tenant,
+		           .work_order = work_order,
+		           .actor = actor,
+		           .now = kl_reg_now() };
+	int rc;
+
+	if ((rc = kl_reg_check_actor(actor)) < 0 ||
+	    (rc = kl_registry_check_name("tenant name", tenant)) < 0 ||
+	    (rc = kl_registry_check_name("work order name", work_order)) < 0 ||
+	    (rc = check_entries(items, n, source, &e)) < 0)
+		return rc;
 	if ((rc = kl_store_begin(r->store)) < 0)
 		return rc;
 	rc = kl_reg_finish(r, run_batch(&b, e, n));
@@ -317,4 +373,12 @@ int kl_registry_preregister(kl_registry *r, const char *tenant, const char *work
                             const kl_registry_item *items, size_t n, const char *actor)
 {
 	return kl_reg_preregister(r, tenant, work_order, items, n, actor, NULL);
+}
+
+int kl_registry_preregister_from(kl_registry *r, const char *tenant, const char *work_order,
+                                 const kl_registry_item *items, size_t n, const char *actor,
+                                 const char *source)
+{
+	return kl_reg_preregister(r, tenant, work_order, items, n, actor,
+	                          source && *source ? source : NULL);
 }

@@ -258,6 +258,26 @@ static int error_from(kl_client *c, json_object *err)
 	                        : "the station answered with an error");
 }
 
+/* After a send that failed (r) because the station had closed the
+ * connection: the line it sent before closing, an error with id null (a
+ * refusal: no role, too many connections), says why better than the
+ * broken pipe does. r when there is no such line. */
+static int send_failed(kl_client *c, int r)
+{
+	char why[KL_ERROR_DETAIL_MAX];
+	json_object *msg = NULL, *err, *id;
+
+	snprintf(why, sizeof(why), "%s", kl_error_detail());
+	/* Nothing waits long: the peer is gone, the read ends at once. */
+	if (kl_client_read(c, 1000, &msg) == 0 && json_object_object_get_ex(msg, "error", &err) &&
+	    json_object_object_get_ex(msg, "id", &id) && json_object_get_type(id) == json_type_null)
+		r = error_from(c, err);
+	else
+		r = kl_error_set((kl_err)-r, "%s", why);
+	json_object_put(msg);
+	return r;
+}
+
 int kl_client_call_timeout(kl_client *c, const char *method, json_object *params,
                            json_object **result, int timeout_ms)
 {
@@ -283,6 +303,8 @@ int kl_client_call_timeout(kl_client *c, const char *method, json_object *params
 	r = kl_client_send_raw(c, line, strlen(line));
 	free(line);
 	c->last_code = 0;
+	if (r < 0)
+		return send_failed(c, r);
 	while (r == 0) {
 		r = kl_client_read(c, timeout_ms, &msg);
 		if (r < 0)

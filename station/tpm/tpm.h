@@ -36,6 +36,8 @@
 
 #include <openssl/evp.h>
 
+#include "kl_error.h"
+
 typedef struct kl_tpm kl_tpm;
 
 /* How long the station waits for the TPM's answer to one command, when the
@@ -65,10 +67,11 @@ typedef struct kl_tpm_link_opts {
  * Returns 0, -KL_E_IO when the link cannot be opened, -KL_E_TIMEOUT when
  * the TPM did not answer in time, -KL_E_INVALID for a bad configuration
  * or timeout, -KL_E_TPM otherwise. opts may be NULL (the defaults). */
-int kl_tpm_open_link(const char *tcti_conf, const kl_tpm_link_opts *opts, kl_tpm **ret);
+int kl_tpm_open_link(const char *tcti_conf, const kl_tpm_link_opts *opts,
+                     kl_tpm **ret) KL_MUST_CHECK;
 
 /* kl_tpm_open_link with the default options. */
-int kl_tpm_open(const char *tcti_conf, kl_tpm **ret);
+int kl_tpm_open(const char *tcti_conf, kl_tpm **ret) KL_MUST_CHECK;
 
 /* What became of the link: a command that timed out or was cancelled, or
  * an answer that was not a TPM response, leaves it dead (every later
@@ -88,7 +91,7 @@ kl_tpm_link_state kl_tpm_link_state_of(const kl_tpm *t);
  * old one are flushed from the TPM, and kl_tpm_objects made before are
  * inert). -KL_E_STATE when the link timed out or broke: nothing more is
  * sent on it. */
-int kl_tpm_link_rearm(kl_tpm *t, int timeout_ms);
+int kl_tpm_link_rearm(kl_tpm *t, int timeout_ms) KL_MUST_CHECK;
 
 /* Milliseconds spent inside TPM commands through t so far (the link's
  * transfer included): the part of a job that waits on the TPM. */
@@ -115,13 +118,13 @@ typedef struct kl_tpm_info {
 	uint32_t nv_buffer_max;      /* TPM_PT_NV_BUFFER_MAX */
 } kl_tpm_info;
 
-int kl_tpm_get_info(kl_tpm *t, kl_tpm_info *ret);
+int kl_tpm_get_info(kl_tpm *t, kl_tpm_info *ret) KL_MUST_CHECK;
 
 /* Counts the transient objects loaded in the TPM (TPM2_GetCapability,
  * TPM_CAP_HANDLES, transient range), whoever loaded them. Without a resource
  * manager each one holds one of the TPM's few object slots, so the engine
  * can check that a step left none behind. */
-int kl_tpm_transient_count(kl_tpm *t, size_t *ret);
+int kl_tpm_transient_count(kl_tpm *t, size_t *ret) KL_MUST_CHECK;
 
 /* The endorsement keys of the TCG EK Credential Profile for TPM Family 2.0,
  * with the default templates of its Annex B: L-1 (RSA 2048), L-2 (NIST P-256)
@@ -132,7 +135,7 @@ typedef enum kl_ek_type { KL_EK_RSA2048, KL_EK_P256, KL_EK_P384, KL_EK__MAX } kl
 const char *kl_ek_type_name(kl_ek_type type);
 
 /* The reverse of kl_ek_type_name. Returns 0 or -KL_E_INVALID. */
-int kl_ek_type_from_name(const char *name, kl_ek_type *ret);
+int kl_ek_type_from_name(const char *name, kl_ek_type *ret) KL_MUST_CHECK;
 
 /* NV index of the EK certificate (EK Credential Profile §2.2.1.4):
  * 0x01c00002, 0x01c0000a, 0x01c00016; 0 for an unknown type. */
@@ -140,7 +143,7 @@ uint32_t kl_ek_type_nv_index(kl_ek_type type);
 
 /* The EK template as a marshalled TPMT_PUBLIC (the bytes that TPM2_CreatePrimary
  * receives as inPublic.publicArea). *ret (free() it) holds *len bytes. */
-int kl_tpm_ek_template(kl_ek_type type, unsigned char **ret, size_t *len);
+int kl_tpm_ek_template(kl_ek_type type, unsigned char **ret, size_t *len) KL_MUST_CHECK;
 
 /* A TPM object name (TPM 2.0 Part 1 §16): nameAlg (2 bytes, big-endian)
  * followed by the nameAlg digest of the object's public area. */
@@ -156,21 +159,22 @@ typedef struct kl_tpm_name {
  * against the template (only `unique` may differ) and its name recomputed.
  * Returns -KL_E_TPM when the TPM refuses or answers something that is not the
  * EK of that template. */
-int kl_tpm_ek_public(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret);
+int kl_tpm_ek_public(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret) KL_MUST_CHECK;
 
 /* The same, also giving the EK's TPM name (what TPM2_MakeCredential binds a
  * credential to). ret_name may be NULL. */
-int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key, kl_tpm_name *ret_name);
+int kl_tpm_ek_public_name(kl_tpm *t, kl_ek_type type, EVP_PKEY **ret_key,
+                          kl_tpm_name *ret_name) KL_MUST_CHECK;
 
 /* Flushes every transient object and loaded session in the TPM, whoever
  * left them: a DUT driven directly (no resource manager) keeps what a
  * killed run loaded until it is power-cycled. The station is the DUT's only
  * user during provisioning. *flushed (may be NULL) receives the count. */
-int kl_tpm_flush_leftovers(kl_tpm *t, size_t *flushed);
+int kl_tpm_flush_leftovers(kl_tpm *t, size_t *flushed) KL_MUST_CHECK;
 
 /* Mixes data into the TPM's RNG state (TPM2_StirRandom, in chunks of 128
  * bytes): the factory entropy of UC007-1 step 3, from the HSM's RNG. */
-int kl_tpm_stir_random(kl_tpm *t, const unsigned char *data, size_t len);
+int kl_tpm_stir_random(kl_tpm *t, const unsigned char *data, size_t len) KL_MUST_CHECK;
 
 /* TPM2_Clear (TPM 2.0 Part 3 §24.6) with the lockout hierarchy's empty
  * password, only after TPM_PT_PERMANENT says lockoutAuthSet is clear (Part 2
@@ -187,6 +191,6 @@ int kl_tpm_stir_random(kl_tpm *t, const unsigned char *data, size_t len);
  * TPM2_Clear disabled (TPM_RC_DISABLED, TPM_RC_AUTH_FAIL, TPM_RC_BAD_AUTH,
  * TPM_RC_LOCKOUT, TPM_RC_HIERARCHY), the TPM's code in the detail;
  * -KL_E_INVALID; -KL_E_TPM otherwise. */
-int kl_tpm_clear(kl_tpm *t);
+int kl_tpm_clear(kl_tpm *t) KL_MUST_CHECK;
 
 #endif

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 
+#include "kl_error.h"
 #include "kl_secret.h"
 #include "tpm.h"
 #include "tpm_object.h"
@@ -44,6 +45,6 @@ typedef struct kl_credential {
  * (TPM_RC_INTEGRITY, or TPM_RC_VALUE for an RSA secret that does not
  * decrypt): -KL_E_TPM with the TPM's code in the detail. */
 int kl_tpm_activate_credential(kl_tpm *t, kl_ek_type ek, const kl_tpm_object *obj,
-                               const kl_credential *c, kl_secret **ret);
+                               const kl_credential *c, kl_secret **ret) KL_MUST_CHECK;
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "kl_error.h"
 #include "tpm.h"
 #include "tpm_object.h"
 
@@ -24,7 +25,7 @@
 int kl_tpm_certify(kl_tpm *t, const kl_tpm_object *certified, const kl_tpm_object *signer,
                    const unsigned char *qualifying_data, size_t qualifying_len,
                    unsigned char **attest, size_t *attest_len, unsigned char **sig,
-                   size_t *sig_len);
+                   size_t *sig_len) KL_MUST_CHECK;
 
 /* TPM2_Sign (Part 3 §20.2) of a digest with the object's own scheme
  * (ECDSA-SHA256 for the IDevID: digest_len must be 32), e.g. the IDevID's
@@ -35,6 +36,6 @@ int kl_tpm_certify(kl_tpm *t, const kl_tpm_object *certified, const kl_tpm_objec
  * TPM. On success *sig (free() it) is a DER ECDSA-Sig-Value.
  * Returns 0, -KL_E_INVALID, -KL_E_UNSUPPORTED, -KL_E_TPM. */
 int kl_tpm_sign(kl_tpm *t, const kl_tpm_object *obj, const unsigned char *digest, size_t digest_len,
-                unsigned char **sig, size_t *sig_len);
+                unsigned char **sig, size_t *sig_len) KL_MUST_CHECK;
 
 #endif

@@ -8,14 +8,16 @@
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_tpm2_types.h>
 
+#include "kl_error.h"
 #include "tpm.h"
 
 /* Fills *ret with the default template for type. Returns 0 or -KL_E_INVALID. */
-int kl_ek_template_get(kl_ek_type type, TPM2B_PUBLIC *ret);
+int kl_ek_template_get(kl_ek_type type, TPM2B_PUBLIC *ret) KL_MUST_CHECK;
 
 /* Checks the public area a TPM returned for the EK of type against the
  * template it was given. Returns 0 or -KL_E_TPM. */
-int kl_ek_check_public(kl_ek_type type, const TPMT_PUBLIC *want, const TPMT_PUBLIC *got);
+int kl_ek_check_public(kl_ek_type type, const TPMT_PUBLIC *want,
+                       const TPMT_PUBLIC *got) KL_MUST_CHECK;
 
 /* Recreates the EK of that type (TPM2_CreatePrimary with its TCG template),
  * checks the returned public area against the template, and leaves it

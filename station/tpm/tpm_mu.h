@@ -20,6 +20,8 @@
 
 #include <openssl/evp.h>
 
+#include "kl_error.h"
+
 /* Part 2 §6.2 TPM_GENERATED, §6.9 TPM_ST, §6.3 TPM_ALG_ID, §6.4 TPM_ECC_CURVE */
 #define KL_TPM_GENERATED_VALUE   0xff544347u
 #define KL_TPM_ST_ATTEST_CERTIFY 0x8017u
@@ -101,16 +103,16 @@ typedef struct kl_tpm_public {
  * trailing bytes). Returns 0, or -KL_E_INVALID when the bytes are not a
  * TPMS_ATTEST, with tss2-mu's code in *mu_rc (mu_rc may be NULL). */
 int kl_tpm_attest_unmarshal(const unsigned char *buf, size_t len, kl_tpm_attest *ret, size_t *used,
-                            uint32_t *mu_rc);
+                            uint32_t *mu_rc) KL_MUST_CHECK;
 
 /* The same for a TPMT_PUBLIC. */
 int kl_tpm_public_unmarshal(const unsigned char *buf, size_t len, kl_tpm_public *ret, size_t *used,
-                            uint32_t *mu_rc);
+                            uint32_t *mu_rc) KL_MUST_CHECK;
 
 /* The key of an ECC public area as an OpenSSL key; OpenSSL refuses a point
  * that is not on the curve. Returns 0, -KL_E_UNSUPPORTED (not ECC, or a
  * curve other than NIST P-256, P-384, P-521), -KL_E_TPM (coordinates longer
  * than the field) or -KL_E_CRYPTO. */
-int kl_tpm_public_key(const kl_tpm_public *p, EVP_PKEY **ret);
+int kl_tpm_public_key(const kl_tpm_public *p, EVP_PKEY **ret) KL_MUST_CHECK;
 
 #endif

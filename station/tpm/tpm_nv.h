@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kl_error.h"
 #include "tpm.h"
 
 /* Where the station engraves the identity certificates (step 12): the
@@ -32,7 +33,7 @@
  * Returns -KL_E_NOTFOUND when the index is not defined, -KL_E_STATE when it
  * is defined but never written or read-locked, -KL_E_UNSUPPORTED when it can
  * be read only with platform or policy authorization. */
-int kl_tpm_nv_read(kl_tpm *t, uint32_t index, unsigned char **data, size_t *len);
+int kl_tpm_nv_read(kl_tpm *t, uint32_t index, unsigned char **data, size_t *len) KL_MUST_CHECK;
 
 /* Caps the chunk size of kl_tpm_nv_read below TPM_PT_NV_BUFFER_MAX, for links
  * with small transfer buffers (and for tests of the chunking). 0 restores the
@@ -50,11 +51,12 @@ void kl_tpm_set_nv_chunk_max(kl_tpm *t, size_t max);
  * defined it is undefined again, so that a retry starts clean.
  * Returns 0, -KL_E_EXISTS when the index is defined already, -KL_E_INVALID
  * (not an NV index, empty or larger than the TPM takes), -KL_E_TPM. */
-int kl_tpm_nv_write_cert(kl_tpm *t, uint32_t index, const unsigned char *der, size_t len);
+int kl_tpm_nv_write_cert(kl_tpm *t, uint32_t index, const unsigned char *der,
+                         size_t len) KL_MUST_CHECK;
 
 /* TPM2_NV_UndefineSpace (Part 3 §31.4) with the owner's empty password.
  * Returns 0, -KL_E_NOTFOUND, -KL_E_INVALID, -KL_E_TPM (e.g. a platform
  * index such as the EK certificate's). */
-int kl_tpm_nv_undefine(kl_tpm *t, uint32_t index);
+int kl_tpm_nv_undefine(kl_tpm *t, uint32_t index) KL_MUST_CHECK;
 
 #endif

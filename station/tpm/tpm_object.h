@@ -30,6 +30,7 @@
 
 #include <openssl/evp.h>
 
+#include "kl_error.h"
 #include "tpm.h"
 
 /* A transient object that the station created and holds loaded in the TPM
@@ -66,17 +67,18 @@ typedef enum kl_tpm_key_type {
  * name recomputed. Returns 0, -KL_E_INVALID, -KL_E_TPM (also when no
  * object slot is free). */
 int kl_tpm_object_create(kl_tpm *t, const kl_tpm_object *parent, kl_tpm_key_type type,
-                         kl_tpm_object **ret);
+                         kl_tpm_object **ret) KL_MUST_CHECK;
 
 /* The object's TPM name (what a credential is bound to). */
 void kl_tpm_object_name(const kl_tpm_object *o, kl_tpm_name *ret);
 
 /* The object's public key; *ret is a new reference (EVP_PKEY_free it). */
-int kl_tpm_object_public(const kl_tpm_object *o, EVP_PKEY **ret);
+int kl_tpm_object_public(const kl_tpm_object *o, EVP_PKEY **ret) KL_MUST_CHECK;
 
 /* The object's public area as a marshalled TPMT_PUBLIC, e.g. for the
  * residency checks of step 9. *ret (free() it) holds *len bytes. */
-int kl_tpm_object_public_area(const kl_tpm_object *o, unsigned char **ret, size_t *len);
+int kl_tpm_object_public_area(const kl_tpm_object *o, unsigned char **ret,
+                              size_t *len) KL_MUST_CHECK;
 
 /* Flushes the object from the TPM and frees it. Accepts NULL. If the flush
  * fails the handle stays with the kl_tpm, whose kl_tpm_free tries again. */
@@ -91,6 +93,6 @@ void kl_tpm_object_free(kl_tpm_object *o);
  * any primary. The key stays loaded (one transient slot) until
  * kl_tpm_object_free. Returns 0, -KL_E_INVALID, -KL_E_TPM. */
 int kl_tpm_identity_create(kl_tpm *t, kl_tpm_key_type type, const unsigned char *unique,
-                           size_t unique_len, kl_tpm_object **ret);
+                           size_t unique_len, kl_tpm_object **ret) KL_MUST_CHECK;
 
 #endif

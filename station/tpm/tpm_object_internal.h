@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 #include <tss2/tss2_esys.h>
 
+#include "kl_error.h"
 #include "tpm.h"
 #include "tpm_object.h"
 
@@ -33,11 +34,12 @@ static inline bool tpm_object_of(const kl_tpm *t, const kl_tpm_object *o)
 }
 
 /* The template of a key type (tpm_object.c). Returns 0 or -KL_E_INVALID. */
-int kl_tpm_key_template(kl_tpm_key_type type, TPMT_PUBLIC *ret);
+int kl_tpm_key_template(kl_tpm_key_type type, TPMT_PUBLIC *ret) KL_MUST_CHECK;
 
 /* Checks a public area the TPM returned against the template it was made
  * from: everything but `unique` equal, `unique` a P-256 point (tpm_object.c).
  * Returns 0 or -KL_E_TPM. */
-int kl_tpm_key_check_public(kl_tpm_key_type type, const TPMT_PUBLIC *want, const TPMT_PUBLIC *got);
+int kl_tpm_key_check_public(kl_tpm_key_type type, const TPMT_PUBLIC *want,
+                            const TPMT_PUBLIC *got) KL_MUST_CHECK;
 
 #endif

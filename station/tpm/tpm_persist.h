@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kl_error.h"
 #include "tpm.h"
 #include "tpm_object.h"
 
@@ -32,15 +33,15 @@
  * (0x81000000..0x817FFFFF, the owner's range). obj stays loaded and owned
  * by the caller. Returns 0, -KL_E_EXISTS when handle is taken, -KL_E_INVALID,
  * -KL_E_TPM. */
-int kl_tpm_object_persist(kl_tpm *t, const kl_tpm_object *obj, uint32_t handle);
+int kl_tpm_object_persist(kl_tpm *t, const kl_tpm_object *obj, uint32_t handle) KL_MUST_CHECK;
 
 /* Evicts the persistent object at handle (EvictControl, owner auth).
  * Returns 0, -KL_E_NOTFOUND when there is none, -KL_E_INVALID, -KL_E_TPM. */
-int kl_tpm_persistent_evict(kl_tpm *t, uint32_t handle);
+int kl_tpm_persistent_evict(kl_tpm *t, uint32_t handle) KL_MUST_CHECK;
 
 /* *ret = whether a persistent object exists at handle (GetCapability
  * TPM_CAP_HANDLES). Returns 0, -KL_E_INVALID, -KL_E_TPM. */
-int kl_tpm_persistent_exists(kl_tpm *t, uint32_t handle, bool *ret);
+int kl_tpm_persistent_exists(kl_tpm *t, uint32_t handle, bool *ret) KL_MUST_CHECK;
 
 /* The persistent object at handle as a kl_tpm_object of type, for a flow
  * that resumes: its public area (TPM2_ReadPublic) is checked against the
@@ -48,6 +49,7 @@ int kl_tpm_persistent_exists(kl_tpm *t, uint32_t handle, bool *ret);
  * with the TPM's. kl_tpm_object_free releases the object without evicting
  * it; it takes no transient slot. Returns 0, -KL_E_NOTFOUND, -KL_E_INVALID,
  * -KL_E_TPM (also when the object there is not a key of that type). */
-int kl_tpm_persistent_load(kl_tpm *t, uint32_t handle, kl_tpm_key_type type, kl_tpm_object **ret);
+int kl_tpm_persistent_load(kl_tpm *t, uint32_t handle, kl_tpm_key_type type,
+                           kl_tpm_object **ret) KL_MUST_CHECK;
 
 #endif

@@ -416,7 +416,8 @@ static void test_killed_between_pending_and_issued(void **state)
 		kl_cert_request req = { .profile = "idevid",
 			                .pubkey = dev,
 			                .serial_number = "KL-K" };
-		kl_ca_issue(ca, &req, &x, NULL);
+		/* the failpoint kills the child inside: its result is never seen */
+		KL_BEST_EFFORT(kl_ca_issue(ca, &req, &x, NULL));
 		_exit(4); /* not reached: the failpoint kills us */
 	}
 	assert_int_equal(waitpid(pid, &st, 0), pid);

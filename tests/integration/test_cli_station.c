@@ -241,6 +241,102 @@ static void test_reads(void **state)
 	json_object_put(o);
 }
 
+/* A number from the home's registry file, read with the sqlite3 program:
+ * from the outside, not through our code. */
+static long long registry_count(const char *sql)
+{
+	char db[PATH_MAX], *text;
+	const char *argv[] = { "sqlite3", db, sql, NULL };
+	long long n;
+
+	snprintf(db, sizeof(db), "%s/registry.db", e.home);
+	if (kl_floor_run(e.floor, e.out, NULL, argv) != 0)
+		fail_msg("sqlite3 %s: %s", sql, slurp(e.out));
+	text = slurp(e.out);
+	n = atoll(text);
+	free(text);
+	return n;
+}
+
+/* A list of 100,000 serials, line 50,002 (after the header) replaced by
+ * middle when it is not NULL. */
+static void write_list(const char *path, const char *prefix, const char *middle)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs("serial\n", f);
+	for (int i = 0; i < 100000; i++)
+		if (middle && i == 50000)
+			fprintf(f, "%s\n", middle);
+		else
+			fprintf(f, "%s-%06d\n", prefix, i);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* 100,000 serials through the running station: more than one request may
+ * hold, so they go as one batch of pieces; every one registered, and a
+ * file with one bad line in the middle registers nothing and names it. */
+static void test_preregister_large(void **state)
+{
+	char big[PATH_MAX], bad[PATH_MAX], steal[PATH_MAX], msg[PATH_MAX + 128];
+	json_object *o, *a;
+
+	(void)state;
+	snprintf(big, sizeof(big), "%s/bulk.csv", e.dir);
+	write_list(big, "BULK", NULL);
+	assert_int_equal(keyline(&e, "preregister", big, "--tenant", "bulk", "--work-order",
+	                         "wo-big", "--progress", NULL),
+	                 0);
+	assert_in(e.out, "registered 100000 serial(s)");
+	assert_in(e.out, "through the station");
+	assert_in(e.err, "sent 100000 of 100000 entries (100%)");
+	assert_int_equal(registry_count("SELECT count(*) FROM reg_device d JOIN reg_tenant t "
+	                                "ON t.id = d.tenant_id WHERE t.name = 'bulk' AND "
+	                                "d.state = 'preregistered'"),
+	                 100000);
+	assert_int_equal(registry_count("SELECT count(*) FROM reg_prereg p JOIN reg_work_order "
+	                                "w ON w.id = p.work_order_id WHERE w.name = 'wo-big'"),
+	                 100000);
+	assert_int_equal(registry_count("SELECT count(DISTINCT d.serial) FROM reg_device d "
+	                                "WHERE d.serial LIKE 'BULK-%'"),
+	                 100000);
+	/* A device of the batch shows the audit entry that registered it. */
+	assert_int_equal(keyline(&e, "devices", "show", "BULK-099999", "--json", NULL), 0);
+	o = out_json();
+	a = jget(o, "audit");
+	assert_int_equal(json_object_array_length(a), 1);
+	assert_string_equal(jstr(json_object_array_get_idx(a, 0), "action"),
+	                    "registry.preregister");
+	assert_string_equal(jstr(jget(json_object_array_get_idx(a, 0), "detail"), "source"), big);
+	json_object_put(o);
+
+	/* A malformed line in the middle: named before anything is sent. */
+	snprintf(bad, sizeof(bad), "%s/bad.csv", e.dir);
+	write_list(bad, "BAD", "BAD LINE");
+	assert_int_equal(keyline(&e, "preregister", bad, "--tenant", "badco", NULL), 1);
+	snprintf(msg, sizeof(msg), "%s:50002: serial 'BAD LINE' contains a space", bad);
+	assert_in(e.err, msg);
+	/* A serial of another tenant in the middle: found by the station at
+	 * the commit, and still the whole file is refused. */
+	snprintf(steal, sizeof(steal), "%s/steal.csv", e.dir);
+	write_list(steal, "STEAL", "BULK-000007");
+	assert_int_equal(keyline(&e, "preregister", steal, "--tenant", "thief", NULL), 1);
+	snprintf(msg, sizeof(msg),
+	         "%s:50002: serial BULK-000007 is already registered to tenant bulk", steal);
+	assert_in(e.err, msg);
+	assert_int_equal(registry_count("SELECT count(*) FROM reg_device WHERE serial LIKE "
+	                                "'BAD-%' OR serial LIKE 'STEAL-%'"),
+	                 0);
+	assert_int_equal(registry_count("SELECT count(*) FROM reg_tenant WHERE name IN "
+	                                "('badco', 'thief')"),
+	                 0);
+	assert_int_equal(registry_count("SELECT count(*) FROM reg_device d JOIN reg_tenant t "
+	                                "ON t.id = d.tenant_id WHERE t.name = 'bulk'"),
+	                 100000);
+	assert_int_equal(keyline(&e, "audit", "verify", NULL), 0);
+}
+
 /* keyline events streams what happens: here a CRL published meanwhile. */
 static void test_events(void **state)
 {
@@ -287,8 +383,11 @@ static void test_events(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_status),    cmocka_unit_test(test_provision),
-		cmocka_unit_test(test_lifecycle), cmocka_unit_test(test_reads),
+		cmocka_unit_test(test_status),
+		cmocka_unit_test(test_provision),
+		cmocka_unit_test(test_lifecycle),
+		cmocka_unit_test(test_reads),
+		cmocka_unit_test(test_preregister_large),
 		cmocka_unit_test(test_events),
 	};
 

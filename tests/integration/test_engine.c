@@ -651,7 +651,8 @@ static void test_killed_and_resumed(void **state)
 		setenv("KEYLINE_FAILPOINT", "issue", 1);
 		if (open_all() < 0)
 			_exit(3);
-		kl_engine_provision(&g.cfg, &job, &r);
+		/* the failpoint kills the child inside: its result is never seen */
+		KL_BEST_EFFORT(kl_engine_provision(&g.cfg, &job, &r));
 		fprintf(stderr, "child: not killed: %s [%s] %s\n", kl_step_name(r.failed_step),
 		        r.reason, r.message);
 		_exit(4);
@@ -704,7 +705,8 @@ static void test_killed_at_every_step(void **state)
 			setenv("KEYLINE_FAILPOINT", kl_step_name((kl_step)s), 1);
 			if (open_all() < 0)
 				_exit(3);
-			kl_engine_provision(&g.cfg, &job, &r);
+			/* the failpoint kills the child inside: its result is never seen */
+			KL_BEST_EFFORT(kl_engine_provision(&g.cfg, &job, &r));
 			_exit(4);
 		}
 		assert_int_equal(waitpid(pid, &st, 0), pid);

@@ -12,6 +12,7 @@
 #ifdef KL_P11_SHIM
 
 #include <dlfcn.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <p11-kit/pkcs11.h>
@@ -84,9 +85,34 @@ static CK_RV shim_random(CK_SESSION_HANDLE s, CK_BYTE_PTR buf, CK_ULONG len)
  * Later sessions work. */
 static unsigned sign_calls;
 
+/* KL_SHIM_SIGN_LOG=FILE: one line "sign LABEL" per C_SignInit, LABEL the
+ * key's CKA_LABEL, appended to FILE, so that a test counts which keys of
+ * another process signed. */
+static void log_sign(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key)
+{
+	const char *path = getenv("KL_SHIM_SIGN_LOG");
+	char label[128] = "?";
+	CK_ATTRIBUTE a = { CKA_LABEL, label, sizeof(label) - 1 };
+	FILE *f;
+
+	if (!path)
+		return;
+	if (real->C_GetAttributeValue(s, key, &a, 1) == CKR_OK && a.ulValueLen < sizeof(label))
+		label[a.ulValueLen] = '\0';
+	else
+		snprintf(label, sizeof(label), "?");
+	f = fopen(path, "a");
+	if (f) {
+		fprintf(f, "sign %s\n", label);
+		fclose(f);
+	}
+}
+
 static CK_RV shim_sign_init(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
 	const char *at = getenv("KL_SHIM_DROP_AT_SIGN");
+
+	log_sign(s, key);
 
 	if (at && ++sign_calls == (unsigned)atoi(at)) {
 		kl_shim_drop();
@@ -703,6 +729,45 @@ static void test_shim_recover(void **state)
 	*fail_opens = 0;
 }
 
+/* kl_hsm_check looks at the token without any key: healthy on a fresh
+ * logged-in session, not after the token dropped it, nor after a
+ * recovery reopened ours (libp11's sessions died with it). It signs
+ * nothing. */
+static void test_shim_check(void **state)
+{
+	void (*drop)(void);
+	char log[PATH_MAX];
+	FILE *f;
+
+	shim_load();
+	drop = (void (*)(void))dlsym(g.shim, "kl_shim_drop");
+	assert_non_null(drop);
+	snprintf(log, sizeof(log), "%s/signs.log", kl_floor_dir(g.floor));
+	setenv("KL_SHIM_SIGN_LOG", log, 1);
+
+	g.h = open_login(KL_P11_SHIM_PATH, &g.tok);
+	assert_int_equal(kl_hsm_check(g.h), 0);
+	assert_int_equal(kl_hsm_check(g.h), 0);
+	drop();
+	assert_int_equal(kl_hsm_check(g.h), -KL_E_UNAVAILABLE);
+	assert_detail_has("CKR_SESSION_HANDLE_INVALID");
+	assert_int_equal(kl_hsm_recover(g.h), 0);
+	assert_int_equal(kl_hsm_check(g.h), -KL_E_UNAVAILABLE);
+	assert_detail_has("lost its sessions");
+	/* (A new kl_hsm is healthy again: test_station_hsm's reconnect; here
+	 * the shim, kept loaded, would count SoftHSM's reused handles as
+	 * dropped.) No signature was made for any of it. */
+	f = fopen(log, "r");
+	if (f) {
+		char line[256];
+
+		if (fgets(line, sizeof(line), f))
+			fail_msg("kl_hsm_check signed: %s", line);
+		fclose(f);
+	}
+	unsetenv("KL_SHIM_SIGN_LOG");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -719,6 +784,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_shim_lockout, test_teardown),
 		cmocka_unit_test_teardown(test_shim_unsupported, test_teardown),
 		cmocka_unit_test_teardown(test_shim_recover, test_teardown),
+		cmocka_unit_test_teardown(test_shim_check, test_teardown),
 	};
 
 	return cmocka_run_group_tests_name("hsm_keygen", tests, group_setup, group_teardown);

@@ -859,7 +859,8 @@ static void test_renew_killed(void **state)
 			setenv("KEYLINE_FAILPOINT", points[i], 1);
 			if (open_all() < 0)
 				_exit(3);
-			kl_life_renew(&g.life, &job, &r);
+			/* the failpoint kills the child inside: its result is never seen */
+			KL_BEST_EFFORT(kl_life_renew(&g.life, &job, &r));
 			fprintf(stderr, "child not killed: %s [%s] %s\n", r.step, r.reason,
 			        r.message);
 			_exit(4);
@@ -909,7 +910,8 @@ static void test_decommission_killed(void **state)
 			setenv("KEYLINE_FAILPOINT", points[i], 1);
 			if (open_all() < 0)
 				_exit(3);
-			kl_life_decommission(&g.life, &job, false, &r);
+			/* the failpoint kills the child inside: its result is never seen */
+			KL_BEST_EFFORT(kl_life_decommission(&g.life, &job, false, &r));
 			fprintf(stderr, "child not killed: %s [%s] %s\n", r.step, r.reason,
 			        r.message);
 			_exit(4);

@@ -1149,6 +1149,169 @@ static void test_every_change_audited(void **state)
 	                 0);
 }
 
+/* The actions of the entries about serial, newest first, joined by ' '. */
+struct actions {
+	char text[4096];
+	int n;
+};
+
+static int action_one(void *ctx, const kl_audit_entry *a)
+{
+	struct actions *ac = ctx;
+	size_t len = strlen(ac->text);
+
+	snprintf(ac->text + len, sizeof(ac->text) - len, "%s%s", len ? " " : "", a->action);
+	ac->n++;
+	return 0;
+}
+
+static struct actions *device_audit(struct env *e, const char *serial)
+{
+	static struct actions ac;
+
+	memset(&ac, 0, sizeof(ac));
+	if (kl_store_audit_device(e->store, serial, 0, 1000, action_one, &ac) < 0)
+		fail_msg("audit of %s: %s", serial, kl_error_detail());
+	return &ac;
+}
+
+/* A device's audit entries are found by the index however many newer
+ * entries there are, for serials with characters JSON escapes too; the
+ * CA's own entries (a certificate's "serial") are not a device's. */
+static void test_audit_by_device(void **state)
+{
+	struct env *e = *state;
+	static const char *const odd[] = { "SL/0001", "Q\"1", "BS\\1" };
+	struct actions *ac;
+
+	tenants(e, -1);
+	for (size_t i = 0; i < 3; i++)
+		prereg1(e, "acme", "WO-1", odd[i], 0);
+	prereg1(e, "acme", "WO-1", "SL/00011", 0);
+	begin(e, "SL/0001", "acme", 1);
+	assert_int_equal(kl_store_audit(e->store, ACTOR, "station.provision.refused",
+	                                "{\"serial\":\"Q\\\"1\",\"step\":\"gates\"}"),
+	                 0);
+	assert_int_equal(kl_store_audit(e->store, ACTOR, "ca.issue", "{\"serial\":\"SL/0001\"}"),
+	                 0);
+	/* 5,001 newer entries about nothing, in one transaction. */
+	assert_int_equal(kl_store_begin(e->store), 0);
+	for (int i = 0; i < 5001; i++)
+		assert_int_equal(kl_store_audit(e->store, ACTOR, "test.noise", "{\"n\":1}"), 0);
+	assert_int_equal(kl_store_commit(e->store), 0);
+
+	ac = device_audit(e, "SL/0001");
+	assert_string_equal(ac->text, "registry.device.begin registry.preregister");
+	ac = device_audit(e, "Q\"1");
+	assert_string_equal(ac->text, "station.provision.refused registry.preregister");
+	ac = device_audit(e, "BS\\1");
+	assert_string_equal(ac->text, "registry.preregister");
+	ac = device_audit(e, "SL/00011");
+	assert_string_equal(ac->text, "registry.preregister");
+	ac = device_audit(e, "SL/000");
+	assert_int_equal(ac->n, 0);
+	/* Paged like audit.list: before and limit. */
+	{
+		struct actions page = { 0 };
+		int64_t newest = q1(e,
+		                    "SELECT max(seq) FROM audit WHERE action = "
+		                    "'registry.device.begin'",
+		                    NULL);
+
+		assert_int_equal(
+		    kl_store_audit_device(e->store, "SL/0001", newest, 10, action_one, &page), 1);
+		assert_string_equal(page.text, "registry.preregister");
+	}
+	assert_int_equal(kl_store_audit_device(e->store, "", 0, 10, action_one, ac), -KL_E_INVALID);
+	/* The links are checked against the rows themselves. */
+	assert_int_equal(q1(e,
+	                    "SELECT count(*) FROM audit_device d JOIN audit a ON a.seq = d.seq "
+	                    "WHERE a.action = 'ca.issue'",
+	                    NULL),
+	                 0);
+}
+
+/* A batch larger than one audit entry holds is written as several, each
+ * with the batch's totals and its part of the items; every serial is
+ * linked to its part. */
+static void test_preregister_audit_parts(void **state)
+{
+	struct env *e = *state;
+	enum { N = 1001 };
+	static kl_registry_item items[N];
+	static char serials[N][16];
+
+	tenants(e, -1);
+	for (int i = 0; i < N; i++) {
+		snprintf(serials[i], sizeof(serials[i]), "P-%04d", i);
+		items[i] = (kl_registry_item){ .serial = serials[i] };
+	}
+	assert_int_equal(
+	    kl_registry_preregister_from(e->reg, "acme", "WO-1", items, N, ACTOR, "parts.csv"), N);
+	assert_int_equal(audits(e, "registry.preregister"), 5);
+	assert_int_equal(q1(e,
+	                    "SELECT count(*) FROM audit WHERE action = 'registry.preregister' AND "
+	                    "json_extract(detail, '$.parts') = 5 AND "
+	                    "json_extract(detail, '$.entries') = 1001 AND "
+	                    "json_extract(detail, '$.added') = 1001 AND "
+	                    "json_extract(detail, '$.source') = 'parts.csv' AND "
+	                    "json_array_length(detail, '$.items') <= 250",
+	                    NULL),
+	                 5);
+	assert_int_equal(q1(e,
+	                    "SELECT sum(json_array_length(detail, '$.items')) FROM audit "
+	                    "WHERE action = 'registry.preregister'",
+	                    NULL),
+	                 N);
+	assert_int_equal(q1(e, "SELECT count(DISTINCT serial) FROM audit_device", NULL), N);
+	assert_int_equal(device_audit(e, "P-1000")->n, 1);
+	/* The same batch again changes nothing and says so in one entry. */
+	assert_int_equal(kl_registry_preregister(e->reg, "acme", "WO-1", items, N, ACTOR), 0);
+	assert_int_equal(audits(e, "registry.preregister"), 6);
+	/* The registry-free checks name the source and line. */
+	items[500].serial = "P 500";
+	items[500].line = 502;
+	assert_int_equal(kl_registry_check_items(items, N, "parts.csv"), -KL_E_INVALID);
+	detail_has("parts.csv:502: serial 'P 500' contains a space");
+	items[500].serial = serials[7];
+	assert_int_equal(kl_registry_check_items(items, N, NULL), -KL_E_EXISTS);
+	detail_has("line 502: serial P-0007 appears twice (first on line 8)");
+	items[500].serial = serials[500];
+	items[500].line = 0;
+	assert_int_equal(kl_registry_check_items(items, N, NULL), 0);
+}
+
+/* A database from before the index (schema 2) gets its old entries
+ * linked by the migration, by the same rule as new entries. */
+static void test_audit_index_migration(void **state)
+{
+	struct env *e = *state;
+	int64_t links;
+
+	tenants(e, -1);
+	prereg1(e, "acme", "WO-1", "M/1", 0);
+	prereg1(e, "acme", "WO-1", "M\"2", 0);
+	begin(e, "M/1", "acme", 1);
+	assert_int_equal(kl_store_audit(e->store, ACTOR, "ca.revoke", "{\"serial\":\"M/1\"}"), 0);
+	assert_int_equal(kl_store_audit(e->store, ACTOR, "test.odd", "not json"), 0);
+	assert_int_equal(
+	    kl_store_audit(e->store, ACTOR, "test.items", "{\"items\":[\"M/1\",{\"serial\":7}]}"),
+	    0);
+	links = q1(e, "SELECT count(*) FROM audit_device", NULL);
+	assert_int_equal(links, 3);
+	assert_int_equal(
+	    kl_db_exec(kl_store_db(e->store),
+	               "DROP TABLE audit_device; UPDATE schema_version SET version = 2 "
+	               "WHERE module = 'ca'"),
+	    0);
+	close_db(e);
+	open_db(e);
+	assert_int_equal(q1(e, "SELECT count(*) FROM audit_device", NULL), links);
+	assert_string_equal(device_audit(e, "M/1")->text,
+	                    "registry.device.begin registry.preregister");
+	assert_string_equal(device_audit(e, "M\"2")->text, "registry.preregister");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1165,6 +1328,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deny_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_paging, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_change_audited, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audit_by_device, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_preregister_audit_parts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audit_index_migration, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
  *
  * The tests run in order on one daemon and build on each other (the devices
  * they leave behind), as a line would. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -68,7 +69,8 @@ static struct {
 	char daemon_err[PATH_MAX];
 	char *base_conf; /* keyline.conf as `keyline ca init` wrote it */
 	pid_t daemon;
-	kl_client *c; /* root, subscribed to every event */
+	pid_t others[2]; /* stations of test_two_stations_at_once, while they run */
+	kl_client *c;    /* root, subscribed to every event */
 	/* What the tests leave for the next ones. */
 	char iak[NDUTS][48], idevid[NDUTS][48]; /* by DUT index */
 } g;
@@ -537,8 +539,8 @@ static char *station_conf(const char *base, bool slots, bool roles)
 
 	n += (size_t)sprintf(text + n,
 	                     "%s\nsocket = %s\nsocket_group = nogroup\nidle_timeout_s = 2\n"
-	                     "link_probe_s = 1\nmax_clients = %d\n",
-	                     base, g.sock, MAX_CLIENTS);
+	                     "link_probe_s = 1\nmax_clients = %d\nmax_clients_per_uid = %d\n",
+	                     base, g.sock, MAX_CLIENTS, MAX_CLIENTS);
 	if (slots) {
 		n += (size_t)sprintf(text + n, "\n[slots]\n");
 		for (int i = 0; i < NDUTS; i++)
@@ -556,16 +558,14 @@ static char *station_conf(const char *base, bool slots, bool roles)
 	return text;
 }
 
-/* Starts `keyline --home HOME station` as a child and connects g.c. */
-static void daemon_start(void)
+/* `keyline --home HOME station` as a child, its output in err. */
+static pid_t station_spawn(const char *err)
 {
-	int64_t deadline = mono_ms() + 120000;
-	pid_t pid;
+	pid_t pid = fork();
 
-	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		int fd = open(g.daemon_err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (fd >= 0) {
@@ -575,6 +575,31 @@ static void daemon_start(void)
 		execl(KEYLINE_BIN, KEYLINE_BIN, "--home", g.e.home, "station", (char *)NULL);
 		_exit(127);
 	}
+	return pid;
+}
+
+/* The exit status of child pid once it exits (-2: killed by a signal), or
+ * -1 when it still runs after ms (a bound against hanging). */
+static int wait_exit(pid_t pid, int64_t ms)
+{
+	int64_t deadline = mono_ms() + ms;
+	int st;
+
+	do {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -2;
+		sleep_ms(50);
+	} while (mono_ms() < deadline);
+	return -1;
+}
+
+/* Starts `keyline --home HOME station` as a child and connects g.c. */
+static void daemon_start(void)
+{
+	int64_t deadline = mono_ms() + 120000;
+	pid_t pid;
+
+	pid = station_spawn(g.daemon_err);
 	g.daemon = pid;
 	while (mono_ms() < deadline) {
 		int st;
@@ -671,6 +696,11 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
+	for (int i = 0; i < 2; i++)
+		if (g.others[i] > 0) {
+			kill(g.others[i], SIGKILL);
+			waitpid(g.others[i], NULL, 0);
+		}
 	if (g.daemon > 0) {
 		char *err = slurp(g.daemon_err);
 
@@ -759,6 +789,136 @@ static void test_start_refusals(void **state)
 		assert_in(g.e.out, want);
 		snprintf(want, sizeof(want), "socket %s\n", g.sock);
 		assert_in(g.e.out, want);
+	}
+}
+
+/* A station started while something that is not a socket sits at
+ * station.socket refuses, naming it, and leaves it alone (a regular file,
+ * a symbolic link to one). */
+static void test_socket_not_a_socket(void **state)
+{
+	char err[PATH_MAX], target[PATH_MAX], *text;
+	struct stat st;
+	pid_t pid;
+	int rc;
+	FILE *f;
+
+	(void)state;
+	text = station_conf(g.base_conf, true, true);
+	write_conf(text);
+	free(text);
+	path_in(err, sizeof(err), "station-file.log");
+	f = fopen(g.sock, "w");
+	assert_non_null(f);
+	fputs("not a socket\n", f);
+	fclose(f);
+	pid = station_spawn(err);
+	rc = wait_exit(pid, 120000);
+	if (rc == -1) {
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+		fail_msg("the station replaced a regular file at station.socket and served");
+	}
+	assert_int_equal(rc, 1);
+	assert_in(err, "is not a socket");
+	assert_in(err, g.sock);
+	assert_int_equal(lstat(g.sock, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	text = slurp(g.sock);
+	assert_string_equal(text, "not a socket\n");
+	free(text);
+	assert_int_equal(unlink(g.sock), 0);
+
+	/* A symbolic link (to a file that is not there) is not a socket either. */
+	path_in(target, sizeof(target), "elsewhere");
+	assert_int_equal(symlink(target, g.sock), 0);
+	pid = station_spawn(err);
+	rc = wait_exit(pid, 120000);
+	if (rc == -1) {
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+		fail_msg("the station replaced a symbolic link at station.socket and served");
+	}
+	assert_int_equal(rc, 1);
+	assert_in(err, "is not a socket");
+	assert_int_equal(lstat(g.sock, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	assert_int_equal(unlink(g.sock), 0);
+	assert_int_not_equal(access(target, F_OK), 0);
+}
+
+/* Two stations started at once on one socket path: exactly one serves, the
+ * other refuses, saying a station runs there; the one serving is never
+ * robbed of its socket. Several rounds, each over the socket file a killed
+ * station left behind (both find it dead). */
+static void test_two_stations_at_once(void **state)
+{
+	char err[2][PATH_MAX];
+
+	(void)state;
+	path_in(err[0], sizeof(err[0]), "station-1.log");
+	path_in(err[1], sizeof(err[1]), "station-2.log");
+	for (int round = 0; round < 4; round++) {
+		pid_t *pid = g.others;
+		int rc[2] = { -1, -1 }, serving = -1;
+		int64_t deadline = mono_ms() + 180000;
+		kl_client *c = NULL;
+		json_object *r;
+
+		pid[0] = station_spawn(err[0]);
+		pid[1] = station_spawn(err[1]);
+		/* Until one has exited and the other answers. */
+		while (mono_ms() < deadline) {
+			for (int i = 0; i < 2; i++) {
+				int st;
+
+				if (rc[i] == -1 && waitpid(pid[i], &st, WNOHANG) == pid[i]) {
+					rc[i] = WIFEXITED(st) ? WEXITSTATUS(st) : -2;
+					pid[i] = 0;
+				}
+			}
+			if ((rc[0] != -1 || rc[1] != -1) && kl_client_connect(g.sock, &c) == 0)
+				break;
+			if (rc[0] != -1 && rc[1] != -1)
+				break;
+			sleep_ms(50);
+		}
+		if (rc[0] == -1 && rc[1] == -1)
+			fail_msg("round %d: two stations serve one socket path", round);
+		for (int i = 0; i < 2; i++)
+			if (rc[i] == -1)
+				serving = i;
+		if (serving < 0)
+			fail_msg("round %d: neither station serves (exit %d, %d):\n%s\n%s", round,
+			         rc[0], rc[1], slurp(err[0]), slurp(err[1]));
+		assert_non_null(c);
+		r = call_ok(c, "rpc.ping", NULL);
+		assert_true(jbool(r, "pong"));
+		json_object_put(r);
+		kl_client_free(c);
+		assert_int_equal(rc[1 - serving], 1);
+		assert_in(err[1 - serving], "already running on");
+		/* The one serving stops cleanly and removes its socket. */
+		kill(pid[serving], SIGTERM);
+		assert_int_equal(wait_exit(pid[serving], 60000), 0);
+		pid[serving] = 0;
+		assert_int_not_equal(access(g.sock, F_OK), 0);
+		/* The next round starts over a socket file left behind, as by a
+		 * station killed outright. */
+		{
+			int64_t until = mono_ms() + 120000;
+
+			pid[0] = station_spawn(err[0]);
+			c = NULL;
+			while (kl_client_connect(g.sock, &c) < 0 && mono_ms() < until)
+				sleep_ms(50);
+			assert_non_null(c);
+			kl_client_free(c);
+			kill(pid[0], SIGKILL);
+			waitpid(pid[0], NULL, 0);
+			pid[0] = 0;
+			assert_int_equal(access(g.sock, F_OK), 0);
+		}
 	}
 }
 
@@ -1457,13 +1617,36 @@ static void operator_child(FILE *out)
 static void stranger_child(FILE *out)
 {
 	kl_client *c = NULL;
+	json_object *m = NULL;
 
 	if (kl_client_connect(g.sock, &c) < 0) {
 		fprintf(out, "connect failed: %s\n", kl_error_detail());
 		return;
 	}
 	child_call(c, out, "rpc.methods", NULL);
-	child_call(c, out, "station.status", NULL);
+	/* Then the station has closed the connection. */
+	if (kl_client_read(c, 30000, &m) == -KL_E_IO)
+		fprintf(out, "closed\n");
+	else
+		fprintf(out, "still connected: %s\n", dump(m));
+	json_object_put(m);
+	kl_client_free(c);
+	/* A raw look at the refusal: sent at once, id null. */
+	if (kl_client_connect(g.sock, &c) < 0) {
+		fprintf(out, "connect failed: %s\n", kl_error_detail());
+		return;
+	}
+	if (kl_client_read(c, 30000, &m) == 0) {
+		json_object *e = jget(m, "error");
+
+		fprintf(out, "refused %lld %s id:%s %s\n", (long long)jint(e, "code"),
+		        jstr(jget(e, "data"), "reason"),
+		        json_object_is_type(jget(m, "id"), json_type_null) ? "null" : "?",
+		        jstr(e, "message"));
+		json_object_put(m);
+	}
+	if (kl_client_read(c, 30000, &m) == -KL_E_IO)
+		fprintf(out, "closed\n");
 	kl_client_free(c);
 }
 
@@ -1507,11 +1690,26 @@ static void test_roles(void **state)
 	assert_contains(t, "audit.list error -32001");
 	free(t);
 
-	/* A uid with no role at all may connect, and call nothing. */
+	/* A uid with no role at all can call nothing: it is told so when it
+	 * connects, audited, and closed. */
 	t = as_user(12345, stranger_child);
 	assert_contains(t, "rpc.methods error -32001");
-	assert_contains(t, "station.status error -32001");
+	assert_contains(t, "closed\n");
+	assert_null(strstr(t, "still connected"));
+	assert_contains(t, "refused -32001 perm id:null permission denied: user:?(12345) holds "
+	                   "no role");
 	free(t);
+	r = call_ok(g.c, "audit.list", "{\"action\":\"station.connect.denied\",\"limit\":10}");
+	a = jget(r, "entries");
+	assert_int_equal(json_object_array_length(a), 2);
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		json_object *e = json_object_array_get_idx(a, i);
+
+		assert_string_equal(jstr(e, "actor"), "user:?(12345)");
+		assert_int_equal(jint(jget(e, "detail"), "uid"), 12345);
+		assert_int_equal(jint(jget(e, "detail"), "gid"), PEER_GID);
+	}
+	json_object_put(r);
 
 	/* The denials are in the audit log, with who and what. */
 	r = call_ok(g.c, "audit.list", "{\"action\":\"station.api.denied\",\"limit\":100}");
@@ -1728,6 +1926,149 @@ static void test_many_clients(void **state)
 	assert_alive();
 }
 
+/* Stops the daemon and starts it again on keyline.conf as text has it,
+ * g.c subscribed to every event again. Events of the old daemon are
+ * forgotten: its job numbers start over. */
+static void daemon_restart(const char *text)
+{
+	assert_int_equal(daemon_stop(), 0);
+	write_conf(text);
+	while (nbacklog > 0)
+		json_object_put(backlog[--nbacklog]);
+	daemon_start();
+	json_object_put(call_ok(g.c, "events.subscribe", NULL));
+}
+
+static void ping_ok(kl_client *c)
+{
+	json_object *r = call_ok(c, "rpc.ping", NULL);
+
+	assert_true(jbool(r, "pong"));
+	json_object_put(r);
+}
+
+/* A connection refused when it opens: the error line, then the close. */
+static void assert_refused(kl_client *c, int code, const char *reason, const char *text)
+{
+	json_object *m = NULL;
+
+	if (kl_client_read(c, 60000, &m) < 0)
+		fail_msg("no refusal: %s", kl_error_detail());
+	assert_int_equal(jint(jget(m, "error"), "code"), code);
+	assert_string_equal(jstr(jget(jget(m, "error"), "data"), "reason"), reason);
+	assert_contains(jstr(jget(m, "error"), "message"), text);
+	assert_true(json_object_is_type(jget(m, "id"), json_type_null) &&
+	            json_object_object_get_ex(m, "id", NULL));
+	json_object_put(m);
+	assert_int_equal(kl_client_read(c, 60000, &m), -KL_E_IO);
+}
+
+static void per_uid_child(FILE *out)
+{
+	kl_client *c[4] = { 0 };
+	json_object *m = NULL;
+
+	for (int i = 0; i < 4; i++) {
+		if (kl_client_connect(g.sock, &c[i]) < 0) {
+			fprintf(out, "connect failed: %s\n", kl_error_detail());
+			break;
+		}
+		child_call(c[i], out, "rpc.ping", NULL);
+	}
+	/* The fourth was refused: its call failed on the refusal line (even
+	 * when the station had closed it before the call was sent). */
+	if (c[3] && kl_client_read(c[3], 30000, &m) == -KL_E_IO)
+		fprintf(out, "fourth closed\n");
+	json_object_put(m);
+	for (int i = 0; i < 4; i++)
+		kl_client_free(c[i]);
+}
+
+/* Fairness on a station with max_clients_per_uid = 3 and idle_close_s = 3:
+ * one uid cannot take more than its share, while another uid still gets
+ * in; a connection that asks nothing is closed after idle_close_s, and a
+ * subscriber waiting for events as long is not. */
+static void test_fairness(void **state)
+{
+	kl_client *mine[3] = { 0 }, *extra = NULL, *idle = NULL, *sub = NULL;
+	char *base = station_conf(g.base_conf, true, true), *text, *t = NULL;
+	json_object *m = NULL;
+	int r;
+
+	(void)state;
+	text = replace(base, "max_clients_per_uid = 400\n",
+	               "max_clients_per_uid = 3\nidle_close_s = 3\n");
+	daemon_restart(text);
+	free(text);
+
+	/* root: g.c and two more; the fourth is refused and closed. */
+	mine[0] = connect_root();
+	mine[1] = connect_root();
+	ping_ok(mine[0]);
+	ping_ok(mine[1]);
+	extra = connect_root();
+	assert_refused(extra, -32025, "unavailable", "station.max_clients_per_uid (3) per user");
+	kl_client_free(extra);
+	/* Another uid is not held back by root's connections, up to its own
+	 * three. */
+	if (geteuid() == 0) {
+		char *third;
+
+		t = as_user(READER_UID, per_uid_child);
+		third = strstr(t, "rpc.ping ok");
+
+		for (int i = 0; i < 2 && third; i++)
+			third = strstr(third + 1, "rpc.ping ok");
+		if (!third)
+			fail_msg("the reader's three connections were not all served:\n%s", t);
+		assert_contains(t, "rpc.ping error -32025 too many connections from "
+		                   "user:nobody(65534)");
+		assert_contains(t, "fourth closed");
+		free(t);
+	}
+	/* Closing one makes room again. */
+	kl_client_free(mine[1]);
+	mine[1] = NULL;
+	for (int tries = 0; tries < 600 && !mine[1]; tries++) {
+		json_object *res = NULL;
+
+		mine[1] = connect_root();
+		if (kl_client_call_timeout(mine[1], "rpc.ping", NULL, &res, 60000) == 0) {
+			json_object_put(res);
+			break;
+		}
+		/* The station had not yet seen the close: refused, try again. */
+		kl_client_free(mine[1]);
+		mine[1] = NULL;
+		sleep_ms(100);
+	}
+	assert_non_null(mine[1]);
+	kl_client_free(mine[0]);
+	kl_client_free(mine[1]);
+
+	/* A subscriber, then a connection that never asks anything. */
+	sub = connect_root();
+	json_object_put(call_ok(sub, "events.subscribe", "{\"slot\":\"A\"}"));
+	idle = connect_root();
+	r = kl_client_read(idle, 60000, &m);
+	if (r < 0)
+		fail_msg("the idle connection was not closed: %s", kl_error_detail());
+	assert_int_equal(jint(jget(m, "error"), "code"), -32024);
+	assert_string_equal(jstr(jget(jget(m, "error"), "data"), "reason"), "timeout");
+	assert_contains(jstr(jget(m, "error"), "message"), "idle_close_s");
+	assert_true(json_object_is_type(jget(m, "id"), json_type_null));
+	json_object_put(m);
+	assert_int_equal(kl_client_read(idle, 60000, &m), -KL_E_IO);
+	kl_client_free(idle);
+	/* The subscriber was silent longer than that, and is still served. */
+	ping_ok(sub);
+	kl_client_free(sub);
+
+	daemon_restart(base);
+	free(base);
+	assert_alive();
+}
+
 /* A client that sends requests and never reads its answers is disconnected
  * once 4 MiB of output wait for it; the station goes on. */
 static void test_slow_reader(void **state)
@@ -1838,6 +2179,280 @@ static void test_audit(void **state)
 	assert_int_equal(call_err(g.c, NULL, 0, "audit.list", "{\"limit\":0}"), KL_RPC_E_PARAMS);
 }
 
+/* The number of devices whose serial contains text. */
+static int64_t devices_matching(const char *text)
+{
+	json_object *r = call_ok(g.c, "devices.list", "{\"search\":\"%s\"}", text);
+	int64_t n = jint(r, "total");
+
+	json_object_put(r);
+	return n;
+}
+
+/* begin on c; returns the batch id in id. */
+static void batch_begin(kl_client *c, const char *extra, char *id, size_t size)
+{
+	json_object *r =
+	    call_ok(c, "devices.preregister_begin",
+	            "{\"tenant\":\"batchco\",\"work_order\":\"wo-b\"%s}", extra ? extra : "");
+
+	assert_int_equal(strlen(jstr(r, "batch")), 32);
+	assert_int_equal(jint(r, "max_entries"), 100000);
+	snprintf(id, size, "%s", jstr(r, "batch"));
+	json_object_put(r);
+}
+
+/* A pre-registration sent in pieces: committed whole, or nothing of it when
+ * a piece is bad, lost or repeated, when the count is short, when its
+ * connection goes, or when it waits past its timeout; a batch is its
+ * connection's alone, and there are only so many at once. */
+static void test_prereg_batch(void **state)
+{
+	kl_client *c = connect_root(), *other = connect_root(), *cs[4];
+	json_object *r;
+	char id[64], id2[64], msg[512];
+	int64_t deadline;
+
+	(void)state;
+	/* Three pieces, committed: every entry, lines from the client. */
+	batch_begin(c, ",\"source\":\"wo-b.csv\",\"entries\":5,\"quota\":9", id, sizeof(id));
+	r = call_ok(c, "devices.preregister_add",
+	            "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"B-1\",{\"serial\":\"B-2\","
+	            "\"line\":3}]}",
+	            id);
+	assert_int_equal(jint(r, "received"), 2);
+	json_object_put(r);
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":2,\"items\":[\"B-3\",\"B-4\"]}", id));
+	assert_int_equal(devices_matching("B-"), 0); /* nothing before the commit */
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":4,\"items\":[{\"serial\":\"B-5\","
+	                        "\"ek_sha256\":null}]}",
+	                        id));
+	r = call_ok(c, "devices.preregister_commit", "{\"batch\":\"%s\"}", id);
+	assert_int_equal(jint(r, "entries"), 5);
+	assert_int_equal(jint(r, "changed"), 5);
+	assert_string_equal(jstr(r, "tenant"), "batchco");
+	assert_string_equal(jstr(r, "batch"), id);
+	json_object_put(r);
+	assert_int_equal(devices_matching("B-"), 5);
+	/* A committed batch has ended. */
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_add",
+	                          "{\"batch\":\"%s\",\"offset\":5,\"items\":[\"B-6\"]}", id),
+	                 KL_RPC_E_KL_BASE - KL_E_STATE);
+	assert_contains(msg, "has ended: committed");
+
+	/* A bad line in the middle of a piece: its FILE:LINE, and nothing. */
+	batch_begin(c, ",\"source\":\"big.csv\"", id, sizeof(id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"C-1\",\"C-2\"]}", id));
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_add",
+	                          "{\"batch\":\"%s\",\"offset\":2,\"items\":[\"C-3\",{\"serial\":"
+	                          "\"C 4\",\"line\":51}]}",
+	                          id),
+	                 KL_RPC_E_KL_BASE - KL_E_INVALID);
+	assert_contains(msg, "big.csv:51: serial 'C 4' contains a space");
+	assert_int_equal(
+	    call_err(c, msg, sizeof(msg), "devices.preregister_commit", "{\"batch\":\"%s\"}", id),
+	    KL_RPC_E_KL_BASE - KL_E_STATE);
+	assert_contains(msg, "a piece was refused: big.csv:51");
+	/* A serial of another tenant, found at the commit, names its line. */
+	batch_begin(c, ",\"source\":\"steal.csv\"", id, sizeof(id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"C-5\",\"SN-0002\","
+	                        "\"C-6\"]}",
+	                        id));
+	assert_int_equal(
+	    call_err(c, msg, sizeof(msg), "devices.preregister_commit", "{\"batch\":\"%s\"}", id),
+	    KL_RPC_E_KL_BASE - KL_E_EXISTS);
+	assert_contains(msg, "steal.csv:2: serial SN-0002 is already registered to tenant");
+	/* A serial twice across pieces. */
+	batch_begin(c, NULL, id, sizeof(id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"C-7\"]}", id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":1,\"items\":[\"C-8\",\"C-7\"]}", id));
+	assert_int_equal(
+	    call_err(c, msg, sizeof(msg), "devices.preregister_commit", "{\"batch\":\"%s\"}", id),
+	    KL_RPC_E_KL_BASE - KL_E_EXISTS);
+	assert_contains(msg, "line 3: serial C-7 appears twice (first on line 1)");
+	/* A piece lost (offset ahead) or sent twice (behind). */
+	batch_begin(c, NULL, id, sizeof(id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"C-9\"]}", id));
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_add",
+	                          "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"C-9\"]}", id),
+	                 KL_RPC_E_KL_BASE - KL_E_INVALID);
+	assert_contains(msg, "lost or sent twice");
+	/* Fewer entries than begin announced. */
+	batch_begin(c, ",\"entries\":3", id, sizeof(id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"C-10\",\"C-11\"]}",
+	                        id));
+	assert_int_equal(
+	    call_err(c, msg, sizeof(msg), "devices.preregister_commit", "{\"batch\":\"%s\"}", id),
+	    KL_RPC_E_KL_BASE - KL_E_INVALID);
+	assert_contains(msg, "holds 2 entries, but its begin announced 3");
+	/* A misspelt key is refused, not ignored. */
+	batch_begin(c, NULL, id, sizeof(id));
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_add",
+	                          "{\"batch\":\"%s\",\"offset\":0,\"items\":[{\"serial\":\"C-12\","
+	                          "\"ek_sha265\":\"00\"}]}",
+	                          id),
+	                 KL_RPC_E_PARAMS);
+	assert_contains(msg, "unknown key \"ek_sha265\"");
+	assert_int_equal(devices_matching("C-"), 0);
+
+	/* One batch per connection at a time, and only its own. */
+	batch_begin(c, NULL, id, sizeof(id));
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_begin",
+	                          "{\"tenant\":\"batchco\",\"work_order\":\"wo-b\"}"),
+	                 KL_RPC_E_KL_BASE - KL_E_STATE);
+	assert_contains(msg, "commit or abort it first");
+	assert_int_equal(call_err(other, msg, sizeof(msg), "devices.preregister_commit",
+	                          "{\"batch\":\"%s\"}", id),
+	                 KL_RPC_E_KL_BASE - KL_E_NOTFOUND);
+	r = call_ok(c, "devices.preregister_abort", "{\"batch\":\"%s\"}", id);
+	assert_int_equal(jint(r, "dropped"), 0);
+	json_object_put(r);
+	assert_int_equal(call_err(g.c, NULL, 0, "devices.preregister_begin",
+	                          "{\"tenant\":\"batchco\",\"work_order\":\"wo-b\","
+	                          "\"timeout_s\":0}"),
+	                 KL_RPC_E_PARAMS);
+	assert_int_equal(call_err(g.c, NULL, 0, "devices.preregister_begin",
+	                          "{\"tenant\":\"bad tenant\",\"work_order\":\"wo-b\"}"),
+	                 KL_RPC_E_PARAMS);
+
+	/* A connection dropped mid-batch registers nothing, and its batch
+	 * no longer counts against the station's few. */
+	batch_begin(other, NULL, id2, sizeof(id2));
+	json_object_put(call_ok(other, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"D-1\",\"D-2\"]}",
+	                        id2));
+	for (int i = 0; i < 3; i++) {
+		cs[i] = connect_root();
+		batch_begin(cs[i], NULL, id, sizeof(id));
+	}
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_begin",
+	                          "{\"tenant\":\"batchco\",\"work_order\":\"wo-b\"}"),
+	                 KL_RPC_E_KL_BASE - KL_E_UNAVAILABLE);
+	assert_contains(msg, "4 pre-registration batches are open already");
+	kl_client_free(other);
+	/* The station notices the close at its next poll: bounded, not timed. */
+	deadline = mono_ms() + 30000;
+	for (;;) {
+		json_object *res = NULL;
+
+		if (kl_client_call_timeout(c, "devices.preregister_begin",
+		                           json_tokener_parse("{\"tenant\":\"batchco\","
+		                                              "\"work_order\":\"wo-b\"}"),
+		                           &res, 30000) == 0) {
+			snprintf(id, sizeof(id), "%s", jstr(res, "batch"));
+			json_object_put(res);
+			break;
+		}
+		if (mono_ms() > deadline)
+			fail_msg("the dropped connection's batch still counts: %s",
+			         kl_error_detail());
+		sleep_ms(50);
+	}
+	assert_int_equal(devices_matching("D-"), 0);
+	for (int i = 0; i < 3; i++)
+		kl_client_free(cs[i]);
+	json_object_put(call_ok(c, "devices.preregister_abort", "{\"batch\":\"%s\"}", id));
+
+	/* A batch left waiting past its timeout_s is dropped. */
+	batch_begin(c, ",\"timeout_s\":1", id, sizeof(id));
+	json_object_put(call_ok(c, "devices.preregister_add",
+	                        "{\"batch\":\"%s\",\"offset\":0,\"items\":[\"E-1\"]}", id));
+	sleep_ms(2000);
+	assert_int_equal(call_err(c, msg, sizeof(msg), "devices.preregister_add",
+	                          "{\"batch\":\"%s\",\"offset\":1,\"items\":[\"E-2\"]}", id),
+	                 KL_RPC_E_KL_BASE - KL_E_STATE);
+	assert_contains(msg, "no call for it within its timeout_s (1 s)");
+	assert_int_equal(devices_matching("E-"), 0);
+
+	/* The single request names source and line too. */
+	assert_int_equal(
+	    call_err(g.c, msg, sizeof(msg), "devices.preregister",
+	             "{\"tenant\":\"batchco\",\"work_order\":\"wo-b\",\"source\":"
+	             "\"one.csv\",\"items\":[\"F-1\",{\"serial\":\"F 2\",\"line\":7}]}"),
+	    KL_RPC_E_KL_BASE - KL_E_INVALID);
+	assert_contains(msg, "one.csv:7: serial 'F 2' contains a space");
+	/* In process (no socket) there is no batch to hold. */
+	kl_client_free(c);
+	assert_alive();
+}
+
+/* devices.show finds a device's audit entries through the index: behind
+ * more than 5,000 newer entries about other things, and for serials with
+ * characters JSON escapes. */
+static void test_show_audit(void **state)
+{
+	static const char *const odd[] = { "SL/0001", "Q\\\"1", "BS\\\\1" };
+	static const char *const plain[] = { "SL/0001", "Q\"1", "BS\\1" };
+	kl_client *c = connect_root();
+	char line[512];
+	size_t len;
+	json_object *r;
+
+	(void)state;
+	for (size_t i = 0; i < 3; i++)
+		json_object_put(call_ok(g.c, "devices.preregister",
+		                        "{\"tenant\":\"oddco\",\"work_order\":\"wo-o\","
+		                        "\"items\":[\"%s\"]}",
+		                        odd[i]));
+	/* 5,001 newer entries that name none of them: the same entry again,
+	 * which changes nothing but is audited. Sent in bursts. */
+	json_object_put(call_ok(g.c, "devices.preregister",
+	                        "{\"tenant\":\"oddco\",\"work_order\":\"wo-o\","
+	                        "\"items\":[\"NOISE-1\"]}"));
+	len = (size_t)snprintf(line, sizeof(line),
+	                       "{\"jsonrpc\":\"2.0\",\"method\":\"devices.preregister\",\"params\":"
+	                       "{\"tenant\":\"oddco\",\"work_order\":\"wo-o\",\"items\":"
+	                       "[\"NOISE-1\"]},\"id\":1}\n");
+	for (int done = 0; done < 5001;) {
+		int burst = 5001 - done < 100 ? 5001 - done : 100;
+
+		for (int i = 0; i < burst; i++)
+			assert_int_equal(kl_client_send_raw(c, line, len), 0);
+		for (int i = 0; i < burst; i++) {
+			json_object *m = read_msg(c);
+
+			if (!jget(m, "result"))
+				fail_msg("noise call failed: %s", dump(m));
+			json_object_put(m);
+		}
+		done += burst;
+	}
+	kl_client_free(c);
+	for (size_t i = 0; i < 3; i++) {
+		json_object *a, *e, *items;
+		bool named = false;
+
+		r = call_ok(g.c, "devices.show", "{\"serial\":\"%s\"}", odd[i]);
+		assert_string_equal(jstr(jget(r, "device"), "serial"), plain[i]);
+		a = jget(r, "audit");
+		assert_int_equal(json_object_array_length(a), 1);
+		assert_false(jbool(r, "audit_more"));
+		e = json_object_array_get_idx(a, 0);
+		assert_string_equal(jstr(e, "action"), "registry.preregister");
+		items = jget(jget(e, "detail"), "items");
+		for (size_t k = 0; k < json_object_array_length(items); k++)
+			named |= strcmp(jstr(json_object_array_get_idx(items, k), "serial"),
+			                plain[i]) == 0;
+		assert_true(named);
+		json_object_put(r);
+	}
+	/* The newest 5,000 entries are all noise. */
+	r = call_ok(g.c, "audit.list", "{\"limit\":1000}");
+	for (size_t k = 0; k < json_object_array_length(jget(r, "entries")); k++)
+		assert_string_equal(
+		    jstr(json_object_array_get_idx(jget(r, "entries"), k), "action"),
+		    "registry.preregister");
+	json_object_put(r);
+}
+
 /* Valid (issued, unrevoked) certificates of a profile in the offline
  * `keyline devices show --json` answer. */
 static size_t offline_valid(const char *serial, const char *profile)
@@ -1863,9 +2478,69 @@ static size_t offline_valid(const char *serial, const char *profile)
 	return n;
 }
 
+/* Whether the signal mask of thread tid of the daemon (its SigBlk line in
+ * /proc) blocks SIGTERM, SIGINT and SIGHUP: 1 all of them, 0 none, -1 some,
+ * -2 when the thread has gone. */
+static int thread_blocks_stop_signals(pid_t pid, const char *tid)
+{
+	char path[PATH_MAX], line[256];
+	unsigned long long mask = 0;
+	bool found = false;
+	FILE *f;
+	int n;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid, tid);
+	f = fopen(path, "r");
+	if (!f)
+		return -2;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "SigBlk: %llx", &mask) == 1)
+			found = true;
+	fclose(f);
+	assert_true(found);
+	n = !!(mask & (1ull << (SIGTERM - 1))) + !!(mask & (1ull << (SIGINT - 1))) +
+	    !!(mask & (1ull << (SIGHUP - 1)));
+	return n == 3 ? 1 : n == 0 ? 0 : -1;
+}
+
+/* Every thread of the daemon but the poll thread (its main thread) blocks
+ * the stop signals, so that none of them lands in a slot worker. */
+static void assert_signals_on_poll_thread_only(pid_t pid)
+{
+	char dir[64];
+	struct dirent *d;
+	size_t workers = 0;
+	DIR *t;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+	t = opendir(dir);
+	assert_non_null(t);
+	while ((d = readdir(t))) {
+		int b;
+
+		if (d->d_name[0] == '.')
+			continue;
+		b = thread_blocks_stop_signals(pid, d->d_name);
+		if (b == -2)
+			continue;
+		if (atoi(d->d_name) == (int)pid) {
+			if (b != 0)
+				fail_msg("the poll thread blocks a stop signal");
+		} else {
+			if (b != 1)
+				fail_msg("thread %s of the daemon takes stop signals", d->d_name);
+			workers++;
+		}
+	}
+	closedir(t);
+	assert_true(workers >= NDUTS);
+}
+
 /* SIGTERM while a job runs: the job stops at its next step boundary and
  * cleans up (or ends, if it was on its last step), the daemon exits 0 and
- * removes its socket, and the device keeps exactly one valid identity. */
+ * removes its socket, and the device keeps exactly one valid identity.
+ * Other slots are busy at the same time, with jobs that end refused; the
+ * signal reaches the poll thread only. */
 static void test_shutdown(void **state)
 {
 	json_object *r, *ev;
@@ -1879,9 +2554,16 @@ static void test_shutdown(void **state)
 	json_object_put(r);
 	ev = wait_event(g.c, "step.started", job, NULL);
 	json_object_put(ev);
+	/* More busy slots: devices that end refused (decommissioned, revoked,
+	 * lost), each job talking to its DUT first. */
+	provision("A", "SN-0001", "p256");
+	provision("C", "SN-0003", "p384");
+	provision("E", "SN-0005", "auto");
+	assert_signals_on_poll_thread_only(g.daemon);
 	assert_int_equal(daemon_stop(), 0);
 	log = slurp(g.daemon_err);
 	assert_contains(log, "interrupting running jobs");
+	assert_contains(log, "SIGTERM received");
 	free(log);
 	assert_int_equal(offline_valid("SN-0002", "idevid"), 1);
 	assert_int_equal(offline_valid("SN-0002", "iak"), 1);
@@ -1897,6 +2579,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_start_refusals),
+		cmocka_unit_test(test_socket_not_a_socket),
+		cmocka_unit_test(test_two_stations_at_once),
 		cmocka_unit_test(test_start),
 		cmocka_unit_test(test_provision),
 		cmocka_unit_test(test_devices_list),
@@ -1910,9 +2594,12 @@ int main(void)
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_many_clients),
+		cmocka_unit_test(test_fairness),
 		cmocka_unit_test(test_slow_reader),
 		cmocka_unit_test(test_dut_vanishes),
 		cmocka_unit_test(test_audit),
+		cmocka_unit_test(test_prereg_batch),
+		cmocka_unit_test(test_show_audit),
 		cmocka_unit_test(test_shutdown),
 	};
 

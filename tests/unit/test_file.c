@@ -94,6 +94,38 @@ static void test_write_failure_names_path_and_leaves_nothing(void **state)
 	assert_int_equal(entries(), 0);
 }
 
+/* The temp file is never a path someone could plant: a symlink at the old
+ * predictable name (PATH.tmp.PID) pointing at another file is not written
+ * through, and the mode is the one asked for whatever the umask. */
+static void test_write_planted_temp_and_umask(void **state)
+{
+	char path[PATH_MAX], planted[PATH_MAX], victim[PATH_MAX], buf[64];
+	struct stat st;
+	mode_t old;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/ca.pin", dir);
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	snprintf(planted, sizeof(planted), "%s.tmp.%d", path, (int)getpid());
+	assert_int_equal(kl_write_file(victim, "untouched", 9, 0644), 0);
+	assert_int_equal(symlink(victim, planted), 0);
+
+	old = umask(0077);
+	assert_int_equal(kl_write_file(path, "secret", 6, 0640), 0);
+	umask(old);
+	assert_int_equal(read_all(victim, buf, sizeof(buf)), 9);
+	assert_string_equal(buf, "untouched");
+	assert_int_equal(read_all(path, buf, sizeof(buf)), 6);
+	assert_string_equal(buf, "secret");
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0640);
+	assert_int_equal(entries(), 3); /* path, victim, the planted link: no temp left */
+	unlink(planted);
+	unlink(victim);
+	unlink(path);
+}
+
 static void test_copy(void **state)
 {
 	char from[PATH_MAX], to[PATH_MAX], buf[64];
@@ -129,6 +161,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_write_content_mode_and_replace),
 		cmocka_unit_test(test_write_failure_names_path_and_leaves_nothing),
+		cmocka_unit_test(test_write_planted_temp_and_umask),
 		cmocka_unit_test(test_copy),
 	};
 
