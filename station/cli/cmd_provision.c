@@ -1,6 +1,7 @@
 /* keyline provision, both ways: --link drives one DUT on one bench through
  * the provisioning engine in this process; without it the running station
  * provisions the DUT on one of its slots (the same engine per slot). */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -33,6 +34,8 @@ static const char provision_usage[] =
     "  --serial S       the device serial\n"
     "  --tenant T       the tenant (default: the serial's pre-registration)\n"
     "  --ek TYPE        the EK that proves the TPM: rsa2048, p256 (default), p384\n"
+    "  --tpm-timeout-ms N  how long one TPM command may take on the link (100..600000;\n"
+    "                   default keyline.conf [station] tpm_timeout_ms, else 30000)\n"
     "  --json           the result as one JSON object on stdout\n"
     "\n"
     "exit status: 0 provisioned (or already was), 1 refused or failed, 2 usage error\n";
@@ -89,6 +92,7 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 		{ "serial", required_argument, NULL, 's' },
 		{ "tenant", required_argument, NULL, 't' },
 		{ "ek", required_argument, NULL, 'e' },
+		{ "tpm-timeout-ms", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -101,6 +105,7 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 	kl_home *home = NULL;
 	kl_job_result res;
 	bool json = false;
+	long timeout_ms = 0;
 	int c, rc = 1;
 
 	optind = 0;
@@ -122,6 +127,22 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'T': {
+			char *end;
+
+			errno = 0;
+			timeout_ms = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || timeout_ms < KL_TPM_TIMEOUT_MS_MIN ||
+			    timeout_ms > KL_TPM_TIMEOUT_MS_MAX) {
+				fprintf(
+				    stderr,
+				    "keyline provision: --tpm-timeout-ms '%s' is not a number of "
+				    "milliseconds from %d to %d\n",
+				    optarg, KL_TPM_TIMEOUT_MS_MIN, KL_TPM_TIMEOUT_MS_MAX);
+				return 2;
+			}
+			break;
+		}
 		case 'j':
 			json = true;
 			break;
@@ -147,6 +168,8 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 		fprintf(stderr, "keyline provision: %s\n", kl_error_detail());
 		goto out;
 	}
+	if (timeout_ms > 0)
+		cfg.tpm_timeout_ms = (int)timeout_ms;
 	if (!json)
 		fprintf(stderr, "Provisioning %s on %s (EK %s)\n", job.serial, job.link,
 		        kl_ek_type_name(job.ek_type));

@@ -137,6 +137,8 @@ static int m_job_abort(kl_rpc_call *call)
 {
 	kl_station *s = api_station(call);
 	int64_t id = api_int_or(call, "job", 0);
+	json_object *finished = NULL;
+	const char *slot = NULL;
 	kl_rpc_obj *o;
 	st_job *j;
 	const char *was = NULL;
@@ -144,12 +146,13 @@ static int m_job_abort(kl_rpc_call *call)
 	pthread_mutex_lock(&s->mu);
 	j = st_job_find(s, id);
 	if (j && j->state == KL_JOB_QUEUED) {
-		/* Not started: take it off its slot. */
-		j->slot->pending = NULL;
-		j->state = KL_JOB_ABORTED;
-		snprintf(j->reason, sizeof(j->reason), "aborted");
-		snprintf(j->message, sizeof(j->message), "aborted by %s before it started",
+		char why[256];
+
+		/* Not started: take it off its slot; subscribers hear it ended. */
+		snprintf(why, sizeof(why), "aborted by %s before it started",
 		         api_caller(call)->actor);
+		finished = st_job_abort_queued(j, why);
+		slot = j->slot->name; /* the slots live as long as the station */
 		was = "queued";
 	} else if (j && j->state == KL_JOB_RUNNING) {
 		atomic_store(&j->abort, true);
@@ -158,6 +161,8 @@ static int m_job_abort(kl_rpc_call *call)
 		was = kl_job_state_name(j->state);
 	}
 	pthread_mutex_unlock(&s->mu);
+	if (finished)
+		st_event(s, slot, finished);
 	if (!j)
 		return kl_rpc_reply_error(call, KL_E_NOTFOUND, "no job %lld", (long long)id);
 	if (strcmp(was, "queued") != 0 && strcmp(was, "running") != 0)
@@ -169,7 +174,8 @@ static int m_job_abort(kl_rpc_call *call)
 	kl_rpc_obj_put_str(o, "was", was);
 	kl_rpc_obj_put_str(o, "note",
 	                   strcmp(was, "running") == 0
-	                       ? "the job stops at its next step and cleans up; watch job.finished"
+	                       ? "the job stops at its next step, or at once while it waits on the "
+	                         "TPM; watch job.finished"
 	                       : "the job will not run");
 	return 0;
 }
@@ -197,6 +203,6 @@ const kl_rpc_method st_api_jobs[] = {
 	{ "job.get", ALL, p_job, m_job_get, "a job's state, step and result" },
 	{ "job.list", ALL, p_jobs, m_job_list, "recent jobs, newest first" },
 	{ "job.abort", OP | AUT | SVC, p_job, m_job_abort,
-	  "abort a queued job, or stop a running one at its next step" },
+	  "abort a queued job, or stop a running one (at once while it waits on the TPM)" },
 	{ NULL, 0, NULL, NULL, NULL },
 };

@@ -97,6 +97,7 @@ int kl_home_engine_config(kl_home *home, kl_engine_config *cfg, kl_registry **re
 	const char *types;
 	kl_store *store;
 	kl_ca *ca;
+	long timeout_ms;
 	bool prereg;
 	int r;
 
@@ -110,7 +111,11 @@ int kl_home_engine_config(kl_home *home, kl_engine_config *cfg, kl_registry **re
 		return kl_error_wrap("the station's trust bundle of TPM vendors");
 	if ((r = kl_config_bool(home->conf, "policy.require_prereg", true, &prereg)) < 0)
 		return r;
+	if ((r = kl_config_int(home->conf, "station.tpm_timeout_ms", KL_TPM_TIMEOUT_MS_DEFAULT,
+	                       KL_TPM_TIMEOUT_MS_MIN, KL_TPM_TIMEOUT_MS_MAX, &timeout_ms)) < 0)
+		return r;
 	*cfg = (kl_engine_config){
+		.tpm_timeout_ms = (int)timeout_ms,
 		.store = store,
 		.reg = *reg,
 		.ca = ca,

@@ -304,6 +304,7 @@ int kl_station_open(const char *home_dir, kl_station **ret)
 	s->ecfg.unlock = st_unlock_hook;
 	s->ecfg.lock_ctx = s;
 	s->lcfg = (kl_life_config){
+		.tpm_timeout_ms = s->ecfg.tpm_timeout_ms,
 		.store = s->store,
 		.reg = s->reg,
 		.ca = s->home->ca,

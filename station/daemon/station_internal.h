@@ -329,6 +329,12 @@ const char *kl_job_state_name(kl_job_state s);
 int st_job_submit(kl_station *s, const char *slot, kl_job_kind kind, const char *serial,
                   const char *tenant, int ek_type, const char *actor, st_job **ret);
 st_job *st_job_find(kl_station *s, int64_t id); /* with mu held */
+/* The job.finished event of j, built with mu held (NULL on NOMEM); queue
+ * it with st_event after letting mu go. */
+json_object *st_job_finished_new(st_job *j);
+/* Takes a queued job off its slot as aborted, with message, and returns
+ * its job.finished event (as st_job_finished_new). mu held. */
+json_object *st_job_abort_queued(st_job *j, const char *message);
 /* Starts one worker thread per slot; on failure the started ones are
  * stopped again. */
 int st_workers_start(kl_station *s);

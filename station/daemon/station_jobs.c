@@ -281,11 +281,12 @@ static void run_lifecycle(kl_station *s, st_job *j)
 	pthread_mutex_unlock(&s->mu);
 }
 
-static void job_finished_event(kl_station *s, st_job *j)
+json_object *st_job_finished_new(st_job *j)
 {
 	json_object *o = job_event_new("job.finished", j);
 
-	pthread_mutex_lock(&s->mu);
+	if (!o)
+		return NULL;
 	json_object_object_add(o, "result", json_object_new_string(kl_job_state_name(j->state)));
 	json_object_object_add(o, "reason", json_object_new_string(j->reason));
 	json_object_object_add(o, "message", json_object_new_string(j->message));
@@ -300,16 +301,45 @@ static void job_finished_event(kl_station *s, st_job *j)
 		json_object_object_add(o, "new_serial", json_object_new_string(j->new_serial));
 	if (j->record_id > 0)
 		json_object_object_add(o, "record_id", json_object_new_int64(j->record_id));
+	return o;
+}
+
+static void job_finished_event(kl_station *s, st_job *j)
+{
+	json_object *o;
+
+	pthread_mutex_lock(&s->mu);
+	o = st_job_finished_new(j);
 	pthread_mutex_unlock(&s->mu);
 	st_event(s, j->slot->name, o);
+}
+
+json_object *st_job_abort_queued(st_job *j, const char *message)
+{
+	j->slot->pending = NULL;
+	j->state = KL_JOB_ABORTED;
+	j->finished_ms = st_wall_ms();
+	snprintf(j->reason, sizeof(j->reason), "aborted");
+	snprintf(j->message, sizeof(j->message), "%s", message);
+	return st_job_finished_new(j);
+}
+
+/* Tells whether the station is stopping: the cancel predicate of a link
+ * probe, which has no job. */
+static bool station_stopping(void *ctx)
+{
+	return atomic_load(&((kl_station *)ctx)->stopping);
 }
 
 /* Whether the slot's TPM answers; only while the slot is idle. */
 static void probe_link(st_slot *sl)
 {
+	kl_tpm_link_opts opts = { .timeout_ms = sl->st->ecfg.tpm_timeout_ms,
+		                  .cancelled = station_stopping,
+		                  .cancel_ctx = sl->st };
 	kl_tpm *t = NULL;
 	kl_tpm_info info;
-	int up = kl_tpm_open(sl->link, &t) == 0 && kl_tpm_get_info(t, &info) == 0;
+	int up = kl_tpm_open_link(sl->link, &opts, &t) == 0 && kl_tpm_get_info(t, &info) == 0;
 	char why[256];
 
 	snprintf(why, sizeof(why), "%s", up ? "" : kl_error_detail());
@@ -383,7 +413,8 @@ static void *slot_main(void *arg)
 		 * it says it is down; anything else is left to the next probe. */
 		if (j->state == KL_JOB_PASSED)
 			sl->link_up = 1;
-		else if (strcmp(j->reason, "link_failed") == 0)
+		else if (strcmp(j->reason, "link_failed") == 0 ||
+		         strcmp(j->reason, "link_timeout") == 0)
 			sl->link_up = 0;
 		pthread_mutex_unlock(&s->mu);
 		if (j->state == KL_JOB_FAILED && st_hsm_suspect(j->reason))
@@ -398,24 +429,24 @@ static void *slot_main(void *arg)
 
 void st_workers_stop(kl_station *s)
 {
+	json_object *finished[KL_STATION_MAX_SLOTS] = { 0 };
+
 	pthread_mutex_lock(&s->mu);
 	atomic_store(&s->stopping, true);
 	for (size_t i = 0; i < s->nslots; i++) {
 		st_slot *sl = &s->slots[i];
 
-		if (sl->pending) {
+		if (sl->pending)
 			/* Never started: nothing to clean up. */
-			sl->pending->state = KL_JOB_ABORTED;
-			snprintf(sl->pending->reason, sizeof(sl->pending->reason), "aborted");
-			snprintf(sl->pending->message, sizeof(sl->pending->message),
-			         "the station stopped before the job started");
-			sl->pending = NULL;
-		}
+			finished[i] = st_job_abort_queued(
+			    sl->pending, "the station stopped before the job started");
 		if (sl->current)
 			atomic_store(&sl->current->abort, true);
 		pthread_cond_signal(&sl->cond);
 	}
 	pthread_mutex_unlock(&s->mu);
+	for (size_t i = 0; i < s->nslots; i++)
+		st_event(s, s->slots[i].name, finished[i]);
 	for (size_t i = 0; i < s->nslots; i++)
 		if (s->slots[i].started) {
 			pthread_join(s->slots[i].thread, NULL);

@@ -19,6 +19,9 @@
 #include "kl_error.h"
 #include "kl_log.h"
 
+/* How long each TPM command of the clean-up after a refusal may take. */
+#define CLEANUP_TIMEOUT_MS 5000
+
 /* Leftovers of an interrupted run on the DUT go, so that the run starts
  * clean; certificates issued for it but never engraved are revoked
  * (superseded) so that one valid set remains. */
@@ -33,12 +36,15 @@ static int revoke_unfinished(void *ctx, const kl_registry_cert *c)
 	return 0;
 }
 
-static int gates(struct run *r)
+/* The registry's half of step 5, under the backend lock: the gates, the
+ * device begun (or taken up again), and on a resume the certificates of the
+ * interrupted run revoked. Returns 0, 1 when the device is already
+ * provisioned, -1 refused; *resume says that the DUT must be cleaned. */
+static int gates_registry(struct run *r, bool *resume)
 {
 	kl_gate_result g;
 	int rc;
 
-	kl_eng_step_begin(r, KL_STEP_GATES);
 	rc = kl_registry_gate(r->cfg->reg, r->job->serial, r->job->tenant, r->ek.ek_sha256,
 	                      r->cfg->require_prereg, &g);
 	if (rc == -KL_E_INVALID && !r->job->tenant)
@@ -49,7 +55,6 @@ static int gates(struct run *r)
 	if (g.verdict == KL_GATE_ALREADY_PROVISIONED && r->had_identity) {
 		/* Idempotent: the same DUT again. Nothing is issued twice. */
 		r->res->already_provisioned = true;
-		kl_eng_step_end(r);
 		return 1;
 	}
 	if (g.verdict != KL_GATE_OK)
@@ -70,11 +75,32 @@ static int gates(struct run *r)
 		r->res->resumed = true;
 		if (kl_registry_device_certs(r->cfg->reg, r->job->serial, revoke_unfinished, r) < 0)
 			return kl_eng_failed(r, "ca_error", -(int)kl_error_code());
-		if (kl_eng_clean_dut(r) < 0)
-			return kl_eng_failed(r, "tpm_error", -(int)kl_error_code());
+		*resume = true;
 	}
-	kl_eng_step_end(r);
 	return 0;
+}
+
+/* Step 5. The registry's part runs under the backend lock; the DUT's part
+ * of a resume (its leftover identity objects evicted) after it, so that a
+ * DUT that stops answering holds only its own slot. That order keeps a
+ * crash consistent: the device stays "provisioning" until its commit, so a
+ * run killed while cleaning takes the resume path again, which finds the
+ * certificates already revoked and cleans again. */
+static int gates(struct run *r)
+{
+	bool resume = false;
+	int rc;
+
+	kl_eng_step_begin(r, KL_STEP_GATES);
+	kl_eng_lock(r);
+	rc = gates_registry(r, &resume);
+	kl_eng_unlock(r);
+	if (rc < 0)
+		return rc;
+	if (resume && kl_eng_clean_dut(r) < 0)
+		return kl_eng_failed(r, "tpm_error", -(int)kl_error_code());
+	kl_eng_step_end(r);
+	return rc;
 }
 
 static int entropy(struct run *r)
@@ -115,7 +141,9 @@ static const char *profile(struct run *r, const char *kind, const char *def)
 
 static int issue(struct run *r)
 {
-	kl_issue_result res[2];
+	/* Zeroed: with the CA closed (the daemon reopens a lost HSM) nothing
+	 * fills them, and the refusal below reads and frees them. */
+	kl_issue_result res[2] = { 0 };
 	int rc;
 	kl_cert_request reqs[2] = {
 		{ .profile = profile(r, "iak", r->cfg->iak_profile ? r->cfg->iak_profile : "iak"),
@@ -227,6 +255,28 @@ static void record_refusal(struct run *r)
 	json_object_put(detail);
 }
 
+/* A step that failed because the link did: whatever the step made of the
+ * failed command, the job's reason is that the DUT stopped answering
+ * (link_timeout) or that the job was aborted while it waited. */
+static void link_verdict(struct run *r)
+{
+	kl_tpm_link_state st = kl_tpm_link_state_of(r->tpm);
+	char why[sizeof(r->res->message)];
+
+	if (st != KL_TPM_LINK_TIMEOUT && st != KL_TPM_LINK_CANCELLED)
+		return;
+	snprintf(why, sizeof(why), "%s", r->res->message);
+	if (st == KL_TPM_LINK_TIMEOUT)
+		kl_eng_refuse(r, "link_timeout",
+		              "the DUT stopped answering during step %s (within %d ms per TPM "
+		              "command): %s",
+		              kl_step_name(r->res->failed_step), kl_eng_timeout_ms(r), why);
+	else
+		kl_eng_refuse(r, "aborted", "the job was aborted during step %s: %s",
+		              kl_step_name(r->res->failed_step), why);
+	r->res->rc = st == KL_TPM_LINK_TIMEOUT ? -KL_E_TIMEOUT : -KL_E_PERM;
+}
+
 /* The steps in order, each with the first kl_step it runs. */
 static const struct {
 	kl_step first;
@@ -269,18 +319,21 @@ int kl_engine_provision(const kl_engine_config *cfg, const kl_job *job, kl_job_r
 			                   kl_step_name(steps[i].first));
 			break;
 		}
-		if (steps[i].first == KL_STEP_GATES) {
-			kl_eng_lock(&r);
-			rc = gates(&r);
-			kl_eng_unlock(&r);
-			if (rc == 1)
-				rc = kl_eng_check_engraved(&r);
-		} else {
-			rc = steps[i].run(&r);
-		}
+		rc = steps[i].run(&r);
+		if (steps[i].first == KL_STEP_GATES && rc == 1)
+			rc = kl_eng_check_engraved(&r);
 	}
-	if (rc < 0)
+	if (rc < 0) {
+		link_verdict(&r);
+		/* The clean-up is not cancelled (the abort asked for it) and gets
+		 * a short bound: a DUT that went silent is not waited on again.
+		 * A dead link cleans nothing, and the device stays provisioning. */
+		if (r.tpm && kl_tpm_link_rearm(r.tpm, kl_eng_timeout_ms(&r) < CLEANUP_TIMEOUT_MS
+		                                          ? kl_eng_timeout_ms(&r)
+		                                          : CLEANUP_TIMEOUT_MS) < 0)
+			kl_error_clear();
 		record_refusal(&r);
+	}
 
 	res->total_ms = kl_eng_now_ms() - start;
 	res->tpm_ms = kl_tpm_busy_ms(r.tpm);

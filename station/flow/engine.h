@@ -53,10 +53,13 @@ typedef struct kl_engine_config {
 	 * tenant and a kind ("iak" or "idevid"), or NULL for the default. */
 	const char *(*profile_for)(void *ctx, const char *tenant, const char *kind);
 	void *profile_ctx;
+	/* How long one TPM command may take on the DUT's link (sending it,
+	 * the TPM's work, the whole answer); 0: KL_TPM_TIMEOUT_MS_DEFAULT. A
+	 * DUT that does not answer in time fails the job as "link_timeout". */
+	int tpm_timeout_ms;
 	/* The backend lock (may be NULL): held around every use of store, reg,
 	 * ca and entropy, so that jobs on several slots share them while their
-	 * TPM work runs in parallel. Never held while waiting on a TPM, except
-	 * when a resumed run cleans its DUT. */
+	 * TPM work runs in parallel. Never held while waiting on a TPM. */
 	void (*lock)(void *ctx);
 	void (*unlock)(void *ctx);
 	void *lock_ctx;
@@ -77,8 +80,11 @@ typedef struct kl_job {
 	const char *actor;  /* operator or automation, for the audit log */
 	kl_progress_fn progress;
 	void *progress_ctx;
-	/* Asked before every step (may be NULL): true stops the run there as
-	 * refused with reason "aborted", cleaning up like any refusal. */
+	/* Asked before every step and, while a TPM command waits for its
+	 * answer, every 50 ms (may be NULL; called from the job's thread): true
+	 * stops the run as refused with reason "aborted", cleaning up like any
+	 * refusal (the clean-up's commands are not cancelled, and each is bounded
+	 * by 5 s or the TPM timeout, whichever is shorter). */
 	bool (*cancelled)(void *ctx);
 	void *cancel_ctx;
 } kl_job;

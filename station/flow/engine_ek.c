@@ -37,9 +37,22 @@ static int detect_ek_type(struct run *r)
 
 int kl_eng_discover(struct run *r)
 {
+	kl_tpm_link_opts link = {
+		.timeout_ms = kl_eng_timeout_ms(r),
+		.cancelled = r->job->cancelled,
+		.cancel_ctx = r->job->cancel_ctx,
+	};
+
 	kl_eng_step_begin(r, KL_STEP_DISCOVER);
-	if (kl_tpm_open(r->job->link, &r->tpm) < 0)
-		return kl_eng_failed(r, "link_failed", -(int)kl_error_code());
+	if (kl_tpm_open_link(r->job->link, &link, &r->tpm) < 0) {
+		int code = -(int)kl_error_code();
+
+		/* The handle is gone: its link's verdict is the error's. */
+		if (r->job->cancelled && r->job->cancelled(r->job->cancel_ctx))
+			return kl_eng_failed(r, "aborted", code);
+		return kl_eng_failed(r, code == -KL_E_TIMEOUT ? "link_timeout" : "link_failed",
+		                     code);
+	}
 	if (kl_tpm_get_info(r->tpm, &r->info) < 0)
 		return kl_eng_failed(r, "tpm_error", -(int)kl_error_code());
 	/* A killed earlier run may have left objects in the DUT's few slots. */

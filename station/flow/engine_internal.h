@@ -43,6 +43,9 @@ struct run {
 /* engine_step.c: the monotonic clock in ms. */
 double kl_eng_now_ms(void);
 
+/* The configuration's TPM timeout, the default filled in. */
+int kl_eng_timeout_ms(const struct run *r);
+
 /* The backend lock of the configuration (engine.h), when there is one. */
 void kl_eng_lock(struct run *r);
 void kl_eng_unlock(struct run *r);

@@ -33,6 +33,11 @@ double kl_eng_now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+int kl_eng_timeout_ms(const struct run *r)
+{
+	return r->cfg->tpm_timeout_ms > 0 ? r->cfg->tpm_timeout_ms : KL_TPM_TIMEOUT_MS_DEFAULT;
+}
+
 void kl_eng_lock(struct run *r)
 {
 	if (r->cfg->lock)

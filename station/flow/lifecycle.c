@@ -83,6 +83,18 @@ int kl_life_refuse(struct life *l, const char *reason, const char *fmt, ...)
 
 int kl_life_failed(struct life *l, const char *reason, int rc)
 {
+	/* A TPM command that ran out of time or was interrupted: that is the
+	 * reason, whichever step it was in (as the engine's link_timeout). */
+	switch (kl_tpm_link_state_of(l->tpm)) {
+	case KL_TPM_LINK_TIMEOUT:
+		reason = "link_timeout";
+		break;
+	case KL_TPM_LINK_CANCELLED:
+		reason = "aborted";
+		break;
+	default:
+		break;
+	}
 	kl_life_refuse(l, reason, "%s failed: %s", l->res->step, kl_error_detail());
 	l->res->rc = rc < 0 ? rc : -KL_E_INVALID;
 	return -1;
@@ -289,8 +301,15 @@ int kl_life_prove(struct life *l, bool allow_revoked, bool allow_iak, bool allow
 	int rc = 0, i, ev_rc;
 
 	json_object_object_add(l->ev, "identity_proof", p);
-	if (kl_tpm_open(l->job->link, &l->tpm) < 0)
-		return kl_life_failed(l, "link_failed", -(int)kl_error_code());
+	/* Bounded in time; not cancelled inside a step: a lifecycle job stops
+	 * between its steps (lifecycle.h), so an aborted renewal or erase
+	 * never stops half-way through a TPM command. */
+	kl_tpm_link_opts link = { .timeout_ms = l->cfg->tpm_timeout_ms };
+
+	if (kl_tpm_open_link(l->job->link, &link, &l->tpm) < 0)
+		return kl_life_failed(
+		    l, kl_error_code() == KL_E_TIMEOUT ? "link_timeout" : "link_failed",
+		    -(int)kl_error_code());
 	if (kl_tpm_flush_leftovers(l->tpm, NULL) < 0)
 		return kl_life_failed(l, "tpm_error", -(int)kl_error_code());
 	if (check_ek(l, &ek) < 0)

@@ -40,6 +40,7 @@ typedef struct kl_life_config {
 	void (*lock)(void *ctx);
 	void (*unlock)(void *ctx);
 	void *lock_ctx;
+	int tpm_timeout_ms; /* per TPM command, as kl_engine_config's; 0 the default */
 } kl_life_config;
 
 /* A lifecycle step's progress: name is a stable step name ("prove",

@@ -30,6 +30,7 @@ struct kl_trust {
 };
 
 static const char *const verdict_names[] = {
+	[KL_EK_UNCHECKED] = "ek_unchecked",
 	[KL_EK_OK] = "ok",
 	[KL_EK_NO_CERT] = "ek_cert_missing",
 	[KL_EK_BAD_CERT] = "ek_cert_malformed",
@@ -233,6 +234,8 @@ int kl_ek_cert_verify(const kl_trust *trust, uint32_t manufacturer, const char *
 	char want[16];
 	int r = 0;
 
+	/* Whatever the report said before, it passes only if this check does. */
+	rep->verdict = KL_EK_UNCHECKED;
 	q = rep->cert_der;
 	cert = d2i_X509(NULL, &q, (long)rep->cert_len);
 	if (!cert) {
@@ -300,6 +303,9 @@ int kl_ek_key_verify(kl_ek_report *rep, X509 *cert, EVP_PKEY *ek)
 	unsigned char *spki = NULL;
 	int len;
 
+	/* The certificate's OK from kl_ek_cert_verify does not carry over: a
+	 * failure below must leave a refusal, not that OK. */
+	rep->verdict = KL_EK_UNCHECKED;
 	if (EVP_PKEY_eq(ek, X509_get0_pubkey(cert)) != 1) {
 		kl_ek_report_verdict(
 		    rep, KL_EK_MISMATCH,

@@ -32,7 +32,10 @@ const char *kl_trust_version(const kl_trust *t);
 /* Why an EK check failed: stable names for machines, and a sentence for the
  * operator. */
 typedef enum kl_ek_verdict {
-	KL_EK_OK = 0,
+	/* 0, what a zeroed report says: nothing has passed. Only an explicit
+	 * KL_EK_OK, written by a check that ran to its end, passes. */
+	KL_EK_UNCHECKED = 0,
+	KL_EK_OK,
 	KL_EK_NO_CERT,      /* no EK certificate in NV for this key type */
 	KL_EK_BAD_CERT,     /* the NV bytes are not a certificate */
 	KL_EK_UNTRUSTED,    /* does not chain to a trusted TPM vendor */

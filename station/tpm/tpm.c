@@ -22,6 +22,7 @@
 #include "kl_error.h"
 #include "tpm.h"
 #include "tpm_internal.h"
+#include "tpm_link_internal.h"
 
 KL_DEFINE_CLEANUP(kl_tpm, kl_tpm_free)
 
@@ -95,24 +96,37 @@ static void prop_nv_buffer_max(TPM2_PT pt, uint32_t value, void *userdata)
 		*(uint32_t *)userdata = value;
 }
 
-int kl_tpm_open(const char *tcti_conf, kl_tpm **ret)
+int kl_tpm_open_link(const char *tcti_conf, const kl_tpm_link_opts *opts, kl_tpm **ret)
 {
 	_cleanup_(kl_tpm_freep) kl_tpm *t = NULL;
+	int timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : KL_TPM_TIMEOUT_MS_DEFAULT;
 	TSS2_RC rc;
 	int r;
 
 	if (!tcti_conf || !*tcti_conf)
 		return kl_error_set(KL_E_INVALID, "TPM: no TCTI configuration given");
+	if (timeout_ms < KL_TPM_TIMEOUT_MS_MIN || timeout_ms > KL_TPM_TIMEOUT_MS_MAX)
+		return kl_error_set(KL_E_INVALID, "TPM: a timeout of %d ms is not within %d..%d",
+		                    timeout_ms, KL_TPM_TIMEOUT_MS_MIN, KL_TPM_TIMEOUT_MS_MAX);
 	pthread_once(&tss_log_once, tss_log_quiet);
+	tpm_link_forget();
 
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return kl_error_set(KL_E_NOMEM, "TPM: out of memory");
-	rc = Tss2_TctiLdr_Initialize(tcti_conf, &t->tcti);
-	if (rc != TSS2_RC_SUCCESS)
-		return kl_tpm_rc_error(
-		    rc, "TCTI \"%s\"%s", tcti_conf,
-		    is_not_implemented(rc) ? " (unknown TCTI name or bad configuration)" : "");
+	if (tpm_link_handles(tcti_conf)) {
+		r = tpm_link_open(tcti_conf, timeout_ms, opts ? opts->cancelled : NULL,
+		                  opts ? opts->cancel_ctx : NULL, &t->tcti, &t->link);
+		if (r < 0)
+			return r;
+	} else {
+		rc = Tss2_TctiLdr_Initialize(tcti_conf, &t->tcti);
+		if (rc != TSS2_RC_SUCCESS)
+			return kl_tpm_rc_error(rc, "TCTI \"%s\"%s", tcti_conf,
+			                       is_not_implemented(rc)
+			                           ? " (unknown TCTI name or bad configuration)"
+			                           : "");
+	}
 	rc = Esys_Initialize(&t->esys, t->tcti, NULL);
 	if (rc != TSS2_RC_SUCCESS)
 		return kl_tpm_rc_error(rc, "Esys_Initialize on \"%s\"", tcti_conf);
@@ -127,6 +141,51 @@ int kl_tpm_open(const char *tcti_conf, kl_tpm **ret)
 	return 0;
 }
 
+int kl_tpm_open(const char *tcti_conf, kl_tpm **ret)
+{
+	return kl_tpm_open_link(tcti_conf, NULL, ret);
+}
+
+kl_tpm_link_state kl_tpm_link_state_of(const kl_tpm *t)
+{
+	switch (t ? tpm_link_state_get(t->link) : TPM_LINK_OK) {
+	case TPM_LINK_TIMEOUT:
+		return KL_TPM_LINK_TIMEOUT;
+	case TPM_LINK_CANCELLED:
+		return KL_TPM_LINK_CANCELLED;
+	case TPM_LINK_BROKEN:
+		return KL_TPM_LINK_BROKEN;
+	default:
+		return KL_TPM_LINK_OK;
+	}
+}
+
+int kl_tpm_link_rearm(kl_tpm *t, int timeout_ms)
+{
+	bool fresh;
+	TSS2_RC rc;
+	int r;
+
+	if (!t || !t->link)
+		return 0; /* a loader TCTI has neither deadline nor cancel */
+	fresh = tpm_link_state_get(t->link) == TPM_LINK_CANCELLED;
+	if ((r = tpm_link_rearm(t->link, timeout_ms)) < 0)
+		return r;
+	if (!fresh)
+		return 0;
+	/* The TCTI's error left ESAPI in its internal-error state, where it
+	 * refuses every call; a new context on the same link starts clean. */
+	Esys_Finalize(&t->esys);
+	t->n_loaded = 0;
+	t->generation++;
+	rc = Esys_Initialize(&t->esys, t->tcti, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		t->esys = NULL;
+		return kl_tpm_rc_error(rc, "Esys_Initialize after a cancel");
+	}
+	return kl_tpm_flush_leftovers(t, NULL);
+}
+
 void kl_tpm_free(kl_tpm *t)
 {
 	if (!t)
@@ -138,7 +197,9 @@ void kl_tpm_free(kl_tpm *t)
 		}
 		Esys_Finalize(&t->esys);
 	}
-	if (t->tcti)
+	if (t->link)
+		tpm_link_free(t->link);
+	else if (t->tcti)
 		Tss2_TctiLdr_Finalize(&t->tcti);
 	free(t);
 }
@@ -364,12 +425,38 @@ double kl_tpm_busy_ms(const kl_tpm *t)
 	return t ? t->busy_ms : 0;
 }
 
+static void prop_permanent(TPM2_PT pt, uint32_t value, void *userdata)
+{
+	if (pt == TPM2_PT_PERMANENT) {
+		((uint32_t *)userdata)[0] = value;
+		((uint32_t *)userdata)[1] = 1;
+	}
+}
+
 int kl_tpm_clear(kl_tpm *t)
 {
+	uint32_t permanent[2] = { 0, 0 }; /* the value, and whether the TPM reported it */
 	TSS2_RC rc, code;
+	int r;
 
 	if (!t)
 		return kl_error_set(KL_E_INVALID, "TPM2_Clear: no TPM");
+	/* TPM 2.0 Part 2 §8.6: lockoutAuthSet. With a lockout authorisation
+	 * set, an empty one would be a failed authorisation, and the lockout
+	 * hierarchy locks after its first (Part 1 §19.8.6.4). */
+	r = tpm_get_props(t, TPM2_PT_PERMANENT, 1, prop_permanent, permanent);
+	if (r < 0)
+		return kl_error_wrap("TPM2_Clear: reading TPM_PT_PERMANENT");
+	if (!permanent[1])
+		return kl_error_set(KL_E_TPM, "TPM2_Clear: the TPM does not report "
+		                              "TPM_PT_PERMANENT; not clearing blind");
+	if (permanent[0] & TPMA_PERMANENT_LOCKOUTAUTHSET)
+		return kl_error_set(KL_E_PERM,
+		                    "the TPM's lockout authorisation is set (TPM_PT_PERMANENT "
+		                    "lockoutAuthSet): TPM2_Clear was not attempted, because an "
+		                    "empty authorisation would count as a failure and lock the "
+		                    "lockout hierarchy; clear the TPM with its owner's lockout "
+		                    "authorisation");
 	TPM_CALL(
 	    t, rc,
 	    Esys_Clear(t->esys, ESYS_TR_RH_LOCKOUT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE));

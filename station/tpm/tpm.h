@@ -30,6 +30,7 @@
 #ifndef KL_STATION_TPM_H
 #define KL_STATION_TPM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,12 +40,58 @@
 
 typedef struct kl_tpm kl_tpm;
 
-/* Connects to a TPM through a TCTI configuration string as tpm2-tss's TCTI
- * loader takes it: "swtpm:host=127.0.0.1,port=2321", "device:/dev/tpmrm0".
+/* How long the station waits for the TPM's answer to one command, when the
+ * caller does not say: above what a discrete TPM needs for the slowest
+ * command of the flow (deriving an RSA-2048 primary from its seed takes
+ * seconds on some parts), far below "forever" on a factory line. */
+#define KL_TPM_TIMEOUT_MS_DEFAULT 30000
+#define KL_TPM_TIMEOUT_MS_MIN     100
+#define KL_TPM_TIMEOUT_MS_MAX     600000
+
+/* How the link behaves: a deadline per TPM command (sending it, the TPM's
+ * work and its whole answer) and a predicate that, when it turns true,
+ * stops a command that is waiting (asked every 50 ms while waiting). */
+typedef struct kl_tpm_link_opts {
+	int timeout_ms;               /* 0: KL_TPM_TIMEOUT_MS_DEFAULT */
+	bool (*cancelled)(void *ctx); /* may be NULL */
+	void *cancel_ctx;
+} kl_tpm_link_opts;
+
+/* Connects to a TPM through a TCTI configuration string:
+ * "swtpm:host=127.0.0.1,port=2321" goes through the station's own TCTI
+ * (tpm_link.c), which bounds every command by opts->timeout_ms and
+ * honours opts->cancelled; anything else ("device:/dev/tpmrm0") through
+ * tpm2-tss's TCTI loader, whose TCTIs block without a bound.
  * No TPM2_Startup is sent; a TPM that answers TPM_RC_INITIALIZE is started
  * (Startup(CLEAR)) once, on the first command that reports it.
- * Returns 0, -KL_E_IO when the link cannot be opened, -KL_E_TPM otherwise. */
+ * Returns 0, -KL_E_IO when the link cannot be opened, -KL_E_TIMEOUT when
+ * the TPM did not answer in time, -KL_E_INVALID for a bad configuration
+ * or timeout, -KL_E_TPM otherwise. opts may be NULL (the defaults). */
+int kl_tpm_open_link(const char *tcti_conf, const kl_tpm_link_opts *opts,
+                     kl_tpm **ret) KL_MUST_CHECK;
+
+/* kl_tpm_open_link with the default options. */
 int kl_tpm_open(const char *tcti_conf, kl_tpm **ret) KL_MUST_CHECK;
+
+/* What became of the link: a command that timed out or was cancelled, or
+ * an answer that was not a TPM response, leaves it dead (every later
+ * command fails at once without I/O). */
+typedef enum kl_tpm_link_state {
+	KL_TPM_LINK_OK,
+	KL_TPM_LINK_TIMEOUT,   /* the TPM did not answer in time */
+	KL_TPM_LINK_CANCELLED, /* the cancel predicate stopped a command */
+	KL_TPM_LINK_BROKEN,    /* the answer was not a TPM response */
+} kl_tpm_link_state;
+
+kl_tpm_link_state kl_tpm_link_state_of(const kl_tpm *t);
+
+/* For the clean-up after an abort: drops the cancel predicate and bounds
+ * every later command by timeout_ms. A link whose command was cancelled
+ * works again (a new ESAPI context on it; the objects loaded through the
+ * old one are flushed from the TPM, and kl_tpm_objects made before are
+ * inert). -KL_E_STATE when the link timed out or broke: nothing more is
+ * sent on it. */
+int kl_tpm_link_rearm(kl_tpm *t, int timeout_ms) KL_MUST_CHECK;
 
 /* Milliseconds spent inside TPM commands through t so far (the link's
  * transfer included): the part of a job that waits on the TPM. */
@@ -130,13 +177,17 @@ int kl_tpm_flush_leftovers(kl_tpm *t, size_t *flushed) KL_MUST_CHECK;
 int kl_tpm_stir_random(kl_tpm *t, const unsigned char *data, size_t len) KL_MUST_CHECK;
 
 /* TPM2_Clear (TPM 2.0 Part 3 §24.6) with the lockout hierarchy's empty
- * password: the owner hierarchy's persistent objects and NV indices go, the
+ * password, only after TPM_PT_PERMANENT says lockoutAuthSet is clear (Part 2
+ * §8.6): a wrong lockout authorisation counts against the lockout
+ * hierarchy's own lockout (one failure locks it for lockoutRecovery), so
+ * the station never guesses: the owner hierarchy's persistent objects and NV indices go, the
  * storage primary seed is replaced, and the owner, endorsement and lockout
  * authorisations become empty. The endorsement primary seed is NOT changed
  * (Part 1 §14.4.2): endorsement primaries (the EK, and the identity keys of
  * tpm_object.h) can be derived again. Platform-created NV indices (the EK
  * certificates) stay.
- * Returns 0; -KL_E_PERM when the TPM refuses the authorisation or has
+ * Returns 0; -KL_E_PERM without sending TPM2_Clear when the lockout
+ * authorisation is set (the detail says so), and when the TPM refuses the authorisation or has
  * TPM2_Clear disabled (TPM_RC_DISABLED, TPM_RC_AUTH_FAIL, TPM_RC_BAD_AUTH,
  * TPM_RC_LOCKOUT, TPM_RC_HIERARCHY), the TPM's code in the detail;
  * -KL_E_INVALID; -KL_E_TPM otherwise. */

@@ -22,8 +22,12 @@
 /* More than any TPM holds at once; the station loads one or two. */
 #define TPM_MAX_LOADED 8
 
+struct tpm_link;
+
 struct kl_tpm {
 	TSS2_TCTI_CONTEXT *tcti;
+	struct tpm_link *link; /* our own TCTI (tpm_link.c); NULL: the loader's */
+	unsigned generation;   /* bumped when kl_tpm_link_rearm makes a new ESAPI context */
 	ESYS_CONTEXT *esys;
 	bool startup_tried;     /* Startup(CLEAR) sent once already */
 	uint32_t nv_buffer_max; /* TPM_PT_NV_BUFFER_MAX, 0 when not reported */

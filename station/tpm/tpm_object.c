@@ -285,6 +285,7 @@ int kl_tpm_object_create(kl_tpm *t, const kl_tpm_object *parent, kl_tpm_key_type
 		goto out;
 	}
 	o->tpm = t;
+	o->generation = t->generation;
 	o->handle = h;
 	o->type = type;
 	h = ESYS_TR_NONE; /* transferred: kl_tpm_object_free flushes it */
@@ -350,10 +351,15 @@ void kl_tpm_object_free(kl_tpm_object *o)
 {
 	if (!o)
 		return;
-	if (o->tpm && o->persistent)
-		(void)Esys_TR_Close(o->tpm->esys, &o->handle); /* stays in the TPM */
-	else if (o->tpm)
-		tpm_flush_quiet(o->tpm, o->handle);
+	/* An object made under an ESAPI context that kl_tpm_link_rearm
+	 * replaced is left alone: its ESYS_TR means nothing to the new one,
+	 * and rearm flushed the TPM. */
+	if (o->tpm && o->generation == o->tpm->generation) {
+		if (o->persistent)
+			(void)Esys_TR_Close(o->tpm->esys, &o->handle); /* stays in the TPM */
+		else
+			tpm_flush_quiet(o->tpm, o->handle);
+	}
 	EVP_PKEY_free(o->key);
 	free(o);
 }
@@ -401,6 +407,7 @@ int kl_tpm_identity_create(kl_tpm *t, kl_tpm_key_type type, const unsigned char 
 		return kl_error_set(KL_E_NOMEM, "identity key: out of memory");
 	}
 	o->tpm = t;
+	o->generation = t->generation;
 	o->handle = h; /* transferred: kl_tpm_object_free flushes it */
 	o->type = type;
 	o->pub = out_public->publicArea;

@@ -16,6 +16,7 @@
 
 struct kl_tpm_object {
 	kl_tpm *tpm;
+	unsigned generation; /* the ESAPI context of tpm it belongs to */
 	ESYS_TR handle;
 	kl_tpm_key_type type;
 	TPMT_PUBLIC pub; /* as the TPM returned it, checked against the template */

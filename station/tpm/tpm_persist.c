@@ -152,6 +152,7 @@ int kl_tpm_persistent_load(kl_tpm *t, uint32_t handle, kl_tpm_key_type type, kl_
 		goto out;
 	}
 	o->tpm = t;
+	o->generation = t->generation;
 	o->handle = tr;
 	o->type = type;
 	o->persistent = true;

@@ -148,6 +148,12 @@ static void test_refusals_cli(void **state)
 	assert_int_equal(kl("provision", "--link", "x", "--serial", "SN-B", "--ek", "dsa", NULL),
 	                 2);
 	assert_out("--ek must be rsa2048, p256 or p384");
+	assert_int_equal(
+	    kl("provision", "--link", "x", "--serial", "SN-B", "--tpm-timeout-ms", "5", NULL), 2);
+	assert_out("--tpm-timeout-ms '5' is not a number of milliseconds from 100 to 600000");
+	assert_int_equal(
+	    kl("provision", "--link", "x", "--serial", "SN-B", "--tpm-timeout-ms", "1s", NULL), 2);
+	assert_out("--tpm-timeout-ms '1s'");
 	/* A link that leads nowhere is a clear failure, not a crash. */
 	assert_int_equal(kl("provision", "--link", "swtpm:host=127.0.0.1,port=1", "--serial",
 	                    "SN-B", NULL, NULL),

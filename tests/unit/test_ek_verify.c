@@ -267,12 +267,39 @@ static void test_refusals(void **state)
 	kl_ek_report_clear(&rep);
 }
 
+/* A report nobody checked, or whose check failed part-way, is a refusal:
+ * only a check that ran to its end says OK. */
+static void test_default_refuses(void **state)
+{
+	unsigned char *der = NULL;
+	size_t len = ek_cert(fx.root, fx.root_key, fx.ek, 1, "id:49424D00", &der);
+	kl_ek_report zero, rep;
+	X509 *cert = NULL;
+
+	(void)state;
+	memset(&zero, 0, sizeof(zero));
+	assert_int_not_equal(zero.verdict, KL_EK_OK);
+	assert_string_not_equal(kl_ek_verdict_name(zero.verdict), "ok");
+
+	/* The certificate passes; its key is not the TPM's: the earlier OK
+	 * must not survive the second check. */
+	rep = report(der, len);
+	assert_int_equal(kl_ek_cert_verify(fx.trust, 0x49424d00, "IBM", &rep), 0);
+	assert_int_equal(rep.verdict, KL_EK_OK);
+	assert_int_equal(kl_ek_report_cert(&rep, &cert), 0);
+	assert_int_equal(kl_ek_key_verify(&rep, cert, fx.ek2), 0);
+	assert_int_equal(rep.verdict, KL_EK_MISMATCH);
+	X509_free(cert);
+	kl_ek_report_clear(&rep);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_manufacturer),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_default_refuses),
 	};
 
 	return cmocka_run_group_tests_name("ek_verify", tests, setup, teardown);
