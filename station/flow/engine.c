@@ -17,7 +17,6 @@
 #include "evidence_internal.h"
 #include "hsm.h"
 #include "kl_error.h"
-#include "kl_log.h"
 
 /* How long each TPM command of the clean-up after a refusal may take. */
 #define CLEANUP_TIMEOUT_MS 5000
@@ -233,12 +232,12 @@ static void record_refusal(struct run *r)
 			                                   revoke_unfinished, r);
 		}
 		/* A device that cannot go back to preregistered stays
-		 * provisioning: the next run takes the resume path. */
-		if (cleaned && kl_registry_device_set_state(r->cfg->reg, r->job->serial,
-		                                            KL_DEVICE_PREREGISTERED, r->res->reason,
-		                                            r->job->actor) < 0)
-			kl_log_warn("engine", "%s stays provisioning: %s", r->job->serial,
-			            kl_error_detail());
+		 * provisioning, which is consistent: the next run takes the
+		 * resume path and tries again (the library does not log). */
+		if (cleaned)
+			KL_BEST_EFFORT(kl_registry_device_set_state(r->cfg->reg, r->job->serial,
+			                                            KL_DEVICE_PREREGISTERED,
+			                                            r->res->reason, r->job->actor));
 	}
 	/* Without memory for the detail the entry still says what happened. */
 	if (kl_ev_refusal(r->job->serial, kl_step_name(r->res->failed_step), r->res->reason,
