@@ -126,7 +126,10 @@ static int m_ca_status(kl_rpc_call *call)
 	return 0;
 }
 
-static int m_audit_list(kl_rpc_call *call)
+/* On the backend worker, through its own connection: a filtered list
+ * reads through a long log, and it comes after the audit entries queued
+ * before it (st_backend_audit), so that it lists them. */
+static int audit_list(kl_rpc_call *call)
 {
 	kl_station *s = api_station(call);
 	int64_t limit = api_int_or(call, "limit", 100);
@@ -138,9 +141,14 @@ static int m_audit_list(kl_rpc_call *call)
 		return kl_rpc_reply_params(call, "limit must be 1..1000");
 	if (kl_rpc_reply_object(call, &o) < 0 || kl_rpc_obj_put_array(o, "entries", &ac.arr) < 0)
 		return -KL_E_NOMEM;
-	r = kl_store_audit_list(s->rstore, api_int_or(call, "before", 0),
+	r = kl_store_audit_list(s->bstore ? s->bstore : s->rstore, api_int_or(call, "before", 0),
 	                        api_str_or(call, "action", NULL), limit, api_audit_one, &ac);
 	return r < 0 ? r : 0;
+}
+
+static int m_audit_list(kl_rpc_call *call)
+{
+	return st_api_defer(call, audit_list);
 }
 
 /* On the backend worker, through its own connection: a walk of a long log

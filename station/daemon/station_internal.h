@@ -169,6 +169,9 @@ typedef struct st_bjob {
 	int (*fn)(kl_rpc_call *call);
 	st_caller caller;
 	void (*arg_free)(void *arg); /* frees caller.defer_arg, NULL: nothing to free */
+	/* A job with no call (call NULL): task(s, caller.defer_arg) runs on the
+	 * worker and nothing is answered (st_backend_audit). */
+	void (*task)(kl_station *s, void *arg);
 } st_bjob;
 
 struct kl_station {
@@ -354,6 +357,11 @@ bool st_backend_running(kl_station *s);
 /* Queues j (taken) to run; when the worker is stopping or stopped, j is
  * answered "unavailable" at once (done list). */
 void st_backend_submit(kl_station *s, st_bjob *j);
+/* Writes an audit entry (kl_store_audit_noted: a failure is counted and
+ * logged) on the backend worker, after every call queued before it, so that
+ * the poll loop never waits on the backend lock for it; in line when the
+ * worker is not running. The strings are copied. */
+void st_backend_audit(kl_station *s, const char *actor, const char *action, const char *detail);
 /* The settled calls, oldest first, for the loop to send. */
 st_bjob *st_backend_take_done(kl_station *s);
 /* Frees a list of jobs and their calls, unanswered. */

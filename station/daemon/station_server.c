@@ -202,11 +202,12 @@ void st_on_denied(void *ctx, unsigned roles, const char *method)
 	json_object_object_add(o, "roles",
 	                       json_object_new_string(kl_rpc_roles_str(roles, rs, sizeof(rs))));
 	if (!c->st->offline) {
-		/* The request is denied whether or not the entry is written. */
-		st_lock_backend(c->st);
-		kl_store_audit_noted(c->st->store, c->actor, "station.api.denied",
-		                     json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-		st_unlock_backend(c->st);
+		/* The request is denied whether or not the entry is written; it
+		 * is written by the backend worker, so that a slot holding the
+		 * backend lock (an HSM back-off, a long CRL) does not stop the
+		 * loop. */
+		st_backend_audit(c->st, c->actor, "station.api.denied",
+		                 json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	}
 	json_object_put(o);
 	kl_log_warn(LOG_MOD, "%s denied %s", c->actor, method);
@@ -247,10 +248,8 @@ static void refuse_no_role(kl_station *s, int fd, const struct ucred *cred, cons
 	if (o && put(o, "uid", json_object_new_int64((int64_t)cred->uid)) == 0 &&
 	    put(o, "gid", json_object_new_int64((int64_t)cred->gid)) == 0 &&
 	    put(o, "pid", json_object_new_int64((int64_t)cred->pid)) == 0) {
-		st_lock_backend(s);
-		kl_store_audit_noted(s->store, actor, "station.connect.denied",
-		                     json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-		st_unlock_backend(s);
+		st_backend_audit(s, actor, "station.connect.denied",
+		                 json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	} else {
 		kl_log_error(LOG_MOD, "the refusal of %s could not be audited: out of memory",
 		             actor);
