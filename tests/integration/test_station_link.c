@@ -1,7 +1,8 @@
 /* `keyline station` with one DUT that goes silent mid-step (the mitm
  * proxy's STALL on TPM2_Certify) beside healthy ones: the other slots keep
  * provisioning while it is silent, job.abort ends the silent job inside
- * its step, and SIGTERM stops the daemon while a DUT is silent.
+ * its step, a job aborted while still queued is heard to finish, and
+ * SIGTERM stops the daemon while a DUT is silent.
  *
  * Waits are bounded by generous timeouts against hanging; nothing asserts
  * on how long anything took. */
@@ -30,6 +31,7 @@
 #include "mitm.h"
 
 #define CC_CERTIFY  0x00000148u
+#define CC_GETCAP   0x0000017Au
 #define LIVENESS_MS (180 * 1000) /* a bound against hanging, never a timing check */
 #define N_HEALTHY   2
 
@@ -38,6 +40,7 @@ static struct {
 	kl_vendor *acme;
 	kl_dut **duts; /* [0] behind the proxy, the others direct */
 	kl_mitm *mitm;
+	kl_mitm *probe_mitm; /* in front of duts[N_HEALTHY + 1]: holds the link probe */
 	char sock[PATH_MAX];
 	char log[PATH_MAX];
 	pid_t daemon;
@@ -200,12 +203,17 @@ static int group_setup(void **state)
 
 	(void)state;
 	if (kl_floor_new(&g.e.floor) < 0 || kl_floor_vendor(g.e.floor, "Acme TPM", &g.acme) < 0 ||
-	    kl_floor_manufacture(g.e.floor, g.acme, "sl", N_HEALTHY + 1, &g.duts) < 0)
+	    kl_floor_manufacture(g.e.floor, g.acme, "sl", N_HEALTHY + 2, &g.duts) < 0)
 		return -1;
-	for (int i = 0; i <= N_HEALTHY; i++)
+	for (int i = 0; i <= N_HEALTHY + 1; i++)
 		if (kl_dut_start(g.e.floor, g.duts[i]) < 0)
 			return -1;
 	if (kl_mitm_start(g.duts[0], &stall, 1, &g.mitm) < 0)
+		return -1;
+	/* Slot Q's link probe (TPM2_GetCapability while the slot is idle)
+	 * never comes back: a job submitted then waits in the queue. */
+	kl_mitm_rule probe_stall = { .command_code = CC_GETCAP, .action = KL_MITM_STALL };
+	if (kl_mitm_start(g.duts[N_HEALTHY + 1], &probe_stall, 1, &g.probe_mitm) < 0)
 		return -1;
 	snprintf(g.e.dir, sizeof(g.e.dir), "%s", kl_floor_dir(g.e.floor));
 	snprintf(g.e.home, sizeof(g.e.home), "%s/home", g.e.dir);
@@ -234,11 +242,12 @@ static int group_setup(void **state)
 	f = fopen(conf, "w");
 	if (!f)
 		return -1;
-	fprintf(f, "%s\nsocket = %s\nlink_probe_s = 0\ntpm_timeout_ms = %d\n\n[slots]\n", base,
+	fprintf(f, "%s\nsocket = %s\nlink_probe_s = 1\ntpm_timeout_ms = %d\n\n[slots]\n", base,
 	        g.sock, 600000);
 	fprintf(f, "S = %s\n", kl_mitm_tcti(g.mitm));
 	for (int i = 1; i <= N_HEALTHY; i++)
 		fprintf(f, "H%d = %s\n", i, g.duts[i]->tcti);
+	fprintf(f, "Q = %s\n", kl_mitm_tcti(g.probe_mitm));
 	free(base);
 	return fclose(f) == 0 ? 0 : -1;
 }
@@ -255,6 +264,7 @@ static int group_teardown(void **state)
 	for (size_t i = 0; i < nkept; i++)
 		json_object_put(kept[i]);
 	kl_mitm_stop(g.mitm);
+	kl_mitm_stop(g.probe_mitm);
 	kl_floor_free(g.e.floor);
 	return 0;
 }
@@ -298,6 +308,35 @@ static void test_others_provision_during_stall(void **state)
 	json_object_put(r);
 }
 
+/* A job still queued (its slot's worker is held in a link probe) that is
+ * aborted ends at once, and its subscribers hear job.finished. */
+static void test_abort_queued(void **state)
+{
+	int64_t until = mono_ms() + LIVENESS_MS, id;
+	json_object *r;
+	char p[64];
+
+	(void)state;
+	while (kl_mitm_stalled(g.probe_mitm) == 0 && mono_ms() < until)
+		usleep(10 * 1000);
+	if (kl_mitm_stalled(g.probe_mitm) == 0)
+		fail_msg("slot Q's link probe was never held");
+	json_object_put(
+	    call_ok("devices.preregister",
+	            "{\"tenant\":\"acme\",\"work_order\":\"wo-q\",\"items\":[\"LK-Q\"]}"));
+	id = provision("Q", "LK-Q");
+	snprintf(p, sizeof(p), "{\"job\":%lld}", (long long)id);
+	r = call_ok("job.abort", p);
+	assert_string_equal(jstr(r, "was"), "queued");
+	json_object_put(r);
+	expect_finished(id, "aborted", "aborted");
+	/* ... while the probe still holds the worker: it never started. */
+	assert_true(kl_mitm_stalled(g.probe_mitm) > 0);
+	r = call_ok("job.get", p);
+	assert_string_equal(jstr(r, "state"), "aborted");
+	json_object_put(r);
+}
+
 /* SIGTERM while a DUT is silent: the daemon stops (exit 0) instead of
  * waiting for the DUT forever. */
 static void test_sigterm_during_stall(void **state)
@@ -329,6 +368,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_others_provision_during_stall),
+		cmocka_unit_test(test_abort_queued),
 		cmocka_unit_test(test_sigterm_during_stall),
 	};
 
