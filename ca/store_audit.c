@@ -236,24 +236,13 @@ json_object *kl_store_detail_add(json_object *d, const char *key, json_object *v
 	return NULL;
 }
 
-int kl_store_audit_list(kl_store *s, int64_t before, const char *action_prefix, int64_t limit,
-                        kl_audit_fn fn, void *ctx)
+/* Calls fn for each row (seq, time, actor, action, detail) of st; the
+ * number of rows, or the first error: fn's as it is, the database's
+ * wrapped with what. */
+static int each_entry(kl_db_stmt *st, kl_audit_fn fn, void *ctx, const char *what)
 {
-	kl_db_stmt *st = NULL;
-	int n = 0, rc = 0, r;
+	int n = 0, rc, r = 0;
 
-	r = kl_db_prepare(s->db,
-	                  "SELECT seq, time, actor, action, detail FROM audit "
-	                  "WHERE (?1 <= 0 OR seq < ?1) AND (?2 IS NULL OR "
-	                  "substr(action, 1, length(?2)) = ?2) ORDER BY seq DESC LIMIT ?3",
-	                  &st);
-	if (r < 0)
-		return kl_error_wrap("audit list");
-	kl_db_bind_int64(st, 1, before);
-	if (action_prefix && *action_prefix)
-		kl_db_bind_text(st, 2, action_prefix);
-	kl_db_bind_int64(st, 3, limit > 0 ? limit : 100);
-	r = 0;
 	while (r == 0 && (rc = kl_db_step(st)) == 1) {
 		kl_audit_entry e = {
 			.seq = kl_db_column_int64(st, 0),
@@ -266,16 +255,38 @@ int kl_store_audit_list(kl_store *s, int64_t before, const char *action_prefix, 
 		r = fn(ctx, &e);
 	}
 	if (r == 0 && rc < 0)
-		r = kl_error_wrap("audit list");
-	kl_db_stmt_free(st);
+		r = kl_error_wrap("%s", what);
 	return r < 0 ? r : n;
+}
+
+int kl_store_audit_list(kl_store *s, int64_t before, const char *action_prefix, int64_t limit,
+                        kl_audit_fn fn, void *ctx)
+{
+	kl_db_stmt *st = NULL;
+	int r;
+
+	r = kl_db_prepare(s->db,
+	                  "SELECT seq, time, actor, action, detail FROM audit "
+	                  "WHERE (?1 <= 0 OR seq < ?1) AND (?2 IS NULL OR "
+	                  "substr(action, 1, length(?2)) = ?2) ORDER BY seq DESC LIMIT ?3",
+	                  &st);
+	if (r < 0)
+		return kl_error_wrap("audit list");
+	kl_db_bind_int64(st, 1, before);
+	if (action_prefix && *action_prefix)
+		kl_db_bind_text(st, 2, action_prefix);
+	kl_db_bind_int64(st, 3, limit > 0 ? limit : 100);
+	r = each_entry(st, fn, ctx, "audit list");
+	kl_db_stmt_free(st);
+	return r;
 }
 
 int kl_store_audit_device(kl_store *s, const char *serial, int64_t before, int64_t limit,
                           kl_audit_fn fn, void *ctx)
 {
 	kl_db_stmt *st = NULL;
-	int n = 0, rc = 0, r;
+	char what[96];
+	int r;
 
 	if (!serial || !*serial)
 		return kl_error_set(KL_E_INVALID, "audit of a device: no serial");
@@ -290,22 +301,10 @@ int kl_store_audit_device(kl_store *s, const char *serial, int64_t before, int64
 	kl_db_bind_text(st, 1, serial);
 	kl_db_bind_int64(st, 2, before);
 	kl_db_bind_int64(st, 3, limit > 0 ? limit : 100);
-	r = 0;
-	while (r == 0 && (rc = kl_db_step(st)) == 1) {
-		kl_audit_entry e = {
-			.seq = kl_db_column_int64(st, 0),
-			.time_ms = kl_db_column_int64(st, 1),
-			.actor = kl_db_column_text(st, 2),
-			.action = kl_db_column_text(st, 3),
-			.detail = kl_db_column_text(st, 4),
-		};
-		n++;
-		r = fn(ctx, &e);
-	}
-	if (r == 0 && rc < 0)
-		r = kl_error_wrap("audit of device %s", serial);
+	snprintf(what, sizeof(what), "audit of device %s", serial);
+	r = each_entry(st, fn, ctx, what);
 	kl_db_stmt_free(st);
-	return r < 0 ? r : n;
+	return r;
 }
 
 /* Checks that the head row records the chain's last entry; fills rep
