@@ -261,26 +261,6 @@ static int via_station(const char *home, const char *tenant, const char *wo, lon
 	return 1;
 }
 
-static int ensure_order(kl_registry *reg, const char *tenant, const char *wo, bool set_quota,
-                        int64_t quota, const char *actor)
-{
-	kl_registry_tenant t;
-	kl_registry_work_order w;
-	int r;
-
-	r = kl_registry_tenant_get(reg, tenant, &t);
-	if (r == -KL_E_NOTFOUND)
-		r = kl_registry_tenant_add(reg, tenant, actor);
-	if (r < 0)
-		return r;
-	r = kl_registry_work_order_get(reg, tenant, wo, &w);
-	if (r == -KL_E_NOTFOUND)
-		return kl_registry_work_order_add(reg, tenant, wo, set_quota ? quota : -1, actor);
-	if (r == 0 && set_quota && w.quota != quota)
-		r = kl_registry_work_order_set_quota(reg, tenant, wo, quota, actor);
-	return r;
-}
-
 int kl_cmd_preregister(const char *home_dir, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -351,7 +331,8 @@ int kl_cmd_preregister(const char *home_dir, int argc, char **argv)
 	/* One transaction: a bad file leaves no new tenant or work order behind. */
 	r = kl_store_begin(c.store);
 	if (r == 0) {
-		r = ensure_order(c.reg, tenant, wo, set_quota, quota, actor);
+		r = kl_registry_ensure_work_order(c.reg, tenant, wo, set_quota ? quota : -1,
+		                                  set_quota, actor);
 		if (r >= 0)
 			r = kl_registry_import_file(c.reg, tenant, wo, file, actor, &count);
 		if (r < 0)

@@ -192,23 +192,6 @@ static int entries_add(kl_rpc_call *call, struct entries *es, size_t base, const
 }
 
 /* The tenant and the work order, made when new (quota for a new order). */
-static int ensure_order(kl_registry *reg, const char *tenant, const char *wo, int64_t quota,
-                        const char *actor)
-{
-	kl_registry_tenant t;
-	kl_registry_work_order w;
-	int r = kl_registry_tenant_get(reg, tenant, &t);
-
-	if (r == -KL_E_NOTFOUND)
-		r = kl_registry_tenant_add(reg, tenant, actor);
-	if (r < 0)
-		return r;
-	r = kl_registry_work_order_get(reg, tenant, wo, &w);
-	if (r == -KL_E_NOTFOUND)
-		r = kl_registry_work_order_add(reg, tenant, wo, quota, actor);
-	return r < 0 ? r : 0;
-}
-
 /* Pre-registers the entries in one transaction with the tenant and work
  * order, and answers with the counts. */
 static int apply(kl_rpc_call *call, const char *tenant, const char *wo, int64_t quota,
@@ -229,7 +212,7 @@ static int apply(kl_rpc_call *call, const char *tenant, const char *wo, int64_t 
 	st_lock_backend(s);
 	r = kl_store_begin(s->store);
 	if (r == 0) {
-		r = ensure_order(s->reg, tenant, wo, quota, actor);
+		r = kl_registry_ensure_work_order(s->reg, tenant, wo, quota, false, actor);
 		if (r == 0)
 			r = kl_registry_preregister_from(s->reg, tenant, wo, items, es->n, actor,
 			                                 source);

@@ -554,3 +554,22 @@ int kl_registry_work_order_set_quota(kl_registry *r, const char *tenant, const c
 		return rc;
 	return kl_reg_finish(r, set_quota(r, tenant ? tenant : "", name ? name : "", quota, actor));
 }
+
+int kl_registry_ensure_work_order(kl_registry *r, const char *tenant, const char *name,
+                                  int64_t quota, bool update_quota, const char *actor)
+{
+	kl_registry_tenant t;
+	kl_registry_work_order w;
+	int rc = kl_registry_tenant_get(r, tenant, &t);
+
+	if (rc == -KL_E_NOTFOUND)
+		rc = kl_registry_tenant_add(r, tenant, actor);
+	if (rc < 0)
+		return rc;
+	rc = kl_registry_work_order_get(r, tenant, name, &w);
+	if (rc == -KL_E_NOTFOUND)
+		rc = kl_registry_work_order_add(r, tenant, name, quota, actor);
+	else if (rc == 0 && update_quota && w.quota != quota)
+		rc = kl_registry_work_order_set_quota(r, tenant, name, quota, actor);
+	return rc < 0 ? rc : 0;
+}

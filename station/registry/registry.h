@@ -105,6 +105,13 @@ int kl_registry_work_order_get(kl_registry *r, const char *tenant, const char *n
 int kl_registry_work_order_set_quota(kl_registry *r, const char *tenant, const char *name,
                                      int64_t quota, const char *actor) KL_MUST_CHECK;
 
+/* The tenant and its work order, each added when missing. quota (-1: none)
+ * is the new work order's; with update_quota an existing order's quota is
+ * set to it too. Not a transaction of its own: run it in the caller's. */
+int kl_registry_ensure_work_order(kl_registry *r, const char *tenant, const char *name,
+                                  int64_t quota, bool update_quota,
+                                  const char *actor) KL_MUST_CHECK;
+
 /* Pre-registration. One entry per serial: the serial, and optionally the EK
  * hash the device maker expects (64 hex digits, NULL or "" when unknown).
  * line names the entry in errors (0: its position in the batch, from 1). */
