@@ -93,6 +93,20 @@ static int life_reply(kl_rpc_call *call, const kl_life_result *res)
 	return 0;
 }
 
+/* The answer of a revocation the lifecycle made (r its result); the CRL
+ * it published is read under the backend lock. */
+static int life_answer(kl_rpc_call *call, int r, const kl_life_result *res)
+{
+	kl_station *s = api_station(call);
+
+	if (r < 0)
+		return r;
+	st_lock_backend(s);
+	r = life_reply(call, res);
+	st_unlock_backend(s);
+	return r;
+}
+
 /* device.revoke and device.lost run on the backend worker
  * (st_api_defer): each signs and publishes the whole CRL. */
 static int revoke_call(kl_rpc_call *call)
@@ -123,12 +137,7 @@ static int revoke_call(kl_rpc_call *call)
 	}
 	/* The lifecycle takes the backend lock itself. */
 	r = kl_life_revoke_device(&s->lcfg, serial, reason, api_caller(call)->actor, &res);
-	if (r < 0)
-		return r;
-	st_lock_backend(s);
-	r = life_reply(call, &res);
-	st_unlock_backend(s);
-	return r;
+	return life_answer(call, r, &res);
 }
 
 static int m_revoke(kl_rpc_call *call)
@@ -148,12 +157,7 @@ static int lost_call(kl_rpc_call *call)
 		return -KL_E_UNAVAILABLE;
 	r = kl_life_lost(&s->lcfg, api_str_or(call, "serial", ""), reason, api_caller(call)->actor,
 	                 &res);
-	if (r < 0)
-		return r;
-	st_lock_backend(s);
-	r = life_reply(call, &res);
-	st_unlock_backend(s);
-	return r;
+	return life_answer(call, r, &res);
 }
 
 static int m_lost(kl_rpc_call *call)
