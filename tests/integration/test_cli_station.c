@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
+#include "json_test.h"
 #include "cli_test.h"
 
 static struct env e;
@@ -27,20 +28,6 @@ static json_object *out_json(void)
 		fail_msg("not JSON:\n%s", text);
 	free(text);
 	return o;
-}
-
-static json_object *jget(json_object *o, const char *key)
-{
-	json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
-}
-
-static const char *jstr(json_object *o, const char *key)
-{
-	json_object *v = jget(o, key);
-
-	return v && json_object_get_string(v) ? json_object_get_string(v) : "";
 }
 
 static int setup(void **state)

@@ -36,6 +36,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "json_test.h"
 #include "cli_test.h"
 #include "client.h"
 #include "kl_error.h"
@@ -76,55 +77,6 @@ static struct {
 } g;
 
 /* ---- small JSON helpers ---- */
-
-static json_object *jget(json_object *o, const char *key)
-{
-	json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
-}
-
-static const char *jstr(json_object *o, const char *key)
-{
-	json_object *v = jget(o, key);
-
-	return v && !json_object_is_type(v, json_type_null) ? json_object_get_string(v) : "";
-}
-
-static int64_t jint(json_object *o, const char *key)
-{
-	json_object *v = jget(o, key);
-
-	return v ? json_object_get_int64(v) : 0;
-}
-
-static bool jbool(json_object *o, const char *key)
-{
-	json_object *v = jget(o, key);
-
-	return v && json_object_get_boolean(v);
-}
-
-static const char *dump(json_object *o)
-{
-	return o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN) : "(null)";
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* ---- calls ---- */
 

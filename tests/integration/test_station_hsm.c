@@ -36,6 +36,7 @@
 
 #include <openssl/crypto.h>
 
+#include "json_test.h"
 #include "cli_test.h"
 #include "client.h"
 #include "home.h"
@@ -44,22 +45,6 @@
 #ifndef KL_P11_SHIM_PATH
 #error "KL_P11_SHIM_PATH must be defined by the build"
 #endif
-
-static const char *jstr(json_object *o, const char *key)
-{
-	json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) && json_object_get_string(v)
-	           ? json_object_get_string(v)
-	           : "";
-}
-
-static json_object *jget(json_object *o, const char *key)
-{
-	json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
-}
 
 static json_object *call(kl_client *c, const char *method, json_object *params)
 {

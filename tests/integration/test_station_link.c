@@ -25,6 +25,7 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
+#include "json_test.h"
 #include "cli_test.h"
 #include "client.h"
 #include "kl_error.h"
@@ -46,28 +47,6 @@ static struct {
 	pid_t daemon;
 	kl_client *c; /* subscribed to every event */
 } g;
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static const char *jstr(json_object *o, const char *key)
-{
-	json_object *v = NULL;
-
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
-}
-
-static int64_t jint(json_object *o, const char *key)
-{
-	json_object *v = NULL;
-
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
-}
 
 /* method with params as JSON text; fails the test unless it succeeds. */
 static json_object *call_ok(const char *method, const char *params)
