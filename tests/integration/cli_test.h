@@ -11,9 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "floor.h"
@@ -67,6 +71,54 @@ static inline int keyline(struct env *e, ...)
 	argv[n] = NULL;
 	snprintf(env_err, sizeof(env_err), "KL_ERR=%s", e->err);
 	return kl_floor_run(e->floor, e->out, extra, argv);
+}
+
+/* Starts `keyline --home HOME station` as a child that dies with the test,
+ * its stdout and stderr in log. Returns its pid. */
+static inline pid_t station_spawn(const char *home, const char *log)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(KEYLINE_BIN, KEYLINE_BIN, "--home", home, "station", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Waits until the station pid accepts a connection on sock, or fails the
+ * test with its log when it exits first or does not serve within 120 s (a
+ * bound against hanging, not a timing). */
+static inline void station_wait_serving(pid_t pid, const char *sock, const char *log)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct timespec step = { 0, 100 * 1000000L };
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+	for (int i = 0; i < 1200; i++) {
+		int st, fd;
+
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			fail_msg("keyline station exited (status 0x%x) before serving:\n%s", st,
+			         slurp(log));
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+			close(fd);
+			return;
+		}
+		if (fd >= 0)
+			close(fd);
+		nanosleep(&step, NULL);
+	}
+	fail_msg("keyline station did not serve %s:\n%s", sock, slurp(log));
 }
 
 /* Fails the test unless the file holds needle. */

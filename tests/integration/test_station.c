@@ -511,25 +511,6 @@ static char *station_conf(const char *base, bool slots, bool roles)
 }
 
 /* `keyline --home HOME station` as a child, its output in err. */
-static pid_t station_spawn(const char *err)
-{
-	pid_t pid = fork();
-
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execl(KEYLINE_BIN, KEYLINE_BIN, "--home", g.e.home, "station", (char *)NULL);
-		_exit(127);
-	}
-	return pid;
-}
-
 /* The exit status of child pid once it exits (-2: killed by a signal), or
  * -1 when it still runs after ms (a bound against hanging). */
 static int wait_exit(pid_t pid, int64_t ms)
@@ -548,26 +529,10 @@ static int wait_exit(pid_t pid, int64_t ms)
 /* Starts `keyline --home HOME station` as a child and connects g.c. */
 static void daemon_start(void)
 {
-	int64_t deadline = mono_ms() + 120000;
-	pid_t pid;
-
-	pid = station_spawn(g.daemon_err);
-	g.daemon = pid;
-	while (mono_ms() < deadline) {
-		int st;
-
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			char *err = slurp(g.daemon_err);
-
-			g.daemon = 0;
-			fail_msg("keyline station exited (status 0x%x) before serving:\n%s", st,
-			         err);
-		}
-		if (kl_client_connect(g.sock, &g.c) == 0)
-			return;
-		sleep_ms(100);
-	}
-	fail_msg("keyline station did not serve %s", g.sock);
+	g.daemon = station_spawn(g.e.home, g.daemon_err);
+	station_wait_serving(g.daemon, g.sock, g.daemon_err);
+	if (kl_client_connect(g.sock, &g.c) < 0)
+		fail_msg("connect %s: %s", g.sock, kl_error_detail());
 }
 
 /* SIGTERM; returns the exit status (-1: had to be killed). */
@@ -764,7 +729,7 @@ static void test_socket_not_a_socket(void **state)
 	assert_non_null(f);
 	fputs("not a socket\n", f);
 	fclose(f);
-	pid = station_spawn(err);
+	pid = station_spawn(g.e.home, err);
 	rc = wait_exit(pid, 120000);
 	if (rc == -1) {
 		kill(pid, SIGTERM);
@@ -784,7 +749,7 @@ static void test_socket_not_a_socket(void **state)
 	/* A symbolic link (to a file that is not there) is not a socket either. */
 	path_in(target, sizeof(target), "elsewhere");
 	assert_int_equal(symlink(target, g.sock), 0);
-	pid = station_spawn(err);
+	pid = station_spawn(g.e.home, err);
 	rc = wait_exit(pid, 120000);
 	if (rc == -1) {
 		kill(pid, SIGTERM);
@@ -817,8 +782,8 @@ static void test_two_stations_at_once(void **state)
 		kl_client *c = NULL;
 		json_object *r;
 
-		pid[0] = station_spawn(err[0]);
-		pid[1] = station_spawn(err[1]);
+		pid[0] = station_spawn(g.e.home, err[0]);
+		pid[1] = station_spawn(g.e.home, err[1]);
 		/* Until one has exited and the other answers. */
 		while (mono_ms() < deadline) {
 			for (int i = 0; i < 2; i++) {
@@ -860,7 +825,7 @@ static void test_two_stations_at_once(void **state)
 		{
 			int64_t until = mono_ms() + 120000;
 
-			pid[0] = station_spawn(err[0]);
+			pid[0] = station_spawn(g.e.home, err[0]);
 			c = NULL;
 			while (kl_client_connect(g.sock, &c) < 0 && mono_ms() < until)
 				sleep_ms(50);

@@ -142,34 +142,11 @@ static void wait_stalled(unsigned n)
 
 static void daemon_start(void)
 {
-	int64_t until = mono_ms() + 120000;
-	pid_t pid = fork();
-
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int fd = open(g.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execl(KEYLINE_BIN, KEYLINE_BIN, "--home", g.e.home, "station", (char *)NULL);
-		_exit(127);
-	}
-	g.daemon = pid;
-	while (mono_ms() < until) {
-		if (waitpid(pid, NULL, WNOHANG) == pid) {
-			g.daemon = 0;
-			fail_msg("keyline station exited before serving:\n%s", slurp(g.log));
-		}
-		if (kl_client_connect(g.sock, &g.c) == 0) {
-			json_object_put(call_ok("events.subscribe", NULL));
-			return;
-		}
-		usleep(100 * 1000);
-	}
-	fail_msg("keyline station did not serve %s", g.sock);
+	g.daemon = station_spawn(g.e.home, g.log);
+	station_wait_serving(g.daemon, g.sock, g.log);
+	if (kl_client_connect(g.sock, &g.c) < 0)
+		fail_msg("connect %s: %s", g.sock, kl_error_detail());
+	json_object_put(call_ok("events.subscribe", NULL));
 }
 
 static int group_setup(void **state)

@@ -127,39 +127,8 @@ static void fill_audit(void)
 
 static void daemon_start(void)
 {
-	int64_t deadline = mono_ms() + 120000;
-	kl_client *c;
-	pid_t pid = fork();
-
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int fd = open(g.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execl(KEYLINE_BIN, KEYLINE_BIN, "--home", g.e.home, "station", (char *)NULL);
-		_exit(127);
-	}
-	g.daemon = pid;
-	while (mono_ms() < deadline) {
-		int st;
-
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			char *log = slurp(g.log);
-
-			g.daemon = 0;
-			fail_msg("keyline station exited (0x%x) before serving:\n%s", st, log);
-		}
-		if (kl_client_connect(g.sock, &c) == 0) {
-			kl_client_free(c);
-			return;
-		}
-		sleep_ms(100);
-	}
-	fail_msg("keyline station did not serve %s", g.sock);
+	g.daemon = station_spawn(g.e.home, g.log);
+	station_wait_serving(g.daemon, g.sock, g.log);
 }
 
 /* SIGTERM; the exit status (-1: it had to be killed). */
