@@ -121,6 +121,27 @@ static inline void station_wait_serving(pid_t pid, const char *sock, const char 
 	fail_msg("keyline station did not serve %s:\n%s", sock, slurp(log));
 }
 
+/* Sends SIGTERM to the station pid and returns its exit status, or -1 when
+ * a signal ended it or it had to be killed after wait_ms (a bound against
+ * hanging). */
+static inline int station_stop(pid_t pid, int wait_ms)
+{
+	struct timespec step = { 0, 50 * 1000000L };
+	int st;
+
+	if (pid <= 0)
+		return -1;
+	kill(pid, SIGTERM);
+	for (int waited = 0; waited < wait_ms; waited += 50) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		nanosleep(&step, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
 /* Fails the test unless the file holds needle. */
 static inline void assert_in(const char *path, const char *needle)
 {

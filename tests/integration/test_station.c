@@ -538,25 +538,13 @@ static void daemon_start(void)
 /* SIGTERM; returns the exit status (-1: had to be killed). */
 static int daemon_stop(void)
 {
-	int64_t deadline = mono_ms() + 60000;
-	int st;
+	int r;
 
 	kl_client_free(g.c);
 	g.c = NULL;
-	if (g.daemon <= 0)
-		return -1;
-	kill(g.daemon, SIGTERM);
-	while (mono_ms() < deadline) {
-		if (waitpid(g.daemon, &st, WNOHANG) == g.daemon) {
-			g.daemon = 0;
-			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-		}
-		sleep_ms(50);
-	}
-	kill(g.daemon, SIGKILL);
-	waitpid(g.daemon, &st, 0);
+	r = station_stop(g.daemon, 60000);
 	g.daemon = 0;
-	return -1;
+	return r;
 }
 
 /* ---- setup ---- */

@@ -134,23 +134,10 @@ static void daemon_start(void)
 /* SIGTERM; the exit status (-1: it had to be killed). */
 static int daemon_stop(void)
 {
-	int64_t deadline = mono_ms() + LONG_WAIT_MS;
-	int st;
+	int r = station_stop(g.daemon, LONG_WAIT_MS);
 
-	if (g.daemon <= 0)
-		return -1;
-	kill(g.daemon, SIGTERM);
-	while (mono_ms() < deadline) {
-		if (waitpid(g.daemon, &st, WNOHANG) == g.daemon) {
-			g.daemon = 0;
-			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-		}
-		sleep_ms(50);
-	}
-	kill(g.daemon, SIGKILL);
-	waitpid(g.daemon, &st, 0);
 	g.daemon = 0;
-	return -1;
+	return r;
 }
 
 static int group_setup(void **state)
