@@ -17,6 +17,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "evidence_test.h"
 #include "ca.h"
 #include "ceremony.h"
 #include "engine.h"
@@ -209,50 +210,6 @@ static void check_dut(kl_dut *d, const char *serial)
 	const char *check[] = { "openssl",    "dgst", "-sha256", "-verify", pub,
 		                "-signature", sig,    msg,       NULL };
 	assert_int_equal(kl_floor_run(g.floor, NULL, NULL, check), 0);
-}
-
-/* The newest evidence record of a device, parsed. */
-static int newest_evidence(void *ctx, const char *json, int64_t created)
-{
-	json_object **o = ctx;
-
-	(void)created;
-	json_object_put(*o);
-	*o = json_tokener_parse(json);
-	return 0;
-}
-
-static const char *ev_str(json_object *o, const char *key)
-{
-	json_object *v = NULL;
-
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		fail_msg("evidence: no string \"%s\" in %s", key, json_object_to_json_string(o));
-	return json_object_get_string(v);
-}
-
-static json_object *ev_obj(json_object *o, const char *key)
-{
-	json_object *v = NULL;
-
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_object))
-		fail_msg("evidence: no object \"%s\" in %s", key, json_object_to_json_string(o));
-	return v;
-}
-
-/* A hex member of n bytes (n 0: any even length but empty); returns the
- * byte count. */
-static size_t ev_hex(json_object *o, const char *key, size_t n, unsigned char *out)
-{
-	const char *h = ev_str(o, key);
-	size_t len = strlen(h);
-	unsigned char buf[4096];
-
-	assert_true(len > 0 && len % 2 == 0 && len / 2 <= sizeof(buf));
-	if (n)
-		assert_int_equal(len, 2 * n);
-	assert_int_equal(kl_hex_decode(h, len / 2, out ? out : buf), 0);
-	return len / 2;
 }
 
 /* The evidence of a provisioned device (docs/provisioning.md), member by

@@ -21,6 +21,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "evidence_test.h"
 #include "ca.h"
 #include "ceremony.h"
 #include "engine.h"
@@ -413,65 +414,6 @@ static void serial_of(X509 *x, char out[48])
 	assert_int_equal(kl_serial_hex(X509_get0_serialNumber(x), out, 48), 0);
 }
 
-/* provision -> renew -> renew -> decommission on one DUT. */
-/* The newest evidence record of a device, parsed. */
-static int newest_evidence(void *ctx, const char *json, int64_t created)
-{
-	json_object **o = ctx;
-
-	(void)created;
-	json_object_put(*o);
-	*o = json_tokener_parse(json);
-	return 0;
-}
-
-static const char *ev_str(json_object *o, const char *key)
-{
-	json_object *v = NULL;
-
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		fail_msg("evidence: no string \"%s\" in %s", key, json_object_to_json_string(o));
-	return json_object_get_string(v);
-}
-
-static json_object *ev_obj(json_object *o, const char *key)
-{
-	json_object *v = NULL;
-
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_object))
-		fail_msg("evidence: no object \"%s\" in %s", key, json_object_to_json_string(o));
-	return v;
-}
-
-/* A hex member of n bytes (0: any, not empty). */
-static void ev_hex(json_object *o, const char *key, size_t n)
-{
-	const char *h = ev_str(o, key);
-	size_t len = strlen(h);
-	unsigned char buf[4096];
-
-	assert_true(len > 0 && len % 2 == 0 && len / 2 <= sizeof(buf));
-	if (n)
-		assert_int_equal(len, 2 * n);
-	assert_int_equal(kl_hex_decode(h, len / 2, buf), 0);
-}
-
-/* The members of o in order. */
-static void ev_keys(json_object *o, const char *const *keys, size_t n)
-{
-	size_t i = 0;
-
-	json_object_object_foreach(o, key, val)
-	{
-		(void)val;
-		if (i >= n || strcmp(key, keys[i]) != 0)
-			fail_msg("evidence: member %zu is \"%s\": %s", i, key,
-			         json_object_to_json_string(o));
-		i++;
-	}
-	assert_int_equal(i, n);
-}
-
 /* The renewal's evidence record (docs/lifecycle.md). */
 static void check_renew_evidence(const char *serial, const kl_life_result *res)
 {
@@ -491,17 +433,17 @@ static void check_renew_evidence(const char *serial, const kl_life_result *res)
 	assert_string_equal(ev_str(ev, "serial"), serial);
 	o = ev_obj(ev, "identity_proof");
 	assert_string_equal(ev_str(o, "method"), "idevid-signature");
-	ev_hex(o, "nonce", 32);
-	ev_hex(o, "signature", 0);
+	ev_hex(o, "nonce", 32, NULL);
+	ev_hex(o, "signature", 0, NULL);
 	o = ev_obj(ev, "certify");
 	ev_keys(o, certify, sizeof(certify) / sizeof(certify[0]));
-	ev_hex(o, "unique", 0);
-	ev_hex(o, "nonce", 32);
-	ev_hex(o, "attest", 0);
-	ev_hex(o, "signature", 0);
+	ev_hex(o, "unique", 0, NULL);
+	ev_hex(o, "nonce", 32, NULL);
+	ev_hex(o, "attest", 0, NULL);
+	ev_hex(o, "signature", 0, NULL);
 	o = ev_obj(ev, "proof_of_possession");
-	ev_hex(o, "nonce", 32);
-	ev_hex(o, "signature", 0);
+	ev_hex(o, "nonce", 32, NULL);
+	ev_hex(o, "signature", 0, NULL);
 	assert_string_equal(ev_str(ev, "certificate"), res->new_serial);
 	o = ev_obj(ev, "handles");
 	ev_keys(o, handles, sizeof(handles) / sizeof(handles[0]));
@@ -512,6 +454,7 @@ static void check_renew_evidence(const char *serial, const kl_life_result *res)
 	json_object_put(ev);
 }
 
+/* provision -> renew -> renew -> decommission on one DUT. */
 static void test_renew_then_decommission(void **state)
 {
 	kl_life_result res;
