@@ -129,30 +129,10 @@ static void write_file(const char *path, const void *p, size_t n)
 	assert_int_equal(fclose(f), 0);
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-	unsigned char *buf = NULL;
-	struct stat st;
-	FILE *f = fopen(path, "rbe");
-
-	if (!f)
-		return NULL;
-	if (fstat(fileno(f), &st) == 0) {
-		buf = malloc((size_t)st.st_size + 1);
-		if (buf && fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-			free(buf);
-			buf = NULL;
-		}
-		*len = (size_t)st.st_size;
-	}
-	fclose(f);
-	return buf;
-}
-
 static void copy_file(const char *from, const char *to)
 {
 	size_t len = 0;
-	unsigned char *d = slurp(from, &len);
+	unsigned char *d = kl_floor_read_file(from, &len);
 
 	assert_non_null(d);
 	write_file(to, d, len);
@@ -517,7 +497,7 @@ static kl_credential *tpm_make(kl_ek_type type, EVP_PKEY *ek, const kl_secret *s
 	};
 	if (kl_dut_tool(fx.floor, fx.duts[0], NULL, argv) != 0)
 		fail_msg("tpm2_makecredential on %s failed", fx.duts[0]->name);
-	d = slurp(out, &len);
+	d = kl_floor_read_file(out, &len);
 	assert_non_null(d);
 	assert_true(len > 12);
 	assert_memory_equal(d, header, sizeof(header));

@@ -93,26 +93,6 @@ static void assert_transients(kl_tpm *t, size_t want)
 	assert_int_equal(n, want);
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-	unsigned char *buf = NULL;
-	struct stat st;
-	FILE *f = fopen(path, "rbe");
-
-	if (!f)
-		return NULL;
-	if (fstat(fileno(f), &st) == 0) {
-		buf = malloc((size_t)st.st_size + 1);
-		if (buf && fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-			free(buf);
-			buf = NULL;
-		}
-		*len = (size_t)st.st_size;
-	}
-	fclose(f);
-	return buf;
-}
-
 static void floor_path(char *buf, size_t size, const char *file)
 {
 	int n = snprintf(buf, size, "%s/%s", kl_floor_dir(fx.floor), file);
@@ -134,7 +114,7 @@ static void assert_nothing_left_outside(const kl_dut *d)
 		floor_path(out, sizeof(out), "getcap.txt");
 		const char *argv[] = { "tpm2_getcap", what[i], NULL };
 		assert_int_equal(kl_dut_tool(fx.floor, d, out, argv), 0);
-		text = slurp(out, &len);
+		text = kl_floor_read_file(out, &len);
 		assert_non_null(text);
 		if (len != 0)
 			fail_msg("%s: %s: %.*s", d->name, what[i], (int)len, text);
@@ -412,7 +392,7 @@ static kl_credential *tools_make(kl_ek_type type, EVP_PKEY *ek, const kl_secret 
 		               NULL };
 	assert_int_equal(kl_floor_run(fx.floor, "/dev/null", NULL, argv), 0);
 	(void)unlink(sec);
-	d = slurp(out, &len);
+	d = kl_floor_read_file(out, &len);
 	assert_non_null(d);
 	assert_true(len > 12);
 	assert_memory_equal(d, header, sizeof(header));

@@ -85,27 +85,6 @@ static kl_tpm *open_dut(const kl_dut *d)
 	return t;
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-	unsigned char *buf = NULL;
-	struct stat st;
-	FILE *f;
-
-	f = fopen(path, "rbe");
-	if (!f)
-		return NULL;
-	if (fstat(fileno(f), &st) == 0) {
-		buf = malloc((size_t)st.st_size + 1);
-		if (buf && fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-			free(buf);
-			buf = NULL;
-		}
-		*len = (size_t)st.st_size;
-	}
-	fclose(f);
-	return buf;
-}
-
 static void path_for(char *buf, size_t size, const kl_dut *d, kl_ek_type type, const char *ext)
 {
 	int n = snprintf(buf, size, "%s/ek-%s-%s.%s", kl_floor_dir(fx.floor), d->name,
@@ -173,7 +152,7 @@ static void assert_no_transients_outside(const kl_dut *d)
 	assert_true(n > 0 && (size_t)n < sizeof(out));
 	const char *getcap[] = { "tpm2_getcap", "handles-transient", NULL };
 	assert_int_equal(kl_dut_tool(fx.floor, d, out, getcap), 0);
-	text = slurp(out, &len);
+	text = kl_floor_read_file(out, &len);
 	assert_non_null(text);
 	if (len != 0)
 		fail_msg("%s: transient objects left: %.*s", d->name, (int)len, text);
@@ -255,7 +234,7 @@ static void test_ek_certs_match(void **state)
 			snprintf(index, sizeof(index), "0x%08x", kl_ek_type_nv_index(type));
 			const char *nvread[] = { "tpm2_nvread", index, "-o", bin, NULL };
 			assert_int_equal(kl_dut_tool(fx.floor, d, "/dev/null", nvread), 0);
-			outside = slurp(bin, &outside_len);
+			outside = kl_floor_read_file(bin, &outside_len);
 			assert_non_null(outside);
 			assert_int_equal(outside_len, len[k]);
 			assert_memory_equal(outside, der[k], len[k]);

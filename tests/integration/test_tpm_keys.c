@@ -96,28 +96,6 @@ static void assert_transients(kl_tpm *t, size_t want)
 	assert_int_equal(n, want);
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-	unsigned char *buf = NULL;
-	struct stat st;
-	FILE *f = fopen(path, "rbe");
-
-	if (!f)
-		return NULL;
-	if (fstat(fileno(f), &st) == 0) {
-		buf = malloc((size_t)st.st_size + 1);
-		if (buf && fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-			free(buf);
-			buf = NULL;
-		}
-		if (buf)
-			buf[st.st_size] = 0;
-		*len = (size_t)st.st_size;
-	}
-	fclose(f);
-	return buf;
-}
-
 static void floor_path(char *buf, size_t size, const char *file)
 {
 	int n = snprintf(buf, size, "%s/%s", kl_floor_dir(fx.floor), file);
@@ -137,7 +115,7 @@ static char *tool(const char *const argv[], size_t *len)
 	unlink(out);
 	if (kl_dut_tool(fx.floor, fx.duts[0], out, argv) != 0)
 		return NULL;
-	char *text = (char *)slurp(out, &n);
+	char *text = (char *)kl_floor_read_file(out, &n);
 	assert_non_null(text);
 	if (len)
 		*len = n;
@@ -456,7 +434,7 @@ static void test_persist(void **state)
 			fail_msg("readpublic IAK: %s", text ? text : "(failed)");
 		free(text);
 		/* -o writes a TPM2B_PUBLIC: our check on the TPMT_PUBLIC in it */
-		pub = slurp(pub_path, &len);
+		pub = kl_floor_read_file(pub_path, &len);
 		assert_non_null(pub);
 		assert_true(len > 2);
 		assert_int_equal(kl_attest_check_public(pub + 2, len - 2, KL_ATTEST_KEY_IAK, &v),
