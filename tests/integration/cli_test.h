@@ -34,6 +34,17 @@ struct env {
 	char err[PATH_MAX];
 };
 
+/* Points e's paths into the floor f: its directory, HOME, and the files
+ * that keyline() captures stdout and stderr in. */
+static inline void env_paths(struct env *e, kl_floor *f)
+{
+	e->floor = f;
+	snprintf(e->dir, sizeof(e->dir), "%s", kl_floor_dir(f));
+	snprintf(e->home, sizeof(e->home), "%s/home", e->dir);
+	snprintf(e->out, sizeof(e->out), "%s/out.txt", e->dir);
+	snprintf(e->err, sizeof(e->err), "%s/err.txt", e->dir);
+}
+
 /* A whole file as a string ("" when it cannot be read); free() it. */
 static inline char *slurp(const char *path)
 {

@@ -184,10 +184,7 @@ static int group_setup(void **state)
 	(void)state;
 	if (kl_floor_new(&g.e.floor) < 0 || kl_floor_vendor(g.e.floor, "Acme TPM", &g.acme) < 0)
 		return -1;
-	snprintf(g.e.dir, sizeof(g.e.dir), "%s", kl_floor_dir(g.e.floor));
-	snprintf(g.e.home, sizeof(g.e.home), "%s/home", g.e.dir);
-	snprintf(g.e.out, sizeof(g.e.out), "%s/out.txt", g.e.dir);
-	snprintf(g.e.err, sizeof(g.e.err), "%s/err.txt", g.e.dir);
+	env_paths(&g.e, g.e.floor);
 	snprintf(g.db, sizeof(g.db), "%s/registry.db", g.e.home);
 	if (keyline(&g.e, "ca", "init", NULL) != 0) {
 		char *err = slurp(g.e.err);

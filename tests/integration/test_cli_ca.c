@@ -28,10 +28,7 @@ static int setup(void **state)
 	struct env *e = calloc(1, sizeof(*e));
 
 	assert_int_equal(kl_floor_new(&e->floor), 0);
-	snprintf(e->dir, sizeof(e->dir), "%s", kl_floor_dir(e->floor));
-	snprintf(e->home, sizeof(e->home), "%s/home", e->dir);
-	snprintf(e->out, sizeof(e->out), "%s/out.txt", e->dir);
-	snprintf(e->err, sizeof(e->err), "%s/err.txt", e->dir);
+	env_paths(e, e->floor);
 	if (keyline(e, "ca", "init", "--org", "Test Org", "--country", "DE", "--crl-url",
 	            "http://pki.test/issuing.crl", NULL) != 0)
 		fail_msg("ca init failed: %s", slurp(e->err));

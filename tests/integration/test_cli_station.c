@@ -35,10 +35,7 @@ static int setup(void **state)
 	(void)state;
 	if (kl_floor_new(&e.floor) < 0)
 		return -1;
-	snprintf(e.dir, sizeof(e.dir), "%s", kl_floor_dir(e.floor));
-	snprintf(e.home, sizeof(e.home), "%s/home", e.dir);
-	snprintf(e.out, sizeof(e.out), "%s/out", e.dir);
-	snprintf(e.err, sizeof(e.err), "%s/err", e.dir);
+	env_paths(&e, e.floor);
 	/* slot-01, 02: provisioned DEMO-0001, 0002; slot-03: the forged DUT;
 	 * slot-04..06: factory-new DUTs for DEMO-0004..0006. */
 	demo = demo_line_start(&e, 2, 3, NULL);

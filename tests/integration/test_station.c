@@ -562,10 +562,7 @@ static int group_setup(void **state)
 	for (int i = 0; i < NDUTS; i++)
 		if (kl_dut_start(g.e.floor, g.duts[i]) < 0)
 			return -1;
-	snprintf(g.e.dir, sizeof(g.e.dir), "%s", kl_floor_dir(g.e.floor));
-	snprintf(g.e.home, sizeof(g.e.home), "%s/home", g.e.dir);
-	snprintf(g.e.out, sizeof(g.e.out), "%s/out.txt", g.e.dir);
-	snprintf(g.e.err, sizeof(g.e.err), "%s/err.txt", g.e.dir);
+	env_paths(&g.e, g.e.floor);
 	snprintf(g.daemon_err, sizeof(g.daemon_err), "%s/station.log", g.e.dir);
 	snprintf(g.conf, sizeof(g.conf), "%s/keyline.conf", g.e.home);
 	snprintf(g.crl, sizeof(g.crl), "%s/crl/issuing.crl", g.e.home);

@@ -90,10 +90,7 @@ static void test_hsm_lost_mid_issuance(void **state)
 
 	(void)state;
 	assert_int_equal(kl_floor_new(&e.floor), 0);
-	snprintf(e.dir, sizeof(e.dir), "%s", kl_floor_dir(e.floor));
-	snprintf(e.home, sizeof(e.home), "%s/home", e.dir);
-	snprintf(e.out, sizeof(e.out), "%s/out", e.dir);
-	snprintf(e.err, sizeof(e.err), "%s/err", e.dir);
+	env_paths(&e, e.floor);
 	assert_int_equal(keyline(&e, "ca", "init", "--org", "HSM loss", NULL), 0);
 	snprintf(conf, sizeof(conf), "%s/keyline.conf", e.home);
 	use_shim(conf);
@@ -244,10 +241,7 @@ static void test_refused_dut_no_ca_signature(void **state)
 
 	(void)state;
 	assert_int_equal(kl_floor_new(&e.floor), 0);
-	snprintf(e.dir, sizeof(e.dir), "%s", kl_floor_dir(e.floor));
-	snprintf(e.home, sizeof(e.home), "%s/home", e.dir);
-	snprintf(e.out, sizeof(e.out), "%s/out", e.dir);
-	snprintf(e.err, sizeof(e.err), "%s/err", e.dir);
+	env_paths(&e, e.floor);
 	assert_int_equal(keyline(&e, "ca", "init", "--org", "HSM probe", NULL), 0);
 	snprintf(conf, sizeof(conf), "%s/keyline.conf", e.home);
 	use_shim(conf);
@@ -302,10 +296,7 @@ static void test_env_pin_reconnect(void **state)
 
 	(void)state;
 	assert_int_equal(kl_floor_new(&e.floor), 0);
-	snprintf(e.dir, sizeof(e.dir), "%s", kl_floor_dir(e.floor));
-	snprintf(e.home, sizeof(e.home), "%s/home", e.dir);
-	snprintf(e.out, sizeof(e.out), "%s/out", e.dir);
-	snprintf(e.err, sizeof(e.err), "%s/err", e.dir);
+	env_paths(&e, e.floor);
 	assert_int_equal(keyline(&e, "ca", "init", "--org", "env PIN", NULL), 0);
 	snprintf(conf, sizeof(conf), "%s/keyline.conf", e.home);
 	snprintf(pin_file, sizeof(pin_file), "%s/secrets/keyline-ca.pin", e.home);

@@ -171,10 +171,7 @@ static int group_setup(void **state)
 	kl_mitm_rule probe_stall = { .command_code = CC_GETCAP, .action = KL_MITM_STALL };
 	if (kl_mitm_start(g.duts[N_HEALTHY + 1], &probe_stall, 1, &g.probe_mitm) < 0)
 		return -1;
-	snprintf(g.e.dir, sizeof(g.e.dir), "%s", kl_floor_dir(g.e.floor));
-	snprintf(g.e.home, sizeof(g.e.home), "%s/home", g.e.dir);
-	snprintf(g.e.out, sizeof(g.e.out), "%s/out.txt", g.e.dir);
-	snprintf(g.e.err, sizeof(g.e.err), "%s/err.txt", g.e.dir);
+	env_paths(&g.e, g.e.floor);
 	snprintf(g.log, sizeof(g.log), "%s/station.log", g.e.dir);
 	snprintf(g.sock, sizeof(g.sock), "%s/station.sock", g.e.dir);
 	if (keyline(&g.e, "ca", "init", NULL) != 0)
