@@ -217,19 +217,12 @@ static void check_dut(kl_dut *d, const char *serial)
 static void check_evidence(const char *serial, kl_ek_type type, const kl_job_result *res,
                            const kl_registry_device *dev)
 {
-	static const char *const order[] = { "serial",
-		                             "tpm",
-		                             "ek",
-		                             "entropy_bytes",
-		                             "activation",
-		                             "certify",
-		                             "proof_of_possession",
-		                             "certificates",
-		                             "handles",
-		                             "timings_ms",
-		                             "station",
-		                             "operator",
-		                             "trust_bundle" };
+	static const char *const order[] = {
+		"serial",       "tpm",          "ek",         "entropy_bytes",
+		"activation",   "iak_creation", "certify",    "proof_of_possession",
+		"certificates", "handles",      "timings_ms", "station",
+		"operator",     "trust_bundle"
+	};
 	json_object *ev = NULL, *o, *v;
 	unsigned char der[4096];
 	const unsigned char *q = der;
@@ -268,10 +261,35 @@ static void check_evidence(const char *serial, kl_ek_type type, const kl_job_res
 	assert_true(json_object_object_get_ex(ev, "entropy_bytes", &v));
 	assert_int_equal(json_object_get_int(v), 64);
 	assert_string_equal(ev_str(ev, "activation"), "ok");
-	o = ev_obj(ev, "certify");
-	ev_hex(o, "nonce", 32, NULL);
-	ev_hex(o, "attest", 0, NULL);
-	ev_hex(o, "signature", 0, NULL);
+	/* the station's attestation key certified the IAK's creation, and the
+	 * IAK the IDevID's: TPMS_ATTEST of type TPM_ST_ATTEST_CREATION, over
+	 * the creation data of an endorsement primary */
+	for (int k = 0; k < 2; k++) {
+		static const unsigned char primary_cd[] = {
+			0x00, 0x00, 0x00, 0x00, 0x00, 0x20, 0xe3, 0xb0, 0xc4, 0x42, 0x98,
+			0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+			0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99,
+			0x1b, 0x78, 0x52, 0xb8, 0x55, 0x01, 0x00, 0x10, 0x00, 0x04, 0x40,
+			0x00, 0x00, 0x0b, 0x00, 0x04, 0x40, 0x00, 0x00, 0x0b, 0x00, 0x00,
+		};
+		unsigned char buf[1024];
+
+		o = ev_obj(ev, k == 0 ? "iak_creation" : "certify");
+		ev_hex(o, "nonce", 32, NULL);
+		n = ev_hex(o, "attest", 0, buf);
+		assert_true(n > 6);
+		assert_int_equal(buf[4], 0x80);
+		assert_int_equal(buf[5], 0x1a);
+		ev_hex(o, "signature", 0, NULL);
+		n = ev_hex(o, "creation_data", 0, buf);
+		assert_int_equal(n, sizeof(primary_cd));
+		assert_memory_equal(buf, primary_cd, n);
+		if (k == 0) {
+			/* the attestation key's public area: restricted signing */
+			n = ev_hex(o, "ak_public", 0, buf);
+			assert_true(n > 10);
+		}
+	}
 	o = ev_obj(ev, "proof_of_possession");
 	ev_hex(o, "nonce", 32, NULL);
 	ev_hex(o, "signature", 0, NULL);
@@ -567,9 +585,18 @@ static void test_lying_dut(void **state)
 	assert_int_equal(kl_registry_device_get(g.reg, "SN-7", &dev), 0);
 	assert_int_equal(dev.state, KL_DEVICE_PREREGISTERED);
 
-	/* One bit of the Certify response (0x148) flipped: the attestation no
-	 * longer verifies. */
-	kl_mitm_rule flip = { .command_code = 0x00000148, .action = KL_MITM_FLIP, .offset = 40 };
+	/* One bit of step 8's CertifyCreation response (0x14a), the station's
+	 * attestation key over the IAK's creation, flipped: refused there. */
+	kl_mitm_rule flip8 = { .command_code = 0x0000014a, .action = KL_MITM_FLIP, .offset = 40 };
+	assert_int_equal(kl_mitm_start(g.good[5], &flip8, 1, &m), 0);
+	expect_refusal(kl_mitm_tcti(m), "SN-7", "iak_creation_bad_signature");
+	kl_mitm_stop(m);
+
+	/* One bit of step 9's, the IAK over the IDevID's creation, flipped:
+	 * the attestation no longer verifies. */
+	kl_mitm_rule flip = {
+		.command_code = 0x0000014a, .action = KL_MITM_FLIP, .offset = 40, .skip = 1
+	};
 	assert_int_equal(kl_mitm_start(g.good[5], &flip, 1, &m), 0);
 	kl_job_result res;
 	int64_t before = issued();
