@@ -17,6 +17,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "kl_cleanup.h"
 #include "evidence_test.h"
 #include "ca.h"
 #include "ceremony.h"
@@ -339,6 +340,121 @@ static void test_provision_each_ek_type(void **state)
 	}
 	kl_audit_report rep;
 	assert_int_equal(kl_store_audit_verify(g.store, &rep), 0);
+}
+
+/* The DER SubjectPublicKeyInfo of a PEM public key or certificate. */
+static unsigned char *spki_der(const char *pem, bool cert, size_t *len)
+{
+	char der[PATH_MAX];
+
+	snprintf(der, sizeof(der), "%s.spki", pem);
+	const char *from_cert[] = { "openssl",  "x509", "-in",  pem, "-noout", "-pubkey",
+		                    "-outform", "PEM",  "-out", der, NULL };
+	const char *from_key[] = { "openssl",  "pkey", "-pubin", "-in", pem,
+		                   "-outform", "DER",  "-out",   der,   NULL };
+	if (cert) {
+		char tmp[PATH_MAX];
+
+		snprintf(tmp, sizeof(tmp), "%s.pub.pem", pem);
+		from_cert[9] = tmp;
+		assert_int_equal(kl_floor_run(g.floor, NULL, NULL, from_cert), 0);
+		from_key[4] = tmp;
+		assert_int_equal(kl_floor_run(g.floor, NULL, NULL, from_key), 0);
+	} else {
+		assert_int_equal(kl_floor_run(g.floor, NULL, NULL, from_key), 0);
+	}
+	unsigned char *p = kl_floor_read_file(der, len);
+	assert_non_null(p);
+	return p;
+}
+
+/* Recreates an identity key on a provisioned DUT with tpm2-tools alone,
+ * from the DevID spec's template (TCG "TPM 2.0 Keys for Device Identity and
+ * Attestation" §7.3.1 unique string, §7.3.4 Tables 3 and 4 attributes and
+ * ECC P-256 parameters, §7.3.6.6 Table 19 policy, written out here on their
+ * own rather than taken from the station), and returns its DER public key. */
+static unsigned char *recreate(kl_dut *d, const char *unique, const char *attrs,
+                               const char *policy_hex, const char *name, size_t *len)
+{
+	char pol[PATH_MAX], ctx[PATH_MAX], pem[PATH_MAX], cmd[2048];
+	unsigned char bin[32];
+	FILE *f;
+
+	snprintf(pol, sizeof(pol), "%s/%s.policy", g.dir, name);
+	snprintf(ctx, sizeof(ctx), "%s/%s.ctx", g.dir, name);
+	snprintf(pem, sizeof(pem), "%s/%s.pem", g.dir, name);
+	for (size_t i = 0; i < sizeof(bin); i++)
+		assert_int_equal(sscanf(policy_hex + 2 * i, "%2hhx", &bin[i]), 1);
+	f = fopen(pol, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(bin, 1, sizeof(bin), f), sizeof(bin));
+	assert_int_equal(fclose(f), 0);
+	/* ECC: tpm2_createprimary splits the unique it reads on stdin into the
+	 * two coordinates, so the string goes in twice. swtpm has no resource
+	 * manager: the transient is flushed right away. */
+	snprintf(cmd, sizeof(cmd),
+	         "printf '%s%s' | tpm2_createprimary -C e -g sha256 -G ecc256:ecdsa-sha256:null "
+	         "-a '%s' -L '%s' -u - -c '%s' -f pem -o '%s' >/dev/null && "
+	         "tpm2_flushcontext -t",
+	         unique, unique, attrs, pol, ctx, pem);
+	const char *argv[] = { "sh", "-c", cmd, NULL };
+	assert_int_equal(kl_dut_tool(g.floor, d, NULL, argv), 0);
+	return spki_der(pem, false, len);
+}
+
+#define IAK_POLICY    "5437182326e414fca797d5f174615a1641f61255797c3a2b22c21d120b2d1e07"
+#define IDEVID_POLICY "ad6b3a2284fd698a0710bf5cc1b9bdf15e2532e3f601fa4b93a6a8fa8de579ea"
+#define IAK_ATTRS                                                                     \
+	"fixedtpm|fixedparent|sensitivedataorigin|userwithauth|adminwithpolicy|sign|" \
+	"restricted"
+#define IDEVID_ATTRS "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|adminwithpolicy|sign"
+
+/* Another verifier (a Keylime agent, say) recreates the IAK and the IDevID
+ * of a provisioned DUT from the spec's templates with tpm2-tools alone and
+ * gets the keys whose certificates Keyline engraved; with the template one
+ * bit or one letter off it gets other keys, so the comparison can fail. */
+static void test_tcg_templates_recreate(void **state)
+{
+	const struct {
+		const char *cert_nv, *unique, *attrs, *policy, *name;
+	} keys[2] = {
+		{ "0x01c90010", "IAK", IAK_ATTRS, IAK_POLICY, "iak-recreated" },
+		{ "0x01c90000", "IDEVID", IDEVID_ATTRS, IDEVID_POLICY, "idevid-recreated" },
+	};
+	size_t n_cert = 0, n_key = 0;
+
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		char der[PATH_MAX], pem[PATH_MAX];
+
+		snprintf(der, sizeof(der), "%s/recreate-cert-%d.der", g.dir, i);
+		snprintf(pem, sizeof(pem), "%s/recreate-cert-%d.pem", g.dir, i);
+		const char *nvread[] = {
+			"tpm2_nvread", keys[i].cert_nv, "-C", "o", "-o", der, NULL
+		};
+		assert_int_equal(kl_dut_tool(g.floor, g.good[0], "/dev/null", nvread), 0);
+		const char *conv[] = { "openssl", "x509", "-inform", "DER", "-in",
+			               der,       "-out", pem,       NULL };
+		assert_int_equal(kl_floor_run(g.floor, NULL, NULL, conv), 0);
+		_cleanup_(freep) unsigned char *cert_key = spki_der(pem, true, &n_cert);
+		_cleanup_(freep) unsigned char *key = recreate(
+		    g.good[0], keys[i].unique, keys[i].attrs, keys[i].policy, keys[i].name, &n_key);
+		if (n_key != n_cert || memcmp(key, cert_key, n_key) != 0)
+			fail_msg("%s: the key recreated from the DevID template is not the one "
+			         "certified",
+			         keys[i].name);
+	}
+	/* the controls: the old unique spelling, and no policy */
+	{
+		_cleanup_(freep) unsigned char *a = recreate(g.good[0], "IDevID", IDEVID_ATTRS,
+		                                             IDEVID_POLICY, "ctl-unique", &n_key);
+		_cleanup_(freep) unsigned char *b =
+		    recreate(g.good[0], "IDEVID", IDEVID_ATTRS, IAK_POLICY, "ctl-policy", &n_cert);
+		_cleanup_(freep) unsigned char *c =
+		    recreate(g.good[0], "IDEVID", IDEVID_ATTRS, IDEVID_POLICY, "ctl-same", &n_cert);
+		assert_false(n_key == n_cert && memcmp(a, c, n_key) == 0);
+		assert_false(memcmp(b, c, n_cert) == 0);
+	}
 }
 
 static void test_again_is_idempotent(void **state)
@@ -720,6 +836,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_provision_each_ek_type),
+		cmocka_unit_test(test_tcg_templates_recreate),
 		cmocka_unit_test(test_again_is_idempotent),
 		cmocka_unit_test(test_already_provisioned_is_checked),
 		cmocka_unit_test(test_refusals),

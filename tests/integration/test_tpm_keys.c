@@ -22,6 +22,8 @@
  *      password does not give it); tpm2_readpublic
  *      shows their attributes (its public area passes
  *      kl_attest_check_public); evicted, they are gone for tpm2_getcap too;
+ *      An IAK persisted with the templates from before the DevID spec's
+ *      still loads, marked legacy; one with a foreign policy does not;
  *   4. a certificate DER written to KL_TPM_NV_IDEVID_CERT in 64-byte chunks
  *      and write-locked: tpm2_nvread gives the same bytes, tpm2_nvreadpublic
  *      says writelocked, a second write (ours: -KL_E_EXISTS; tpm2_nvwrite)
@@ -635,6 +637,83 @@ static void test_nv_cert(void **state)
 	}
 }
 
+/* 3: an IAK engraved before the station used the DevID spec's templates
+ * (no adminWithPolicy, no policy) still loads, marked legacy, and passes the
+ * legacy profile only; a key with a policy that is neither is refused. */
+static void test_legacy_load(void **state)
+{
+	static const struct {
+		const char *attrs, *policy;
+		bool loads;
+	} cases[] = {
+		{ "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign|restricted", NULL,
+		  true },
+		{ "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|adminwithpolicy|sign|"
+		  "restricted",
+		  "zero", false },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char ctx[PATH_MAX], pol[PATH_MAX], cmd[1024];
+		kl_tpm_object *o = NULL;
+		kl_tpm *t;
+
+		floor_path(ctx, sizeof(ctx), "legacy.ctx");
+		floor_path(pol, sizeof(pol), "legacy.policy");
+		if (cases[i].policy) {
+			/* 32 zero bytes: a policy digest, but not Table 19's */
+			static const unsigned char zero[32];
+			FILE *f = fopen(pol, "wb");
+
+			assert_non_null(f);
+			assert_int_equal(fwrite(zero, 1, sizeof(zero), f), sizeof(zero));
+			assert_int_equal(fclose(f), 0);
+			snprintf(
+			    cmd, sizeof(cmd),
+			    "printf IAK | tpm2_createprimary -C e -g sha256 -G "
+			    "ecc256:ecdsa-sha256:null -a '%s' -L '%s' -u - -c '%s' >/dev/null && "
+			    "tpm2_evictcontrol -C o -c '%s' 0x81020001 >/dev/null && "
+			    "tpm2_flushcontext -t",
+			    cases[i].attrs, pol, ctx, ctx);
+		} else
+			snprintf(cmd, sizeof(cmd),
+			         "printf IAK | tpm2_createprimary -C e -g sha256 -G "
+			         "ecc256:ecdsa-sha256:null -a '%s' -u - -c '%s' >/dev/null && "
+			         "tpm2_evictcontrol -C o -c '%s' 0x81020001 >/dev/null && "
+			         "tpm2_flushcontext -t",
+			         cases[i].attrs, ctx, ctx);
+		const char *argv[] = { "sh", "-c", cmd, NULL };
+		assert_int_equal(kl_dut_tool(fx.floor, fx.duts[0], NULL, argv), 0);
+
+		t = open_dut();
+		if (cases[i].loads) {
+			unsigned char *area = NULL;
+			size_t len = 0;
+			kl_attest_verdict v;
+
+			if (kl_tpm_persistent_load(t, KL_TPM_HANDLE_IAK, KL_TPM_KEY_IAK_P256, &o) <
+			    0)
+				fail_msg("legacy IAK: %s", kl_error_detail());
+			assert_true(kl_tpm_object_is_legacy(o));
+			assert_int_equal(kl_tpm_object_public_area(o, &area, &len), 0);
+			assert_int_equal(
+			    kl_attest_check_public(area, len, KL_ATTEST_KEY_IAK_LEGACY, &v), 0);
+			assert_int_equal(kl_attest_check_public(area, len, KL_ATTEST_KEY_IAK, &v),
+			                 -KL_E_CRYPTO);
+			free(area);
+			kl_tpm_object_free(o);
+		} else {
+			assert_int_equal(
+			    kl_tpm_persistent_load(t, KL_TPM_HANDLE_IAK, KL_TPM_KEY_IAK_P256, &o),
+			    -KL_E_TPM);
+		}
+		assert_int_equal(kl_tpm_persistent_evict(t, KL_TPM_HANDLE_IAK), 0);
+		assert_transients(t, 0);
+		kl_tpm_free(t);
+	}
+}
+
 /* 5. */
 static void test_bad_args(void **state)
 {
@@ -678,9 +757,9 @@ static void test_bad_args(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_certify),  cmocka_unit_test(test_sign),
-		cmocka_unit_test(test_persist),  cmocka_unit_test(test_nv_cert),
-		cmocka_unit_test(test_bad_args),
+		cmocka_unit_test(test_certify),     cmocka_unit_test(test_sign),
+		cmocka_unit_test(test_persist),     cmocka_unit_test(test_nv_cert),
+		cmocka_unit_test(test_legacy_load), cmocka_unit_test(test_bad_args),
 	};
 
 	return cmocka_run_group_tests_name("tpm_keys", tests, group_setup, group_teardown);
