@@ -27,9 +27,9 @@ typedef enum kl_step {
 	KL_STEP_EK_MATCH,    /* 4: the TPM's EK is the certified key */
 	KL_STEP_GATES,       /* 5: registry gates, device -> provisioning */
 	KL_STEP_ENTROPY,     /* 6: HSM random into TPM2_StirRandom */
-	KL_STEP_KEYS,        /* 7: IAK and IDevID created in the TPM */
-	KL_STEP_ACTIVATE,    /* 8: credential activation (IAK with the EK's TPM) */
-	KL_STEP_CERTIFY,     /* 9: TPM2_Certify(IDevID by IAK), every field checked */
+	KL_STEP_KEYS,        /* 7: the IAK created in the TPM */
+	KL_STEP_ACTIVATE,    /* 8: credential activation, IAK creation certified */
+	KL_STEP_CERTIFY,     /* 9: the IDevID created, its creation certified by the IAK */
 	KL_STEP_POP,         /* 10: the IDevID signs a known-format message */
 	KL_STEP_ISSUE,       /* 11: IAK and IDevID certificates from the CA */
 	KL_STEP_ENGRAVE,     /* 12: keys persisted, certificates in locked NV */

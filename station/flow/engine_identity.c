@@ -1,6 +1,6 @@
 /* The DUT's identity keys through provisioning: none there yet (step 2),
- * the IAK and IDevID created (7), the IAK proven to live in the TPM that
- * owns the EK (8), the IDevID certified by it (9) and its possession proven
+ * the IAK created (7), the IAK proven to live in the TPM that owns the EK
+ * (8), the IDevID created and certified by it (9) and its possession proven
  * (10), both engraved with their certificates (12); and for a device
  * provisioned before, the check that it still holds that identity. See
  * engine_internal.h and docs/provisioning.md. */
@@ -20,7 +20,7 @@
 #include "identity_internal.h"
 #include "kl_error.h"
 #include "tpm_activate.h"
-#include "tpm_certify.h"
+#include "tpm_object.h"
 #include "tpm_nv.h"
 #include "tpm_persist.h"
 
@@ -28,16 +28,6 @@
  * the device serial and a fresh station nonce, so the signature can serve no
  * other purpose. */
 #define POP_LABEL "KEYLINE-POP-V1"
-
-/* "certify_bad_signature" from the attestation verdict "bad-signature". */
-static const char *attest_reason(const char *prefix, kl_attest_verdict v, char *buf, size_t size)
-{
-	snprintf(buf, size, "%s_%s", prefix, kl_attest_verdict_name(v));
-	for (char *p = buf; *p; p++)
-		if (*p == '-')
-			*p = '_';
-	return buf;
-}
 
 int kl_eng_factory_new(struct run *r)
 {
@@ -87,19 +77,22 @@ int kl_eng_clean_dut(struct run *r)
 	return 0;
 }
 
+/* Step 7: the IAK. The IDevID is made in step 9, once the station's
+ * attestation key of step 8 is gone: an IAK, that key and the EK fill the
+ * three object slots a small TPM has (swtpm's). */
 int kl_eng_keys(struct run *r)
 {
 	kl_eng_step_begin(r, KL_STEP_KEYS);
 	if (kl_tpm_object_create(r->tpm, NULL, KL_TPM_KEY_IAK_P256, &r->iak) < 0 ||
-	    kl_tpm_object_create(r->tpm, NULL, KL_TPM_KEY_IDEVID_P256, &r->idevid) < 0 ||
-	    kl_tpm_object_public(r->iak, &r->iak_pub) < 0 ||
-	    kl_tpm_object_public(r->idevid, &r->idevid_pub) < 0)
+	    kl_tpm_object_public(r->iak, &r->iak_pub) < 0)
 		return kl_eng_failed(r, "key_creation_failed", -(int)kl_error_code());
 	kl_eng_step_end(r);
 	return 0;
 }
 
-int kl_eng_activate(struct run *r)
+/* The credential challenge of step 8 for ak: the TPM that owns the EK
+ * decrypts it only for a key of that name loaded in it. */
+static int activate(struct run *r, const kl_tpm_object *ak)
 {
 	unsigned char nonce[32];
 	kl_credential *cred = NULL;
@@ -107,14 +100,13 @@ int kl_eng_activate(struct run *r)
 	kl_tpm_name name;
 	int rc;
 
-	kl_eng_step_begin(r, KL_STEP_ACTIVATE);
 	if (RAND_bytes(nonce, sizeof(nonce)) != 1)
 		return kl_eng_failed(r, "rng_failed", -KL_E_CRYPTO);
-	kl_tpm_object_name(r->iak, &name);
+	kl_tpm_object_name(ak, &name);
 	rc = kl_make_credential(r->ek_pub, r->ek_type, nonce, sizeof(nonce), &name, &cred);
 	if (rc < 0)
 		return kl_eng_failed(r, "activation_failed", rc);
-	rc = kl_tpm_activate_credential(r->tpm, r->ek_type, r->iak, cred, &back);
+	rc = kl_tpm_activate_credential(r->tpm, r->ek_type, ak, cred, &back);
 	kl_credential_free(cred);
 	if (rc < 0) {
 		OPENSSL_cleanse(nonce, sizeof(nonce));
@@ -132,67 +124,92 @@ int kl_eng_activate(struct run *r)
 		return kl_eng_refuse(
 		    r, "activation_failed",
 		    "the TPM answered the credential challenge with the wrong secret");
-	if (kl_ev_string(r->evidence, "activation", "ok") < 0)
-		return kl_eng_failed(r, "out_of_memory", -KL_E_NOMEM);
-	kl_eng_step_end(r);
 	return 0;
 }
 
+/* Step 8: the IAK lives in the TPM that owns the EK. The EK credential is
+ * activated for an attestation key of the station's (the IAK's ADMIN role,
+ * which TPM2_ActivateCredential needs, is behind the DevID spec's policy),
+ * and that key certifies the IAK's creation in the same TPM. */
+int kl_eng_activate(struct run *r)
+{
+	kl_tpm_object *ak = NULL;
+	EVP_PKEY *ak_pub = NULL;
+	unsigned char *area = NULL;
+	size_t area_len = 0;
+	json_object *c = NULL;
+	kl_attest_verdict v;
+	char why[64];
+	int rc, ev_rc;
+
+	kl_eng_step_begin(r, KL_STEP_ACTIVATE);
+	if (kl_tpm_object_create(r->tpm, NULL, KL_TPM_KEY_ATTEST_P256, &ak) < 0 ||
+	    kl_tpm_object_public(ak, &ak_pub) < 0 ||
+	    kl_tpm_object_public_area(ak, &area, &area_len) < 0) {
+		rc = kl_eng_failed(r, "key_creation_failed", -(int)kl_error_code());
+		goto out;
+	}
+	rc = activate(r, ak);
+	if (rc < 0)
+		goto out;
+	if (kl_ev_string(r->evidence, "activation", "ok") < 0 ||
+	    kl_ev_object(r->evidence, "iak_creation", &c) < 0 ||
+	    kl_ev_hex(c, "ak_public", area, area_len) < 0) {
+		rc = kl_eng_failed(r, "out_of_memory", -KL_E_NOMEM);
+		goto out;
+	}
+	rc = kl_identity_certify_creation(r->tpm, r->iak, ak, ak_pub, c, &v, &ev_rc);
+	if (rc == -KL_E_CRYPTO)
+		rc = kl_eng_refuse(r, kl_identity_reason("iak_creation", v, why, sizeof(why)),
+		                   "TPM2_CertifyCreation does not prove the IAK was made in the "
+		                   "TPM that owns the EK: %s",
+		                   kl_error_detail());
+	else if (rc < 0)
+		rc = kl_eng_failed(r, "activation_failed", rc);
+	else if (ev_rc < 0)
+		rc = kl_eng_failed(r, "out_of_memory", ev_rc);
+	else
+		kl_eng_step_end(r);
+out:
+	free(area);
+	EVP_PKEY_free(ak_pub);
+	kl_tpm_object_free(ak);
+	return rc;
+}
+
+/* Step 9: the IDevID, made now, and its creation certified by the IAK
+ * over a fresh nonce; then every attribute of both keys. */
 int kl_eng_certify(struct run *r)
 {
-	unsigned char nonce[32], *attest = NULL, *sig = NULL;
-	size_t attest_len = 0, sig_len = 0;
-	kl_tpm_name iak_name, idevid_name;
-	kl_attest_report rep;
+	json_object *c = NULL;
+	kl_attest_verdict v;
 	char why[64];
-	int rc;
+	int rc, ev_rc, which;
 
 	kl_eng_step_begin(r, KL_STEP_CERTIFY);
-	if (RAND_bytes(nonce, sizeof(nonce)) != 1)
-		return kl_eng_failed(r, "rng_failed", -KL_E_CRYPTO);
-	kl_tpm_object_name(r->iak, &iak_name);
-	kl_tpm_object_name(r->idevid, &idevid_name);
-	rc = kl_tpm_certify(r->tpm, r->idevid, r->iak, nonce, sizeof(nonce), &attest, &attest_len,
-	                    &sig, &sig_len);
-	if (rc < 0)
-		return kl_eng_failed(r, "certify_failed", rc);
-	rc = kl_attest_verify_certify(attest, attest_len, sig, sig_len, r->iak_pub, &iak_name,
-	                              &idevid_name, nonce, sizeof(nonce), &rep);
-	if (rc == -KL_E_CRYPTO) {
-		free(attest);
-		free(sig);
+	if (kl_tpm_object_create(r->tpm, NULL, KL_TPM_KEY_IDEVID_P256, &r->idevid) < 0 ||
+	    kl_tpm_object_public(r->idevid, &r->idevid_pub) < 0)
+		return kl_eng_failed(r, "key_creation_failed", -(int)kl_error_code());
+	if (kl_ev_object(r->evidence, "certify", &c) < 0)
+		return kl_eng_failed(r, "out_of_memory", -KL_E_NOMEM);
+	rc = kl_identity_certify_creation(r->tpm, r->idevid, r->iak, r->iak_pub, c, &v, &ev_rc);
+	if (rc == -KL_E_CRYPTO)
 		return kl_eng_refuse(
-		    r, attest_reason("certify", rep.verdict, why, sizeof(why)),
-		    "TPM2_Certify does not prove the identity key is in this TPM: %s",
+		    r, kl_identity_reason("certify", v, why, sizeof(why)),
+		    "TPM2_CertifyCreation does not prove the identity key is in this TPM: %s",
 		    kl_error_detail());
-	}
-	/* Every attribute bit of both keys, as the TPM reports them. */
-	if (rc == 0) {
-		kl_attest_verdict v;
-		int which;
-
-		rc = kl_identity_check_keys(r->iak, r->idevid, &which, &v);
-		if (rc == -KL_E_CRYPTO) {
-			free(attest);
-			free(sig);
-			return kl_eng_refuse(r, attest_reason("key", v, why, sizeof(why)),
-			                     "the %s is not the key it must be: %s",
-			                     which == 0 ? "IAK" : "IDevID", kl_error_detail());
-		}
-	}
-	if (rc < 0) {
-		free(attest);
-		free(sig);
-		return kl_eng_failed(r, "certify_failed", rc);
-	}
-	json_object *c = NULL;
-	rc = kl_ev_object(r->evidence, "certify", &c);
-	if (rc == 0)
-		rc = kl_ev_certify(c, nonce, sizeof(nonce), attest, attest_len, sig, sig_len);
-	free(attest);
-	free(sig);
 	if (rc < 0)
-		return kl_eng_failed(r, "out_of_memory", rc);
+		return kl_eng_failed(r, "certify_failed", rc);
+	if (ev_rc < 0)
+		return kl_eng_failed(r, "out_of_memory", ev_rc);
+	/* Every attribute bit of both keys, as the TPM reports them. */
+	rc = kl_identity_check_keys(r->iak, r->idevid, &which, &v);
+	if (rc == -KL_E_CRYPTO)
+		return kl_eng_refuse(r, kl_identity_reason("key", v, why, sizeof(why)),
+		                     "the %s is not the key it must be: %s",
+		                     which == 0 ? "IAK" : "IDevID", kl_error_detail());
+	if (rc < 0)
+		return kl_eng_failed(r, "certify_failed", rc);
 	kl_eng_step_end(r);
 	return 0;
 }

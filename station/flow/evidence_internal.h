@@ -52,7 +52,7 @@ int kl_ev_ek(json_object *ev, const kl_ek_report *ek) KL_MUST_CHECK;
 int kl_ev_signature(json_object *o, const unsigned char nonce[32], const unsigned char *sig,
                     size_t sig_len) KL_MUST_CHECK;
 
-/* A TPM2_Certify (step 9): o gets "nonce", "attest" and "signature". */
+/* A TPM2_CertifyCreation (steps 8 and 9): o gets "nonce", "attest" and "signature". */
 int kl_ev_certify(json_object *o, const unsigned char *nonce, size_t nonce_len,
                   const unsigned char *attest, size_t attest_len, const unsigned char *sig,
                   size_t sig_len) KL_MUST_CHECK;

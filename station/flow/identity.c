@@ -1,6 +1,7 @@
 /* Identity proofs shared by the engine and the lifecycle. See identity.h. */
 #include "identity_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,7 +60,12 @@ int kl_identity_check_keys(const kl_tpm_object *iak, const kl_tpm_object *idevid
 	const struct {
 		const kl_tpm_object *key;
 		kl_attest_key_kind kind;
-	} keys[2] = { { iak, KL_ATTEST_KEY_IAK }, { idevid, KL_ATTEST_KEY_IDEVID } };
+	} keys[2] = {
+		{ iak,
+		  kl_tpm_object_is_legacy(iak) ? KL_ATTEST_KEY_IAK_LEGACY : KL_ATTEST_KEY_IAK },
+		{ idevid, kl_tpm_object_is_legacy(idevid) ? KL_ATTEST_KEY_IDEVID_LEGACY
+		                                          : KL_ATTEST_KEY_IDEVID },
+	};
 	int rc = 0;
 
 	for (int i = 0; rc == 0 && i < 2; i++) {
@@ -94,4 +100,50 @@ int kl_identity_prove(kl_tpm *t, const kl_tpm_object *key, EVP_PKEY *pub, const 
 	}
 	free(sig);
 	return rc;
+}
+
+int kl_identity_certify_creation(kl_tpm *t, const kl_tpm_object *key, const kl_tpm_object *signer,
+                                 EVP_PKEY *signer_pub, json_object *ev, kl_attest_verdict *verdict,
+                                 int *ev_rc)
+{
+	unsigned char nonce[32], *attest = NULL, *sig = NULL, *cd = NULL;
+	size_t attest_len = 0, sig_len = 0, cd_len = 0;
+	kl_tpm_name signer_name, key_name;
+	kl_attest_report rep = { .verdict = KL_ATTEST_OK };
+	int rc;
+
+	*verdict = KL_ATTEST_OK;
+	*ev_rc = 0;
+	if (RAND_bytes(nonce, sizeof(nonce)) != 1)
+		return kl_error_set_ssl(KL_E_UNAVAILABLE, "random nonce");
+	kl_tpm_object_name(signer, &signer_name);
+	kl_tpm_object_name(key, &key_name);
+	rc = kl_tpm_object_creation_data(key, &cd, &cd_len);
+	if (rc == 0)
+		rc = kl_tpm_certify_creation(t, key, signer, nonce, sizeof(nonce), &attest,
+		                             &attest_len, &sig, &sig_len);
+	if (rc == 0) {
+		rc = kl_attest_verify_creation(attest, attest_len, sig, sig_len, signer_pub,
+		                               &signer_name, &key_name, cd, cd_len, nonce,
+		                               sizeof(nonce), &rep);
+		*verdict = rep.verdict;
+	}
+	if (rc == 0 && ev) {
+		*ev_rc = kl_ev_certify(ev, nonce, sizeof(nonce), attest, attest_len, sig, sig_len);
+		if (*ev_rc == 0)
+			*ev_rc = kl_ev_hex(ev, "creation_data", cd, cd_len);
+	}
+	free(attest);
+	free(sig);
+	free(cd);
+	return rc;
+}
+
+const char *kl_identity_reason(const char *prefix, kl_attest_verdict v, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s_%s", prefix, kl_attest_verdict_name(v));
+	for (char *p = buf; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	return buf;
 }

@@ -41,4 +41,21 @@ int kl_identity_prove(kl_tpm *t, const kl_tpm_object *key, EVP_PKEY *pub, const 
 int kl_identity_check_keys(const kl_tpm_object *iak, const kl_tpm_object *idevid, int *which,
                            kl_attest_verdict *verdict) KL_MUST_CHECK;
 
+/* signer (the station's attestation key, or the IAK) certifies with
+ * TPM2_CertifyCreation that this TPM created key as an endorsement primary,
+ * over a fresh nonce; the attestation must verify with signer_pub, which the
+ * caller trusts (the activated attestation key's, or the IAK certificate's)
+ * (kl_attest_verify_creation). With ev, the proof is recorded there:
+ * "nonce", "attest", "signature", "creation_data".
+ * Returns 0; -KL_E_CRYPTO when the attestation does not prove it (*verdict
+ * says why); another negative value for a failure of the TPM or of the
+ * station. *ev_rc is set apart, as for kl_identity_prove. */
+int kl_identity_certify_creation(kl_tpm *t, const kl_tpm_object *key, const kl_tpm_object *signer,
+                                 EVP_PKEY *signer_pub, json_object *ev, kl_attest_verdict *verdict,
+                                 int *ev_rc) KL_MUST_CHECK;
+
+/* A refusal reason from a verdict: ("certify", bad-signature) gives
+ * "certify_bad_signature" in buf. */
+const char *kl_identity_reason(const char *prefix, kl_attest_verdict v, char *buf, size_t size);
+
 #endif

@@ -367,7 +367,7 @@ int kl_life_prove(struct life *l, bool allow_revoked, bool allow_iak, bool allow
 		json_object_object_add(p, "certificate",
 		                       json_object_new_string(l->certs[i].serial));
 	} else if (allow_iak && l->iak && l->cur_iak >= 0) {
-		/* The TPM2_Certify of the renewal, signed by this IAK over a
+		/* The TPM2_CertifyCreation of the renewal, signed by this IAK over a
 		 * station nonce, is the proof; the certify step checks it. */
 		l->proof = LIFE_PROOF_IAK;
 		json_object_object_add(p, "method", json_object_new_string("iak-certify"));

@@ -71,7 +71,7 @@ typedef struct kl_life_result {
 
 /* Renewal / rekey on a present device: proof of identity; a new IDevID key
  * (a different key from every earlier one) certified by the IAK
- * (TPM2_Certify, checked against the registry's IAK certificate); proof of
+ * (TPM2_CertifyCreation, checked against the registry's IAK certificate); proof of
  * possession; a new IDevID certificate; the new key persisted and the new
  * certificate engraved in place of the old ones; every other valid IDevID
  * certificate of the device revoked as superseded; evidence recorded.

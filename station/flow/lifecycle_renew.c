@@ -15,7 +15,6 @@
 #include "kl_error.h"
 #include "kl_failpoint.h"
 #include "registry_life.h"
-#include "tpm_certify.h"
 #include "tpm_nv.h"
 #include "tpm_object.h"
 #include "tpm_persist.h"
@@ -98,33 +97,20 @@ static bool key_is_new(struct renew *r)
 	return true;
 }
 
-static const char *attest_reason(kl_attest_verdict v, char *buf, size_t size)
-{
-	snprintf(buf, size, "certify_%s", kl_attest_verdict_name(v));
-	for (char *p = buf; *p; p++)
-		if (*p == '-')
-			*p = '_';
-	return buf;
-}
-
 static int certify(struct renew *r)
 {
 	struct life *l = &r->l;
-	unsigned char unique[sizeof(UNIQUE_PREFIX) - 1 + UNIQUE_RANDOM], nonce[32];
-	unsigned char *attest = NULL, *sig = NULL;
-	size_t attest_len = 0, sig_len = 0;
+	unsigned char unique[sizeof(UNIQUE_PREFIX) - 1 + UNIQUE_RANDOM];
 	EVP_PKEY *iak_pub = X509_get0_pubkey(l->certs[l->cur_iak].x);
-	kl_tpm_name iak_name, key_name;
-	kl_attest_report rep;
-	int ev_rc;
+	kl_attest_verdict v;
+	int ev_rc, which;
 	json_object *c;
 	char why[64];
 	int rc;
 
 	kl_life_step_begin(l, "certify");
 	memcpy(unique, UNIQUE_PREFIX, sizeof(UNIQUE_PREFIX) - 1);
-	if (RAND_bytes(unique + sizeof(UNIQUE_PREFIX) - 1, UNIQUE_RANDOM) != 1 ||
-	    RAND_bytes(nonce, sizeof(nonce)) != 1)
+	if (RAND_bytes(unique + sizeof(UNIQUE_PREFIX) - 1, UNIQUE_RANDOM) != 1)
 		return kl_life_failed(l, "rng_failed", -KL_E_CRYPTO);
 	if (kl_tpm_identity_create(l->tpm, KL_TPM_KEY_IDEVID_P256, unique, sizeof(unique),
 	                           &r->key) < 0 ||
@@ -133,60 +119,36 @@ static int certify(struct renew *r)
 	if (!key_is_new(r))
 		return kl_life_refuse(l, "key_not_new",
 		                      "the TPM made a key that %s had before: refused", l->serial);
-	kl_tpm_object_name(l->iak, &iak_name);
-	kl_tpm_object_name(r->key, &key_name);
-	rc = kl_tpm_certify(l->tpm, r->key, l->iak, nonce, sizeof(nonce), &attest, &attest_len,
-	                    &sig, &sig_len);
-	if (rc < 0)
-		return kl_life_failed(l, "certify_failed", rc);
+	if (kl_ev_object(l->ev, "certify", &c) < 0 ||
+	    kl_ev_hex(c, "unique", unique, sizeof(unique)) < 0)
+		return kl_life_failed(l, "out_of_memory", -KL_E_NOMEM);
 	/* Checked against the registry's IAK certificate, not the TPM's word
 	 * for its IAK. */
-	rc = kl_attest_verify_certify(attest, attest_len, sig, sig_len, iak_pub, &iak_name,
-	                              &key_name, nonce, sizeof(nonce), &rep);
+	rc = kl_identity_certify_creation(l->tpm, r->key, l->iak, iak_pub, c, &v, &ev_rc);
 	if (rc == -KL_E_CRYPTO) {
-		free(attest);
-		free(sig);
 		if (l->proof == LIFE_PROOF_IAK)
 			return kl_life_refuse(
 			    l, "identity_unproven",
-			    "the IAK's TPM2_Certify does not prove %s's identity: %s", l->serial,
-			    kl_error_detail());
-		return kl_life_refuse(l, attest_reason(rep.verdict, why, sizeof(why)),
-		                      "TPM2_Certify does not prove the new key is in this TPM: %s",
-		                      kl_error_detail());
+			    "the IAK's TPM2_CertifyCreation does not prove %s's identity: %s",
+			    l->serial, kl_error_detail());
+		return kl_life_refuse(
+		    l, kl_identity_reason("certify", v, why, sizeof(why)),
+		    "TPM2_CertifyCreation does not prove the new key is in this TPM: %s",
+		    kl_error_detail());
 	}
-	if (rc == 0) {
-		kl_attest_verdict v;
-		int which;
-
-		rc = kl_identity_check_keys(l->iak, r->key, &which, &v);
-		if (rc == -KL_E_CRYPTO) {
-			free(attest);
-			free(sig);
-			snprintf(why, sizeof(why), "key_%s", kl_attest_verdict_name(v));
-			for (char *p = why; *p; p++)
-				if (*p == '-')
-					*p = '_';
-			return kl_life_refuse(l, why, "the %s is not the key it must be: %s",
-			                      which == 0 ? "IAK" : "new IDevID", kl_error_detail());
-		}
-	}
-	if (rc < 0) {
-		free(attest);
-		free(sig);
-		return kl_life_failed(l, "certify_failed", rc);
-	}
-	rc = kl_ev_object(l->ev, "certify", &c);
-	if (rc == 0)
-		rc = kl_ev_hex(c, "unique", unique, sizeof(unique));
-	if (rc == 0)
-		rc = kl_ev_certify(c, nonce, sizeof(nonce), attest, attest_len, sig, sig_len);
-	if (rc == 0)
-		rc = kl_ev_string(c, "iak_certificate", l->certs[l->cur_iak].serial);
-	free(attest);
-	free(sig);
 	if (rc < 0)
-		return kl_life_failed(l, "out_of_memory", rc);
+		return kl_life_failed(l, "certify_failed", rc);
+	if (ev_rc < 0)
+		return kl_life_failed(l, "out_of_memory", ev_rc);
+	rc = kl_identity_check_keys(l->iak, r->key, &which, &v);
+	if (rc == -KL_E_CRYPTO)
+		return kl_life_refuse(l, kl_identity_reason("key", v, why, sizeof(why)),
+		                      "the %s is not the key it must be: %s",
+		                      which == 0 ? "IAK" : "new IDevID", kl_error_detail());
+	if (rc < 0)
+		return kl_life_failed(l, "certify_failed", rc);
+	if (kl_ev_string(c, "iak_certificate", l->certs[l->cur_iak].serial) < 0)
+		return kl_life_failed(l, "out_of_memory", -KL_E_NOMEM);
 
 	/* Proof of possession of the new key, as provisioning step 10. */
 	if (kl_ev_object(l->ev, "proof_of_possession", &c) < 0)

@@ -1,5 +1,5 @@
-/* TPM2_Certify and TPM2_Sign with keys the caller holds (provisioning steps
- * 9 and 10), over ESAPI. Nothing here loads a transient object of its own. */
+/* TPM2_CertifyCreation and TPM2_Sign with keys the caller holds
+ * (provisioning steps 8 to 10), over ESAPI. Nothing here loads a transient object of its own. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,9 +54,10 @@ static int ecdsa_to_der(const TPMT_SIGNATURE *s, unsigned char **ret, size_t *le
 	return 0;
 }
 
-int kl_tpm_certify(kl_tpm *t, const kl_tpm_object *certified, const kl_tpm_object *signer,
-                   const unsigned char *qualifying_data, size_t qualifying_len,
-                   unsigned char **attest, size_t *attest_len, unsigned char **sig, size_t *sig_len)
+int kl_tpm_certify_creation(kl_tpm *t, const kl_tpm_object *certified, const kl_tpm_object *signer,
+                            const unsigned char *qualifying_data, size_t qualifying_len,
+                            unsigned char **attest, size_t *attest_len, unsigned char **sig,
+                            size_t *sig_len)
 {
 	_cleanup_(esys_freep) TPM2B_ATTEST *info = NULL;
 	_cleanup_(esys_freep) TPMT_SIGNATURE *signature = NULL;
@@ -67,32 +68,43 @@ int kl_tpm_certify(kl_tpm *t, const kl_tpm_object *certified, const kl_tpm_objec
 	int r;
 
 	if (!tpm_object_of(t, certified) || !tpm_object_of(t, signer))
-		return kl_error_set(KL_E_INVALID, "Certify: the keys do not belong to this TPM");
-	if (!qualifying_data || qualifying_len == 0 || qualifying_len > 64)
 		return kl_error_set(KL_E_INVALID,
-		                    "Certify: qualifying data of %zu bytes (1..64 expected)",
-		                    qualifying_len);
+		                    "CertifyCreation: the keys do not belong to this TPM");
+	if (!qualifying_data || qualifying_len == 0 || qualifying_len > 64)
+		return kl_error_set(
+		    KL_E_INVALID, "CertifyCreation: qualifying data of %zu bytes (1..64 expected)",
+		    qualifying_len);
 	if (!(signer->pub.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT))
-		return kl_error_set(KL_E_INVALID, "Certify: the signer is not a signing key");
+		return kl_error_set(KL_E_INVALID,
+		                    "CertifyCreation: the signer is not a signing key");
+	if (!certified->creation.present)
+		return kl_error_set(KL_E_STATE,
+		                    "CertifyCreation: the key was loaded back, not created: the "
+		                    "TPM's creation ticket is gone");
 	qd.size = (UINT16)qualifying_len;
 	memcpy(qd.buffer, qualifying_data, qualifying_len);
 
-	/* Part 3 §18.2: objectHandle needs the ADMIN role, signHandle USER;
-	 * neither key has adminWithPolicy, so their passwords give both. */
+	/* Part 3 §18.3: signHandle needs the USER role, which userWithAuth
+	 * gives to its (empty) password; objectHandle needs no authorization,
+	 * so the identity keys' adminWithPolicy does not come into it. The
+	 * TPM checks the ticket: the object was created by this TPM with
+	 * this creation data. */
 	TPM_CALL(t, rc,
-	         Esys_Certify(t->esys, certified->handle, signer->handle, ESYS_TR_PASSWORD,
-	                      ESYS_TR_PASSWORD, ESYS_TR_NONE, &qd, &scheme, &info, &signature));
+	         Esys_CertifyCreation(t->esys, signer->handle, certified->handle, ESYS_TR_PASSWORD,
+	                              ESYS_TR_NONE, ESYS_TR_NONE, &qd, &certified->creation.hash,
+	                              &scheme, &certified->creation.ticket, &info, &signature));
 	if (rc != TSS2_RC_SUCCESS)
-		return kl_tpm_rc_error(rc, "Esys_Certify");
+		return kl_tpm_rc_error(rc, "Esys_CertifyCreation");
 	if (info->size == 0)
-		return kl_error_set(KL_E_TPM, "Certify: the TPM returned an empty attestation");
+		return kl_error_set(KL_E_TPM,
+		                    "CertifyCreation: the TPM returned an empty attestation");
 	a = malloc(info->size);
 	if (!a)
-		return kl_error_set(KL_E_NOMEM, "Certify: out of memory");
+		return kl_error_set(KL_E_NOMEM, "CertifyCreation: out of memory");
 	memcpy(a, info->attestationData, info->size);
 	r = ecdsa_to_der(signature, sig, sig_len);
 	if (r < 0)
-		return kl_error_wrap("Certify");
+		return kl_error_wrap("CertifyCreation");
 	*attest_len = info->size;
 	*attest = TAKE_PTR(a);
 	return 0;

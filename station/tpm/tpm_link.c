@@ -91,6 +91,8 @@ static const char *cc_name(uint32_t cc)
 		return "TPM2_ActivateCredential";
 	case TPM2_CC_Certify:
 		return "TPM2_Certify";
+	case TPM2_CC_CertifyCreation:
+		return "TPM2_CertifyCreation";
 	case TPM2_CC_Sign:
 		return "TPM2_Sign";
 	case TPM2_CC_FlushContext:

@@ -13,6 +13,7 @@
 /* tpm_mu.h spells the TPM's values without tpm2-tss; they must be its. */
 _Static_assert(KL_TPM_GENERATED_VALUE == TPM2_GENERATED_VALUE, "TPM_GENERATED_VALUE");
 _Static_assert(KL_TPM_ST_ATTEST_CERTIFY == TPM2_ST_ATTEST_CERTIFY, "TPM_ST_ATTEST_CERTIFY");
+_Static_assert(KL_TPM_ST_ATTEST_CREATION == TPM2_ST_ATTEST_CREATION, "TPM_ST_ATTEST_CREATION");
 _Static_assert(KL_TPM_ALG_SHA256 == TPM2_ALG_SHA256, "TPM_ALG_SHA256");
 _Static_assert(KL_TPM_ALG_NULL == TPM2_ALG_NULL, "TPM_ALG_NULL");
 _Static_assert(KL_TPM_ALG_ECDSA == TPM2_ALG_ECDSA, "TPM_ALG_ECDSA");
@@ -37,6 +38,17 @@ _Static_assert(KL_TPM2B_DATA_MAX == sizeof(((TPM2B_DATA *)0)->buffer), "TPM2B_DA
 _Static_assert(KL_TPM2B_DIGEST_MAX == sizeof(((TPM2B_DIGEST *)0)->buffer), "TPM2B_DIGEST");
 _Static_assert(KL_TPM2B_ECC_MAX == sizeof(((TPM2B_ECC_PARAMETER *)0)->buffer),
                "TPM2B_ECC_PARAMETER");
+
+const unsigned char kl_tpm_devid_iak_policy[KL_TPM_DEVID_POLICY_LEN] = {
+	0x54, 0x37, 0x18, 0x23, 0x26, 0xe4, 0x14, 0xfc, 0xa7, 0x97, 0xd5,
+	0xf1, 0x74, 0x61, 0x5a, 0x16, 0x41, 0xf6, 0x12, 0x55, 0x79, 0x7c,
+	0x3a, 0x2b, 0x22, 0xc2, 0x1d, 0x12, 0x0b, 0x2d, 0x1e, 0x07,
+};
+const unsigned char kl_tpm_devid_idevid_policy[KL_TPM_DEVID_POLICY_LEN] = {
+	0xad, 0x6b, 0x3a, 0x22, 0x84, 0xfd, 0x69, 0x8a, 0x07, 0x10, 0xbf,
+	0x5c, 0xc1, 0xb9, 0xbd, 0xf1, 0x5e, 0x25, 0x32, 0xe3, 0xf6, 0x01,
+	0xfa, 0x4b, 0x93, 0xa6, 0xa8, 0xfa, 0x8d, 0xe5, 0x79, 0xea,
+};
 
 static void name_from(const TPM2B_NAME *n, kl_tpm2b_name *ret)
 {
@@ -74,7 +86,40 @@ int kl_tpm_attest_unmarshal(const unsigned char *buf, size_t len, kl_tpm_attest 
 	if (a.type == TPM2_ST_ATTEST_CERTIFY) {
 		name_from(&a.attested.certify.name, &ret->certified_name);
 		name_from(&a.attested.certify.qualifiedName, &ret->certified_qualified_name);
+	} else if (a.type == TPM2_ST_ATTEST_CREATION) {
+		name_from(&a.attested.creation.objectName, &ret->creation_name);
+		ret->creation_hash_len = a.attested.creation.creationHash.size;
+		memcpy(ret->creation_hash, a.attested.creation.creationHash.buffer,
+		       a.attested.creation.creationHash.size);
 	}
+	*used = off;
+	return 0;
+}
+
+int kl_tpm_creation_data_unmarshal(const unsigned char *buf, size_t len, kl_tpm_creation_data *ret,
+                                   size_t *used, uint32_t *mu_rc)
+{
+	TPMS_CREATION_DATA c;
+	size_t off = 0;
+	TSS2_RC rc;
+
+	if (mu_rc)
+		*mu_rc = 0;
+	memset(&c, 0, sizeof(c));
+	rc = Tss2_MU_TPMS_CREATION_DATA_Unmarshal(buf, len, &off, &c);
+	if (rc != TSS2_RC_SUCCESS) {
+		if (mu_rc)
+			*mu_rc = rc;
+		return kl_error_set(KL_E_INVALID,
+		                    "not a TPMS_CREATION_DATA (tss2-mu 0x%" PRIx32 ")", rc);
+	}
+	memset(ret, 0, sizeof(*ret));
+	ret->pcr_banks = c.pcrSelect.count;
+	ret->locality = c.locality;
+	ret->parent_name_alg = c.parentNameAlg;
+	name_from(&c.parentName, &ret->parent_name);
+	name_from(&c.parentQualifiedName, &ret->parent_qualified_name);
+	ret->outside_info_len = c.outsideInfo.size;
 	*used = off;
 	return 0;
 }

@@ -1,6 +1,7 @@
 /* What a TPM answers, unmarshalled into plain C structures, for the checks
  * that station/proof/ makes in software (provisioning step 9). The bytes
- * come from the DUT (kl_tpm_certify, kl_tpm_object_public_area) and are
+ * come from the DUT (kl_tpm_certify_creation, kl_tpm_object_creation_data,
+ * kl_tpm_object_public_area) and are
  * untrusted: the parser is tpm2-tss's (tss2-mu), kept inside station/tpm/.
  *
  *   kl_tpm_attest a;
@@ -23,14 +24,15 @@
 #include "kl_error.h"
 
 /* Part 2 §6.2 TPM_GENERATED, §6.9 TPM_ST, §6.3 TPM_ALG_ID, §6.4 TPM_ECC_CURVE */
-#define KL_TPM_GENERATED_VALUE   0xff544347u
-#define KL_TPM_ST_ATTEST_CERTIFY 0x8017u
-#define KL_TPM_ALG_SHA256        0x000bu
-#define KL_TPM_ALG_NULL          0x0010u
-#define KL_TPM_ALG_ECDSA         0x0018u
-#define KL_TPM_ALG_ECC           0x0023u
-#define KL_TPM_ECC_NIST_P256     0x0003u
-#define KL_TPM_YES               1u
+#define KL_TPM_GENERATED_VALUE    0xff544347u
+#define KL_TPM_ST_ATTEST_CERTIFY  0x8017u
+#define KL_TPM_ST_ATTEST_CREATION 0x801au
+#define KL_TPM_ALG_SHA256         0x000bu
+#define KL_TPM_ALG_NULL           0x0010u
+#define KL_TPM_ALG_ECDSA          0x0018u
+#define KL_TPM_ALG_ECC            0x0023u
+#define KL_TPM_ECC_NIST_P256      0x0003u
+#define KL_TPM_YES                1u
 
 /* Part 2 §8.3 TPMA_OBJECT */
 #define KL_TPMA_OBJECT_FIXEDTPM             0x00000002u
@@ -44,6 +46,14 @@
 #define KL_TPMA_OBJECT_RESTRICTED           0x00010000u
 #define KL_TPMA_OBJECT_DECRYPT              0x00020000u
 #define KL_TPMA_OBJECT_SIGN_ENCRYPT         0x00040000u
+
+/* The authPolicy of the IAK and IDevID templates of TCG "TPM 2.0 Keys for
+ * Device Identity and Attestation", Table 19 (§7.3.6.6), for SHA-256: what
+ * tpm_object.c creates the keys with and station/proof/attest.c holds
+ * them to. */
+#define KL_TPM_DEVID_POLICY_LEN 32
+extern const unsigned char kl_tpm_devid_iak_policy[KL_TPM_DEVID_POLICY_LEN];
+extern const unsigned char kl_tpm_devid_idevid_policy[KL_TPM_DEVID_POLICY_LEN];
 
 /* The largest buffers of the TPM2Bs below, as the TPM may send them:
  * TPM2B_NAME (a TPMU_NAME), TPM2B_DATA and TPM2B_DIGEST (a TPMU_HA),
@@ -76,7 +86,24 @@ typedef struct kl_tpm_attest {
 	 * otherwise */
 	kl_tpm2b_name certified_name;
 	kl_tpm2b_name certified_qualified_name;
+	/* attested.creation, when type is KL_TPM_ST_ATTEST_CREATION; empty
+	 * otherwise */
+	kl_tpm2b_name creation_name; /* objectName */
+	size_t creation_hash_len;    /* creationHash */
+	unsigned char creation_hash[KL_TPM2B_DIGEST_MAX];
 } kl_tpm_attest;
+
+/* A TPMS_CREATION_DATA (Part 2 §15.1): what the TPM recorded when it
+ * created an object, and what the creationHash of a TPM2_CertifyCreation
+ * is the digest of. */
+typedef struct kl_tpm_creation_data {
+	uint32_t pcr_banks;       /* pcrSelect.count */
+	uint8_t locality;         /* TPMA_LOCALITY */
+	uint16_t parent_name_alg; /* TPM_ALG_NULL for a primary */
+	kl_tpm2b_name parent_name;
+	kl_tpm2b_name parent_qualified_name;
+	size_t outside_info_len;
+} kl_tpm_creation_data;
 
 /* A TPMT_PUBLIC (Part 2 §12.2.4). The parameters and unique of an ECC key
  * are in ecc; for any other type only the first fields are filled and ecc
@@ -104,6 +131,10 @@ typedef struct kl_tpm_public {
  * TPMS_ATTEST, with tss2-mu's code in *mu_rc (mu_rc may be NULL). */
 int kl_tpm_attest_unmarshal(const unsigned char *buf, size_t len, kl_tpm_attest *ret, size_t *used,
                             uint32_t *mu_rc) KL_MUST_CHECK;
+
+/* The same for a TPMS_CREATION_DATA (the structure, not its TPM2B). */
+int kl_tpm_creation_data_unmarshal(const unsigned char *buf, size_t len, kl_tpm_creation_data *ret,
+                                   size_t *used, uint32_t *mu_rc) KL_MUST_CHECK;
 
 /* The same for a TPMT_PUBLIC. */
 int kl_tpm_public_unmarshal(const unsigned char *buf, size_t len, kl_tpm_public *ret, size_t *used,

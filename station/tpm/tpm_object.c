@@ -19,6 +19,7 @@
 #include "kl_cleanup.h"
 #include "kl_error.h"
 #include "tpm_internal.h"
+#include "tpm_mu.h"
 #include "tpm_object.h"
 #include "tpm_object_internal.h"
 #include "tpm_public_internal.h"
@@ -39,26 +40,30 @@ static const char *key_type_name(kl_tpm_key_type type)
 	}
 }
 
-/* DevID spec §7.3.4, Table 3 (attributes) and Table 4 (ECC P-256 with
- * SHA-256), with §7.3.1's unique strings:
+/* DevID spec §7.3.4, Table 3 (attributes) and Table 4 (ECC NIST P-256 with
+ * SHA-256), the policies of its Table 19 (§7.3.6.6) and the unique strings
+ * of §7.3.1:
  *   IAK:    fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth |
- *           adminWithPolicy | restricted | sign, ECDSA-SHA256
- *   IDevID: the same without restricted
- * and stClear, noDA, encryptedDuplication, decrypt clear.
- * Deviation: the spec sets adminWithPolicy with the authPolicy digests of
- * its §7.3.6 (PolicyOR of the commands the key may be administered with).
- * With adminWithPolicy, TPM2_Certify (ADMIN role on the certified key,
- * Part 3 §18.2) and TPM2_ActivateCredential (ADMIN role on the IAK, step 8)
- * need a policy session that satisfies that digest, which the station
- * cannot build without the policy's branches. We leave adminWithPolicy
- * clear and authPolicy empty, so the ADMIN role is given by the (empty)
- * authValue, as for KL_TPM_KEY_ATTEST_P256; attest.c checks exactly this
- * profile. */
-static int identity_template(kl_tpm_key_type type, TPMT_PUBLIC *ret)
+ *           adminWithPolicy | restricted | sign, ECDSA-SHA256, unique "IAK"
+ *   IDevID: the same without restricted, unique "IDEVID"
+ * and stClear, noDA, encryptedDuplication, decrypt clear. For ECC the
+ * string is in both coordinates of `unique` (as tpm2_createprimary -u and
+ * rust-keylime put it), so anyone holding the spec's templates recreates
+ * the same keys from the same TPM: tests/integration/test_tcg_templates.c
+ * does it with tpm2-tools alone.
+ *
+ * adminWithPolicy puts the ADMIN role (TPM2_Certify's objectHandle,
+ * TPM2_ActivateCredential's activateHandle, ObjectChangeAuth) behind the
+ * Table 19 policy, which the station never needs: it activates the EK
+ * credential for a station attestation key of its own and proves the
+ * identity keys with TPM2_CertifyCreation, whose objectHandle takes no
+ * authorization (Part 3 §18.3), signed in the USER role that userWithAuth
+ * gives to the (empty) authValue (docs/provisioning.md, "Key templates"). */
+static int identity_template_of(kl_tpm_key_type type, bool legacy, TPMT_PUBLIC *ret)
 {
-	static const char iak[] = "IAK", idevid[] = "IDevID";
 	TPMT_PUBLIC a;
 	TPMS_ECC_PARMS *e = &a.parameters.eccDetail;
+	const unsigned char *policy;
 	const char *unique;
 
 	memset(&a, 0, sizeof(a));
@@ -75,19 +80,38 @@ static int identity_template(kl_tpm_key_type type, TPMT_PUBLIC *ret)
 	switch (type) {
 	case KL_TPM_KEY_IAK_P256:
 		a.objectAttributes |= TPMA_OBJECT_RESTRICTED;
-		unique = iak;
+		policy = kl_tpm_devid_iak_policy;
+		unique = "IAK";
 		break;
 	case KL_TPM_KEY_IDEVID_P256:
-		unique = idevid;
+		policy = kl_tpm_devid_idevid_policy;
+		unique = "IDEVID";
 		break;
 	default:
 		return kl_error_set(KL_E_INVALID, "identity key: type %d is not IAK or IDevID",
 		                    (int)type);
 	}
+	if (!legacy) {
+		a.objectAttributes |= TPMA_OBJECT_ADMINWITHPOLICY;
+		a.authPolicy.size = KL_TPM_DEVID_POLICY_LEN;
+		memcpy(a.authPolicy.buffer, policy, KL_TPM_DEVID_POLICY_LEN);
+		a.unique.ecc.y.size = (UINT16)strlen(unique);
+		memcpy(a.unique.ecc.y.buffer, unique, a.unique.ecc.y.size);
+	}
 	a.unique.ecc.x.size = (UINT16)strlen(unique);
 	memcpy(a.unique.ecc.x.buffer, unique, a.unique.ecc.x.size);
 	*ret = a;
 	return 0;
+}
+
+static int identity_template(kl_tpm_key_type type, TPMT_PUBLIC *ret)
+{
+	return identity_template_of(type, false, ret);
+}
+
+int kl_tpm_key_template_legacy(kl_tpm_key_type type, TPMT_PUBLIC *ret)
+{
+	return identity_template_of(type, true, ret);
 }
 
 /* TPM 2.0 Part 2 §12.2.4. The attestation key follows the IAK template of
@@ -191,9 +215,33 @@ static int check_name(kl_tpm *t, ESYS_TR h, const char *what, const kl_tpm_name 
 	return 0;
 }
 
-static int object_create_primary(kl_tpm *t, const TPMT_PUBLIC *tmpl, const char *what, ESYS_TR *h,
-                                 TPM2B_PUBLIC **out_public)
+/* What CreatePrimary / Create said about the object's creation, kept for
+ * TPM2_CertifyCreation. */
+static int creation_keep(struct kl_tpm_creation *c, const TPM2B_CREATION_DATA *data,
+                         const TPM2B_DIGEST *hash, const TPMT_TK_CREATION *ticket)
 {
+	size_t off = 0;
+	TSS2_RC rc;
+
+	if (!data || !hash || !ticket)
+		return kl_error_set(KL_E_TPM, "the TPM returned no creation data");
+	rc =
+	    Tss2_MU_TPMS_CREATION_DATA_Marshal(&data->creationData, c->data, sizeof(c->data), &off);
+	if (rc != TSS2_RC_SUCCESS)
+		return kl_tpm_rc_error(rc, "marshal TPMS_CREATION_DATA");
+	c->data_len = off;
+	c->hash = *hash;
+	c->ticket = *ticket;
+	c->present = true;
+	return 0;
+}
+
+static int object_create_primary(kl_tpm *t, const TPMT_PUBLIC *tmpl, const char *what, ESYS_TR *h,
+                                 TPM2B_PUBLIC **out_public, struct kl_tpm_creation *creation)
+{
+	_cleanup_(esys_freep) TPM2B_CREATION_DATA *data = NULL;
+	_cleanup_(esys_freep) TPM2B_DIGEST *hash = NULL;
+	_cleanup_(esys_freep) TPMT_TK_CREATION *ticket = NULL;
 	const TPM2B_SENSITIVE_CREATE sensitive = { 0 };
 	const TPM2B_DATA outside_info = { 0 };
 	const TPML_PCR_SELECTION creation_pcr = { 0 };
@@ -203,9 +251,9 @@ static int object_create_primary(kl_tpm *t, const TPMT_PUBLIC *tmpl, const char 
 	TPM_CALL(t, rc,
 	         Esys_CreatePrimary(t->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 	                            ESYS_TR_NONE, &sensitive, &in, &outside_info, &creation_pcr, h,
-	                            out_public, NULL, NULL, NULL));
+	                            out_public, &data, &hash, &ticket));
 	if (rc == TSS2_RC_SUCCESS)
-		return 0;
+		return creation_keep(creation, data, hash, ticket);
 	if (tpm_rc_code(rc) == TPM2_RC_OBJECT_MEMORY)
 		return kl_tpm_rc_error(rc,
 		                       "Esys_CreatePrimary(%s): no free transient object slot "
@@ -217,21 +265,29 @@ static int object_create_primary(kl_tpm *t, const TPMT_PUBLIC *tmpl, const char 
 /* TPM2_Create then TPM2_Load (Part 3 §12.1, §12.2), rather than
  * TPM2_CreateLoaded (§12.9), which TPMs before revision 1.38 lack. */
 static int object_create_child(kl_tpm *t, const kl_tpm_object *parent, const TPMT_PUBLIC *tmpl,
-                               const char *what, ESYS_TR *h, TPM2B_PUBLIC **out_public)
+                               const char *what, ESYS_TR *h, TPM2B_PUBLIC **out_public,
+                               struct kl_tpm_creation *creation)
 {
 	_cleanup_(esys_freep) TPM2B_PRIVATE *out_private = NULL;
+	_cleanup_(esys_freep) TPM2B_CREATION_DATA *data = NULL;
+	_cleanup_(esys_freep) TPM2B_DIGEST *hash = NULL;
+	_cleanup_(esys_freep) TPMT_TK_CREATION *ticket = NULL;
 	const TPM2B_SENSITIVE_CREATE sensitive = { 0 };
 	const TPM2B_DATA outside_info = { 0 };
 	const TPML_PCR_SELECTION creation_pcr = { 0 };
 	TPM2B_PUBLIC in = { .publicArea = *tmpl };
 	TSS2_RC rc;
+	int r;
 
 	TPM_CALL(t, rc,
 	         Esys_Create(t->esys, parent->handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
 	                     &sensitive, &in, &outside_info, &creation_pcr, &out_private,
-	                     out_public, NULL, NULL, NULL));
+	                     out_public, &data, &hash, &ticket));
 	if (rc != TSS2_RC_SUCCESS)
 		return kl_tpm_rc_error(rc, "Esys_Create(%s)", what);
+	r = creation_keep(creation, data, hash, ticket);
+	if (r < 0)
+		return r;
 	TPM_CALL(t, rc,
 	         Esys_Load(t->esys, parent->handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
 	                   out_private, *out_public, h));
@@ -245,34 +301,27 @@ static int object_create_child(kl_tpm *t, const kl_tpm_object *parent, const TPM
 	return kl_tpm_rc_error(rc, "Esys_Load(%s)", what);
 }
 
-int kl_tpm_object_create(kl_tpm *t, const kl_tpm_object *parent, kl_tpm_key_type type,
-                         kl_tpm_object **ret)
+/* Creates the object of type from tmpl (under parent, or a primary of the
+ * endorsement hierarchy), checks what the TPM returned and wraps it. */
+static int object_create(kl_tpm *t, const kl_tpm_object *parent, kl_tpm_key_type type,
+                         const TPMT_PUBLIC *tmpl, kl_tpm_object **ret)
 {
 	_cleanup_(esys_freep) TPM2B_PUBLIC *out_public = NULL;
+	struct kl_tpm_creation creation = { 0 };
 	kl_tpm_object *o = NULL;
 	ESYS_TR h = ESYS_TR_NONE;
-	TPMT_PUBLIC tmpl;
 	char what[64];
 	int r;
 
-	if (!t)
-		return kl_error_set(KL_E_INVALID, "TPM key: no TPM");
-	r = key_template(type, &tmpl);
-	if (r < 0)
-		return r;
-	if (parent && (parent->tpm != t || parent->type != KL_TPM_KEY_STORAGE_P256))
-		return kl_error_set(KL_E_INVALID,
-		                    "TPM key %s: the parent is not a storage key "
-		                    "of this TPM",
-		                    key_type_name(type));
 	snprintf(what, sizeof(what), "%s %s", parent ? "child" : "primary", key_type_name(type));
-
 	if (parent)
-		r = object_create_child(t, parent, &tmpl, what, &h, &out_public);
+		r = object_create_child(t, parent, tmpl, what, &h, &out_public, &creation);
 	else
-		r = object_create_primary(t, &tmpl, what, &h, &out_public);
-	if (r < 0)
+		r = object_create_primary(t, tmpl, what, &h, &out_public, &creation);
+	if (r < 0) {
+		tpm_flush_quiet(t, h);
 		return r;
+	}
 	r = tpm_track(t, h);
 	if (r < 0) {
 		(void)Esys_FlushContext(t->esys, h);
@@ -290,8 +339,9 @@ int kl_tpm_object_create(kl_tpm *t, const kl_tpm_object *parent, kl_tpm_key_type
 	o->type = type;
 	h = ESYS_TR_NONE; /* transferred: kl_tpm_object_free flushes it */
 	o->pub = out_public->publicArea;
+	o->creation = creation;
 
-	r = kl_tpm_key_check_public(type, &tmpl, &o->pub);
+	r = kl_tpm_key_check_public(type, tmpl, &o->pub);
 	if (r < 0)
 		goto out;
 	r = kl_tpm_public_name(&o->pub, &o->name);
@@ -311,6 +361,25 @@ out:
 	tpm_flush_quiet(t, h);
 	kl_tpm_object_free(o);
 	return r;
+}
+
+int kl_tpm_object_create(kl_tpm *t, const kl_tpm_object *parent, kl_tpm_key_type type,
+                         kl_tpm_object **ret)
+{
+	TPMT_PUBLIC tmpl;
+	int r;
+
+	if (!t)
+		return kl_error_set(KL_E_INVALID, "TPM key: no TPM");
+	r = key_template(type, &tmpl);
+	if (r < 0)
+		return r;
+	if (parent && (parent->tpm != t || parent->type != KL_TPM_KEY_STORAGE_P256))
+		return kl_error_set(KL_E_INVALID,
+		                    "TPM key %s: the parent is not a storage key "
+		                    "of this TPM",
+		                    key_type_name(type));
+	return object_create(t, parent, type, &tmpl, ret);
 }
 
 void kl_tpm_object_name(const kl_tpm_object *o, kl_tpm_name *ret)
@@ -367,15 +436,7 @@ void kl_tpm_object_free(kl_tpm_object *o)
 int kl_tpm_identity_create(kl_tpm *t, kl_tpm_key_type type, const unsigned char *unique,
                            size_t unique_len, kl_tpm_object **ret)
 {
-	_cleanup_(esys_freep) TPM2B_PUBLIC *out_public = NULL;
-	_cleanup_(esys_freep) TPM2B_NAME *esys_name = NULL;
-	const TPM2B_SENSITIVE_CREATE sensitive = { 0 };
-	const TPM2B_DATA outside_info = { 0 };
-	const TPML_PCR_SELECTION creation_pcr = { 0 };
-	TPM2B_PUBLIC in = { 0 };
-	kl_tpm_object *o = NULL;
-	ESYS_TR h = ESYS_TR_NONE;
-	TSS2_RC rc;
+	TPMT_PUBLIC tmpl;
 	int r;
 
 	if (!t)
@@ -383,53 +444,36 @@ int kl_tpm_identity_create(kl_tpm *t, kl_tpm_key_type type, const unsigned char 
 	if (!unique || unique_len == 0 || unique_len > 32)
 		return kl_error_set(KL_E_INVALID, "identity key: unique of %zu bytes (1..32)",
 		                    unique_len);
-	r = identity_template(type, &in.publicArea);
+	r = identity_template(type, &tmpl);
 	if (r < 0)
 		return r;
 	/* Part 1 §27.2.6 (CreatePrimary): the primary is derived from the
-	 * seed and the template, unique included. */
-	in.publicArea.unique.ecc.x.size = (UINT16)unique_len;
-	memcpy(in.publicArea.unique.ecc.x.buffer, unique, unique_len);
-	TPM_CALL(t, rc,
-	         Esys_CreatePrimary(t->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-	                            ESYS_TR_NONE, &sensitive, &in, &outside_info, &creation_pcr, &h,
-	                            &out_public, NULL, NULL, NULL));
-	if (rc != TSS2_RC_SUCCESS)
-		return kl_tpm_rc_error(rc, "Esys_CreatePrimary(identity key, new unique)");
-	r = tpm_track(t, h);
-	if (r < 0) {
-		(void)Esys_FlushContext(t->esys, h);
-		return r;
-	}
-	o = calloc(1, sizeof(*o));
-	if (!o) {
-		tpm_flush_quiet(t, h);
-		return kl_error_set(KL_E_NOMEM, "identity key: out of memory");
-	}
-	o->tpm = t;
-	o->generation = t->generation;
-	o->handle = h; /* transferred: kl_tpm_object_free flushes it */
-	o->type = type;
-	o->pub = out_public->publicArea;
-	r = kl_tpm_key_check_public(type, &in.publicArea, &o->pub);
-	if (r == 0)
-		r = kl_tpm_public_name(&o->pub, &o->name);
-	if (r == 0) {
-		rc = Esys_TR_GetName(t->esys, o->handle, &esys_name);
-		if (rc != TSS2_RC_SUCCESS)
-			r = kl_tpm_rc_error(rc, "Esys_TR_GetName(identity key)");
-		else if (esys_name->size != o->name.len ||
-		         memcmp(esys_name->name, o->name.buf, o->name.len) != 0)
-			r = kl_error_set(KL_E_TPM,
-			                 "identity key: the object's name does not match its "
-			                 "public area");
-	}
-	if (r == 0)
-		r = kl_tpm_public_to_pkey(&o->pub, &o->key);
-	if (r < 0) {
-		kl_tpm_object_free(o);
-		return r;
-	}
-	*ret = o;
+	 * seed and the template, unique included; both coordinates, as the
+	 * template's own string. */
+	tmpl.unique.ecc.x.size = tmpl.unique.ecc.y.size = (UINT16)unique_len;
+	memcpy(tmpl.unique.ecc.x.buffer, unique, unique_len);
+	memcpy(tmpl.unique.ecc.y.buffer, unique, unique_len);
+	return object_create(t, NULL, type, &tmpl, ret);
+}
+
+int kl_tpm_object_creation_data(const kl_tpm_object *o, unsigned char **ret, size_t *len)
+{
+	unsigned char *out;
+
+	if (!o->creation.present)
+		return kl_error_set(
+		    KL_E_STATE, "TPM key %s: no creation data (the key was loaded, not created)",
+		    key_type_name(o->type));
+	out = malloc(o->creation.data_len);
+	if (!out)
+		return kl_error_set(KL_E_NOMEM, "TPM key: out of memory");
+	memcpy(out, o->creation.data, o->creation.data_len);
+	*ret = out;
+	*len = o->creation.data_len;
 	return 0;
+}
+
+bool kl_tpm_object_is_legacy(const kl_tpm_object *o)
+{
+	return o && o->legacy;
 }

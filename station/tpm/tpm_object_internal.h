@@ -14,6 +14,16 @@
 #include "tpm.h"
 #include "tpm_object.h"
 
+/* What the TPM returned when it created an object (Part 3 §24.1, §12.1):
+ * the input of TPM2_CertifyCreation. */
+struct kl_tpm_creation {
+	bool present; /* false for an object loaded back, not created */
+	TPM2B_DIGEST hash;
+	TPMT_TK_CREATION ticket;
+	unsigned char data[sizeof(TPMS_CREATION_DATA)]; /* marshalled TPMS_CREATION_DATA */
+	size_t data_len;
+};
+
 struct kl_tpm_object {
 	kl_tpm *tpm;
 	unsigned generation; /* the ESAPI context of tpm it belongs to */
@@ -25,6 +35,10 @@ struct kl_tpm_object {
 	/* A persistent object loaded back by kl_tpm_persistent_load: its
 	 * ESYS_TR is closed, not flushed, and it is not a transient slot. */
 	bool persistent;
+	struct kl_tpm_creation creation;
+	/* Loaded back with the station's template from before the TCG ones
+	 * (kl_tpm_key_template_legacy). */
+	bool legacy;
 };
 
 /* Whether o is an object of t. */
@@ -35,6 +49,11 @@ static inline bool tpm_object_of(const kl_tpm *t, const kl_tpm_object *o)
 
 /* The template of a key type (tpm_object.c). Returns 0 or -KL_E_INVALID. */
 int kl_tpm_key_template(kl_tpm_key_type type, TPMT_PUBLIC *ret) KL_MUST_CHECK;
+
+/* The identity key templates the station made before it followed the DevID
+ * spec's (no adminWithPolicy, no authPolicy): accepted when a persisted key
+ * is loaded back, never used to create one (tpm_object.c). */
+int kl_tpm_key_template_legacy(kl_tpm_key_type type, TPMT_PUBLIC *ret) KL_MUST_CHECK;
 
 /* Checks a public area the TPM returned against the template it was made
  * from: everything but `unique` equal, `unique` a P-256 point (tpm_object.c).

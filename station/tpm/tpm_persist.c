@@ -159,6 +159,18 @@ int kl_tpm_persistent_load(kl_tpm *t, uint32_t handle, kl_tpm_key_type type, kl_
 	tr = ESYS_TR_NONE; /* transferred: kl_tpm_object_free closes it */
 	o->pub = pub->publicArea;
 	r = kl_tpm_key_check_public(type, &tmpl, &o->pub);
+	if (r < 0 && (type == KL_TPM_KEY_IAK_P256 || type == KL_TPM_KEY_IDEVID_P256)) {
+		/* A device engraved before the station used the DevID spec's
+		 * templates keeps working for renewal and decommission. */
+		TPMT_PUBLIC old;
+
+		if (kl_tpm_key_template_legacy(type, &old) == 0 &&
+		    kl_tpm_key_check_public(type, &old, &o->pub) == 0) {
+			kl_error_clear();
+			o->legacy = true;
+			r = 0;
+		}
+	}
 	if (r < 0) {
 		r = kl_error_wrap("persistent object 0x%08" PRIx32, handle);
 		goto out;

@@ -8,9 +8,10 @@
  *                              rogue-tpm, which the bundle does not trust;
  *   data/trust/                acme-tpm's EK root and issuing CA (the bundle
  *                              fuzz_ek checks against);
- *   corpus/attest/floor-*      TPM2_Certify answers (TPMS_ATTEST, signature)
- *                              with the IAK's and IDevID's public areas and
- *                              the nonce, for nonces of 32, 1 and 64 bytes;
+ *   corpus/attest/floor-*      TPM2_CertifyCreation answers (TPMS_ATTEST,
+ *                              signature) with the IAK's and IDevID's public
+ *                              areas, the nonce and the creation data, for
+ *                              nonces of 32, 1 and 64 bytes;
  *                              a rekeyed IDevID; the IAK certifying itself;
  *                              the public areas of the attestation and
  *                              storage keys and of the EK templates;
@@ -382,28 +383,31 @@ static kl_attest_verdict certify_seed(kl_tpm *t, const char *name, const kl_tpm_
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *iak_pub = NULL;
 	_cleanup_(freep) unsigned char *att = NULL;
 	_cleanup_(freep) unsigned char *sig = NULL;
+	_cleanup_(freep) unsigned char *cd = NULL;
 	unsigned char nonce[64];
-	size_t att_len = 0, sig_len = 0;
+	size_t att_len = 0, sig_len = 0, cd_len = 0;
 	kl_tpm_name iak_name, idevid_name;
 	kl_attest_report rep;
 	int rc;
 
 	assert_int_equal(RAND_bytes(nonce, (int)nonce_len), 1);
-	if (kl_tpm_certify(t, certified, signer, nonce, nonce_len, &att, &att_len, &sig, &sig_len) <
-	    0)
-		fail_msg("Certify: %s", kl_error_detail());
+	if (kl_tpm_certify_creation(t, certified, signer, nonce, nonce_len, &att, &att_len, &sig,
+	                            &sig_len) < 0 ||
+	    kl_tpm_object_creation_data(certified, &cd, &cd_len) < 0)
+		fail_msg("CertifyCreation: %s", kl_error_detail());
 	const fuzz_part parts[] = { { att, att_len },
 		                    { sig, sig_len },
 		                    { iak_area->p, iak_area->n },
 		                    { idevid_area->p, idevid_area->n },
-		                    { nonce, nonce_len } };
-	write_parts("attest", name, parts, 5);
+		                    { nonce, nonce_len },
+		                    { cd, cd_len } };
+	write_parts("attest", name, parts, 6);
 	/* the names the harness computes: those of the areas it is given */
 	area_name(iak_area, &iak_name);
 	area_name(idevid_area, &idevid_name);
 	assert_int_equal(kl_tpm_object_public(signer, &iak_pub), 0);
-	rc = kl_attest_verify_certify(att, att_len, sig, sig_len, iak_pub, &iak_name, &idevid_name,
-	                              nonce, nonce_len, &rep);
+	rc = kl_attest_verify_creation(att, att_len, sig, sig_len, iak_pub, &iak_name, &idevid_name,
+	                               cd, cd_len, nonce, nonce_len, &rep);
 	/* The result and the verdict agree: 0 exactly when the verdict is OK. */
 	assert_int_equal(rc == 0, rep.verdict == KL_ATTEST_OK);
 	return rep.verdict;
@@ -534,7 +538,9 @@ static void credential_seed(const char *name, kl_ek_type type, const kl_credenti
 static void test_credential(void **state)
 {
 	kl_tpm *t = open_dut(fx.duts[0]);
-	kl_tpm_object *iak = create_key(t, KL_TPM_KEY_IAK_P256);
+	/* the station activates its credentials for its attestation key: the
+	 * IAK's ADMIN role is behind the DevID spec's policy */
+	kl_tpm_object *iak = create_key(t, KL_TPM_KEY_ATTEST_P256);
 	kl_tpm_name name;
 
 	(void)state;

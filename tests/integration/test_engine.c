@@ -17,6 +17,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "kl_cleanup.h"
 #include "evidence_test.h"
 #include "ca.h"
 #include "ceremony.h"
@@ -217,19 +218,12 @@ static void check_dut(kl_dut *d, const char *serial)
 static void check_evidence(const char *serial, kl_ek_type type, const kl_job_result *res,
                            const kl_registry_device *dev)
 {
-	static const char *const order[] = { "serial",
-		                             "tpm",
-		                             "ek",
-		                             "entropy_bytes",
-		                             "activation",
-		                             "certify",
-		                             "proof_of_possession",
-		                             "certificates",
-		                             "handles",
-		                             "timings_ms",
-		                             "station",
-		                             "operator",
-		                             "trust_bundle" };
+	static const char *const order[] = {
+		"serial",       "tpm",          "ek",         "entropy_bytes",
+		"activation",   "iak_creation", "certify",    "proof_of_possession",
+		"certificates", "handles",      "timings_ms", "station",
+		"operator",     "trust_bundle"
+	};
 	json_object *ev = NULL, *o, *v;
 	unsigned char der[4096];
 	const unsigned char *q = der;
@@ -268,10 +262,35 @@ static void check_evidence(const char *serial, kl_ek_type type, const kl_job_res
 	assert_true(json_object_object_get_ex(ev, "entropy_bytes", &v));
 	assert_int_equal(json_object_get_int(v), 64);
 	assert_string_equal(ev_str(ev, "activation"), "ok");
-	o = ev_obj(ev, "certify");
-	ev_hex(o, "nonce", 32, NULL);
-	ev_hex(o, "attest", 0, NULL);
-	ev_hex(o, "signature", 0, NULL);
+	/* the station's attestation key certified the IAK's creation, and the
+	 * IAK the IDevID's: TPMS_ATTEST of type TPM_ST_ATTEST_CREATION, over
+	 * the creation data of an endorsement primary */
+	for (int k = 0; k < 2; k++) {
+		static const unsigned char primary_cd[] = {
+			0x00, 0x00, 0x00, 0x00, 0x00, 0x20, 0xe3, 0xb0, 0xc4, 0x42, 0x98,
+			0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+			0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99,
+			0x1b, 0x78, 0x52, 0xb8, 0x55, 0x01, 0x00, 0x10, 0x00, 0x04, 0x40,
+			0x00, 0x00, 0x0b, 0x00, 0x04, 0x40, 0x00, 0x00, 0x0b, 0x00, 0x00,
+		};
+		unsigned char buf[1024];
+
+		o = ev_obj(ev, k == 0 ? "iak_creation" : "certify");
+		ev_hex(o, "nonce", 32, NULL);
+		n = ev_hex(o, "attest", 0, buf);
+		assert_true(n > 6);
+		assert_int_equal(buf[4], 0x80);
+		assert_int_equal(buf[5], 0x1a);
+		ev_hex(o, "signature", 0, NULL);
+		n = ev_hex(o, "creation_data", 0, buf);
+		assert_int_equal(n, sizeof(primary_cd));
+		assert_memory_equal(buf, primary_cd, n);
+		if (k == 0) {
+			/* the attestation key's public area: restricted signing */
+			n = ev_hex(o, "ak_public", 0, buf);
+			assert_true(n > 10);
+		}
+	}
 	o = ev_obj(ev, "proof_of_possession");
 	ev_hex(o, "nonce", 32, NULL);
 	ev_hex(o, "signature", 0, NULL);
@@ -321,6 +340,121 @@ static void test_provision_each_ek_type(void **state)
 	}
 	kl_audit_report rep;
 	assert_int_equal(kl_store_audit_verify(g.store, &rep), 0);
+}
+
+/* The DER SubjectPublicKeyInfo of a PEM public key or certificate. */
+static unsigned char *spki_der(const char *pem, bool cert, size_t *len)
+{
+	char der[PATH_MAX];
+
+	snprintf(der, sizeof(der), "%s.spki", pem);
+	const char *from_cert[] = { "openssl",  "x509", "-in",  pem, "-noout", "-pubkey",
+		                    "-outform", "PEM",  "-out", der, NULL };
+	const char *from_key[] = { "openssl",  "pkey", "-pubin", "-in", pem,
+		                   "-outform", "DER",  "-out",   der,   NULL };
+	if (cert) {
+		char tmp[PATH_MAX];
+
+		snprintf(tmp, sizeof(tmp), "%s.pub.pem", pem);
+		from_cert[9] = tmp;
+		assert_int_equal(kl_floor_run(g.floor, NULL, NULL, from_cert), 0);
+		from_key[4] = tmp;
+		assert_int_equal(kl_floor_run(g.floor, NULL, NULL, from_key), 0);
+	} else {
+		assert_int_equal(kl_floor_run(g.floor, NULL, NULL, from_key), 0);
+	}
+	unsigned char *p = kl_floor_read_file(der, len);
+	assert_non_null(p);
+	return p;
+}
+
+/* Recreates an identity key on a provisioned DUT with tpm2-tools alone,
+ * from the DevID spec's template (TCG "TPM 2.0 Keys for Device Identity and
+ * Attestation" §7.3.1 unique string, §7.3.4 Tables 3 and 4 attributes and
+ * ECC P-256 parameters, §7.3.6.6 Table 19 policy, written out here on their
+ * own rather than taken from the station), and returns its DER public key. */
+static unsigned char *recreate(kl_dut *d, const char *unique, const char *attrs,
+                               const char *policy_hex, const char *name, size_t *len)
+{
+	char pol[PATH_MAX], ctx[PATH_MAX], pem[PATH_MAX], cmd[2048];
+	unsigned char bin[32];
+	FILE *f;
+
+	snprintf(pol, sizeof(pol), "%s/%s.policy", g.dir, name);
+	snprintf(ctx, sizeof(ctx), "%s/%s.ctx", g.dir, name);
+	snprintf(pem, sizeof(pem), "%s/%s.pem", g.dir, name);
+	for (size_t i = 0; i < sizeof(bin); i++)
+		assert_int_equal(sscanf(policy_hex + 2 * i, "%2hhx", &bin[i]), 1);
+	f = fopen(pol, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(bin, 1, sizeof(bin), f), sizeof(bin));
+	assert_int_equal(fclose(f), 0);
+	/* ECC: tpm2_createprimary splits the unique it reads on stdin into the
+	 * two coordinates, so the string goes in twice. swtpm has no resource
+	 * manager: the transient is flushed right away. */
+	snprintf(cmd, sizeof(cmd),
+	         "printf '%s%s' | tpm2_createprimary -C e -g sha256 -G ecc256:ecdsa-sha256:null "
+	         "-a '%s' -L '%s' -u - -c '%s' -f pem -o '%s' >/dev/null && "
+	         "tpm2_flushcontext -t",
+	         unique, unique, attrs, pol, ctx, pem);
+	const char *argv[] = { "sh", "-c", cmd, NULL };
+	assert_int_equal(kl_dut_tool(g.floor, d, NULL, argv), 0);
+	return spki_der(pem, false, len);
+}
+
+#define IAK_POLICY    "5437182326e414fca797d5f174615a1641f61255797c3a2b22c21d120b2d1e07"
+#define IDEVID_POLICY "ad6b3a2284fd698a0710bf5cc1b9bdf15e2532e3f601fa4b93a6a8fa8de579ea"
+#define IAK_ATTRS                                                                     \
+	"fixedtpm|fixedparent|sensitivedataorigin|userwithauth|adminwithpolicy|sign|" \
+	"restricted"
+#define IDEVID_ATTRS "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|adminwithpolicy|sign"
+
+/* Another verifier (a Keylime agent, say) recreates the IAK and the IDevID
+ * of a provisioned DUT from the spec's templates with tpm2-tools alone and
+ * gets the keys whose certificates Keyline engraved; with the template one
+ * bit or one letter off it gets other keys, so the comparison can fail. */
+static void test_tcg_templates_recreate(void **state)
+{
+	const struct {
+		const char *cert_nv, *unique, *attrs, *policy, *name;
+	} keys[2] = {
+		{ "0x01c90010", "IAK", IAK_ATTRS, IAK_POLICY, "iak-recreated" },
+		{ "0x01c90000", "IDEVID", IDEVID_ATTRS, IDEVID_POLICY, "idevid-recreated" },
+	};
+	size_t n_cert = 0, n_key = 0;
+
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		char der[PATH_MAX], pem[PATH_MAX];
+
+		snprintf(der, sizeof(der), "%s/recreate-cert-%d.der", g.dir, i);
+		snprintf(pem, sizeof(pem), "%s/recreate-cert-%d.pem", g.dir, i);
+		const char *nvread[] = {
+			"tpm2_nvread", keys[i].cert_nv, "-C", "o", "-o", der, NULL
+		};
+		assert_int_equal(kl_dut_tool(g.floor, g.good[0], "/dev/null", nvread), 0);
+		const char *conv[] = { "openssl", "x509", "-inform", "DER", "-in",
+			               der,       "-out", pem,       NULL };
+		assert_int_equal(kl_floor_run(g.floor, NULL, NULL, conv), 0);
+		_cleanup_(freep) unsigned char *cert_key = spki_der(pem, true, &n_cert);
+		_cleanup_(freep) unsigned char *key = recreate(
+		    g.good[0], keys[i].unique, keys[i].attrs, keys[i].policy, keys[i].name, &n_key);
+		if (n_key != n_cert || memcmp(key, cert_key, n_key) != 0)
+			fail_msg("%s: the key recreated from the DevID template is not the one "
+			         "certified",
+			         keys[i].name);
+	}
+	/* the controls: the old unique spelling, and no policy */
+	{
+		_cleanup_(freep) unsigned char *a = recreate(g.good[0], "IDevID", IDEVID_ATTRS,
+		                                             IDEVID_POLICY, "ctl-unique", &n_key);
+		_cleanup_(freep) unsigned char *b =
+		    recreate(g.good[0], "IDEVID", IDEVID_ATTRS, IAK_POLICY, "ctl-policy", &n_cert);
+		_cleanup_(freep) unsigned char *c =
+		    recreate(g.good[0], "IDEVID", IDEVID_ATTRS, IDEVID_POLICY, "ctl-same", &n_cert);
+		assert_false(n_key == n_cert && memcmp(a, c, n_key) == 0);
+		assert_false(memcmp(b, c, n_cert) == 0);
+	}
 }
 
 static void test_again_is_idempotent(void **state)
@@ -567,9 +701,18 @@ static void test_lying_dut(void **state)
 	assert_int_equal(kl_registry_device_get(g.reg, "SN-7", &dev), 0);
 	assert_int_equal(dev.state, KL_DEVICE_PREREGISTERED);
 
-	/* One bit of the Certify response (0x148) flipped: the attestation no
-	 * longer verifies. */
-	kl_mitm_rule flip = { .command_code = 0x00000148, .action = KL_MITM_FLIP, .offset = 40 };
+	/* One bit of step 8's CertifyCreation response (0x14a), the station's
+	 * attestation key over the IAK's creation, flipped: refused there. */
+	kl_mitm_rule flip8 = { .command_code = 0x0000014a, .action = KL_MITM_FLIP, .offset = 40 };
+	assert_int_equal(kl_mitm_start(g.good[5], &flip8, 1, &m), 0);
+	expect_refusal(kl_mitm_tcti(m), "SN-7", "iak_creation_bad_signature");
+	kl_mitm_stop(m);
+
+	/* One bit of step 9's, the IAK over the IDevID's creation, flipped:
+	 * the attestation no longer verifies. */
+	kl_mitm_rule flip = {
+		.command_code = 0x0000014a, .action = KL_MITM_FLIP, .offset = 40, .skip = 1
+	};
 	assert_int_equal(kl_mitm_start(g.good[5], &flip, 1, &m), 0);
 	kl_job_result res;
 	int64_t before = issued();
@@ -693,6 +836,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_provision_each_ek_type),
+		cmocka_unit_test(test_tcg_templates_recreate),
 		cmocka_unit_test(test_again_is_idempotent),
 		cmocka_unit_test(test_already_provisioned_is_checked),
 		cmocka_unit_test(test_refusals),

@@ -421,8 +421,8 @@ static void check_renew_evidence(const char *serial, const kl_life_result *res)
 		                           "identity_proof", "certify", "proof_of_possession",
 		                           "certificate",    "profile", "handles",
 		                           "station",        "operator" };
-	static const char *const certify[] = { "unique", "nonce", "attest", "signature",
-		                               "iak_certificate" };
+	static const char *const certify[] = { "unique",    "nonce",         "attest",
+		                               "signature", "creation_data", "iak_certificate" };
 	static const char *const handles[] = { "idevid", "idevid_cert_nv" };
 	json_object *ev = NULL, *o;
 
@@ -441,6 +441,7 @@ static void check_renew_evidence(const char *serial, const kl_life_result *res)
 	ev_hex(o, "nonce", 32, NULL);
 	ev_hex(o, "attest", 0, NULL);
 	ev_hex(o, "signature", 0, NULL);
+	ev_hex(o, "creation_data", 0, NULL);
 	o = ev_obj(ev, "proof_of_possession");
 	ev_hex(o, "nonce", 32, NULL);
 	ev_hex(o, "signature", 0, NULL);

@@ -4,18 +4,26 @@
  *
  *   1. IAK and IDevID made from the TCG templates pass
  *      kl_attest_check_public with the TPM's own bytes; the same templates
- *      give the same keys again; TPM2_Certify(IDevID by IAK) with a fresh
- *      nonce verifies with kl_attest_verify_certify, and the same
+ *      give the same keys again; TPM2_CertifyCreation(IDevID by IAK) with a
+ *      fresh nonce verifies with kl_attest_verify_creation, and the same
  *      attestation checked against another nonce (a replay) fails with
- *      bad-nonce, against swapped keys with bad-signer / bad-signature;
+ *      bad-nonce, against swapped keys with bad-signer / bad-signature,
+ *      against another key's creation data with bad-creation;
  *   2. the IDevID signs the SHA-256 of a proof-of-possession message and
  *      OpenSSL verifies the signature with the IDevID's public key; the
  *      restricted IAK is refused before anything reaches the TPM;
  *   3. both keys persisted at KL_TPM_HANDLE_IAK / _IDEVID: a second persist
  *      is -KL_E_EXISTS; loaded back they have the same names and certify
- *      again; tpm2_getcap handles-persistent lists them and tpm2_readpublic
+ *      again (the persisted IAK certifies a new key's creation; the loaded
+ *      IDevID, which has no creation ticket any more, cannot be);
+ *      tpm2_getcap handles-persistent lists them; tpm2_certify of the
+ *      IDevID by the IAK is refused by the TPM (the ADMIN role of a key
+ *      made from the DevID template is behind the spec's policy, so a
+ *      password does not give it); tpm2_readpublic
  *      shows their attributes (its public area passes
  *      kl_attest_check_public); evicted, they are gone for tpm2_getcap too;
+ *      An IAK persisted with the templates from before the DevID spec's
+ *      still loads, marked legacy; one with a foreign policy does not;
  *   4. a certificate DER written to KL_TPM_NV_IDEVID_CERT in 64-byte chunks
  *      and write-locked: tpm2_nvread gives the same bytes, tpm2_nvreadpublic
  *      says writelocked, a second write (ours: -KL_E_EXISTS; tpm2_nvwrite)
@@ -156,30 +164,63 @@ static void assert_public_ok(const kl_tpm_object *o, kl_attest_key_kind kind)
 	free(area);
 }
 
-/* Certify(idevid by iak, fresh nonce) verifies. */
-static void certify_ok(kl_tpm *t, const kl_tpm_object *iak, const kl_tpm_object *idevid)
-{
-	_cleanup_(EVP_PKEY_freep) EVP_PKEY *iak_pub = NULL;
-	_cleanup_(freep) unsigned char *att = NULL;
-	_cleanup_(freep) unsigned char *sig = NULL;
+/* CertifyCreation(key by signer, fresh nonce): the attestation, signature
+ * and creation data; fails the test when the TPM refuses. */
+struct cc {
+	unsigned char *att, *sig, *cd;
+	size_t att_len, sig_len, cd_len;
 	unsigned char nonce[32];
-	size_t att_len = 0, sig_len = 0;
-	kl_tpm_name iak_name, idevid_name;
-	kl_attest_report rep;
+};
 
-	fresh_nonce(nonce, sizeof(nonce));
-	kl_tpm_object_name(iak, &iak_name);
-	kl_tpm_object_name(idevid, &idevid_name);
-	assert_int_equal(kl_tpm_object_public(iak, &iak_pub), 0);
-	if (kl_tpm_certify(t, idevid, iak, nonce, sizeof(nonce), &att, &att_len, &sig, &sig_len) <
-	    0)
-		fail_msg("Certify: %s", kl_error_detail());
-	if (kl_attest_verify_certify(att, att_len, sig, sig_len, iak_pub, &iak_name, &idevid_name,
-	                             nonce, sizeof(nonce), &rep) < 0)
-		fail_msg("verify Certify: %s", kl_error_detail());
-	assert_int_equal(rep.verdict, KL_ATTEST_OK);
-	assert_int_equal(rep.certified_name.len, idevid_name.len);
-	assert_memory_equal(rep.certified_name.buf, idevid_name.buf, idevid_name.len);
+static void cc_free(struct cc *c)
+{
+	free(c->att);
+	free(c->sig);
+	free(c->cd);
+}
+
+static struct cc certify_creation(kl_tpm *t, const kl_tpm_object *key, const kl_tpm_object *signer)
+{
+	struct cc c = { 0 };
+
+	fresh_nonce(c.nonce, sizeof(c.nonce));
+	if (kl_tpm_certify_creation(t, key, signer, c.nonce, sizeof(c.nonce), &c.att, &c.att_len,
+	                            &c.sig, &c.sig_len) < 0)
+		fail_msg("CertifyCreation: %s", kl_error_detail());
+	assert_int_equal(kl_tpm_object_creation_data(key, &c.cd, &c.cd_len), 0);
+	return c;
+}
+
+/* The verdict of c checked as the station checks it. */
+static kl_attest_verdict cc_verify(const struct cc *c, EVP_PKEY *pub, const kl_tpm_name *signer,
+                                   const kl_tpm_name *key, const unsigned char *cd, size_t cd_len,
+                                   const unsigned char *nonce)
+{
+	kl_attest_report rep;
+	int r = kl_attest_verify_creation(c->att, c->att_len, c->sig, c->sig_len, pub, signer, key,
+	                                  cd, cd_len, nonce, 32, &rep);
+
+	assert_int_equal(r == 0, rep.verdict == KL_ATTEST_OK);
+	if (r == 0) {
+		assert_int_equal(rep.certified_name.len, key->len);
+		assert_memory_equal(rep.certified_name.buf, key->buf, key->len);
+	}
+	return rep.verdict;
+}
+
+/* CertifyCreation(key by signer, fresh nonce) verifies. */
+static void certify_ok(kl_tpm *t, const kl_tpm_object *signer, const kl_tpm_object *key)
+{
+	_cleanup_(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
+	kl_tpm_name signer_name, key_name;
+	struct cc c = certify_creation(t, key, signer);
+
+	kl_tpm_object_name(signer, &signer_name);
+	kl_tpm_object_name(key, &key_name);
+	assert_int_equal(kl_tpm_object_public(signer, &pub), 0);
+	if (cc_verify(&c, pub, &signer_name, &key_name, c.cd, c.cd_len, c.nonce) != KL_ATTEST_OK)
+		fail_msg("verify CertifyCreation: %s", kl_error_detail());
+	cc_free(&c);
 }
 
 /* 1. */
@@ -190,12 +231,9 @@ static void test_certify(void **state)
 	kl_tpm_object *idevid = create_key(t, KL_TPM_KEY_IDEVID_P256);
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *iak_pub = NULL;
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *idevid_pub = NULL;
-	_cleanup_(freep) unsigned char *att = NULL;
-	_cleanup_(freep) unsigned char *sig = NULL;
-	unsigned char nonce[32], nonce2[32];
-	size_t att_len = 0, sig_len = 0;
+	unsigned char nonce2[32];
 	kl_tpm_name iak_name, idevid_name, name2;
-	kl_attest_report rep;
+	struct cc c, self;
 
 	(void)state;
 	assert_public_ok(iak, KL_ATTEST_KEY_IAK);
@@ -215,63 +253,36 @@ static void test_certify(void **state)
 	assert_int_equal(name2.len, idevid_name.len);
 	assert_memory_equal(name2.buf, idevid_name.buf, name2.len);
 
-	fresh_nonce(nonce, sizeof(nonce));
-	if (kl_tpm_certify(t, idevid, iak, nonce, sizeof(nonce), &att, &att_len, &sig, &sig_len) <
-	    0)
-		fail_msg("Certify: %s", kl_error_detail());
-	if (kl_attest_verify_certify(att, att_len, sig, sig_len, iak_pub, &iak_name, &idevid_name,
-	                             nonce, sizeof(nonce), &rep) < 0)
-		fail_msg("verify Certify: %s", kl_error_detail());
-	assert_int_equal(rep.verdict, KL_ATTEST_OK);
-	assert_int_equal(rep.certified_name.len, idevid_name.len);
-	assert_memory_equal(rep.certified_name.buf, idevid_name.buf, idevid_name.len);
-
+	c = certify_creation(t, idevid, iak);
+	assert_int_equal(cc_verify(&c, iak_pub, &iak_name, &idevid_name, c.cd, c.cd_len, c.nonce),
+	                 KL_ATTEST_OK);
 	/* replay: the station's next challenge has another nonce */
 	fresh_nonce(nonce2, sizeof(nonce2));
-	assert_int_equal(kl_attest_verify_certify(att, att_len, sig, sig_len, iak_pub, &iak_name,
-	                                          &idevid_name, nonce2, sizeof(nonce2), &rep),
-	                 -KL_E_CRYPTO);
-	assert_int_equal(rep.verdict, KL_ATTEST_BAD_NONCE);
+	assert_int_equal(cc_verify(&c, iak_pub, &iak_name, &idevid_name, c.cd, c.cd_len, nonce2),
+	                 KL_ATTEST_BAD_NONCE);
 	/* the keys swapped: another signer's name, another key's signature */
-	assert_int_equal(kl_attest_verify_certify(att, att_len, sig, sig_len, iak_pub, &idevid_name,
-	                                          &idevid_name, nonce, sizeof(nonce), &rep),
-	                 -KL_E_CRYPTO);
-	assert_int_equal(rep.verdict, KL_ATTEST_BAD_SIGNER);
-	assert_int_equal(kl_attest_verify_certify(att, att_len, sig, sig_len, idevid_pub, &iak_name,
-	                                          &idevid_name, nonce, sizeof(nonce), &rep),
-	                 -KL_E_CRYPTO);
-	assert_int_equal(rep.verdict, KL_ATTEST_BAD_SIGNATURE);
-	/* the IAK certifying itself is not the IDevID */
-	{
-		_cleanup_(freep) unsigned char *att2 = NULL;
-		_cleanup_(freep) unsigned char *sig2 = NULL;
-		size_t att2_len = 0, sig2_len = 0;
-
-		assert_int_equal(kl_tpm_certify(t, iak, iak, nonce, sizeof(nonce), &att2, &att2_len,
-		                                &sig2, &sig2_len),
-		                 0);
-		assert_int_equal(kl_attest_verify_certify(att2, att2_len, sig2, sig2_len, iak_pub,
-		                                          &iak_name, &idevid_name, nonce,
-		                                          sizeof(nonce), &rep),
-		                 -KL_E_CRYPTO);
-		assert_int_equal(rep.verdict, KL_ATTEST_BAD_NAME);
-	}
-	/* any signing key may sign a Certify (Part 3 §18.2), but the
-	 * IDevID's own does not verify as the IAK's */
-	{
-		_cleanup_(freep) unsigned char *att3 = NULL;
-		_cleanup_(freep) unsigned char *sig3 = NULL;
-		size_t att3_len = 0, sig3_len = 0;
-
-		if (kl_tpm_certify(t, idevid, idevid, nonce, sizeof(nonce), &att3, &att3_len, &sig3,
-		                   &sig3_len) == 0) {
-			assert_int_equal(kl_attest_verify_certify(att3, att3_len, sig3, sig3_len,
-			                                          iak_pub, &iak_name, &idevid_name,
-			                                          nonce, sizeof(nonce), &rep),
-			                 -KL_E_CRYPTO);
-			assert_int_equal(rep.verdict, KL_ATTEST_BAD_SIGNATURE);
-		}
-	}
+	assert_int_equal(
+	    cc_verify(&c, iak_pub, &idevid_name, &idevid_name, c.cd, c.cd_len, c.nonce),
+	    KL_ATTEST_BAD_SIGNER);
+	assert_int_equal(
+	    cc_verify(&c, idevid_pub, &iak_name, &idevid_name, c.cd, c.cd_len, c.nonce),
+	    KL_ATTEST_BAD_SIGNATURE);
+	/* the IAK certifying its own creation is not the IDevID's; its creation
+	 * data is an endorsement primary's too, but not the bytes the IDevID's
+	 * certification hashed when one byte differs */
+	self = certify_creation(t, iak, iak);
+	assert_int_equal(
+	    cc_verify(&self, iak_pub, &iak_name, &idevid_name, self.cd, self.cd_len, self.nonce),
+	    KL_ATTEST_BAD_NAME);
+	assert_int_equal(
+	    cc_verify(&self, iak_pub, &iak_name, &iak_name, self.cd, self.cd_len, self.nonce),
+	    KL_ATTEST_OK);
+	self.cd[self.cd_len - 1] ^= 1;
+	assert_int_equal(
+	    cc_verify(&c, iak_pub, &iak_name, &idevid_name, self.cd, self.cd_len, c.nonce),
+	    KL_ATTEST_BAD_CREATION);
+	cc_free(&self);
+	cc_free(&c);
 
 	kl_tpm_object_free(idevid);
 	kl_tpm_object_free(iak);
@@ -388,9 +399,23 @@ static void test_persist(void **state)
 	assert_int_equal(n.len, idevid_name.len);
 	assert_memory_equal(n.buf, idevid_name.buf, n.len);
 	assert_transients(t, 0);
-	certify_ok(t, iak, idevid);
+	/* a loaded-back key has no creation ticket; the loaded IAK still
+	 * certifies a key made now */
+	{
+		unsigned char nonce[32] = { 1 }, *a = NULL, *sg = NULL;
+		size_t al = 0, sl = 0;
+		kl_tpm_object *fresh;
+
+		assert_int_equal(kl_tpm_certify_creation(t, idevid, iak, nonce, sizeof(nonce), &a,
+		                                         &al, &sg, &sl),
+		                 -KL_E_STATE);
+		assert_null(a);
+		kl_tpm_object_free(idevid);
+		fresh = create_key(t, KL_TPM_KEY_IDEVID_P256);
+		certify_ok(t, iak, fresh);
+		kl_tpm_object_free(fresh);
+	}
 	assert_public_ok(iak, KL_ATTEST_KEY_IAK);
-	kl_tpm_object_free(idevid);
 	kl_tpm_object_free(iak);
 	/* the wrong type there is refused */
 	{
@@ -417,6 +442,20 @@ static void test_persist(void **state)
 		free(text);
 	}
 	{
+		char att[PATH_MAX], sig[PATH_MAX];
+
+		floor_path(att, sizeof(att), "certify.att");
+		floor_path(sig, sizeof(sig), "certify.sig");
+		const char *argv[] = {
+			"tpm2_certify", "-c", "0x81020000", "-C", "0x81020001", "-g",
+			"sha256",       "-o", att,          "-s", sig,          NULL
+		};
+		text = tool(argv, NULL);
+		if (text)
+			fail_msg("TPM2_Certify of the IDevID with a password worked: %s", text);
+		assert_int_equal(access(att, F_OK), -1);
+	}
+	{
 		char pub_path[PATH_MAX];
 		const char *argv[] = {
 			"tpm2_readpublic", "-c", "0x81020001", "-o", pub_path, NULL
@@ -428,9 +467,10 @@ static void test_persist(void **state)
 		floor_path(pub_path, sizeof(pub_path), "iak.pub");
 		text = tool(argv, NULL);
 		if (!text_has(text, "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|"
-		                    "restricted|sign") ||
-		    !text_has(text, "ecdsa") || text_has(text, "adminwithpolicy") ||
-		    text_has(text, "noda"))
+		                    "adminwithpolicy|restricted|sign") ||
+		    !text_has(text, "ecdsa") || text_has(text, "noda") ||
+		    !text_has(text,
+		              "5437182326e414fca797d5f174615a1641f61255797c3a2b22c21d120b2d1e07"))
 			fail_msg("readpublic IAK: %s", text ? text : "(failed)");
 		free(text);
 		/* -o writes a TPM2B_PUBLIC: our check on the TPMT_PUBLIC in it */
@@ -445,8 +485,11 @@ static void test_persist(void **state)
 		const char *argv[] = { "tpm2_readpublic", "-c", "0x81020000", NULL };
 
 		text = tool(argv, NULL);
-		if (!text_has(text, "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign") ||
-		    text_has(text, "restricted") || text_has(text, "decrypt"))
+		if (!text_has(text, "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|"
+		                    "adminwithpolicy|sign") ||
+		    text_has(text, "restricted") || text_has(text, "decrypt") ||
+		    !text_has(text,
+		              "ad6b3a2284fd698a0710bf5cc1b9bdf15e2532e3f601fa4b93a6a8fa8de579ea"))
 			fail_msg("readpublic IDevID: %s", text ? text : "(failed)");
 		free(text);
 	}
@@ -594,6 +637,83 @@ static void test_nv_cert(void **state)
 	}
 }
 
+/* 3: an IAK engraved before the station used the DevID spec's templates
+ * (no adminWithPolicy, no policy) still loads, marked legacy, and passes the
+ * legacy profile only; a key with a policy that is neither is refused. */
+static void test_legacy_load(void **state)
+{
+	static const struct {
+		const char *attrs, *policy;
+		bool loads;
+	} cases[] = {
+		{ "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign|restricted", NULL,
+		  true },
+		{ "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|adminwithpolicy|sign|"
+		  "restricted",
+		  "zero", false },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char ctx[PATH_MAX], pol[PATH_MAX], cmd[1024];
+		kl_tpm_object *o = NULL;
+		kl_tpm *t;
+
+		floor_path(ctx, sizeof(ctx), "legacy.ctx");
+		floor_path(pol, sizeof(pol), "legacy.policy");
+		if (cases[i].policy) {
+			/* 32 zero bytes: a policy digest, but not Table 19's */
+			static const unsigned char zero[32];
+			FILE *f = fopen(pol, "wb");
+
+			assert_non_null(f);
+			assert_int_equal(fwrite(zero, 1, sizeof(zero), f), sizeof(zero));
+			assert_int_equal(fclose(f), 0);
+			snprintf(
+			    cmd, sizeof(cmd),
+			    "printf IAK | tpm2_createprimary -C e -g sha256 -G "
+			    "ecc256:ecdsa-sha256:null -a '%s' -L '%s' -u - -c '%s' >/dev/null && "
+			    "tpm2_evictcontrol -C o -c '%s' 0x81020001 >/dev/null && "
+			    "tpm2_flushcontext -t",
+			    cases[i].attrs, pol, ctx, ctx);
+		} else
+			snprintf(cmd, sizeof(cmd),
+			         "printf IAK | tpm2_createprimary -C e -g sha256 -G "
+			         "ecc256:ecdsa-sha256:null -a '%s' -u - -c '%s' >/dev/null && "
+			         "tpm2_evictcontrol -C o -c '%s' 0x81020001 >/dev/null && "
+			         "tpm2_flushcontext -t",
+			         cases[i].attrs, ctx, ctx);
+		const char *argv[] = { "sh", "-c", cmd, NULL };
+		assert_int_equal(kl_dut_tool(fx.floor, fx.duts[0], NULL, argv), 0);
+
+		t = open_dut();
+		if (cases[i].loads) {
+			unsigned char *area = NULL;
+			size_t len = 0;
+			kl_attest_verdict v;
+
+			if (kl_tpm_persistent_load(t, KL_TPM_HANDLE_IAK, KL_TPM_KEY_IAK_P256, &o) <
+			    0)
+				fail_msg("legacy IAK: %s", kl_error_detail());
+			assert_true(kl_tpm_object_is_legacy(o));
+			assert_int_equal(kl_tpm_object_public_area(o, &area, &len), 0);
+			assert_int_equal(
+			    kl_attest_check_public(area, len, KL_ATTEST_KEY_IAK_LEGACY, &v), 0);
+			assert_int_equal(kl_attest_check_public(area, len, KL_ATTEST_KEY_IAK, &v),
+			                 -KL_E_CRYPTO);
+			free(area);
+			kl_tpm_object_free(o);
+		} else {
+			assert_int_equal(
+			    kl_tpm_persistent_load(t, KL_TPM_HANDLE_IAK, KL_TPM_KEY_IAK_P256, &o),
+			    -KL_E_TPM);
+		}
+		assert_int_equal(kl_tpm_persistent_evict(t, KL_TPM_HANDLE_IAK), 0);
+		assert_transients(t, 0);
+		kl_tpm_free(t);
+	}
+}
+
 /* 5. */
 static void test_bad_args(void **state)
 {
@@ -605,10 +725,13 @@ static void test_bad_args(void **state)
 	bool b;
 
 	(void)state;
-	assert_int_equal(kl_tpm_certify(t, iak, iak, nonce, 0, &a, &al, &s, &sl), -KL_E_INVALID);
-	assert_int_equal(kl_tpm_certify(t, iak, iak, nonce, 65, &a, &al, &s, &sl), -KL_E_INVALID);
-	assert_int_equal(kl_tpm_certify(t, NULL, iak, nonce, 32, &a, &al, &s, &sl), -KL_E_INVALID);
-	assert_int_equal(kl_tpm_certify(NULL, iak, iak, nonce, 32, &a, &al, &s, &sl),
+	assert_int_equal(kl_tpm_certify_creation(t, iak, iak, nonce, 0, &a, &al, &s, &sl),
+	                 -KL_E_INVALID);
+	assert_int_equal(kl_tpm_certify_creation(t, iak, iak, nonce, 65, &a, &al, &s, &sl),
+	                 -KL_E_INVALID);
+	assert_int_equal(kl_tpm_certify_creation(t, NULL, iak, nonce, 32, &a, &al, &s, &sl),
+	                 -KL_E_INVALID);
+	assert_int_equal(kl_tpm_certify_creation(NULL, iak, iak, nonce, 32, &a, &al, &s, &sl),
 	                 -KL_E_INVALID);
 	assert_ptr_equal(a, (unsigned char *)&a);
 	assert_int_equal(kl_tpm_object_persist(t, iak, 0x81800000u), -KL_E_INVALID);
@@ -634,9 +757,9 @@ static void test_bad_args(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_certify),  cmocka_unit_test(test_sign),
-		cmocka_unit_test(test_persist),  cmocka_unit_test(test_nv_cert),
-		cmocka_unit_test(test_bad_args),
+		cmocka_unit_test(test_certify),     cmocka_unit_test(test_sign),
+		cmocka_unit_test(test_persist),     cmocka_unit_test(test_nv_cert),
+		cmocka_unit_test(test_legacy_load), cmocka_unit_test(test_bad_args),
 	};
 
 	return cmocka_run_group_tests_name("tpm_keys", tests, group_setup, group_teardown);

@@ -2,14 +2,16 @@
  * TPMT_PUBLIC bytes with tss2-mu and signs them with an OpenSSL P-256 key
  * standing in for the IAK.
  *
- *   1. a good Certify verifies, and the report carries what it says;
+ *   1. a good CertifyCreation verifies, and the report carries what it says;
  *   2. each failure has its own verdict: wrong magic, wrong type, wrong
- *      signer, wrong name (and qualified name), wrong nonce (value and
- *      length), a signature by another key, malformed bytes;
+ *      signer, wrong name, wrong nonce (value and length), creation data
+ *      that is not what the TPM hashed or not of an endorsement primary, a
+ *      signature by another key, malformed bytes;
  *   3. flipping any bit of any byte of the attestation, or of the
  *      signature, makes it fail;
- *   4. IAK and IDevID public areas pass, and each missing or forbidden
- *      attribute bit (all 32), nameAlg, type, policy, symmetric, scheme,
+ *   4. IAK and IDevID public areas (the DevID spec's and the legacy
+ *      profile) pass, and each missing or forbidden attribute bit (all 32),
+ *      nameAlg, type, policy (absent, other, legacy), symmetric, scheme,
  *      curve, KDF, an off-curve point and malformed bytes are refused with
  *      their verdict;
  *   5. bad arguments are -KL_E_INVALID. */
@@ -32,13 +34,38 @@
 #include "attest.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
+#include "tpm_mu.h"
 
 static struct {
 	EVP_PKEY *iak;   /* the "IAK" */
 	EVP_PKEY *other; /* another key */
 	kl_tpm_name iak_name, idevid_name;
 	unsigned char nonce[32];
+	unsigned char cd[sizeof(TPMS_CREATION_DATA)]; /* of an endorsement primary */
+	size_t cd_len;
 } fx;
+
+/* TPMS_CREATION_DATA as a TPM returns it for a primary of the parent
+ * handle (Part 3 §24.1): parentName = parentQualifiedName = the handle. */
+static size_t creation_data(uint32_t parent, TPMI_ALG_HASH name_alg, unsigned char *buf,
+                            size_t size)
+{
+	TPMS_CREATION_DATA c;
+	size_t off = 0;
+
+	memset(&c, 0, sizeof(c));
+	c.pcrDigest.size = 32;
+	assert_int_equal(EVP_Digest("", 0, c.pcrDigest.buffer, NULL, EVP_sha256(), NULL), 1);
+	c.locality = TPMA_LOCALITY_TPM2_LOC_ZERO;
+	c.parentNameAlg = name_alg;
+	c.parentName.size = c.parentQualifiedName.size = 4;
+	c.parentName.name[0] = c.parentQualifiedName.name[0] = (BYTE)(parent >> 24);
+	c.parentName.name[1] = c.parentQualifiedName.name[1] = (BYTE)(parent >> 16);
+	c.parentName.name[2] = c.parentQualifiedName.name[2] = (BYTE)(parent >> 8);
+	c.parentName.name[3] = c.parentQualifiedName.name[3] = (BYTE)parent;
+	assert_int_equal(Tss2_MU_TPMS_CREATION_DATA_Marshal(&c, buf, size, &off), TSS2_RC_SUCCESS);
+	return off;
+}
 
 static void random_name(kl_tpm_name *n)
 {
@@ -57,6 +84,7 @@ static int setup(void **state)
 		return -1;
 	random_name(&fx.iak_name);
 	random_name(&fx.idevid_name);
+	fx.cd_len = creation_data(TPM2_RH_ENDORSEMENT, TPM2_ALG_NULL, fx.cd, sizeof(fx.cd));
 	return RAND_bytes(fx.nonce, sizeof(fx.nonce)) == 1 ? 0 : -1;
 }
 
@@ -92,14 +120,23 @@ static void to_tpm2b_name(const kl_tpm_name *n, TPM2B_NAME *ret)
 	memcpy(ret->name, n->buf, n->len);
 }
 
-/* A TPMS_ATTEST as the TPM would make for Certify(IDevID by IAK, nonce). */
+static void set_creation_hash(TPMS_ATTEST *a, const unsigned char *cd, size_t cd_len)
+{
+	a->attested.creation.creationHash.size = 32;
+	assert_int_equal(EVP_Digest(cd, cd_len, a->attested.creation.creationHash.buffer, NULL,
+	                            EVP_sha256(), NULL),
+	                 1);
+}
+
+/* A TPMS_ATTEST as the TPM would make for CertifyCreation(IDevID by IAK,
+ * nonce). */
 static TPMS_ATTEST good_attest(void)
 {
 	TPMS_ATTEST a;
 
 	memset(&a, 0, sizeof(a));
 	a.magic = TPM2_GENERATED_VALUE;
-	a.type = TPM2_ST_ATTEST_CERTIFY;
+	a.type = TPM2_ST_ATTEST_CREATION;
 	qn(&fx.iak_name, &a.qualifiedSigner);
 	a.extraData.size = sizeof(fx.nonce);
 	memcpy(a.extraData.buffer, fx.nonce, sizeof(fx.nonce));
@@ -108,8 +145,8 @@ static TPMS_ATTEST good_attest(void)
 	a.clockInfo.restartCount = 3;
 	a.clockInfo.safe = TPM2_YES;
 	a.firmwareVersion = 0x2000000100000002ull;
-	to_tpm2b_name(&fx.idevid_name, &a.attested.certify.name);
-	qn(&fx.idevid_name, &a.attested.certify.qualifiedName);
+	to_tpm2b_name(&fx.idevid_name, &a.attested.creation.objectName);
+	set_creation_hash(&a, fx.cd, fx.cd_len);
 	return a;
 }
 
@@ -135,9 +172,10 @@ static size_t sign(EVP_PKEY *key, const unsigned char *msg, size_t len, unsigned
 
 /* Verifies a (marshalled, signed) attestation; returns the verdict and
  * checks that the return code agrees with it. */
-static kl_attest_verdict verify_with(const TPMS_ATTEST *a, EVP_PKEY *signer,
-                                     const kl_tpm_name *iak_name, const kl_tpm_name *idevid_name,
-                                     const unsigned char *nonce, size_t nonce_len)
+static kl_attest_verdict verify_cd(const TPMS_ATTEST *a, EVP_PKEY *signer,
+                                   const kl_tpm_name *iak_name, const kl_tpm_name *idevid_name,
+                                   const unsigned char *nonce, size_t nonce_len,
+                                   const unsigned char *cd, size_t cd_len)
 {
 	unsigned char buf[sizeof(TPMS_ATTEST)], sig[128];
 	size_t len = marshal(a, buf, sizeof(buf));
@@ -145,8 +183,8 @@ static kl_attest_verdict verify_with(const TPMS_ATTEST *a, EVP_PKEY *signer,
 	kl_attest_report rep;
 	int r;
 
-	r = kl_attest_verify_certify(buf, len, sig, sig_len, fx.iak, iak_name, idevid_name, nonce,
-	                             nonce_len, &rep);
+	r = kl_attest_verify_creation(buf, len, sig, sig_len, fx.iak, iak_name, idevid_name, cd,
+	                              cd_len, nonce, nonce_len, &rep);
 	if (rep.verdict == KL_ATTEST_OK) {
 		assert_int_equal(r, 0);
 	} else {
@@ -155,6 +193,13 @@ static kl_attest_verdict verify_with(const TPMS_ATTEST *a, EVP_PKEY *signer,
 		assert_non_null(strstr(kl_error_detail(), kl_attest_verdict_name(rep.verdict)));
 	}
 	return rep.verdict;
+}
+
+static kl_attest_verdict verify_with(const TPMS_ATTEST *a, EVP_PKEY *signer,
+                                     const kl_tpm_name *iak_name, const kl_tpm_name *idevid_name,
+                                     const unsigned char *nonce, size_t nonce_len)
+{
+	return verify_cd(a, signer, iak_name, idevid_name, nonce, nonce_len, fx.cd, fx.cd_len);
 }
 
 static kl_attest_verdict verify(const TPMS_ATTEST *a)
@@ -170,12 +215,11 @@ static void test_good(void **state)
 	size_t len = marshal(&a, buf, sizeof(buf));
 	size_t sig_len = sign(fx.iak, buf, len, sig, sizeof(sig));
 	kl_attest_report rep;
-	TPM2B_NAME q;
 
 	(void)state;
-	assert_int_equal(kl_attest_verify_certify(buf, len, sig, sig_len, fx.iak, &fx.iak_name,
-	                                          &fx.idevid_name, fx.nonce, sizeof(fx.nonce),
-	                                          &rep),
+	assert_int_equal(kl_attest_verify_creation(buf, len, sig, sig_len, fx.iak, &fx.iak_name,
+	                                           &fx.idevid_name, fx.cd, fx.cd_len, fx.nonce,
+	                                           sizeof(fx.nonce), &rep),
 	                 0);
 	assert_int_equal(rep.verdict, KL_ATTEST_OK);
 	assert_int_equal(rep.clock, 123456);
@@ -185,9 +229,6 @@ static void test_good(void **state)
 	assert_true(rep.firmware_version == 0x2000000100000002ull);
 	assert_int_equal(rep.certified_name.len, fx.idevid_name.len);
 	assert_memory_equal(rep.certified_name.buf, fx.idevid_name.buf, fx.idevid_name.len);
-	qn(&fx.idevid_name, &q);
-	assert_int_equal(rep.certified_qualified_name.len, q.size);
-	assert_memory_equal(rep.certified_qualified_name.buf, q.name, q.size);
 	assert_string_equal(kl_attest_verdict_name(KL_ATTEST_OK), "ok");
 }
 
@@ -208,9 +249,12 @@ static void test_distinct_failures(void **state)
 	memset(&a.attested, 0, sizeof(a.attested));
 	assert_int_equal(verify(&a), KL_ATTEST_BAD_TYPE);
 
+	/* a TPM2_Certify of the right key is not a TPM2_CertifyCreation */
 	a = good_attest();
-	a.type = TPM2_ST_ATTEST_CREATION;
+	a.type = TPM2_ST_ATTEST_CERTIFY;
 	memset(&a.attested, 0, sizeof(a.attested));
+	to_tpm2b_name(&fx.idevid_name, &a.attested.certify.name);
+	qn(&fx.idevid_name, &a.attested.certify.qualifiedName);
 	assert_int_equal(verify(&a), KL_ATTEST_BAD_TYPE);
 
 	/* another signer named in the attestation */
@@ -230,15 +274,49 @@ static void test_distinct_failures(void **state)
 
 	/* another certified key */
 	a = good_attest();
-	to_tpm2b_name(&other, &a.attested.certify.name);
+	to_tpm2b_name(&other, &a.attested.creation.objectName);
 	assert_int_equal(verify(&a), KL_ATTEST_BAD_NAME);
 	a = good_attest();
 	assert_int_equal(verify_with(&a, fx.iak, &fx.iak_name, &other, fx.nonce, sizeof(fx.nonce)),
 	                 KL_ATTEST_BAD_NAME);
-	/* right name, qualified name of another hierarchy path */
-	a = good_attest();
-	qn(&other, &a.attested.certify.qualifiedName);
-	assert_int_equal(verify(&a), KL_ATTEST_BAD_NAME);
+
+	/* creation data: not the bytes the TPM hashed; a key of the owner
+	 * hierarchy, a child key, trailing bytes (each hashed as the TPM
+	 * would, so only the contents are wrong) */
+	{
+		unsigned char cd[sizeof(TPMS_CREATION_DATA) + 1];
+		size_t n;
+
+		a = good_attest();
+		memcpy(cd, fx.cd, fx.cd_len);
+		cd[fx.cd_len - 3] ^= 1;
+		assert_int_equal(verify_cd(&a, fx.iak, &fx.iak_name, &fx.idevid_name, fx.nonce,
+		                           sizeof(fx.nonce), cd, fx.cd_len),
+		                 KL_ATTEST_BAD_CREATION);
+		assert_non_null(strstr(kl_error_detail(), "not the one the TPM certified"));
+		a.attested.creation.creationHash.size = 20;
+		assert_int_equal(verify(&a), KL_ATTEST_BAD_CREATION);
+
+		n = creation_data(TPM2_RH_OWNER, TPM2_ALG_NULL, cd, sizeof(cd));
+		a = good_attest();
+		set_creation_hash(&a, cd, n);
+		assert_int_equal(verify_cd(&a, fx.iak, &fx.iak_name, &fx.idevid_name, fx.nonce,
+		                           sizeof(fx.nonce), cd, n),
+		                 KL_ATTEST_BAD_CREATION);
+		assert_non_null(strstr(kl_error_detail(), "not the endorsement hierarchy"));
+		n = creation_data(TPM2_RH_ENDORSEMENT, TPM2_ALG_SHA256, cd, sizeof(cd));
+		set_creation_hash(&a, cd, n);
+		assert_int_equal(verify_cd(&a, fx.iak, &fx.iak_name, &fx.idevid_name, fx.nonce,
+		                           sizeof(fx.nonce), cd, n),
+		                 KL_ATTEST_BAD_CREATION);
+		memcpy(cd, fx.cd, fx.cd_len);
+		cd[fx.cd_len] = 0;
+		set_creation_hash(&a, cd, fx.cd_len + 1);
+		assert_int_equal(verify_cd(&a, fx.iak, &fx.iak_name, &fx.idevid_name, fx.nonce,
+		                           sizeof(fx.nonce), cd, fx.cd_len + 1),
+		                 KL_ATTEST_BAD_CREATION);
+		assert_non_null(strstr(kl_error_detail(), "not one TPMS_CREATION_DATA"));
+	}
 
 	/* nonce: another value, a prefix, a longer one, none */
 	memcpy(nonce2, fx.nonce, sizeof(nonce2));
@@ -285,9 +363,10 @@ static void test_tampered(void **state)
 		for (int bit = 0; bit < 8; bit++) {
 			memcpy(bad, buf, len);
 			bad[i] ^= (unsigned char)(1u << bit);
-			assert_true(kl_attest_verify_certify(bad, len, sig, sig_len, fx.iak,
-			                                     &fx.iak_name, &fx.idevid_name,
-			                                     fx.nonce, sizeof(fx.nonce), &rep) < 0);
+			assert_true(kl_attest_verify_creation(bad, len, sig, sig_len, fx.iak,
+			                                      &fx.iak_name, &fx.idevid_name, fx.cd,
+			                                      fx.cd_len, fx.nonce, sizeof(fx.nonce),
+			                                      &rep) < 0);
 			assert_int_not_equal(rep.verdict, KL_ATTEST_OK);
 		}
 	}
@@ -296,24 +375,24 @@ static void test_tampered(void **state)
 
 		memcpy(s2, sig, sig_len);
 		s2[i] ^= 0x01;
-		assert_int_equal(kl_attest_verify_certify(buf, len, s2, sig_len, fx.iak,
-		                                          &fx.iak_name, &fx.idevid_name, fx.nonce,
-		                                          sizeof(fx.nonce), &rep),
+		assert_int_equal(kl_attest_verify_creation(
+		                     buf, len, s2, sig_len, fx.iak, &fx.iak_name, &fx.idevid_name,
+		                     fx.cd, fx.cd_len, fx.nonce, sizeof(fx.nonce), &rep),
 		                 -KL_E_CRYPTO);
 		assert_int_equal(rep.verdict, KL_ATTEST_BAD_SIGNATURE);
 	}
 	/* truncated signature, trailing byte after it */
-	assert_int_equal(kl_attest_verify_certify(buf, len, sig, sig_len - 1, fx.iak, &fx.iak_name,
-	                                          &fx.idevid_name, fx.nonce, sizeof(fx.nonce),
-	                                          &rep),
+	assert_int_equal(kl_attest_verify_creation(buf, len, sig, sig_len - 1, fx.iak, &fx.iak_name,
+	                                           &fx.idevid_name, fx.cd, fx.cd_len, fx.nonce,
+	                                           sizeof(fx.nonce), &rep),
 	                 -KL_E_CRYPTO);
 	assert_int_equal(rep.verdict, KL_ATTEST_BAD_SIGNATURE);
 
 	/* malformed: truncated, trailing byte (re-signed, so only the
 	 * structure is wrong) */
-	assert_int_equal(kl_attest_verify_certify(buf, len - 1, sig, sig_len, fx.iak, &fx.iak_name,
-	                                          &fx.idevid_name, fx.nonce, sizeof(fx.nonce),
-	                                          &rep),
+	assert_int_equal(kl_attest_verify_creation(buf, len - 1, sig, sig_len, fx.iak, &fx.iak_name,
+	                                           &fx.idevid_name, fx.cd, fx.cd_len, fx.nonce,
+	                                           sizeof(fx.nonce), &rep),
 	                 -KL_E_CRYPTO);
 	assert_int_equal(rep.verdict, KL_ATTEST_MALFORMED);
 	memcpy(bad, buf, len);
@@ -322,15 +401,16 @@ static void test_tampered(void **state)
 		unsigned char s3[128];
 		size_t s3_len = sign(fx.iak, bad, len + 1, s3, sizeof(s3));
 
-		assert_int_equal(kl_attest_verify_certify(bad, len + 1, s3, s3_len, fx.iak,
-		                                          &fx.iak_name, &fx.idevid_name, fx.nonce,
-		                                          sizeof(fx.nonce), &rep),
+		assert_int_equal(kl_attest_verify_creation(bad, len + 1, s3, s3_len, fx.iak,
+		                                           &fx.iak_name, &fx.idevid_name, fx.cd,
+		                                           fx.cd_len, fx.nonce, sizeof(fx.nonce),
+		                                           &rep),
 		                 -KL_E_CRYPTO);
 		assert_int_equal(rep.verdict, KL_ATTEST_MALFORMED);
 	}
-	assert_int_equal(kl_attest_verify_certify(buf, 0, sig, sig_len, fx.iak, &fx.iak_name,
-	                                          &fx.idevid_name, fx.nonce, sizeof(fx.nonce),
-	                                          &rep),
+	assert_int_equal(kl_attest_verify_creation(buf, 0, sig, sig_len, fx.iak, &fx.iak_name,
+	                                           &fx.idevid_name, fx.cd, fx.cd_len, fx.nonce,
+	                                           sizeof(fx.nonce), &rep),
 	                 -KL_E_CRYPTO);
 	assert_int_equal(rep.verdict, KL_ATTEST_MALFORMED);
 }
@@ -347,36 +427,46 @@ static void test_bad_arguments(void **state)
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *rsa = EVP_RSA_gen(2048);
 
 	(void)state;
-	assert_int_equal(kl_attest_verify_certify(NULL, len, sig, sig_len, fx.iak, &fx.iak_name,
-	                                          &fx.idevid_name, fx.nonce, sizeof(fx.nonce),
-	                                          &rep),
+	assert_int_equal(kl_attest_verify_creation(NULL, len, sig, sig_len, fx.iak, &fx.iak_name,
+	                                           &fx.idevid_name, fx.cd, fx.cd_len, fx.nonce,
+	                                           sizeof(fx.nonce), &rep),
 	                 -KL_E_INVALID);
-	assert_int_equal(kl_attest_verify_certify(buf, len, NULL, sig_len, fx.iak, &fx.iak_name,
-	                                          &fx.idevid_name, fx.nonce, sizeof(fx.nonce),
-	                                          &rep),
+	assert_int_equal(kl_attest_verify_creation(buf, len, NULL, sig_len, fx.iak, &fx.iak_name,
+	                                           &fx.idevid_name, fx.cd, fx.cd_len, fx.nonce,
+	                                           sizeof(fx.nonce), &rep),
 	                 -KL_E_INVALID);
-	assert_int_equal(kl_attest_verify_certify(buf, len, sig, sig_len, NULL, &fx.iak_name,
-	                                          &fx.idevid_name, fx.nonce, sizeof(fx.nonce),
-	                                          &rep),
+	assert_int_equal(kl_attest_verify_creation(buf, len, sig, sig_len, NULL, &fx.iak_name,
+	                                           &fx.idevid_name, fx.cd, fx.cd_len, fx.nonce,
+	                                           sizeof(fx.nonce), &rep),
 	                 -KL_E_INVALID);
-	assert_int_equal(kl_attest_verify_certify(buf, len, sig, sig_len, fx.iak, &empty,
-	                                          &fx.idevid_name, fx.nonce, sizeof(fx.nonce),
-	                                          &rep),
+	assert_int_equal(kl_attest_verify_creation(buf, len, sig, sig_len, fx.iak, &empty,
+	                                           &fx.idevid_name, fx.cd, fx.cd_len, fx.nonce,
+	                                           sizeof(fx.nonce), &rep),
 	                 -KL_E_INVALID);
-	assert_int_equal(kl_attest_verify_certify(buf, len, sig, sig_len, fx.iak, &fx.iak_name,
-	                                          NULL, fx.nonce, sizeof(fx.nonce), &rep),
+	assert_int_equal(kl_attest_verify_creation(buf, len, sig, sig_len, fx.iak, &fx.iak_name,
+	                                           NULL, fx.cd, fx.cd_len, fx.nonce,
+	                                           sizeof(fx.nonce), &rep),
 	                 -KL_E_INVALID);
-	assert_int_equal(kl_attest_verify_certify(buf, len, sig, sig_len, fx.iak, &fx.iak_name,
-	                                          &fx.idevid_name, fx.nonce, 0, &rep),
+	assert_int_equal(kl_attest_verify_creation(buf, len, sig, sig_len, fx.iak, &fx.iak_name,
+	                                           &fx.idevid_name, fx.cd, fx.cd_len, fx.nonce, 0,
+	                                           &rep),
 	                 -KL_E_INVALID);
-	assert_int_equal(kl_attest_verify_certify(buf, len, sig, sig_len, fx.iak, &fx.iak_name,
-	                                          &fx.idevid_name, fx.nonce, sizeof(fx.nonce),
-	                                          NULL),
+	assert_int_equal(kl_attest_verify_creation(buf, len, sig, sig_len, fx.iak, &fx.iak_name,
+	                                           &fx.idevid_name, fx.cd, fx.cd_len, fx.nonce,
+	                                           sizeof(fx.nonce), NULL),
+	                 -KL_E_INVALID);
+	assert_int_equal(kl_attest_verify_creation(buf, len, sig, sig_len, fx.iak, &fx.iak_name,
+	                                           &fx.idevid_name, NULL, fx.cd_len, fx.nonce,
+	                                           sizeof(fx.nonce), &rep),
+	                 -KL_E_INVALID);
+	assert_int_equal(kl_attest_verify_creation(buf, len, sig, sig_len, fx.iak, &fx.iak_name,
+	                                           &fx.idevid_name, fx.cd, 0, fx.nonce,
+	                                           sizeof(fx.nonce), &rep),
 	                 -KL_E_INVALID);
 	assert_non_null(rsa);
-	assert_int_equal(kl_attest_verify_certify(buf, len, sig, sig_len, rsa, &fx.iak_name,
-	                                          &fx.idevid_name, fx.nonce, sizeof(fx.nonce),
-	                                          &rep),
+	assert_int_equal(kl_attest_verify_creation(buf, len, sig, sig_len, rsa, &fx.iak_name,
+	                                           &fx.idevid_name, fx.cd, fx.cd_len, fx.nonce,
+	                                           sizeof(fx.nonce), &rep),
 	                 -KL_E_INVALID);
 	assert_int_not_equal(rep.verdict, KL_ATTEST_OK);
 	assert_int_equal(kl_attest_check_public(NULL, 10, KL_ATTEST_KEY_IAK, NULL), -KL_E_INVALID);
@@ -398,8 +488,16 @@ static TPMT_PUBLIC good_public(kl_attest_key_kind kind)
 	p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
 	                     TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
 	                     TPMA_OBJECT_SIGN_ENCRYPT;
-	if (kind == KL_ATTEST_KEY_IAK)
+	if (kind == KL_ATTEST_KEY_IAK || kind == KL_ATTEST_KEY_IAK_LEGACY)
 		p.objectAttributes |= TPMA_OBJECT_RESTRICTED;
+	if (kind == KL_ATTEST_KEY_IAK || kind == KL_ATTEST_KEY_IDEVID) {
+		p.objectAttributes |= TPMA_OBJECT_ADMINWITHPOLICY;
+		p.authPolicy.size = 32;
+		memcpy(p.authPolicy.buffer,
+		       kind == KL_ATTEST_KEY_IAK ? kl_tpm_devid_iak_policy
+		                                 : kl_tpm_devid_idevid_policy,
+		       32);
+	}
 	e->symmetric.algorithm = TPM2_ALG_NULL;
 	e->scheme.scheme = TPM2_ALG_ECDSA;
 	e->scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
@@ -443,6 +541,17 @@ static void test_public_good(void **state)
 	assert_non_null(strstr(kl_error_detail(), "forbidden restricted"));
 	assert_int_equal(check(&idevid, KL_ATTEST_KEY_IAK), KL_ATTEST_PUB_ATTRIBUTES);
 	assert_non_null(strstr(kl_error_detail(), "missing restricted"));
+	/* the legacy profile passes only as legacy, and the spec's only as the
+	 * spec's */
+	iak = good_public(KL_ATTEST_KEY_IAK_LEGACY);
+	idevid = good_public(KL_ATTEST_KEY_IDEVID_LEGACY);
+	assert_int_equal(check(&iak, KL_ATTEST_KEY_IAK_LEGACY), KL_ATTEST_OK);
+	assert_int_equal(check(&idevid, KL_ATTEST_KEY_IDEVID_LEGACY), KL_ATTEST_OK);
+	assert_int_equal(check(&iak, KL_ATTEST_KEY_IAK), KL_ATTEST_PUB_ATTRIBUTES);
+	assert_non_null(strstr(kl_error_detail(), "missing adminWithPolicy"));
+	iak = good_public(KL_ATTEST_KEY_IAK);
+	assert_int_equal(check(&iak, KL_ATTEST_KEY_IAK_LEGACY), KL_ATTEST_PUB_ATTRIBUTES);
+	assert_non_null(strstr(kl_error_detail(), "forbidden adminWithPolicy"));
 }
 
 /* 4: every one of the 32 attribute bits, flipped on each kind of key. */
@@ -514,9 +623,27 @@ static void test_public_fields(void **state)
 		memset(&p.unique, 0, sizeof(p.unique));
 		assert_int_equal(check(&p, kind), KL_ATTEST_PUB_TYPE);
 
+		/* no policy, another policy, the other key's policy */
 		p = good_public(kind);
-		p.authPolicy.size = 32;
+		p.authPolicy.size = 0;
 		assert_int_equal(check(&p, kind), KL_ATTEST_PUB_POLICY);
+		p = good_public(kind);
+		p.authPolicy.buffer[7] ^= 0x10;
+		assert_int_equal(check(&p, kind), KL_ATTEST_PUB_POLICY);
+		assert_non_null(strstr(kl_error_detail(), "Table 19"));
+		p = good_public(kind);
+		memcpy(p.authPolicy.buffer,
+		       kind == KL_ATTEST_KEY_IAK ? kl_tpm_devid_idevid_policy
+		                                 : kl_tpm_devid_iak_policy,
+		       32);
+		assert_int_equal(check(&p, kind), KL_ATTEST_PUB_POLICY);
+		/* a legacy key has none */
+		p = good_public(kind == KL_ATTEST_KEY_IAK ? KL_ATTEST_KEY_IAK_LEGACY
+		                                          : KL_ATTEST_KEY_IDEVID_LEGACY);
+		p.authPolicy.size = 32;
+		assert_int_equal(check(&p, kind == KL_ATTEST_KEY_IAK ? KL_ATTEST_KEY_IAK_LEGACY
+		                                                     : KL_ATTEST_KEY_IDEVID_LEGACY),
+		                 KL_ATTEST_PUB_POLICY);
 
 		p = good_public(kind);
 		p.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_AES;
