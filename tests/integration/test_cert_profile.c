@@ -39,8 +39,8 @@
 
 #include "pki_fixture.h"
 
-#ifndef KL_TESTS_DIR
-#error "KL_TESTS_DIR must be defined by the build"
+#if !defined(KL_TESTS_DIR) || !defined(KL_DOCS_DIR)
+#error "KL_TESTS_DIR and KL_DOCS_DIR must be defined by the build"
 #endif
 
 #define SERIAL      "SN-TCG-0001"
@@ -424,6 +424,108 @@ static void test_fields_by_table(void **state)
 	free(ek);
 }
 
+/* The cell of docs/ca.md's "Device certificate fields" table for a field
+ * (first column, exact) and a kind (column 1 + kind); "same" is the cell to
+ * its left. NULL when there is no such row. */
+static char *doc_cell(const char *field, int kind)
+{
+	FILE *f = fopen(KL_DOCS_DIR "/ca.md", "re");
+	char line[2048], cells[5][1024];
+	bool in = false;
+	char *found = NULL;
+
+	assert_non_null(f);
+	while (!found && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "### Device certificate fields", 29) == 0)
+			in = true;
+		else if (in && strncmp(line, "### ", 4) == 0)
+			break;
+		if (!in || line[0] != '|')
+			continue;
+		int n = 0;
+		char *p = line + 1, *bar;
+		while (n < 5 && (bar = strchr(p, '|'))) {
+			while (*p == ' ')
+				p++;
+			size_t len = (size_t)(bar - p);
+			while (len && p[len - 1] == ' ')
+				len--;
+			snprintf(cells[n++], sizeof(cells[0]), "%.*s", (int)len, p);
+			p = bar + 1;
+		}
+		if (n < 5 || strcmp(cells[0], field) != 0)
+			continue;
+		int c = 1 + kind;
+		while (c > 1 && strcmp(cells[c], "same") == 0)
+			c--;
+		found = strdup(cells[c]);
+	}
+	fclose(f);
+	if (!found)
+		fail_msg("docs/ca.md has no row '%s' in its device certificate table", field);
+	return found;
+}
+
+static void doc_has(const char *field, int kind, const char *needle)
+{
+	char *cell = doc_cell(field, kind);
+
+	if (!strstr(cell, needle))
+		fail_msg("docs/ca.md, %s, %s: '%s' does not say '%s'", field, table[kind].profile,
+		         cell, needle);
+	free(cell);
+}
+
+/* docs/ca.md says what the table above checks, row by row. */
+static void test_docs_table(void **state)
+{
+	(void)state;
+	for (int k = 0; k < N_KINDS; k++) {
+		const struct profile_row *row = &table[k];
+		char days[32];
+		char *cell;
+
+		if (row->not_after) {
+			doc_has("notAfter", k, row->not_after);
+		} else {
+			snprintf(days, sizeof(days), "%d days", row->days);
+			doc_has("notAfter", k, days);
+		}
+		doc_has("keyUsage", k, "digitalSignature, critical");
+		doc_has("basicConstraints", k, "CA:FALSE, critical");
+		doc_has("subject", k, "serialNumber");
+		if (!row->eku[0])
+			doc_has("extKeyUsage", k, "none");
+		for (int i = 0; i < 2 && row->eku[i]; i++)
+			doc_has("extKeyUsage", k,
+			        strcmp(row->eku[i], CLIENT_AUTH) == 0 ? "clientAuth" : row->eku[i]);
+		/* Exactly the policies: each named, and no other TCG one. */
+		cell = doc_cell("certificatePolicies", k);
+		for (const char *tcg[] = { TCG_RESID, TCG_FIXED, TCG_RESTR, NULL }, **t = tcg; *t;
+		     t++) {
+			bool want = false;
+
+			for (int i = 0; i < 2 && row->policies[i]; i++)
+				want |= strcmp(row->policies[i], *t) == 0;
+			if (want != (strstr(cell, *t) != NULL))
+				fail_msg("docs/ca.md, certificatePolicies, %s: '%s' and %s",
+				         row->profile, cell, *t);
+		}
+		if (!row->policies[0] && strcmp(cell, "none") != 0)
+			fail_msg("docs/ca.md, certificatePolicies, %s: '%s', not none",
+			         row->profile, cell);
+		free(cell);
+		if (row->hwmn && k != LDEVID)
+			doc_has("↳ hardwareModuleName (otherName 1.3.6.1.5.5.7.8.4)", k,
+			        "2.23.133.1.2");
+		if (row->perm_id && k != LDEVID)
+			doc_has("↳ permanentIdentifier (otherName 1.3.6.1.5.5.7.8.3)", k,
+			        "2.23.133.12.1");
+		doc_has("authorityInfoAccess", k, "caIssuers");
+		doc_has("cRLDistributionPoints", k, "ca.crl_url");
+	}
+}
+
 static void test_openssl_strict(void **state)
 {
 	(void)state;
@@ -658,6 +760,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fields_by_table),
+		cmocka_unit_test(test_docs_table),
 		cmocka_unit_test(test_openssl_strict),
 		cmocka_unit_test(test_gnutls_high),
 		cmocka_unit_test(test_python_cryptography),
