@@ -105,7 +105,7 @@ static int hwmn_name(const char *hw_type, const char *hw_serial, GENERAL_NAME **
 
 /* PermanentIdentifier ::= SEQUENCE { identifierValue UTF8String OPTIONAL,
  *                                    assigner OBJECT IDENTIFIER OPTIONAL }
- * (RFC 4043 §3) as an otherName (id-on-permanentIdentifier, 1.3.6.1.5.5.7.8.3). */
+ * (RFC 4043) as an otherName (id-on-permanentIdentifier, 1.3.6.1.5.5.7.8.3). */
 static int perm_id_name(const char *value, const char *assigner, GENERAL_NAME **ret)
 {
 	unsigned char *oid = NULL;

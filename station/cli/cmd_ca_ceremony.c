@@ -528,6 +528,10 @@ int kl_cli_ca_import(kl_home *home, const char *cert_path, const char *root_path
 	kl_home_path(home, "ca/issuing.pem", p, sizeof(p));
 	if ((r = kl_cli_pem_write(p, cert, NULL)) < 0)
 		goto out;
+	/* What the default AIA caIssuers URL names (ca init). */
+	kl_home_path(home, "ca/issuing.der", p, sizeof(p));
+	if ((r = kl_write_file(p, der, (size_t)len, 0644)) < 0)
+		goto out;
 	kl_home_path(home, "ca/root.pem", p, sizeof(p));
 	if ((r = kl_cli_pem_write(p, root, NULL)) < 0)
 		goto out;

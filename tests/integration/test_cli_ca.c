@@ -151,6 +151,10 @@ static void test_issue_revoke_crl(void **state)
 	/* ca init's default AIA caIssuers: the issuing CA certificate in DER. */
 	assert_in(e->out, "CA Issuers - URI:file://");
 	assert_in(e->out, "/ca/issuing.der");
+	char der[PATH_MAX];
+	path_in_home(e, "ca/issuing.der", der, sizeof(der));
+	const char *der_ok[] = { "openssl", "x509", "-inform", "DER", "-in", der, "-noout", NULL };
+	assert_int_equal(run(e, der_ok), 0);
 
 	/* A second device stays valid. */
 	make_csr(e, "dev2", "/serialNumber=SN-0002", csr, sizeof(csr));
