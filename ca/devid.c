@@ -32,44 +32,45 @@ static int ek_manufacturer(X509 *ek, char *out, size_t size)
 {
 	GENERAL_NAMES *gens = X509_get_ext_d2i(ek, NID_subject_alt_name, NULL, NULL);
 	ASN1_OBJECT *oid = OBJ_txt2obj(OID_TCG_AT_TPM_MANUFACTURER, 1);
-	int r = kl_error_set(KL_E_INVALID, "the EK certificate names no TPM manufacturer "
-	                                   "(tcg-at-tpmManufacturer in its subjectAltName)");
+	const ASN1_STRING *v = NULL;
 
-	for (int i = 0; gens && oid && i < sk_GENERAL_NAME_num(gens); i++) {
+	for (int i = 0; gens && oid && !v && i < sk_GENERAL_NAME_num(gens); i++) {
 		GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-		const ASN1_STRING *v;
-		const unsigned char *s;
-		int idx, n;
+		int idx;
 
 		if (g->type != GEN_DIRNAME)
 			continue;
 		idx = X509_NAME_get_index_by_OBJ(g->d.directoryName, oid, -1);
-		if (idx < 0)
-			continue;
-		v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(g->d.directoryName, idx));
-		s = ASN1_STRING_get0_data(v);
-		n = ASN1_STRING_length(v);
-		if (n == 11 && strncmp((const char *)s, "id:", 3) == 0) {
-			bool hex = true;
-
-			for (int k = 3; k < 11; k++)
-				hex &= isxdigit(s[k]) != 0;
-			if (hex && size > 8) {
-				for (int k = 0; k < 8; k++)
-					out[k] = (char)toupper(s[3 + k]);
-				out[8] = '\0';
-				r = 0;
-				break;
-			}
-		}
-		r = kl_error_set(KL_E_INVALID,
-		                 "the EK certificate's tcg-at-tpmManufacturer '%.*s' is not "
-		                 "id: and 8 hex digits",
-		                 n > 32 ? 32 : n, (const char *)s);
+		if (idx >= 0)
+			v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(g->d.directoryName, idx));
 	}
-	GENERAL_NAMES_free(gens);
 	ASN1_OBJECT_free(oid);
-	return r;
+	if (!v) {
+		GENERAL_NAMES_free(gens);
+		return kl_error_set(KL_E_INVALID, "the EK certificate names no TPM manufacturer "
+		                                  "(tcg-at-tpmManufacturer in its subjectAltName)");
+	}
+	/* TCG EK Credential Profile: "id:" and the 4-octet vendor id in hex. */
+	const unsigned char *s = ASN1_STRING_get0_data(v);
+	int n = ASN1_STRING_length(v);
+	bool ok = n == 11 && strncmp((const char *)s, "id:", 3) == 0 && size > 8;
+
+	for (int k = 3; ok && k < 11; k++)
+		ok = isxdigit(s[k]) != 0;
+	if (!ok) {
+		int r = kl_error_set(KL_E_INVALID,
+		                     "the EK certificate's tcg-at-tpmManufacturer '%.*s' is not "
+		                     "id: and 8 hex digits",
+		                     n > 32 ? 32 : n, (const char *)s);
+
+		GENERAL_NAMES_free(gens);
+		return r;
+	}
+	for (int k = 0; k < 8; k++)
+		out[k] = (char)toupper(s[3 + k]);
+	out[8] = '\0';
+	GENERAL_NAMES_free(gens);
+	return 0;
 }
 
 int kl_devid_tpm_ids_from_ek(const unsigned char *der, size_t len, kl_devid_tpm_ids *ret)
@@ -134,28 +135,28 @@ out:
 	return r;
 }
 
-int kl_devid_hex_ok(const unsigned char *s, size_t n)
+bool kl_devid_hex_ok(const unsigned char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (!isxdigit(s[i]) || islower(s[i]))
-			return 0;
-	return 1;
+			return false;
+	return true;
 }
 
-int kl_devid_hw_serial_ok(const unsigned char *s, size_t len)
+bool kl_devid_hw_serial_ok(const unsigned char *s, size_t len)
 {
 	size_t field = 0, colons = 0;
 
 	for (size_t i = 0; i < len; i++) {
 		if (s[i] == ':') {
 			if (field == 0)
-				return 0;
+				return false;
 			colons++;
 			field = 0;
-		} else if (isxdigit(s[i]) && !islower(s[i])) {
-			field++;
+		} else if (!isxdigit(s[i]) || islower(s[i])) {
+			return false;
 		} else {
-			return 0;
+			field++;
 		}
 	}
 	return colons == 2 && field > 0;

@@ -49,9 +49,9 @@ int kl_devid_tpm_ids_from_ek(const unsigned char *der, size_t len,
 int kl_devid_tpm_ids_from_cert(const X509 *x, kl_devid_tpm_ids *ret) KL_MUST_CHECK;
 
 /* Whether s is n uppercase hex digits. */
-int kl_devid_hex_ok(const unsigned char *s, size_t n);
+bool kl_devid_hex_ok(const unsigned char *s, size_t n);
 /* Whether s has the hwSerialNum form above (hex digits, two colons). */
-int kl_devid_hw_serial_ok(const unsigned char *s, size_t len);
+bool kl_devid_hw_serial_ok(const unsigned char *s, size_t len);
 
 /* The fields of an otherName value of each kind; the outputs are the
  * caller's to free. -KL_E_INVALID when the value is malformed. */

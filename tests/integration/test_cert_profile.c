@@ -722,6 +722,38 @@ static void test_lint_requires_profile_fields(void **state)
 	EVP_PKEY_free(key);
 }
 
+/* What is not an EK certificate with the TCG fields gives no identifiers. */
+static void test_devid_refuses(void **state)
+{
+	unsigned char *der = NULL, junk[4] = { 0x30, 0x10, 0x02, 0x01 };
+	int len = i2d_X509(g.pki.issuing, &der);
+	kl_devid_tpm_ids ids;
+
+	(void)state;
+	assert_true(len > 0);
+	/* A CA certificate: no tcg-at-tpmManufacturer. */
+	assert_int_equal(kl_devid_tpm_ids_from_ek(der, (size_t)len, &ids), -KL_E_INVALID);
+	assert_non_null(strstr(kl_error_detail(), "tcg-at-tpmManufacturer"));
+	assert_int_equal(kl_devid_tpm_ids_from_ek(junk, sizeof(junk), &ids), -KL_E_INVALID);
+	assert_int_equal(kl_devid_tpm_ids_from_ek(NULL, 0, &ids), -KL_E_INVALID);
+	/* A certificate without a hardwareModuleName has none to copy. */
+	assert_int_equal(kl_devid_tpm_ids_from_cert(g.pki.issuing, &ids), -KL_E_NOTFOUND);
+	OPENSSL_free(der);
+
+	static const struct {
+		const char *s;
+		bool ok;
+	} forms[] = {
+		{ "49424D00:0A0B:01", true },   { "SN-0001", false },
+		{ "49424d00:0A0B:01", false },  { "49424D00::01", false },
+		{ "49424D00:0A0B:01:", false }, { "49424D00:0A0B", false },
+	};
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
+		assert_int_equal(
+		    kl_devid_hw_serial_ok((const unsigned char *)forms[i].s, strlen(forms[i].s)),
+		    forms[i].ok);
+}
+
 /* An OCSP responder, once configured, is the second access description. */
 static void test_ocsp_only_when_configured(void **state)
 {
@@ -766,6 +798,7 @@ int main(void)
 		cmocka_unit_test(test_python_cryptography),
 		cmocka_unit_test(test_go_x509),
 		cmocka_unit_test(test_lint_requires_profile_fields),
+		cmocka_unit_test(test_devid_refuses),
 		cmocka_unit_test(test_ocsp_only_when_configured),
 	};
 
