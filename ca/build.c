@@ -13,6 +13,7 @@
 
 #include "ca_internal.h"
 #include "der.h"
+#include "devid.h"
 #include "kl_cleanup.h"
 #include "kl_error.h"
 
@@ -35,51 +36,90 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 	return 0;
 }
 
+/* An otherName GeneralName of type type_oid whose value is the SEQUENCE
+ * d holds (its complete DER). */
+static int other_name(const char *type_oid, const kl_der *d, GENERAL_NAME **ret)
+{
+	ASN1_STRING *seq = ASN1_STRING_type_new(V_ASN1_SEQUENCE);
+	ASN1_TYPE *val = ASN1_TYPE_new();
+	GENERAL_NAME *g = GENERAL_NAME_new();
+	ASN1_OBJECT *type = OBJ_txt2obj(type_oid, 1);
+	int r;
+
+	if (d->failed || !seq || !val || !g || !type || !ASN1_STRING_set(seq, d->p, (int)d->len)) {
+		r = kl_error_set(KL_E_NOMEM, "otherName %s: out of memory", type_oid);
+		goto out;
+	}
+	ASN1_TYPE_set(val, V_ASN1_SEQUENCE, seq);
+	seq = NULL; /* transferred */
+	if (!GENERAL_NAME_set0_othername(g, type, val)) {
+		r = kl_error_set_ssl(KL_E_CRYPTO, "otherName %s", type_oid);
+		goto out;
+	}
+	type = NULL; /* transferred */
+	val = NULL;
+	*ret = g;
+	g = NULL;
+	r = 0;
+out:
+	ASN1_OBJECT_free(type);
+	GENERAL_NAME_free(g);
+	ASN1_TYPE_free(val);
+	ASN1_STRING_free(seq);
+	return r;
+}
+
+/* An OID's DER (tag, length, value) in *der (OPENSSL_free it). */
+static int oid_der(const char *text, unsigned char **der, int *len)
+{
+	ASN1_OBJECT *o = OBJ_txt2obj(text, 1);
+
+	*der = NULL;
+	*len = o ? i2d_ASN1_OBJECT(o, der) : 0;
+	ASN1_OBJECT_free(o);
+	if (*len <= 0)
+		return kl_error_set_ssl(KL_E_INVALID, "'%s' is not an OID", text);
+	return 0;
+}
+
 /* HardwareModuleName ::= SEQUENCE { hwType OBJECT IDENTIFIER,
  *                                    hwSerialNum OCTET STRING }  (RFC 4108 §5)
  * as an otherName (id-on-hardwareModuleName, 1.3.6.1.5.5.7.8.4). */
 static int hwmn_name(const char *hw_type, const char *hw_serial, GENERAL_NAME **ret)
 {
-	ASN1_OBJECT *type = OBJ_txt2obj(hw_type, 1);
 	unsigned char *oid = NULL;
 	size_t slen = strlen(hw_serial);
 	kl_der d = { 0 };
-	ASN1_TYPE *val = NULL;
-	ASN1_STRING *seq = NULL;
-	GENERAL_NAME *g = NULL;
-	int olen, r = -KL_E_CRYPTO;
+	int olen, r;
 
-	olen = type ? i2d_ASN1_OBJECT(type, &oid) : 0;
-	if (olen <= 0) {
-		r = kl_error_set_ssl(KL_E_INVALID, "hwType '%s' is not an OID", hw_type);
-		goto out;
-	}
+	if ((r = oid_der(hw_type, &oid, &olen)) < 0)
+		return r;
 	kl_der_put_hdr(&d, KL_DER_SEQUENCE, (size_t)olen + kl_der_hdr_size(slen) + slen);
 	kl_der_put(&d, oid, (size_t)olen);
 	kl_der_put_tlv(&d, KL_DER_OCTET_STRING, hw_serial, slen);
-	seq = ASN1_STRING_type_new(V_ASN1_SEQUENCE);
-	val = ASN1_TYPE_new();
-	g = GENERAL_NAME_new();
-	if (d.failed || !seq || !val || !g || !ASN1_STRING_set(seq, d.p, (int)d.len)) {
-		r = kl_error_set(KL_E_NOMEM, "hardwareModuleName: out of memory");
-		goto out;
-	}
-	ASN1_TYPE_set(val, V_ASN1_SEQUENCE, seq);
-	seq = NULL; /* transferred */
-	if (!GENERAL_NAME_set0_othername(g, OBJ_txt2obj("1.3.6.1.5.5.7.8.4", 1), val)) {
-		r = kl_error_set_ssl(KL_E_CRYPTO, "hardwareModuleName");
-		goto out;
-	}
-	val = NULL; /* transferred */
-	*ret = g;
-	g = NULL;
-	r = 0;
-out:
-	GENERAL_NAME_free(g);
-	ASN1_TYPE_free(val);
-	ASN1_STRING_free(seq);
+	r = other_name(KL_DEVID_OID_HWMN, &d, ret);
 	OPENSSL_free(oid);
-	ASN1_OBJECT_free(type);
+	kl_der_free(&d);
+	return r;
+}
+
+/* PermanentIdentifier ::= SEQUENCE { identifierValue UTF8String OPTIONAL,
+ *                                    assigner OBJECT IDENTIFIER OPTIONAL }
+ * (RFC 4043) as an otherName (id-on-permanentIdentifier, 1.3.6.1.5.5.7.8.3). */
+static int perm_id_name(const char *value, const char *assigner, GENERAL_NAME **ret)
+{
+	unsigned char *oid = NULL;
+	size_t vlen = strlen(value);
+	kl_der d = { 0 };
+	int olen, r;
+
+	if ((r = oid_der(assigner, &oid, &olen)) < 0)
+		return r;
+	kl_der_put_hdr(&d, KL_DER_SEQUENCE, kl_der_hdr_size(vlen) + vlen + (size_t)olen);
+	kl_der_put_tlv(&d, V_ASN1_UTF8STRING, value, vlen);
+	kl_der_put(&d, oid, (size_t)olen);
+	r = other_name(KL_DEVID_OID_PERM_ID, &d, ret);
+	OPENSSL_free(oid);
 	kl_der_free(&d);
 	return r;
 }
@@ -87,16 +127,26 @@ out:
 static int add_san(X509 *x, const kl_profile *p, const kl_cert_request *req)
 {
 	GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
-	const char *hw_serial = req->hw_serial ? req->hw_serial : req->serial_number;
+	const char *hw_serial = req->hw_serial;
 	bool empty_subject;
 	int r = 0;
 
 	if (!gens)
 		return kl_error_set(KL_E_NOMEM, "SAN: out of memory");
-	if (hw_serial && (p->hwmn_required || req->hw_serial)) {
+	/* The TCG rule names the TPM, never the device: no fallback. */
+	if (!hw_serial && !p->hw_serial_tpm && p->hwmn_required)
+		hw_serial = req->serial_number;
+	if (hw_serial) {
 		GENERAL_NAME *g = NULL;
 
 		r = hwmn_name(p->hw_type, hw_serial, &g);
+		if (r == 0)
+			sk_GENERAL_NAME_push(gens, g);
+	}
+	if (r == 0 && req->permanent_id && req->permanent_id[0]) {
+		GENERAL_NAME *g = NULL;
+
+		r = perm_id_name(req->permanent_id, p->perm_id_assigner, &g);
 		if (r == 0)
 			sk_GENERAL_NAME_push(gens, g);
 	}
@@ -123,8 +173,9 @@ static int add_san(X509 *x, const kl_profile *p, const kl_cert_request *req)
 	return r;
 }
 
-/* certificatePolicies with bare policy OIDs (RFC 5280 §4.2.1.4). */
-static int add_policies(X509 *x, const kl_profile *p)
+/* certificatePolicies (RFC 5280 §4.2.1.4): the profile's policy OIDs, each
+ * with the CA's CPS URI qualifier (id-qt-cps) when one is configured. */
+static int add_policies(X509 *x, const kl_profile *p, const char *cps)
 {
 	CERTIFICATEPOLICIES *cp = sk_POLICYINFO_new_null();
 	int r = 0;
@@ -133,16 +184,71 @@ static int add_policies(X509 *x, const kl_profile *p)
 		return kl_error_set(KL_E_NOMEM, "policies: out of memory");
 	for (int i = 0; r == 0 && i < p->n_policies; i++) {
 		POLICYINFO *pi = POLICYINFO_new();
+		POLICYQUALINFO *q = NULL;
 
 		if (!pi || !(pi->policyid = OBJ_txt2obj(p->policies[i], 1)) ||
 		    !sk_POLICYINFO_push(cp, pi)) {
 			POLICYINFO_free(pi);
 			r = kl_error_set_ssl(KL_E_CRYPTO, "policy %s", p->policies[i]);
+			break;
+		}
+		if (!cps || !cps[0])
+			continue;
+		if (!(pi->qualifiers = sk_POLICYQUALINFO_new_null()) ||
+		    !(q = POLICYQUALINFO_new()) || !(q->pqualid = OBJ_nid2obj(NID_id_qt_cps)) ||
+		    !(q->d.cpsuri = ASN1_IA5STRING_new()) ||
+		    !ASN1_STRING_set(q->d.cpsuri, cps, -1) ||
+		    !sk_POLICYQUALINFO_push(pi->qualifiers, q)) {
+			POLICYQUALINFO_free(q);
+			r = kl_error_set_ssl(KL_E_CRYPTO, "policy %s: CPS qualifier",
+			                     p->policies[i]);
 		}
 	}
 	if (r == 0 && !X509_add1_ext_i2d(x, NID_certificate_policies, cp, 0, X509V3_ADD_DEFAULT))
 		r = kl_error_set_ssl(KL_E_CRYPTO, "add certificatePolicies");
 	sk_POLICYINFO_pop_free(cp, POLICYINFO_free);
+	return r;
+}
+
+/* authorityInfoAccess (RFC 5280 §4.2.2.1, non-critical): caIssuers, then
+ * OCSP when a responder is configured. */
+static int add_aia(X509 *x, const char *ca_issuers, const char *ocsp)
+{
+	AUTHORITY_INFO_ACCESS *aia = sk_ACCESS_DESCRIPTION_new_null();
+	const struct {
+		int nid;
+		const char *uri;
+	} items[] = { { NID_ad_ca_issuers, ca_issuers }, { NID_ad_OCSP, ocsp } };
+	int r = 0;
+
+	if (!aia)
+		return kl_error_set(KL_E_NOMEM, "authorityInfoAccess: out of memory");
+	for (size_t i = 0; r == 0 && i < sizeof(items) / sizeof(items[0]); i++) {
+		ACCESS_DESCRIPTION *ad;
+		ASN1_IA5STRING *ia5;
+
+		if (!items[i].uri || !items[i].uri[0])
+			continue;
+		ad = ACCESS_DESCRIPTION_new();
+		ia5 = ASN1_IA5STRING_new();
+		if (!ad || !ia5 || !ASN1_STRING_set(ia5, items[i].uri, -1)) {
+			ACCESS_DESCRIPTION_free(ad);
+			ASN1_IA5STRING_free(ia5);
+			r = kl_error_set(KL_E_NOMEM, "authorityInfoAccess: out of memory");
+			break;
+		}
+		ASN1_OBJECT_free(ad->method);
+		ad->method = OBJ_nid2obj(items[i].nid);
+		GENERAL_NAME_set0_value(ad->location, GEN_URI, ia5);
+		if (!sk_ACCESS_DESCRIPTION_push(aia, ad)) {
+			ACCESS_DESCRIPTION_free(ad);
+			r = kl_error_set(KL_E_NOMEM, "authorityInfoAccess: out of memory");
+		}
+	}
+	if (r == 0 && sk_ACCESS_DESCRIPTION_num(aia) > 0 &&
+	    !X509_add1_ext_i2d(x, NID_info_access, aia, 0, X509V3_ADD_DEFAULT))
+		r = kl_error_set_ssl(KL_E_CRYPTO, "add authorityInfoAccess");
+	AUTHORITY_INFO_ACCESS_free(aia);
 	return r;
 }
 
@@ -274,7 +380,7 @@ int kl_cert_set_sigalg(X509 *x, EVP_PKEY *key, const EVP_MD *md)
 	return 0;
 }
 
-int kl_cert_build(X509 *issuer, const char *crl_url, const kl_profile *p,
+int kl_cert_build(X509 *issuer, const kl_ca_urls *urls, const kl_profile *p,
                   const kl_cert_request *req, X509 **ret)
 {
 	_cleanup_(X509_freep) X509 *x = X509_new();
@@ -345,10 +451,12 @@ int kl_cert_build(X509 *issuer, const char *crl_url, const kl_profile *p,
 	if ((r = add_ext(x, issuer, NID_subject_key_identifier, "hash")) < 0 ||
 	    (r = add_ext(x, issuer, NID_authority_key_identifier, "keyid:always")) < 0)
 		return r;
-	if (p->n_policies > 0 && (r = add_policies(x, p)) < 0)
+	if (p->n_policies > 0 && (r = add_policies(x, p, urls->cps)) < 0)
 		return r;
-	if (p->crl_dp && crl_url && crl_url[0]) {
-		snprintf(value, sizeof(value), "URI:%s", crl_url);
+	if (p->aia_required && (r = add_aia(x, urls->ca_issuers, urls->ocsp)) < 0)
+		return r;
+	if (p->crl_dp && urls->crl && urls->crl[0]) {
+		snprintf(value, sizeof(value), "URI:%s", urls->crl);
 		if ((r = add_ext(x, issuer, NID_crl_distribution_points, value)) < 0)
 			return r;
 	}

@@ -129,6 +129,10 @@ int kl_ca_open(kl_store *store, const kl_ca_config *cfg, EVP_PKEY *sign_key, kl_
 	snprintf(ca->issuer_name, sizeof(ca->issuer_name), "%s", cfg->issuer_name);
 	snprintf(ca->profiles_dir, sizeof(ca->profiles_dir), "%s", cfg->profiles_dir);
 	snprintf(ca->crl_url, sizeof(ca->crl_url), "%s", cfg->crl_url ? cfg->crl_url : "");
+	snprintf(ca->cps_url, sizeof(ca->cps_url), "%s", cfg->cps_url ? cfg->cps_url : "");
+	snprintf(ca->ca_issuers_url, sizeof(ca->ca_issuers_url), "%s",
+	         cfg->ca_issuers_url ? cfg->ca_issuers_url : "");
+	snprintf(ca->ocsp_url, sizeof(ca->ocsp_url), "%s", cfg->ocsp_url ? cfg->ocsp_url : "");
 	snprintf(ca->actor, sizeof(ca->actor), "%s", cfg->actor ? cfg->actor : "ca");
 
 	r = kl_store_issuer_get(store, cfg->issuer_name, &row);

@@ -28,10 +28,13 @@
 typedef struct kl_ca kl_ca;
 
 typedef struct kl_ca_config {
-	const char *issuer_name;  /* row in ca_issuer, e.g. "issuing" */
-	const char *profiles_dir; /* directory of NAME.json profiles */
-	const char *crl_url;      /* CRL distribution point URI, or NULL */
-	const char *actor;        /* who runs this CA, for the audit log */
+	const char *issuer_name;    /* row in ca_issuer, e.g. "issuing" */
+	const char *profiles_dir;   /* directory of NAME.json profiles */
+	const char *crl_url;        /* CRL distribution point URI, or NULL */
+	const char *cps_url;        /* CPS URI qualifier of the certificate policies, or NULL */
+	const char *ca_issuers_url; /* AIA caIssuers URI (the issuing CA's certificate), or NULL */
+	const char *ocsp_url;       /* AIA OCSP responder URI; written only when set */
+	const char *actor;          /* who runs this CA, for the audit log */
 } kl_ca_config;
 
 /* Opens the issuer named in cfg. sign_key signs (an HSM key through libp11
@@ -50,9 +53,13 @@ typedef struct kl_cert_request {
 	EVP_PKEY *pubkey;          /* the subject's public key */
 	const char *serial_number; /* subject serialNumber: the device serial */
 	const char *cn, *o, *ou, *c;
-	const char *hw_serial; /* HardwareModuleName hwSerialNum; default serial_number */
-	const char *actor;     /* who asked; default the CA's actor */
-	bool der_only;         /* batch: return only the DER, no X509 object */
+	/* HardwareModuleName hwSerialNum: for a profile whose hw_serial is
+	 * "tpm", the TPM's (kl_devid_tpm_ids, devid.h), else by default
+	 * serial_number. */
+	const char *hw_serial;
+	const char *permanent_id; /* permanentIdentifier identifierValue (devid.h), or NULL */
+	const char *actor;        /* who asked; default the CA's actor */
+	bool der_only;            /* batch: return only the DER, no X509 object */
 } kl_cert_request;
 
 /* Runs the whole issuance order above. On success *ret is the certificate and

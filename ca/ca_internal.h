@@ -23,6 +23,9 @@ struct kl_ca {
 	char issuer_name[64];
 	char profiles_dir[1024];
 	char crl_url[512];
+	char cps_url[512];
+	char ca_issuers_url[512];
+	char ocsp_url[512];
 	char actor[128];
 	kl_profile profiles[CA_MAX_PROFILES];
 	int n_profiles;
@@ -33,9 +36,14 @@ struct kl_ca {
  * error recorded when it does not exist or does not parse. */
 const kl_profile *kl_ca_profile(kl_ca *ca, const char *name);
 
+/* The URIs the CA writes into certificates ("" or NULL: not configured). */
+typedef struct kl_ca_urls {
+	const char *crl, *cps, *ca_issuers, *ocsp;
+} kl_ca_urls;
+
 /* Builds the unsigned certificate for req under issuer, with a fresh random
  * serial, following profile p. */
-int kl_cert_build(X509 *issuer, const char *crl_url, const kl_profile *p,
+int kl_cert_build(X509 *issuer, const kl_ca_urls *urls, const kl_profile *p,
                   const kl_cert_request *req, X509 **ret) KL_MUST_CHECK;
 const EVP_MD *kl_profile_md(const kl_profile *p);
 /* Sets the TBSCertificate's signature AlgorithmIdentifier for key and md, so

@@ -59,7 +59,12 @@ static int item_build(kl_ca *ca, struct item *it, kl_issue_result *res)
 	md = kl_profile_md(it->p);
 	if (!md)
 		return kl_error_set(KL_E_UNSUPPORTED, "digest %s", it->p->digest);
-	if ((r = kl_cert_build(ca->cert, ca->crl_url, it->p, it->req, &it->x)) < 0 ||
+	kl_ca_urls urls = { .crl = ca->crl_url,
+		            .cps = ca->cps_url,
+		            .ca_issuers = ca->ca_issuers_url,
+		            .ocsp = ca->ocsp_url };
+
+	if ((r = kl_cert_build(ca->cert, &urls, it->p, it->req, &it->x)) < 0 ||
 	    (r = kl_cert_set_sigalg(it->x, ca->key, md)) < 0 ||
 	    (r = kl_cert_tbs_der(it->x, &it->tbs, &it->tbs_len)) < 0 ||
 	    (r = kl_serial_hex(X509_get0_serialNumber(it->x), res->serial, sizeof(res->serial))) <

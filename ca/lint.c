@@ -12,9 +12,8 @@
 #include <openssl/x509v3.h>
 
 #include "ca.h"
+#include "devid.h"
 #include "kl_error.h"
-
-#define NID_TCG_HWMN_OTHERNAME "1.3.6.1.5.5.7.8.4"
 
 __attribute__((format(printf, 2, 3))) static int fail(const char *rule, const char *fmt, ...)
 {
@@ -272,6 +271,8 @@ static int lint_basic(const X509 *x)
 		return fail("basicConstraints.encoding", "basicConstraints is malformed");
 	if (bc->ca)
 		r = fail("basicConstraints.ca", "an end-entity certificate must have CA:FALSE");
+	else if (!crit)
+		r = fail("basicConstraints.critical", "basicConstraints must be critical");
 	BASIC_CONSTRAINTS_free(bc);
 	return r;
 }
@@ -315,7 +316,75 @@ static int lint_policies(const X509 *x, const kl_profile *p)
 			r = fail("certificatePolicies.profile", "policy %s is missing",
 			         p->policies[i]);
 	}
+	/* Every policy points at the CA's practice statement (id-qt-cps). */
+	for (int i = 0; r == 0 && p->cps_required && i < n; i++) {
+		POLICYINFO *pi = sk_POLICYINFO_value(cp, i);
+		bool cps = false;
+
+		for (int k = 0; k < sk_POLICYQUALINFO_num(pi->qualifiers); k++) {
+			POLICYQUALINFO *q = sk_POLICYQUALINFO_value(pi->qualifiers, k);
+
+			cps |= OBJ_obj2nid(q->pqualid) == NID_id_qt_cps && q->d.cpsuri &&
+			       ASN1_STRING_length(q->d.cpsuri) > 0;
+		}
+		if (!cps)
+			r = fail(
+			    "certificatePolicies.cps",
+			    "profile %s requires a CPS URI on every policy (configure cps_url)",
+			    p->name);
+	}
 	CERTIFICATEPOLICIES_free(cp);
+	return r;
+}
+
+/* One otherName of the SAN against the profile: *hwmn / *perm_id say that
+ * it was one of those. */
+static int lint_other_name(const OTHERNAME *on, const kl_profile *p, bool *hwmn, bool *perm_id)
+{
+	ASN1_OBJECT *hw_oid = OBJ_txt2obj(KL_DEVID_OID_HWMN, 1);
+	ASN1_OBJECT *perm_oid = OBJ_txt2obj(KL_DEVID_OID_PERM_ID, 1);
+	ASN1_OBJECT *want = NULL, *t = NULL;
+	ASN1_STRING *v = NULL;
+	int r = 0;
+
+	if (OBJ_cmp(on->type_id, hw_oid) == 0) {
+		*hwmn = true;
+		want = OBJ_txt2obj(p->hw_type, 1);
+		if (kl_devid_parse_hwmn(on->value, &t, &v) < 0)
+			r = fail("subjectAltName.hardwareModuleName",
+			         "hardwareModuleName is malformed");
+		else if (!want || OBJ_cmp(t, want) != 0)
+			r = fail("subjectAltName.hwType", "hwType is not the profile's %s",
+			         p->hw_type);
+		else if (p->hw_serial_tpm && !kl_devid_hw_serial_ok(ASN1_STRING_get0_data(v),
+		                                                    (size_t)ASN1_STRING_length(v)))
+			r = fail(
+			    "subjectAltName.hwSerialNum",
+			    "profile %s wants the TPM's hwSerialNum (TPM manufacturer, EK "
+			    "authority key id and EK serial, from the EK certificate), not '%.*s'",
+			    p->name, ASN1_STRING_length(v) > 40 ? 40 : ASN1_STRING_length(v),
+			    (const char *)ASN1_STRING_get0_data(v));
+	} else if (OBJ_cmp(on->type_id, perm_oid) == 0) {
+		*perm_id = true;
+		want = OBJ_txt2obj(p->perm_id_assigner, 1);
+		if (kl_devid_parse_perm_id(on->value, &v, &t) < 0 || !v)
+			r = fail("subjectAltName.permanentIdentifier",
+			         "permanentIdentifier is malformed or has no identifierValue");
+		else if (!t || !want || OBJ_cmp(t, want) != 0)
+			r = fail("subjectAltName.permanentIdentifier",
+			         "permanentIdentifier's assigner is not the profile's %s",
+			         p->perm_id_assigner);
+		else if (strcmp(p->perm_id_assigner, KL_DEVID_OID_EK_PERM_ID) == 0 &&
+		         (ASN1_STRING_length(v) != 64 ||
+		          !kl_devid_hex_ok(ASN1_STRING_get0_data(v), 64)))
+			r = fail("subjectAltName.permanentIdentifier",
+			         "tcg-on-ekPermIdSha256 wants the EK certificate's SHA-256 in hex");
+	}
+	ASN1_OBJECT_free(want);
+	ASN1_OBJECT_free(t);
+	ASN1_STRING_free(v);
+	ASN1_OBJECT_free(hw_oid);
+	ASN1_OBJECT_free(perm_oid);
 	return r;
 }
 
@@ -323,40 +392,79 @@ static int lint_san(const X509 *x, const kl_profile *p)
 {
 	const X509_NAME *subj = X509_get_subject_name(x);
 	GENERAL_NAMES *gens;
-	bool crit = false, hwmn = false;
-	int idx = ext_index(x, NID_subject_alt_name, &crit);
-	ASN1_OBJECT *hw_oid = OBJ_txt2obj(NID_TCG_HWMN_OTHERNAME, 1);
+	bool crit = false, hwmn = false, perm_id = false;
+	int idx = ext_index(x, NID_subject_alt_name, &crit), r = 0;
 
 	if (idx < 0) {
-		ASN1_OBJECT_free(hw_oid);
 		if (X509_NAME_entry_count(subj) == 0)
 			return fail("subjectAltName.present", "an empty subject needs a SAN");
 		if (p->hwmn_required)
 			return fail("subjectAltName.hardwareModuleName",
 			            "profile %s requires a hardwareModuleName", p->name);
+		if (p->perm_id_required)
+			return fail("subjectAltName.permanentIdentifier",
+			            "profile %s requires a permanentIdentifier", p->name);
 		return 0;
 	}
 	/* RFC 5280 §4.2.1.6: critical when the subject is empty. */
-	if (X509_NAME_entry_count(subj) == 0 && !crit) {
-		ASN1_OBJECT_free(hw_oid);
+	if (X509_NAME_entry_count(subj) == 0 && !crit)
 		return fail("subjectAltName.critical",
 		            "SAN must be critical when the subject is empty");
-	}
 	gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
-		GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-
-		if (g->type == GEN_OTHERNAME && OBJ_cmp(g->d.otherName->type_id, hw_oid) == 0)
-			hwmn = true;
-	}
-	GENERAL_NAMES_free(gens);
-	ASN1_OBJECT_free(hw_oid);
 	if (!gens)
 		return fail("subjectAltName.encoding", "SAN is malformed");
+	for (int i = 0; r == 0 && i < sk_GENERAL_NAME_num(gens); i++) {
+		GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+
+		if (g->type == GEN_OTHERNAME)
+			r = lint_other_name(g->d.otherName, p, &hwmn, &perm_id);
+	}
+	GENERAL_NAMES_free(gens);
+	if (r < 0)
+		return r;
 	if (p->hwmn_required && !hwmn)
 		return fail("subjectAltName.hardwareModuleName",
 		            "profile %s requires a hardwareModuleName", p->name);
+	if (p->perm_id_required && !perm_id)
+		return fail("subjectAltName.permanentIdentifier",
+		            "profile %s requires a permanentIdentifier", p->name);
 	return 0;
+}
+
+/* authorityInfoAccess (RFC 5280 §4.2.2.1): non-critical; caIssuers when the
+ * profile asks for it; every location a URI. */
+static int lint_aia(const X509 *x, const kl_profile *p)
+{
+	AUTHORITY_INFO_ACCESS *aia;
+	bool crit = false, ca_issuers = false;
+	int r = 0;
+
+	if (ext_index(x, NID_info_access, &crit) < 0)
+		return p->aia_required ? fail("authorityInfoAccess.present",
+		                              "profile %s requires authorityInfoAccess with "
+		                              "caIssuers (configure ca_issuers_url)",
+		                              p->name)
+		                       : 0;
+	if (crit)
+		return fail("authorityInfoAccess.critical",
+		            "authorityInfoAccess must not be critical");
+	aia = X509_get_ext_d2i(x, NID_info_access, NULL, NULL);
+	if (!aia)
+		return fail("authorityInfoAccess.encoding", "authorityInfoAccess is malformed");
+	for (int i = 0; r == 0 && i < sk_ACCESS_DESCRIPTION_num(aia); i++) {
+		ACCESS_DESCRIPTION *ad = sk_ACCESS_DESCRIPTION_value(aia, i);
+
+		if (ad->location->type != GEN_URI)
+			r = fail("authorityInfoAccess.encoding", "an access location is not a URI");
+		ca_issuers |= OBJ_obj2nid(ad->method) == NID_ad_ca_issuers;
+	}
+	AUTHORITY_INFO_ACCESS_free(aia);
+	if (r == 0 && p->aia_required && !ca_issuers)
+		r = fail("authorityInfoAccess.present",
+		         "profile %s requires a caIssuers access description (configure "
+		         "ca_issuers_url)",
+		         p->name);
+	return r;
 }
 
 static int lint_key_ids(const X509 *x, const X509 *issuer)
@@ -398,7 +506,8 @@ int kl_lint_cert(const X509 *x, const kl_profile *p, const X509 *issuer)
 	    (r = lint_issuer(x, issuer)) < 0 || (r = lint_subject(x, p)) < 0 ||
 	    (r = lint_no_duplicates(x)) < 0 || (r = lint_key(x, p)) < 0 ||
 	    (r = lint_basic(x)) < 0 || (r = lint_eku(x, p)) < 0 || (r = lint_policies(x, p)) < 0 ||
-	    (r = lint_san(x, p)) < 0 || (r = lint_key_ids(x, issuer)) < 0)
+	    (r = lint_san(x, p)) < 0 || (r = lint_aia(x, p)) < 0 ||
+	    (r = lint_key_ids(x, issuer)) < 0)
 		return r;
 	if (p->crl_dp && X509_get_ext_by_NID(x, NID_crl_distribution_points, -1) < 0)
 		return fail("cRLDistributionPoints.present",

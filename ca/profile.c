@@ -265,6 +265,33 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 				goto out;
 		}
 	}
+	if (json_object_object_get_ex(root, "hardware_module_name", &o) &&
+	    json_object_object_get_ex(o, "hw_serial", &sub)) {
+		const char *src = text_of(sub);
+
+		if (strcmp(src, "tpm") && strcmp(src, "device")) {
+			r = kl_error_set(KL_E_INVALID,
+			                 "%s: \"hardware_module_name.hw_serial\" must be \"tpm\" "
+			                 "(from the EK certificate) or \"device\"",
+			                 origin);
+			goto out;
+		}
+		p.hw_serial_tpm = strcmp(src, "tpm") == 0;
+	}
+
+	/* permanent identifier (RFC 4043) */
+	snprintf(p.perm_id_assigner, sizeof(p.perm_id_assigner), "2.23.133.12.1");
+	if (json_object_object_get_ex(root, "permanent_identifier", &o)) {
+		if (json_object_object_get_ex(o, "required", &sub))
+			p.perm_id_required = json_object_get_boolean(sub);
+		if (json_object_object_get_ex(o, "assigner", &sub)) {
+			snprintf(p.perm_id_assigner, sizeof(p.perm_id_assigner), "%s",
+			         text_of(sub));
+			r = oid_ok(origin, "permanent_identifier.assigner", p.perm_id_assigner);
+			if (r < 0)
+				goto out;
+		}
+	}
 	if (json_object_object_get_ex(root, "dns_from_cn", &o))
 		p.dns_from_cn = json_object_get_boolean(o);
 
@@ -310,6 +337,15 @@ int kl_profile_parse(const char *json, const char *origin, kl_profile *ret)
 	for (int i = 0; i < p.n_policies; i++)
 		if ((r = oid_ok(origin, "policies", p.policies[i])) < 0)
 			goto out;
+	if (json_object_object_get_ex(root, "policy_cps", &o))
+		p.cps_required = json_object_get_boolean(o);
+	if (p.cps_required && p.n_policies == 0) {
+		r = kl_error_set(KL_E_INVALID, "%s: \"policy_cps\" needs at least one policy",
+		                 origin);
+		goto out;
+	}
+	if (json_object_object_get_ex(root, "authority_info_access", &o))
+		p.aia_required = json_object_get_boolean(o);
 	if (json_object_object_get_ex(root, "crl_distribution_point", &o))
 		p.crl_dp = json_object_get_boolean(o);
 

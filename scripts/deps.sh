@@ -16,6 +16,9 @@ packages=(
 	# the simulated factory floor and outside checks in tests
 	swtpm swtpm-tools tpm2-tools
 	softhsm2 opensc
+	# outside judges of the device certificates (test_cert_profile):
+	# GnuTLS certtool, Go's crypto/x509, python3-cryptography
+	gnutls-bin golang-go python3-cryptography
 	# keyline-ui (GTK4) and its test under Xvfb with synthetic key events
 	libgtk-4-dev libglib2.0-dev libglib2.0-bin xvfb xauth xdotool python3
 	# sanitizer runtime and the fuzzing compiler

@@ -139,7 +139,7 @@ X509_REQ *kl_cli_csr_read(const char *path);
 /* ---- the CA key ceremony (cmd_ca_ceremony.c) ---- */
 
 struct kl_cli_ca_init_opts {
-	const char *org, *country, *crl_url, *pin_file, *so_pin_file;
+	const char *org, *country, *crl_url, *cps_url, *ca_issuers_url, *pin_file, *so_pin_file;
 	bool external_root;
 };
 

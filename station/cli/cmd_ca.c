@@ -32,6 +32,10 @@ static const char ca_usage[] =
     "      --country CC          country in the CA names (default: none)\n"
     "      --crl-url URL         CRL distribution point put in certificates\n"
     "                            (default: file://HOME/crl/issuing.crl)\n"
+    "      --cps-url URL         certification practice statement named by the device\n"
+    "                            certificates' policies (default: file://HOME/ca/cps.txt)\n"
+    "      --ca-issuers-url URL  where relying parties fetch the issuing CA certificate\n"
+    "                            (AIA caIssuers; default: file://HOME/ca/issuing.der)\n"
     "      --external-root       make only the issuing CA key and a CSR (HOME/ca/issuing.csr)\n"
     "                            for an enterprise root; then run 'ca import'\n"
     "      --pin-file FILE       issuing token user PIN (default: generated into HOME/secrets)\n"
@@ -295,6 +299,8 @@ int kl_cmd_ca(const char *home_dir, int argc, char **argv)
 		{ "org", required_argument, NULL, 'O' },
 		{ "country", required_argument, NULL, 'C' },
 		{ "crl-url", required_argument, NULL, 'u' },
+		{ "cps-url", required_argument, NULL, 'W' },
+		{ "ca-issuers-url", required_argument, NULL, 'I' },
 		{ "external-root", no_argument, NULL, 'x' },
 		{ "pin-file", required_argument, NULL, 'P' },
 		{ "so-pin-file", required_argument, NULL, 'S' },
@@ -356,6 +362,12 @@ int kl_cmd_ca(const char *home_dir, int argc, char **argv)
 			break;
 		case 'u':
 			io.crl_url = optarg;
+			break;
+		case 'W':
+			io.cps_url = optarg;
+			break;
+		case 'I':
+			io.ca_issuers_url = optarg;
 			break;
 		case 'x':
 			io.external_root = true;

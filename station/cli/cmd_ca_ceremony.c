@@ -282,10 +282,20 @@ static int write_config(const struct ceremony *c)
 	FILE *f;
 	int r;
 
+	char cps_url[PATH_MAX + 16], aia_url[PATH_MAX + 16];
+
 	if (o->crl_url)
 		snprintf(crl_url, sizeof(crl_url), "%s", o->crl_url);
 	else
 		snprintf(crl_url, sizeof(crl_url), "file://%s/crl/issuing.crl", c->home_dir);
+	if (o->cps_url)
+		snprintf(cps_url, sizeof(cps_url), "%s", o->cps_url);
+	else
+		snprintf(cps_url, sizeof(cps_url), "file://%s/ca/cps.txt", c->home_dir);
+	if (o->ca_issuers_url)
+		snprintf(aia_url, sizeof(aia_url), "%s", o->ca_issuers_url);
+	else
+		snprintf(aia_url, sizeof(aia_url), "file://%s/ca/issuing.der", c->home_dir);
 	/* No host name: the id stays "station" (the buffer keeps its NUL). */
 	(void)gethostname(station_id, sizeof(station_id) - 1);
 	/* The trust bundle of TPM vendors starts empty: the officer adds vendor
@@ -322,6 +332,8 @@ static int write_config(const struct ceremony *c)
 	        "root_key = %s\n"
 	        "root_pin = file:${home}/secrets/%s.pin\n"
 	        "crl_url = %s\n"
+	        "cps_url = %s\n"
+	        "ca_issuers_url = %s\n"
 	        "crl_days = 7\n"
 	        "profiles = ${home}/profiles\n\n"
 	        "[registry]\n"
@@ -333,7 +345,7 @@ static int write_config(const struct ceremony *c)
 	        "id = %s\n"
 	        "trust = ${home}/trust\n",
 	        c->module, CA_TOKEN, CA_KEY, pin_line, ROOT_TOKEN, ROOT_KEY, ROOT_TOKEN, crl_url,
-	        station_id);
+	        cps_url, aia_url, station_id);
 	if (ferror(f) | fclose(f))
 		return kl_error_set(KL_E_IO, "%s: write failed", conf);
 	snprintf(p, sizeof(p), "%s/profiles", c->home_dir);
@@ -382,6 +394,18 @@ static int write_certs(const struct ceremony *c)
 	snprintf(p, sizeof(p), "%s/ca/issuing.pem", c->home_dir);
 	if ((r = kl_cli_pem_write(p, c->issuing, NULL)) < 0)
 		return r;
+	/* The default AIA caIssuers location: DER (RFC 5280 §4.2.2.1). */
+	{
+		unsigned char *der = NULL;
+		int len = i2d_X509(c->issuing, &der);
+
+		snprintf(p, sizeof(p), "%s/ca/issuing.der", c->home_dir);
+		r = len > 0 ? kl_write_file(p, der, (size_t)len, 0644)
+		            : kl_error_set_ssl(KL_E_CRYPTO, "issuing CA certificate to DER");
+		OPENSSL_free(der);
+		if (r < 0)
+			return r;
+	}
 	if ((r = kl_cli_pem_string(c->issuing, NULL, &a, &al)) == 0 &&
 	    (r = kl_cli_pem_string(c->root, NULL, &b, &bl)) == 0) {
 		chain = malloc(al + bl);
@@ -503,6 +527,10 @@ int kl_cli_ca_import(kl_home *home, const char *cert_path, const char *root_path
 		goto out;
 	kl_home_path(home, "ca/issuing.pem", p, sizeof(p));
 	if ((r = kl_cli_pem_write(p, cert, NULL)) < 0)
+		goto out;
+	/* What the default AIA caIssuers URL names (ca init). */
+	kl_home_path(home, "ca/issuing.der", p, sizeof(p));
+	if ((r = kl_write_file(p, der, (size_t)len, 0644)) < 0)
 		goto out;
 	kl_home_path(home, "ca/root.pem", p, sizeof(p));
 	if ((r = kl_cli_pem_write(p, root, NULL)) < 0)

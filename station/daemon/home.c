@@ -218,6 +218,9 @@ int kl_home_ca(kl_home *h, const char *actor, kl_ca **ret)
 		.issuer_name = kl_config_get(h->conf, "ca.issuer", "issuing"),
 		.profiles_dir = kl_config_get(h->conf, "ca.profiles", profiles),
 		.crl_url = kl_config_get(h->conf, "ca.crl_url", NULL),
+		.cps_url = kl_config_get(h->conf, "ca.cps_url", NULL),
+		.ca_issuers_url = kl_config_get(h->conf, "ca.ca_issuers_url", NULL),
+		.ocsp_url = kl_config_get(h->conf, "ca.ocsp_url", NULL),
 		.actor = actor,
 	};
 	r = kl_ca_open(store, &cfg, h->ca_key, &h->ca);

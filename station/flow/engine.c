@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "devid.h"
 #include "engine_internal.h"
 #include "evidence_internal.h"
 #include "hsm.h"
@@ -143,20 +144,34 @@ static int issue(struct run *r)
 	/* Zeroed: with the CA closed (the daemon reopens a lost HSM) nothing
 	 * fills them, and the refusal below reads and frees them. */
 	kl_issue_result res[2] = { 0 };
+	kl_devid_tpm_ids ids;
 	int rc;
+	/* Both name the TPM by its EK certificate (TCG device identity §8):
+	 * hardwareModuleName and permanentIdentifier; the device serial stays
+	 * in the subject's serialNumber. */
 	kl_cert_request reqs[2] = {
 		{ .profile = profile(r, "iak", r->cfg->iak_profile ? r->cfg->iak_profile : "iak"),
 		  .pubkey = r->iak_pub,
 		  .serial_number = r->job->serial,
+		  .hw_serial = ids.hw_serial,
+		  .permanent_id = ids.permanent_id,
 		  .actor = r->job->actor },
 		{ .profile = profile(r, "idevid",
 		                     r->cfg->idevid_profile ? r->cfg->idevid_profile : "idevid"),
 		  .pubkey = r->idevid_pub,
 		  .serial_number = r->job->serial,
+		  .hw_serial = ids.hw_serial,
+		  .permanent_id = ids.permanent_id,
 		  .actor = r->job->actor },
 	};
 
 	kl_eng_step_begin(r, KL_STEP_ISSUE);
+	rc = kl_devid_tpm_ids_from_ek(r->ek.cert_der, r->ek.cert_len, &ids);
+	if (rc < 0)
+		return kl_eng_refuse(r, "issue_failed",
+		                     "the TPM's identifiers cannot be taken from its EK "
+		                     "certificate: %s",
+		                     kl_error_detail());
 	kl_eng_lock(r);
 	/* The daemon clears ca while it reopens a lost HSM. */
 	rc = r->cfg->ca ? kl_ca_issue_batch(r->cfg->ca, reqs, 2, res)

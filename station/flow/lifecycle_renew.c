@@ -10,6 +10,7 @@
 #include <openssl/rand.h>
 
 #include "attest.h"
+#include "devid.h"
 #include "evidence_internal.h"
 #include "identity_internal.h"
 #include "kl_error.h"
@@ -166,13 +167,24 @@ static int certify(struct renew *r)
 static int issue(struct renew *r)
 {
 	struct life *l = &r->l;
+	kl_devid_tpm_ids ids = { 0 };
+	/* The new IDevID names the same TPM as the IAK certificate whose key
+	 * certified it (hardwareModuleName, permanentIdentifier: devid.h). */
 	kl_cert_request req = { .profile = kl_life_idevid_profile(l),
 		                .pubkey = r->key_pub,
 		                .serial_number = l->serial,
+		                .hw_serial = ids.hw_serial,
+		                .permanent_id = ids.permanent_id,
 		                .actor = l->actor };
 	int rc;
 
 	kl_life_step_begin(l, "issue");
+	if (l->cur_iak < 0 || !l->certs[l->cur_iak].x ||
+	    kl_devid_tpm_ids_from_cert(l->certs[l->cur_iak].x, &ids) < 0)
+		return kl_life_refuse(l, "issue_failed",
+		                      "the TPM's identifiers cannot be taken from %s's IAK "
+		                      "certificate: %s",
+		                      l->serial, kl_error_detail());
 	kl_life_lock(l);
 	rc = l->cfg->ca ? kl_ca_issue(l->cfg->ca, &req, &r->cert, r->serial_hex)
 	                : kl_error_set(KL_E_UNAVAILABLE, "the CA's HSM is unavailable");

@@ -130,6 +130,8 @@ int main(int argc, char **argv)
 	kl_ca_config cfg = { .issuer_name = "issuing",
 		             .profiles_dir = KL_PROFILES_DIR,
 		             .crl_url = "http://pki.example.test/issuing.crl",
+		             .cps_url = "http://pki.test/cps.html",
+		             .ca_issuers_url = "http://pki.test/issuing.der",
 		             .actor = "bench" };
 	if (kl_ca_open(store, &cfg, priv, &ca) < 0)
 		die("ca");
@@ -142,6 +144,10 @@ int main(int argc, char **argv)
 		reqs[i] = (kl_cert_request){ .profile = "idevid",
 			                     .pubkey = dev,
 			                     .serial_number = "BENCH-0001",
+			                     /* a TPM's identifiers (devid.h) */
+			                     .hw_serial = "49424D00:0A0B0C0D:01",
+			                     .permanent_id = "00112233445566778899AABBCCDDEEFF"
+			                                     "00112233445566778899AABBCCDDEEFF",
 			                     .der_only = true };
 	t0 = bench_now();
 	for (long done = 0; done < n; done += BATCH) {

@@ -250,6 +250,8 @@ int main(int argc, char **argv)
 	kl_ca_config cc = { .issuer_name = "issuing",
 		            .profiles_dir = KL_PROFILES_DIR,
 		            .crl_url = "http://pki.example.test/issuing.crl",
+		            .cps_url = "http://pki.test/cps.html",
+		            .ca_issuers_url = "http://pki.test/issuing.der",
 		            .actor = "bench" };
 	if (kl_ca_open(store, &cc, ca_key, &ca) < 0 || kl_registry_open(store, &reg) < 0)
 		die("ca / registry");

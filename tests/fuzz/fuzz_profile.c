@@ -10,7 +10,7 @@
  *     at least one key type, none unknown; a digest of sha256, sha384,
  *     sha512; at least one key usage, and never keyCertSign or cRLSign;
  *     lists of at most KL_PROFILE_MAX_LIST items, every string
- *     terminated. */
+ *     terminated; a CPS qualifier only with at least one policy. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,8 +55,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	fuzz_check(TERMINATED(p.name) && p.name[0], H, "a name");
 	fuzz_check(TERMINATED(p.description) && TERMINATED(p.not_after) && TERMINATED(p.digest) &&
-	               TERMINATED(p.hw_type),
+	               TERMINATED(p.hw_type) && TERMINATED(p.perm_id_assigner),
 	           H, "strings terminated");
+	fuzz_check(!p.cps_required || p.n_policies > 0, H, "policy_cps with a policy");
 	fuzz_check((p.validity_days >= 1 && p.validity_days <= 36500 && !p.not_after[0]) ||
 	               (p.validity_days == 0 && strcmp(p.not_after, "99991231235959Z") == 0),
 	           H, "validity: days or no well-defined expiry");

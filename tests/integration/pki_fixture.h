@@ -132,6 +132,8 @@ static inline int test_pki_open(const struct test_pki *p, kl_store **store, kl_c
 	kl_ca_config cc = { .issuer_name = "issuing",
 		            .profiles_dir = KL_PROFILES_DIR,
 		            .crl_url = "http://pki.test/issuing.crl",
+		            .cps_url = "http://pki.test/cps.html",
+		            .ca_issuers_url = "http://pki.test/issuing.der",
 		            .actor = "test" };
 
 	if (kl_store_open(p->db, store) < 0 || kl_ca_open(*store, &cc, p->ca_key, ca) < 0 ||

@@ -27,6 +27,13 @@
 #error "KL_PROFILES_DIR must be defined by the build"
 #endif
 
+/* A TPM's identifiers as the TCG device-identity rule derives them from an
+ * EK certificate (devid.h; test_cert_profile derives them from real ones):
+ * the iak and idevid profiles refuse a certificate without them. */
+#define TEST_HW_SERIAL "49424D00:5C3F9A0B11D4E2F0A9B8C7D6E5F40312AB6C7D8E:05A1"
+#define TEST_PERM_ID   "0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F0"
+#define TEST_TPM_IDS   .hw_serial = TEST_HW_SERIAL, .permanent_id = TEST_PERM_ID
+
 struct env {
 	kl_floor *floor;
 	char dir[PATH_MAX];
@@ -70,6 +77,8 @@ static int open_ca(struct env *e)
 		.issuer_name = "issuing",
 		.profiles_dir = KL_PROFILES_DIR,
 		.crl_url = "http://pki.example.test/issuing.crl",
+		.cps_url = "http://pki.example.test/cps.html",
+		.ca_issuers_url = "http://pki.example.test/issuing.der",
 		.actor = "test-officer",
 	};
 
@@ -194,7 +203,9 @@ static void test_issue_idevid(void **state)
 	kl_cert_row row;
 	kl_audit_report rep;
 
-	kl_cert_request req = { .profile = "idevid", .pubkey = dev, .serial_number = "KL-0001" };
+	kl_cert_request req = {
+		.profile = "idevid", TEST_TPM_IDS, .pubkey = dev, .serial_number = "KL-0001"
+	};
 	if (kl_ca_issue(e->ca, &req, &x, serial) < 0)
 		fail_msg("issue: %s", kl_error_detail());
 	assert_int_equal(verify(e, x, NULL), 0);
@@ -206,7 +217,7 @@ static void test_issue_idevid(void **state)
 	assert_true(X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_serialNumber, sn,
 	                                      sizeof(sn)) > 0);
 	assert_string_equal(sn, "KL-0001");
-	assert_true(has_hwmn(x, "KL-0001"));
+	assert_true(has_hwmn(x, TEST_HW_SERIAL));
 	assert_int_equal(X509_get_key_usage(x), X509v3_KU_DIGITAL_SIGNATURE);
 	assert_int_equal(
 	    X509_EXTENSION_get_critical(X509_get_ext(x, X509_get_ext_by_NID(x, NID_key_usage, -1))),
@@ -250,7 +261,9 @@ static void test_issue_iak_tls_csr(void **state)
 	EXTENDED_KEY_USAGE *eku;
 	char oid[64];
 
-	kl_cert_request req = { .profile = "iak", .pubkey = k1, .serial_number = "KL-0002" };
+	kl_cert_request req = {
+		.profile = "iak", TEST_TPM_IDS, .pubkey = k1, .serial_number = "KL-0002"
+	};
 	assert_int_equal(kl_ca_issue(e->ca, &req, &x, NULL), 0);
 	assert_int_equal(verify(e, x, NULL), 0);
 	eku = X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL);
@@ -295,14 +308,18 @@ static void test_lint_refuses_nothing_signed(void **state)
 
 	assert_int_equal(
 	    kl_store_cert_count(e->store, kl_ca_issuer_id(e->ca), "issued", &issued_before), 0);
-	kl_cert_request req = { .profile = "idevid", .pubkey = weak, .serial_number = "KL-W" };
+	kl_cert_request req = {
+		.profile = "idevid", TEST_TPM_IDS, .pubkey = weak, .serial_number = "KL-W"
+	};
 	assert_int_equal(kl_ca_issue(e->ca, &req, &x, NULL), -KL_E_INVALID);
 	assert_non_null(strstr(kl_error_detail(), "key.type"));
 	assert_non_null(strstr(kl_error_detail(), "nothing signed"));
 	assert_null(x);
 
 	/* No serialNumber for a profile that requires one. */
-	kl_cert_request req2 = { .profile = "idevid", .pubkey = ok, .cn = "no serial" };
+	kl_cert_request req2 = {
+		.profile = "idevid", TEST_TPM_IDS, .pubkey = ok, .cn = "no serial"
+	};
 	assert_int_equal(kl_ca_issue(e->ca, &req2, &x, NULL), -KL_E_INVALID);
 	assert_non_null(strstr(kl_error_detail(), "subject.required"));
 
@@ -330,7 +347,9 @@ static void test_revoke_and_crl(void **state)
 	unsigned char *crl = NULL;
 	size_t crl_len = 0;
 
-	kl_cert_request req = { .profile = "idevid", .pubkey = dev, .serial_number = "KL-0100" };
+	kl_cert_request req = {
+		.profile = "idevid", TEST_TPM_IDS, .pubkey = dev, .serial_number = "KL-0100"
+	};
 	assert_int_equal(kl_ca_issue(e->ca, &req, &good, NULL), 0);
 	req.serial_number = "KL-0101";
 	assert_int_equal(kl_ca_issue(e->ca, &req, &bad, s_bad), 0);
@@ -413,9 +432,9 @@ static void test_killed_between_pending_and_issued(void **state)
 		setenv("KEYLINE_FAILPOINT", "ca.after_pending", 1);
 		if (kl_store_open(e->db, &s) < 0 || kl_ca_open(s, &cfg, e->issuing_key, &ca) < 0)
 			_exit(3);
-		kl_cert_request req = { .profile = "idevid",
-			                .pubkey = dev,
-			                .serial_number = "KL-K" };
+		kl_cert_request req = {
+			.profile = "idevid", TEST_TPM_IDS, .pubkey = dev, .serial_number = "KL-K"
+		};
 		/* the failpoint kills the child inside: its result is never seen */
 		KL_BEST_EFFORT(kl_ca_issue(ca, &req, &x, NULL));
 		_exit(4); /* not reached: the failpoint kills us */
@@ -590,9 +609,9 @@ static void test_batch_mixed(void **state)
 	kl_cert_row row;
 
 	kl_cert_request reqs[3] = {
-		{ .profile = "idevid", .pubkey = ok, .serial_number = "KL-B1" },
-		{ .profile = "idevid", .pubkey = weak, .serial_number = "KL-B2" },
-		{ .profile = "iak", .pubkey = ok, .serial_number = "KL-B3" },
+		{ .profile = "idevid", TEST_TPM_IDS, .pubkey = ok, .serial_number = "KL-B1" },
+		{ .profile = "idevid", TEST_TPM_IDS, .pubkey = weak, .serial_number = "KL-B2" },
+		{ .profile = "iak", TEST_TPM_IDS, .pubkey = ok, .serial_number = "KL-B3" },
 	};
 	assert_int_equal(kl_ca_issue_batch(e->ca, reqs, 3, res), 0);
 	assert_int_equal(res[0].rc, 0);
@@ -709,6 +728,7 @@ static void test_hundred_thousand_serials(void **state)
 	assert_int_equal(kl_store_cert_count(e->store, kl_ca_issuer_id(e->ca), NULL, &before), 0);
 	for (int i = 0; i < BATCH; i++)
 		reqs[i] = (kl_cert_request){ .profile = "idevid",
+			                     TEST_TPM_IDS,
 			                     .pubkey = dev,
 			                     .serial_number = "KL-MASS",
 			                     .der_only = true };

@@ -136,7 +136,7 @@ static void test_issue_revoke_crl(void **state)
 	make_csr(e, "dev1", "/serialNumber=SN-0001/CN=device 1", csr, sizeof(csr));
 	snprintf(cert, sizeof(cert), "%s/dev1.pem", e->dir);
 	assert_int_equal(
-	    keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", "--out", cert, NULL), 0);
+	    keyline(e, "ca", "issue", "--csr", csr, "--profile", "ldevid", "--out", cert, NULL), 0);
 	assert_in(e->err, "issued serial ");
 	text = slurp(e->err);
 	sscanf(strstr(text, "issued serial ") + 14, "%63s", serial);
@@ -147,14 +147,20 @@ static void test_issue_revoke_crl(void **state)
 	const char *show[] = { "openssl", "x509", "-in", cert, "-noout", "-text", NULL };
 	assert_int_equal(run(e, show), 0);
 	assert_in(e->out, "serialNumber = SN-0001");
-	assert_in(e->out, "2.23.133.11.1.1");
 	assert_in(e->out, "http://pki.test/issuing.crl");
+	/* ca init's default AIA caIssuers: the issuing CA certificate in DER. */
+	assert_in(e->out, "CA Issuers - URI:file://");
+	assert_in(e->out, "/ca/issuing.der");
+	char der[PATH_MAX];
+	path_in_home(e, "ca/issuing.der", der, sizeof(der));
+	const char *der_ok[] = { "openssl", "x509", "-inform", "DER", "-in", der, "-noout", NULL };
+	assert_int_equal(run(e, der_ok), 0);
 
 	/* A second device stays valid. */
 	make_csr(e, "dev2", "/serialNumber=SN-0002", csr, sizeof(csr));
 	snprintf(cert2, sizeof(cert2), "%s/dev2.pem", e->dir);
 	assert_int_equal(
-	    keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", "--out", cert2, NULL),
+	    keyline(e, "ca", "issue", "--csr", csr, "--profile", "ldevid", "--out", cert2, NULL),
 	    0);
 
 	assert_int_equal(
@@ -191,13 +197,13 @@ static void test_issue_revoke_crl(void **state)
 	    keyline(e, "ca", "revoke", "--serial", serial, "--reason", "boredom", NULL), 1);
 	assert_in(e->err, "unknown revocation reason 'boredom'");
 	assert_int_equal(
-	    keyline(e, "ca", "issue", "--csr", "/nonexistent.csr", "--profile", "idevid", NULL), 1);
+	    keyline(e, "ca", "issue", "--csr", "/nonexistent.csr", "--profile", "ldevid", NULL), 1);
 	assert_in(e->err, "/nonexistent.csr");
 	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "nosuch", NULL), 1);
 	assert_in(e->err, "unknown profile 'nosuch'");
-	assert_int_equal(keyline(e, "ca", "issue", "--csr", cert, "--profile", "idevid", NULL), 1);
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", cert, "--profile", "ldevid", NULL), 1);
 	assert_in(e->err, "not a PKCS#10 request");
-	assert_int_equal(keyline(e, "ca", "issue", "--profile", "idevid", NULL), 2);
+	assert_int_equal(keyline(e, "ca", "issue", "--profile", "ldevid", NULL), 2);
 	assert_in(e->err, "issue needs --csr");
 
 	/* A CSR whose signature does not match its key. */
@@ -219,16 +225,21 @@ static void test_issue_revoke_crl(void **state)
 		fputc(ch ^ 1, b);
 		fclose(b);
 	}
-	assert_int_equal(keyline(e, "ca", "issue", "--csr", bad, "--profile", "idevid", NULL), 1);
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", bad, "--profile", "ldevid", NULL), 1);
 	assert_in(e->err, "CSR signature does not verify");
 
 	/* A profile violation (no serialNumber) is refused with nothing signed. */
 	make_csr(e, "noserial", "/CN=no serial", csr, sizeof(csr));
-	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", NULL), 1);
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "ldevid", NULL), 1);
 	assert_in(e->err, "lint subject.required");
+	/* A CSR cannot name the TPM (nothing proves its EK): the TCG profiles
+	 * refuse it. */
+	make_csr(e, "notpm", "/serialNumber=SN-NOTPM", csr, sizeof(csr));
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", NULL), 1);
+	assert_in(e->err, "lint subjectAltName.hardwareModuleName");
 	assert_int_equal(keyline(e, "ca", "status", "--json", NULL), 0);
 	assert_in(e->out, "\"issued\":2");
-	assert_in(e->out, "\"rejected\":1");
+	assert_in(e->out, "\"rejected\":2");
 	assert_in(e->out, "\"revoked\":1");
 
 	assert_int_equal(keyline(e, "audit", "verify", NULL), 0);
@@ -268,7 +279,7 @@ static void test_wrong_pin_once(void **state)
 	fputs("not-the-pin", f);
 	fclose(f);
 	make_csr(e, "dev3", "/serialNumber=SN-0003", csr, sizeof(csr));
-	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", NULL), 1);
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "ldevid", NULL), 1);
 	assert_in(e->err, "PIN incorrect for token 'keyline-ca'");
 	/* Reported once: one line, no retries. */
 	char *err = slurp(e->err);
@@ -281,12 +292,12 @@ static void test_wrong_pin_once(void **state)
 	fputs(saved, f);
 	fclose(f);
 	free(saved);
-	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", NULL), 0);
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "ldevid", NULL), 0);
 	assert_in(e->out, "BEGIN CERTIFICATE");
 
 	/* A PIN file others can read is refused before the token is touched. */
 	chmod(pin, 0644);
-	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", NULL), 1);
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", csr, "--profile", "ldevid", NULL), 1);
 	assert_in(e->err, "readable by everyone");
 	chmod(pin, 0600);
 }
@@ -392,7 +403,7 @@ static void test_external_root(void **state)
 	assert_int_equal(keyline(e, "ca", "import", signed_crt, "--root", ent_crt, NULL), 0);
 	make_csr(e, "ext1", "/serialNumber=SN-EXT-1", leaf_csr, sizeof(leaf_csr));
 	snprintf(leaf, sizeof(leaf), "%s/ext1.pem", e->dir);
-	assert_int_equal(keyline(e, "ca", "issue", "--csr", leaf_csr, "--profile", "idevid",
+	assert_int_equal(keyline(e, "ca", "issue", "--csr", leaf_csr, "--profile", "ldevid",
 	                         "--out", leaf, NULL),
 	                 0);
 	const char *verify[] = { "openssl",    "verify",   "-x509_strict", "-CAfile", ent_crt,
@@ -481,7 +492,7 @@ static void test_stdout_full(void **state)
 		"sh",        "-c",        "exec \"$0\" \"$@\" >/dev/full 2>\"$KL_ERR\"",
 		KEYLINE_BIN, "--home",    e->home,
 		"ca",        "issue",     "--csr",
-		csr,         "--profile", "idevid",
+		csr,         "--profile", "ldevid",
 		NULL
 	};
 	assert_int_equal(kl_floor_run(e->floor, NULL, env, issue), 1);

@@ -287,7 +287,7 @@ static void test_show_with_certificates(void **state)
 	make_csr(e, "dev1", "/serialNumber=SN-0001/CN=device 1", csr, sizeof(csr));
 	snprintf(cert, sizeof(cert), "%s/dev1.pem", e->dir);
 	assert_int_equal(
-	    keyline(e, "ca", "issue", "--csr", csr, "--profile", "idevid", "--out", cert, NULL), 0);
+	    keyline(e, "ca", "issue", "--csr", csr, "--profile", "ldevid", "--out", cert, NULL), 0);
 	text = slurp(e->err);
 	assert_non_null(strstr(text, "issued serial "));
 	sscanf(strstr(text, "issued serial ") + 14, "%63s", serial);
@@ -313,7 +313,7 @@ static void test_show_with_certificates(void **state)
 	assert_int_equal(json_object_array_length(a), 1);
 	c = json_object_array_get_idx(a, 0);
 	assert_string_equal(jstr(c, "serial"), serial);
-	assert_string_equal(jstr(c, "profile"), "idevid");
+	assert_string_equal(jstr(c, "profile"), "ldevid");
 	assert_string_equal(jstr(c, "state"), "issued");
 	assert_null(jget(c, "revoked"));
 	pem = slurp(cert);

@@ -23,6 +23,7 @@
 
 #include "evidence_test.h"
 #include "ca.h"
+#include "devid.h"
 #include "ceremony.h"
 #include "engine.h"
 #include "floor.h"
@@ -482,6 +483,16 @@ static void test_renew_then_decommission(void **state)
 	assert_string_equal(cur_serial, res.new_serial);
 	assert_int_not_equal(EVP_PKEY_eq(X509_get0_pubkey(old), X509_get0_pubkey(cur)), 1);
 	check_idevid_signs(g.dut[0], "l0-after");
+	/* It names the same TPM (hardwareModuleName, permanentIdentifier from
+	 * the EK certificate, TCG device identity §8), in the TCG form. */
+	kl_devid_tpm_ids ids_old, ids_cur;
+	assert_int_equal(kl_devid_tpm_ids_from_cert(old, &ids_old), 0);
+	assert_int_equal(kl_devid_tpm_ids_from_cert(cur, &ids_cur), 0);
+	assert_string_equal(ids_cur.hw_serial, ids_old.hw_serial);
+	assert_string_equal(ids_cur.permanent_id, ids_old.permanent_id);
+	assert_true(kl_devid_hw_serial_ok((const unsigned char *)ids_cur.hw_serial,
+	                                  strlen(ids_cur.hw_serial)));
+	assert_int_equal(strlen(ids_cur.permanent_id), 64);
 	/* The old one is revoked as superseded, on the CRL with that reason. */
 	assert_int_equal(crl_reason(old_serial, "Superseded"), 4);
 	assert_int_equal(crl_reason(res.new_serial, NULL), -1);

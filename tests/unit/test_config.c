@@ -103,6 +103,11 @@ static void test_documented_example(void **state)
 	                    "/usr/lib/softhsm/libsofthsm2.so");
 	assert_int_equal(kl_config_int(c, "ca.crl_days", 1, 1, 366, &n), 0);
 	assert_int_equal(n, 7);
+	assert_string_equal(kl_config_get(c, "ca.cps_url", NULL),
+	                    "http://pki.example.com/cps.html");
+	assert_string_equal(kl_config_get(c, "ca.ca_issuers_url", NULL),
+	                    "http://pki.example.com/issuing.der");
+	assert_string_equal(kl_config_get(c, "ca.ocsp_url", NULL), "http://ocsp.example.com/");
 	assert_int_equal(kl_config_bool(c, "policy.require_prereg", false, &b), 0);
 	assert_true(b);
 	while (kl_config_next(c, &it, &key, &value))
