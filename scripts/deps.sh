@@ -14,7 +14,7 @@ packages=(
 	libjson-c-dev
 	libcmocka-dev
 	# the simulated factory floor and outside checks in tests
-	swtpm swtpm-tools tpm2-tools
+	swtpm swtpm-tools tpm2-tools xxd
 	softhsm2 opensc
 	# outside judges of the device certificates (test_cert_profile):
 	# GnuTLS certtool, Go's crypto/x509, python3-cryptography

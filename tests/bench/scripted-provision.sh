@@ -10,13 +10,14 @@
 #       SERIAL; EK_TYPE is rsa2048, p256 (default) or p384. Work files and the
 #       two certificates go to OUT_DIR.
 #
-# Steps (cf. the provisioning flow in ARCHITECTURE.md): EK from its template
-# and its certificate from NV, chain verified and public key compared; IAK
-# (restricted signing) and IDevID (signing) as endorsement primaries;
-# MakeCredential in software + ActivateCredential under PolicySecret(EH);
-# TPM2_Certify(IDevID by IAK), signature checked (tpm2_certify 5.4 takes no
-# nonce, so unlike the engine this accepts a replayed attestation); the
-# IDevID signs a challenge, checked; two certificates from the software CA
+# Steps (cf. the provisioning flow in ARCHITECTURE.md and docs/provisioning.md):
+# EK from its template and its certificate from NV, chain verified and public
+# key compared; IAK and IDevID from the DevID spec's templates as endorsement
+# primaries; MakeCredential in software + ActivateCredential under
+# PolicySecret(EH) for an attestation key, which certifies the IAK's
+# creation; the IAK certifies the IDevID's (TPM2_CertifyCreation with a
+# fresh nonce, signature and creation hash checked); the IDevID signs a
+# challenge, checked; two certificates from the software CA
 # (no HSM); both keys persisted, both certificates in write-locked NV and
 # read back.
 #
@@ -82,21 +83,29 @@ cmp -s ek-tpm.pub.pem ek-cert.pub.pem || {
 	exit 1
 }
 
-# 7: IAK (restricted signing) and IDevID (signing), endorsement primaries.
-key_attrs="fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign"
-tpm2_createprimary -C e -G ecc256:ecdsa-sha256:null -g sha256 -a "$key_attrs|restricted" \
-	-c iak.ctx >/dev/null
-tpm2_createprimary -C e -G ecc256:ecdsa-sha256:null -g sha256 -a "$key_attrs" \
-	-c idevid.ctx -f pem -o idevid.pub.pem >/dev/null
-tpm2_readpublic -c iak.ctx -f pem -o iak.pub.pem -n iak.name >/dev/null
-flush
-tpm2_readpublic -c idevid.ctx -n idevid.name >/dev/null
+# 7: the IAK from the DevID spec's template (Table 3 attributes, Table 19
+# policy, unique "IAK" in both ECC coordinates), an endorsement primary; its
+# creation data and ticket kept for TPM2_CertifyCreation.
+id_attrs="fixedtpm|fixedparent|sensitivedataorigin|userwithauth|adminwithpolicy|sign"
+echo 5437182326e414fca797d5f174615a1641f61255797c3a2b22c21d120b2d1e07 | xxd -r -p >iak.policy
+echo ad6b3a2284fd698a0710bf5cc1b9bdf15e2532e3f601fa4b93a6a8fa8de579ea | xxd -r -p >idevid.policy
+printf IAKIAK | tpm2_createprimary -C e -G ecc256:ecdsa-sha256:null -g sha256 \
+	-a "$id_attrs|restricted" -L iak.policy -u - -c iak.ctx \
+	--creation-data iak.cd -d iak.ch -t iak.tk -f pem -o iak.pub.pem >/dev/null
+tpm2_readpublic -c iak.ctx -n iak.name >/dev/null
 flush
 
-# 8: credential activation under PolicySecret(endorsement).
+# 8: credential activation, under PolicySecret(endorsement), for an
+# attestation key (the IAK's ADMIN role is behind its policy); that key
+# certifies the IAK's creation over a fresh nonce.
+tpm2_createprimary -C e -G ecc256:ecdsa-sha256:null -g sha256 \
+	-a "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign|restricted" \
+	-c ak.ctx -f pem -o ak.pub.pem >/dev/null
+tpm2_readpublic -c ak.ctx -n ak.name >/dev/null
+flush
 openssl rand -out secret.bin 32
 # (tpm2-tools 5.4 takes the name as hex, whatever its manual says.)
-tpm2_makecredential -T none -u ek.pub -s secret.bin -n "$(xxd -p -c 256 iak.name)" \
+tpm2_makecredential -T none -u ek.pub -s secret.bin -n "$(xxd -p -c 256 ak.name)" \
 	-o cred.blob >/dev/null 2>&1
 if [ "$ek_type" = p384 ]; then
 	# H-3: PolicyOR(PolicyA_SHA384 = PolicySecret(EH), PolicyC_SHA384),
@@ -112,7 +121,7 @@ else
 	tpm2_startauthsession --policy-session -S session.ctx
 	tpm2_policysecret -S session.ctx -c e >/dev/null
 fi
-tpm2_activatecredential -c iak.ctx -C ek.ctx -i cred.blob -o activated.bin \
+tpm2_activatecredential -c ak.ctx -C ek.ctx -i cred.blob -o activated.bin \
 	-P session:session.ctx >/dev/null
 tpm2_flushcontext session.ctx
 flush
@@ -121,21 +130,37 @@ cmp -s secret.bin activated.bin || {
 	exit 1
 }
 
-# 9: TPM2_Certify(IDevID by IAK); the signature checks, the attestation is
-# a TPM_ST_ATTEST_CERTIFY by the TPM naming the IDevID. (tpm2_certify 5.4
-# takes no qualifying data: no fresh nonce, a replay would pass. tpm2_print
-# 5.4 cannot decode this type either, hence the byte search.)
-tpm2_certify -c idevid.ctx -C iak.ctx -g sha256 -o attest.bin -s certify.sig -f plain >/dev/null
+# TPM2_CertifyCreation(key by signer): the signature checks, the attestation
+# is a TPM_ST_ATTEST_CREATION naming the key, over this nonce and the
+# SHA-256 of the creation data (tpm2_print 5.4 cannot decode this type,
+# hence the byte search).
+certify_creation() { # KEY SIGNER
+	local nonce
+	nonce=$(openssl rand -hex 32)
+	tpm2_certifycreation -C "$2.ctx" -c "$1.ctx" -d "$1.ch" -t "$1.tk" -q "$nonce" -g sha256 \
+		-o "$1.cc.sig" -f plain --attestation "$1.cc.att" >/dev/null
+	flush
+	openssl dgst -sha256 -verify "$2.pub.pem" -signature "$1.cc.sig" "$1.cc.att" >/dev/null
+	local att cd_hash
+	att=$(xxd -p -c 100000 "$1.cc.att")
+	cd_hash=$(tail -c +3 "$1.cd" | openssl dgst -sha256 -r | cut -d' ' -f1)
+	case $att in
+	ff544347801a*"$nonce"*"$(xxd -p -c 256 "$1.name")"*"$cd_hash") ;;
+	*)
+		echo "$0: the attestation does not certify the creation of $1" >&2
+		exit 1
+		;;
+	esac
+}
+certify_creation iak ak
+
+# 9: the IDevID from its template; the IAK certifies its creation.
+printf IDEVIDIDEVID | tpm2_createprimary -C e -G ecc256:ecdsa-sha256:null -g sha256 \
+	-a "$id_attrs" -L idevid.policy -u - -c idevid.ctx \
+	--creation-data idevid.cd -d idevid.ch -t idevid.tk -f pem -o idevid.pub.pem >/dev/null
+tpm2_readpublic -c idevid.ctx -n idevid.name >/dev/null
 flush
-openssl dgst -sha256 -verify iak.pub.pem -signature certify.sig attest.bin >/dev/null
-attest=$(xxd -p -c 100000 attest.bin)
-case $attest in
-ff5443478017*"$(xxd -p -c 256 idevid.name)"*) ;;
-*)
-	echo "$0: the attestation does not certify the IDevID" >&2
-	exit 1
-	;;
-esac
+certify_creation idevid iak
 
 # 10: proof of possession: the IDevID signs a challenge.
 printf 'proof of possession for %s, nonce %s\n' "$serial" "$(openssl rand -hex 16)" >challenge.bin
