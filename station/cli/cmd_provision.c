@@ -33,6 +33,7 @@ static const char provision_usage[] =
     "  --link TCTI      the DUT's TPM: swtpm:host=127.0.0.1,port=P or device:/dev/tpmrm0\n"
     "  --serial S       the device serial\n"
     "  --tenant T       the tenant (default: the serial's pre-registration)\n"
+    "  --work-order W   only a serial pre-registered in the tenant's work order W\n"
     "  --ek TYPE        the EK that proves the TPM: rsa2048, p256 (default), p384\n"
     "  --tpm-timeout-ms N  how long one TPM command may take on the link (100..600000;\n"
     "                   default keyline.conf [station] tpm_timeout_ms, else 30000)\n"
@@ -91,6 +92,7 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 		{ "link", required_argument, NULL, 'l' },
 		{ "serial", required_argument, NULL, 's' },
 		{ "tenant", required_argument, NULL, 't' },
+		{ "work-order", required_argument, NULL, 'w' },
 		{ "ek", required_argument, NULL, 'e' },
 		{ "tpm-timeout-ms", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
@@ -119,6 +121,9 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 			break;
 		case 't':
 			job.tenant = optarg;
+			break;
+		case 'w':
+			job.work_order = optarg;
 			break;
 		case 'e':
 			if (kl_ek_type_from_name(optarg, &job.ek_type) < 0) {
