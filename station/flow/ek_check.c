@@ -23,8 +23,8 @@ __attribute__((format(printf, 3, 4))) static int chain_verdict(kl_ek_report *rep
 	return -1;
 }
 
-/* The EK chain indices the TPM has defined (TCG EK Credential Profile 2.x
- * §2.2.1.5, from 0x01C00100), each read whole, within the bounds of
+/* The EK chain indices the TPM has defined (TCG EK Credential Profile 2.x,
+ * "EK Certificate Chain", from 0x01C00100), each read whole, within the bounds of
  * trust.h: how many and how large they are is the DUT's word. Returns 0,
  * or -1 with the verdict set. */
 static int read_nv_chain(kl_tpm *tpm, kl_ek_report *rep)

@@ -10,7 +10,7 @@
  *
  * The EK chain may also come from the TPM: intermediates a vendor stored in
  * the TPM's NV (the EK certificate chain indices from 0x01C00100, TCG EK
- * Credential Profile 2.x §2.2.1.5 "EK Certificate Chain"; one DER
+ * Credential Profile 2.x, "EK Certificate Chain"; one DER
  * certificate, or several concatenated, per index). They are added as
  * untrusted certificates only: the chain must still end at a root of the
  * bundle. */
