@@ -208,8 +208,8 @@ out:
 /* ---- on a slot of the running station ---- */
 
 static const char slot_usage[] =
-    "usage: keyline [--home DIR] provision --serial S [--slot NAME] [--tenant T] [--ek TYPE]\n"
-    "                                     [--no-wait] [--json]\n"
+    "usage: keyline [--home DIR] provision --serial S [--slot NAME] [--tenant T]\n"
+    "                                     [--work-order W] [--ek TYPE] [--no-wait] [--json]\n"
     "       keyline [--home DIR] provision --link TCTI --serial S ...   (no station: see\n"
     "                                     'keyline provision --link x --help')\n"
     "\nProvisions the DUT on a slot of the running station (the first free slot when\n"
@@ -233,6 +233,8 @@ int kl_cmd_provision_station(const char *home, int argc, char **argv)
 		json_object_object_add(p, "slot", json_object_new_string(o.slot));
 	if (o.tenant)
 		json_object_object_add(p, "tenant", json_object_new_string(o.tenant));
+	if (o.work_order)
+		json_object_object_add(p, "work_order", json_object_new_string(o.work_order));
 	if (o.ek)
 		json_object_object_add(p, "ek_type", json_object_new_string(o.ek));
 	return kl_cli_run_job(home, "provision", "job.provision", p, &o);
