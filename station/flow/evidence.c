@@ -105,7 +105,8 @@ static int array(json_object *o, const char *key, json_object **ret)
 
 /* "chain_nv": the EK chain indices read, each with its bytes; "chain": the
  * chain that verified, EK certificate first, each link's subject, SHA-256
- * and origin ("ek", "bundle" or "nv:0x01c00100"); "quirks": the ids of the
+ * and origin ("ek", "bundle", or "nv:0x01c00100" for what only the TPM
+ * held); "quirks": the ids of the
  * vendor quirks that explained a deviation. */
 static int ev_ek_chain(json_object *o, const kl_ek_report *ek)
 {
@@ -128,10 +129,10 @@ static int ev_ek_chain(json_object *o, const kl_ek_report *ek)
 
 		if (i == 0)
 			snprintf(from, sizeof(from), "ek");
-		else if (l->nv_index)
-			snprintf(from, sizeof(from), "nv:0x%08x", l->nv_index);
-		else
+		else if (l->from_bundle)
 			snprintf(from, sizeof(from), "bundle");
+		else
+			snprintf(from, sizeof(from), "nv:0x%08x", l->nv_index);
 		e = json_object_new_object();
 		r = push(chain, e);
 		if (r == 0)

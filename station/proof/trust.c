@@ -353,9 +353,11 @@ static int nv_certs(kl_ek_report *rep, STACK_OF(X509) * out, uint32_t from[KL_EK
 }
 
 /* The chain that verified, for the evidence: each certificate's subject,
- * fingerprint and where it came from. */
-static int record_chain(kl_ek_report *rep, STACK_OF(X509) * chain, STACK_OF(X509) * from_nv,
-                        const uint32_t *nv_index)
+ * fingerprint and where it came from. The last is the anchor, from the
+ * bundle's store whatever copies the TPM holds; a certificate the bundle
+ * and the TPM both hold (the same bytes) is marked as both. */
+static int record_chain(const kl_trust *trust, kl_ek_report *rep, STACK_OF(X509) * chain,
+                        STACK_OF(X509) * from_nv, const uint32_t *nv_index)
 {
 	int n = sk_X509_num(chain);
 
@@ -370,10 +372,12 @@ static int record_chain(kl_ek_report *rep, STACK_OF(X509) * chain, STACK_OF(X509
 			return kl_error_set_ssl(KL_E_CRYPTO, "EK chain: fingerprint");
 		if (i == 0)
 			continue;
-		for (int j = 0; j < sk_X509_num(from_nv); j++)
+		for (int j = 0; j < sk_X509_num(from_nv) && !l->nv_index; j++)
 			if (X509_cmp(x, sk_X509_value(from_nv, j)) == 0)
 				l->nv_index = nv_index[j];
-		l->from_bundle = l->nv_index == 0;
+		l->from_bundle = i == n - 1 || l->nv_index == 0;
+		for (int j = 0; j < sk_X509_num(trust->intermediates) && !l->from_bundle; j++)
+			l->from_bundle = X509_cmp(x, sk_X509_value(trust->intermediates, j)) == 0;
 	}
 	return 0;
 }
@@ -451,7 +455,7 @@ int kl_ek_cert_verify(const kl_trust *trust, uint32_t manufacturer, const char *
 		ERR_clear_error();
 		goto out;
 	}
-	r = record_chain(rep, X509_STORE_CTX_get0_chain(ctx), nv, nv_index);
+	r = record_chain(trust, rep, X509_STORE_CTX_get0_chain(ctx), nv, nv_index);
 	if (r < 0)
 		goto out;
 	if (!has_ek_eku(cert)) {

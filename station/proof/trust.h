@@ -96,8 +96,8 @@ typedef struct kl_ek_report {
 	struct kl_ek_link {
 		char subject[256];
 		unsigned char sha256[32]; /* of the certificate's DER */
-		uint32_t nv_index;        /* where it came from: an EK chain index, or 0 */
-		bool from_bundle;         /* a root or intermediate of the bundle */
+		uint32_t nv_index;        /* an EK chain index that holds it, or 0 */
+		bool from_bundle;         /* the bundle holds it (always the last, the root) */
 	} chain[KL_EK_CHAIN_MAX_DEPTH + 2];
 	/* The quirk (quirks.h) that explained a deviation, "" when none did. */
 	char quirk[KL_QUIRK_ID_MAX + 1];
