@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include <json-c/json.h>
+#include <openssl/evp.h>
 
 #include "kl_error.h"
 #include "kl_hex.h"
@@ -197,7 +198,7 @@ out:
 	return r;
 }
 
-int kl_quirks_load(const char *path, kl_quirks **ret)
+int kl_quirks_load(const char *path, kl_quirks **ret, unsigned char sha256[32])
 {
 	char *buf = NULL;
 	size_t len;
@@ -217,6 +218,8 @@ int kl_quirks_load(const char *path, kl_quirks **ret)
 	len = fread(buf, 1, KL_QUIRKS_MAX_BYTES + 1, f);
 	if (ferror(f))
 		r = kl_error_set(KL_E_IO, "read %s", path);
+	else if (sha256 && !EVP_Digest(buf, len, sha256, NULL, EVP_sha256(), NULL))
+		r = kl_error_set_ssl(KL_E_CRYPTO, "%s: SHA-256", path);
 	else
 		r = kl_quirks_parse(buf, len, path, ret);
 	fclose(f);

@@ -43,8 +43,10 @@ typedef struct kl_quirks kl_quirks;
 int kl_quirks_parse(const char *text, size_t len, const char *origin,
                     kl_quirks **ret) KL_MUST_CHECK;
 
-/* Reads and parses path. -KL_E_NOTFOUND when there is no such file. */
-int kl_quirks_load(const char *path, kl_quirks **ret) KL_MUST_CHECK;
+/* Reads and parses path; sha256, when not NULL, receives the SHA-256 of the
+ * bytes parsed (read once: what is parsed is what is hashed).
+ * -KL_E_NOTFOUND when there is no such file. */
+int kl_quirks_load(const char *path, kl_quirks **ret, unsigned char sha256[32]) KL_MUST_CHECK;
 
 void kl_quirks_free(kl_quirks *q);
 

@@ -65,31 +65,15 @@ static int cmp_fp(const void *a, const void *b)
 static int load_quirks(kl_trust *t, const char *dir, unsigned char md[32])
 {
 	char path[4096];
-	unsigned char *text;
-	size_t len = 0;
-	FILE *f;
 	int r;
 
 	snprintf(path, sizeof(path), "%s/quirks.json", dir);
-	r = kl_quirks_load(path, &t->quirks);
+	r = kl_quirks_load(path, &t->quirks, md);
 	if (r == -KL_E_NOTFOUND) {
 		kl_error_clear();
 		return 0;
 	}
-	if (r < 0)
-		return kl_error_wrap("trust bundle %s: vendor quirks", dir);
-	/* The file was just read whole and is at most KL_QUIRKS_MAX_BYTES. */
-	text = malloc(KL_QUIRKS_MAX_BYTES);
-	f = text ? fopen(path, "re") : NULL;
-	if (f) {
-		len = fread(text, 1, KL_QUIRKS_MAX_BYTES, f);
-		fclose(f);
-	}
-	r = f && EVP_Digest(text, len, md, NULL, EVP_sha256(), NULL)
-	        ? 0
-	        : kl_error_set(KL_E_IO, "trust bundle: digest of %s", path);
-	free(text);
-	return r;
+	return r < 0 ? kl_error_wrap("trust bundle %s: vendor quirks", dir) : 0;
 }
 
 int kl_trust_load(const char *dir, kl_trust **ret)
