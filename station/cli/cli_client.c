@@ -213,6 +213,7 @@ enum {
 	O_SLOT = 1000,
 	O_SERIAL,
 	O_TENANT,
+	O_WORK_ORDER,
 	O_EK,
 	O_REASON,
 	O_CERT,
@@ -234,6 +235,7 @@ static const struct option long_opts[] = {
 	{ "slot", required_argument, NULL, O_SLOT },
 	{ "serial", required_argument, NULL, O_SERIAL },
 	{ "tenant", required_argument, NULL, O_TENANT },
+	{ "work-order", required_argument, NULL, O_WORK_ORDER },
 	{ "ek", required_argument, NULL, O_EK },
 	{ "reason", required_argument, NULL, O_REASON },
 	{ "certificate", required_argument, NULL, O_CERT },
@@ -282,6 +284,9 @@ int kl_cli_parse(int argc, char **argv, const char *usage, struct kl_cli_opts *o
 			break;
 		case O_TENANT:
 			o->tenant = optarg;
+			break;
+		case O_WORK_ORDER:
+			o->work_order = optarg;
 			break;
 		case O_EK:
 			o->ek = optarg;

@@ -73,7 +73,8 @@ int kl_cli_call(const char *home, bool need_station, const char *method, json_ob
 /* ---- the client commands' options (cli_client.c) ---- */
 
 struct kl_cli_opts {
-	const char *slot, *serial, *tenant, *ek, *reason, *cert, *state, *search, *action;
+	const char *slot, *serial, *tenant, *work_order, *ek, *reason, *cert, *state, *search,
+	    *action;
 	long limit, offset, before, id; /* limit -1 when not given */
 	bool json, json_lines, wait, repurpose, newest;
 };

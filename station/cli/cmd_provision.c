@@ -33,6 +33,7 @@ static const char provision_usage[] =
     "  --link TCTI      the DUT's TPM: swtpm:host=127.0.0.1,port=P or device:/dev/tpmrm0\n"
     "  --serial S       the device serial\n"
     "  --tenant T       the tenant (default: the serial's pre-registration)\n"
+    "  --work-order W   only a serial pre-registered in the tenant's work order W\n"
     "  --ek TYPE        the EK that proves the TPM: rsa2048, p256 (default), p384\n"
     "  --tpm-timeout-ms N  how long one TPM command may take on the link (100..600000;\n"
     "                   default keyline.conf [station] tpm_timeout_ms, else 30000)\n"
@@ -91,6 +92,7 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 		{ "link", required_argument, NULL, 'l' },
 		{ "serial", required_argument, NULL, 's' },
 		{ "tenant", required_argument, NULL, 't' },
+		{ "work-order", required_argument, NULL, 'w' },
 		{ "ek", required_argument, NULL, 'e' },
 		{ "tpm-timeout-ms", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
@@ -119,6 +121,9 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 			break;
 		case 't':
 			job.tenant = optarg;
+			break;
+		case 'w':
+			job.work_order = optarg;
 			break;
 		case 'e':
 			if (kl_ek_type_from_name(optarg, &job.ek_type) < 0) {
@@ -203,8 +208,8 @@ out:
 /* ---- on a slot of the running station ---- */
 
 static const char slot_usage[] =
-    "usage: keyline [--home DIR] provision --serial S [--slot NAME] [--tenant T] [--ek TYPE]\n"
-    "                                     [--no-wait] [--json]\n"
+    "usage: keyline [--home DIR] provision --serial S [--slot NAME] [--tenant T]\n"
+    "                                     [--work-order W] [--ek TYPE] [--no-wait] [--json]\n"
     "       keyline [--home DIR] provision --link TCTI --serial S ...   (no station: see\n"
     "                                     'keyline provision --link x --help')\n"
     "\nProvisions the DUT on a slot of the running station (the first free slot when\n"
@@ -228,6 +233,8 @@ int kl_cmd_provision_station(const char *home, int argc, char **argv)
 		json_object_object_add(p, "slot", json_object_new_string(o.slot));
 	if (o.tenant)
 		json_object_object_add(p, "tenant", json_object_new_string(o.tenant));
+	if (o.work_order)
+		json_object_object_add(p, "work_order", json_object_new_string(o.work_order));
 	if (o.ek)
 		json_object_object_add(p, "ek_type", json_object_new_string(o.ek));
 	return kl_cli_run_job(home, "provision", "job.provision", p, &o);

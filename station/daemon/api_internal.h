@@ -57,7 +57,7 @@ static inline int api_need_online(kl_rpc_call *call)
  * caller with the answer built from it. */
 void api_job_put(kl_rpc_obj *o, const st_job *j);
 int api_submit(kl_rpc_call *call, kl_job_kind kind, const char *serial, const char *slot,
-               const char *tenant, int ek);
+               const char *tenant, const char *work_order, int ek);
 
 /* api_ca.c: audit entries into an array (a kl_store_audit_list
  * callback). */

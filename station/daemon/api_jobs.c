@@ -18,6 +18,8 @@ void api_job_put(kl_rpc_obj *o, const st_job *j)
 	kl_rpc_obj_put_str(o, "serial", j->serial);
 	if (j->tenant[0])
 		kl_rpc_obj_put_str(o, "tenant", j->tenant);
+	if (j->work_order[0])
+		kl_rpc_obj_put_str(o, "work_order", j->work_order);
 	kl_rpc_obj_put_str(o, "actor", j->actor);
 	kl_rpc_obj_put_str(o, "step", j->step);
 	kl_rpc_obj_put_int(o, "step_index", j->step_index + (j->step[0] ? 1 : 0));
@@ -53,7 +55,7 @@ void api_job_put(kl_rpc_obj *o, const st_job *j)
 }
 
 int api_submit(kl_rpc_call *call, kl_job_kind kind, const char *serial, const char *slot,
-               const char *tenant, int ek)
+               const char *tenant, const char *work_order, int ek)
 {
 	kl_station *s = api_station(call);
 	st_job *j;
@@ -61,9 +63,11 @@ int api_submit(kl_rpc_call *call, kl_job_kind kind, const char *serial, const ch
 	int r;
 
 	if ((r = kl_registry_check_name("serial", serial)) < 0 ||
-	    (tenant && (r = kl_registry_check_name("tenant", tenant)) < 0))
+	    (tenant && (r = kl_registry_check_name("tenant", tenant)) < 0) ||
+	    (work_order && (r = kl_registry_check_name("work_order", work_order)) < 0))
 		return kl_rpc_reply_params(call, "%s", kl_error_detail());
-	r = st_job_submit(s, slot, kind, serial, tenant, ek, api_caller(call)->actor, &j);
+	r = st_job_submit(s, slot, kind, serial, tenant, work_order, ek, api_caller(call)->actor,
+	                  &j);
 	if (r < 0)
 		return r;
 	if (kl_rpc_reply_object(call, &o) < 0)
@@ -84,7 +88,8 @@ static int m_provision(kl_rpc_call *call)
 		return kl_rpc_reply_params(call, "ek_type must be auto, rsa2048, p256 or "
 		                                 "p384");
 	return api_submit(call, KL_JOB_PROVISION, serial, api_str_or(call, "slot", NULL),
-	                  api_str_or(call, "tenant", NULL), (int)t);
+	                  api_str_or(call, "tenant", NULL), api_str_or(call, "work_order", NULL),
+	                  (int)t);
 }
 
 static int m_job_get(kl_rpc_call *call)
@@ -181,11 +186,9 @@ static int m_job_abort(kl_rpc_call *call)
 }
 
 static const kl_rpc_param p_provision[] = {
-	{ "serial", KL_RPC_STRING, true },
-	{ "slot", KL_RPC_STRING, false },
-	{ "tenant", KL_RPC_STRING, false },
-	{ "ek_type", KL_RPC_STRING, false },
-	{ NULL, 0, false },
+	{ "serial", KL_RPC_STRING, true },   { "slot", KL_RPC_STRING, false },
+	{ "tenant", KL_RPC_STRING, false },  { "work_order", KL_RPC_STRING, false },
+	{ "ek_type", KL_RPC_STRING, false }, { NULL, 0, false },
 };
 
 static const kl_rpc_param p_job[] = { { "job", KL_RPC_INT, true }, { NULL, 0, false } };

@@ -10,7 +10,7 @@
 static int m_renew(kl_rpc_call *call)
 {
 	return api_submit(call, KL_JOB_RENEW, api_str_or(call, "serial", ""),
-	                  api_str_or(call, "slot", ""), NULL, KL_EK__MAX);
+	                  api_str_or(call, "slot", ""), NULL, NULL, KL_EK__MAX);
 }
 
 static int m_decommission(kl_rpc_call *call)
@@ -19,14 +19,14 @@ static int m_decommission(kl_rpc_call *call)
 
 	kl_rpc_param_bool(call, "repurpose", &repurpose);
 	return api_submit(call, repurpose ? KL_JOB_REPURPOSE : KL_JOB_DECOMMISSION,
-	                  api_str_or(call, "serial", ""), api_str_or(call, "slot", ""), NULL,
+	                  api_str_or(call, "serial", ""), api_str_or(call, "slot", ""), NULL, NULL,
 	                  KL_EK__MAX);
 }
 
 static int m_repurpose(kl_rpc_call *call)
 {
 	return api_submit(call, KL_JOB_REPURPOSE, api_str_or(call, "serial", ""),
-	                  api_str_or(call, "slot", ""), NULL, KL_EK__MAX);
+	                  api_str_or(call, "slot", ""), NULL, NULL, KL_EK__MAX);
 }
 
 static int reason_param(kl_rpc_call *call, int def)

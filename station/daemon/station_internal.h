@@ -88,6 +88,7 @@ typedef struct st_job {
 	struct st_slot *slot;
 	char serial[KL_REGISTRY_NAME_MAX + 1];
 	char tenant[KL_REGISTRY_NAME_MAX + 1];
+	char work_order[KL_REGISTRY_NAME_MAX + 1]; /* "": any */
 	char actor[160];
 	int ek_type; /* kl_ek_type, KL_EK__MAX: detect */
 	atomic_bool abort;
@@ -330,7 +331,8 @@ const char *kl_job_state_name(kl_job_state s);
  * slot is busy, -KL_E_NOTFOUND for an unknown slot, -KL_E_UNAVAILABLE when
  * the station is stopping. *ret is the job (owned by the station). */
 int st_job_submit(kl_station *s, const char *slot, kl_job_kind kind, const char *serial,
-                  const char *tenant, int ek_type, const char *actor, st_job **ret);
+                  const char *tenant, const char *work_order, int ek_type, const char *actor,
+                  st_job **ret);
 st_job *st_job_find(kl_station *s, int64_t id); /* with mu held */
 /* The job.finished event of j, built with mu held (NULL on NOMEM); queue
  * it with st_event after letting mu go. */

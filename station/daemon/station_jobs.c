@@ -73,7 +73,8 @@ static void jobs_trim(kl_station *s)
 }
 
 int st_job_submit(kl_station *s, const char *slot, kl_job_kind kind, const char *serial,
-                  const char *tenant, int ek_type, const char *actor, st_job **ret)
+                  const char *tenant, const char *work_order, int ek_type, const char *actor,
+                  st_job **ret)
 {
 	st_slot *sl = NULL;
 	st_job *j;
@@ -128,6 +129,7 @@ int st_job_submit(kl_station *s, const char *slot, kl_job_kind kind, const char 
 	j->slot = sl;
 	snprintf(j->serial, sizeof(j->serial), "%s", serial);
 	snprintf(j->tenant, sizeof(j->tenant), "%s", tenant ? tenant : "");
+	snprintf(j->work_order, sizeof(j->work_order), "%s", work_order ? work_order : "");
 	snprintf(j->actor, sizeof(j->actor), "%s", actor);
 	j->ek_type = ek_type;
 	j->queued_ms = st_wall_ms();
@@ -217,6 +219,7 @@ static void run_provision(kl_station *s, st_job *j)
 	kl_job job = {
 		.serial = j->serial,
 		.tenant = j->tenant[0] ? j->tenant : NULL,
+		.work_order = j->work_order[0] ? j->work_order : NULL,
 		.link = j->slot->link,
 		.ek_type = (kl_ek_type)j->ek_type,
 		.actor = j->actor,

@@ -10,9 +10,11 @@
 #include "tpm.h"
 #include "trust.h"
 
-/* Steps 3 and 4: reads the EK certificate of that type from NV, verifies its
- * chain to the bundle (the signature over the signed bytes, whatever quirks
- * the encoding has), checks the EK EKU and the TPM manufacturer in its SAN
+/* Steps 3 and 4: reads the EK certificate of that type from NV and the EK
+ * chain indices the TPM defines (from 0x01C00100, within the bounds of
+ * trust.h), verifies its chain to the bundle with those as untrusted
+ * intermediates (the signature over the signed bytes, whatever quirks the
+ * encoding has), checks the EK EKU and the TPM manufacturer in its SAN
  * against the TPM's TPM_PT_MANUFACTURER, and recreates the EK with the TCG
  * template to compare public keys. Returns 0 when the check ran (the verdict
  * says how it came out), or a negative kl_err when it could not run. */

@@ -4,6 +4,7 @@
  * See engine.h, engine_internal.h and docs/provisioning.md. */
 #include "engine.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,16 +41,44 @@ static int revoke_unfinished(void *ctx, const kl_registry_cert *c)
  * device begun (or taken up again), and on a resume the certificates of the
  * interrupted run revoked. Returns 0, 1 when the device is already
  * provisioned, -1 refused; *resume says that the DUT must be cleaned. */
+/* What the job names must be names before the registry looks them up: a
+ * serial a scanner garbled is the job's fault, not the database's. */
+static int check_job_names(struct run *r)
+{
+	static const struct {
+		const char *what, *reason;
+		size_t off;
+	} names[] = {
+		{ "serial", "invalid_serial", offsetof(kl_job, serial) },
+		{ "tenant name", "invalid_tenant", offsetof(kl_job, tenant) },
+		{ "work-order name", "invalid_work_order", offsetof(kl_job, work_order) },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const char *v = *(const char *const *)((const char *)r->job + names[i].off);
+
+		if (v && kl_registry_check_name(names[i].what, v) < 0)
+			return kl_eng_refuse(r, names[i].reason, "%s", kl_error_detail());
+	}
+	return 0;
+}
+
+/* The gates' verdict for the job, 0 when they ran. */
+static int run_gates(struct run *r, kl_gate_result *g)
+{
+	return kl_registry_gate_order(r->cfg->reg, r->job->serial, r->job->tenant,
+	                              r->job->work_order, r->ek.ek_sha256, r->cfg->require_prereg,
+	                              g);
+}
+
 static int gates_registry(struct run *r, bool *resume)
 {
 	kl_gate_result g;
 	int rc;
 
-	rc = kl_registry_gate(r->cfg->reg, r->job->serial, r->job->tenant, r->ek.ek_sha256,
-	                      r->cfg->require_prereg, &g);
-	if (rc == -KL_E_INVALID && !r->job->tenant)
-		/* No tenant given and none from a pre-registration. */
-		return kl_eng_refuse(r, "not_preregistered", "%s", kl_error_detail());
+	if (check_job_names(r) < 0)
+		return -1;
+	rc = run_gates(r, &g);
 	if (rc < 0)
 		return kl_eng_failed(r, "registry_error", rc);
 	if (g.verdict == KL_GATE_ALREADY_PROVISIONED && r->had_identity) {
@@ -69,6 +98,19 @@ static int gates_registry(struct run *r, bool *resume)
 		    r->job->serial);
 	rc = kl_registry_device_begin(r->cfg->reg, r->job->serial, g.tenant[0] ? g.tenant : NULL,
 	                              r->ek.ek_sha256, r->job->actor);
+	if (rc < 0 && rc != -KL_E_DB && rc != -KL_E_NOMEM) {
+		/* begin runs the gates again in its own transaction: another
+		 * station sharing the registry got there first. Its verdict,
+		 * not the error code, is the reason. */
+		char why[512];
+		int begin_rc = rc;
+
+		snprintf(why, sizeof(why), "%s", kl_error_detail());
+		if (run_gates(r, &g) == 0 && g.verdict != KL_GATE_OK &&
+		    g.verdict != KL_GATE_ALREADY_PROVISIONED)
+			return kl_eng_refuse(r, g.reason, "%s", g.message);
+		rc = kl_error_set((kl_err)-begin_rc, "%s", why);
+	}
 	if (rc < 0)
 		return kl_eng_failed(r, "registry_error", rc);
 	if (rc == 1 || g.resume) {

@@ -71,7 +71,8 @@ typedef void (*kl_progress_fn)(void *ctx, kl_step step, bool done, double ms);
 
 typedef struct kl_job {
 	const char *serial;
-	const char *tenant; /* NULL: the pre-registration's tenant */
+	const char *tenant;     /* NULL: the pre-registration's tenant */
+	const char *work_order; /* NULL: any; else the serial must be pre-registered in it */
 	const char *link; /* the DUT's link: a TCTI configuration today ("swtpm:host=...,port=...",
 	                   * "device:/dev/tpmrm0"); a USB link gets its own scheme later */
 	kl_ek_type ek_type; /* which EK proves the TPM; KL_EK__MAX: the first of

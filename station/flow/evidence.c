@@ -80,6 +80,75 @@ int kl_ev_tpm(json_object *ev, const kl_tpm_info *info)
 	return r;
 }
 
+/* Adds v (consumed) to the array a. */
+static int push(json_object *a, json_object *v)
+{
+	if (!v)
+		return kl_error_set(KL_E_NOMEM, "evidence: out of memory");
+	if (json_object_array_add(a, v) != 0) {
+		json_object_put(v);
+		return kl_error_set(KL_E_NOMEM, "evidence: out of memory");
+	}
+	return 0;
+}
+
+/* o[key] = a new empty array, returned in *ret (owned by o). */
+static int array(json_object *o, const char *key, json_object **ret)
+{
+	json_object *a = json_object_new_array();
+	int r = add(o, key, a);
+
+	if (r == 0)
+		*ret = a;
+	return r;
+}
+
+/* "chain_nv": the EK chain indices read, each with its bytes; "chain": the
+ * chain that verified, EK certificate first, each link's subject, SHA-256
+ * and origin ("ek", "bundle", or "nv:0x01c00100" for what only the TPM
+ * held); "quirks": the ids of the
+ * vendor quirks that explained a deviation. */
+static int ev_ek_chain(json_object *o, const kl_ek_report *ek)
+{
+	json_object *nv = NULL, *chain = NULL, *quirks = NULL, *e;
+	char from[32];
+	int r = array(o, "chain_nv", &nv);
+
+	for (size_t i = 0; r == 0 && i < ek->n_nv; i++) {
+		e = json_object_new_object();
+		r = push(nv, e);
+		if (r == 0)
+			r = kl_ev_handle(e, "index", ek->nv[i].index);
+		if (r == 0)
+			r = kl_ev_hex(e, "der", ek->nv[i].der, ek->nv[i].len);
+	}
+	if (r == 0)
+		r = array(o, "chain", &chain);
+	for (size_t i = 0; r == 0 && i < ek->chain_len; i++) {
+		const struct kl_ek_link *l = &ek->chain[i];
+
+		if (i == 0)
+			snprintf(from, sizeof(from), "ek");
+		else if (l->from_bundle)
+			snprintf(from, sizeof(from), "bundle");
+		else
+			snprintf(from, sizeof(from), "nv:0x%08x", l->nv_index);
+		e = json_object_new_object();
+		r = push(chain, e);
+		if (r == 0)
+			r = kl_ev_string(e, "subject", l->subject);
+		if (r == 0)
+			r = kl_ev_hex(e, "sha256", l->sha256, sizeof(l->sha256));
+		if (r == 0)
+			r = kl_ev_string(e, "from", from);
+	}
+	if (r == 0)
+		r = array(o, "quirks", &quirks);
+	if (r == 0 && ek->quirk[0])
+		r = push(quirks, json_object_new_string(ek->quirk));
+	return r;
+}
+
 int kl_ev_ek(json_object *ev, const kl_ek_report *ek)
 {
 	json_object *o = NULL;
@@ -96,6 +165,8 @@ int kl_ev_ek(json_object *ev, const kl_ek_report *ek)
 		r = kl_ev_string(o, "manufacturer", ek->manufacturer);
 	if (r == 0)
 		r = kl_ev_hex(o, "certificate", ek->cert_der, ek->cert_len);
+	if (r == 0)
+		r = ev_ek_chain(o, ek);
 	return r;
 }
 

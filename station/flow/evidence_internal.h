@@ -44,7 +44,8 @@ int kl_ev_object(json_object *o, const char *key, json_object **ret) KL_MUST_CHE
 int kl_ev_tpm(json_object *ev, const kl_tpm_info *info) KL_MUST_CHECK;
 
 /* The EK of steps 3 and 4: "ek": { type, sha256, issuer, manufacturer,
- * certificate }. */
+ * certificate, chain_nv: [{index, der}], chain: [{subject, sha256, from}],
+ * quirks: [id] }. */
 int kl_ev_ek(json_object *ev, const kl_ek_report *ek) KL_MUST_CHECK;
 
 /* A signature over a station nonce (the proofs of identity.h): o gets

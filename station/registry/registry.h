@@ -175,6 +175,9 @@ typedef enum kl_gate_verdict {
 	KL_GATE_QUOTA_EXHAUSTED,     /* the work order's quota is used up */
 	KL_GATE_ALREADY_PROVISIONED, /* this serial with this EK is provisioned */
 	KL_GATE_DEVICE_STATE,        /* revoked, lost or decommissioned */
+	KL_GATE_UNKNOWN_TENANT,      /* the tenant named does not exist */
+	KL_GATE_UNKNOWN_WORK_ORDER,  /* the tenant has no work order of that name */
+	KL_GATE_WORK_ORDER_MISMATCH, /* the serial is pre-registered in another order */
 	KL_GATE__MAX
 } kl_gate_verdict;
 
@@ -192,11 +195,24 @@ typedef struct kl_gate_result {
 const char *kl_registry_verdict_name(kl_gate_verdict v);
 
 /* Runs the gates for a DUT with that serial and EK hash. tenant may be NULL
- * when the serial is pre-registered (its tenant is used). Returns 0 when the
- * gates ran (the verdict is in *ret), negative when they could not. */
+ * when the serial is pre-registered (its tenant is used); with neither the
+ * verdict is KL_GATE_NOT_PREREGISTERED. A tenant the registry does not know
+ * is KL_GATE_UNKNOWN_TENANT. Returns 0 when the gates ran (the verdict is
+ * in *ret), negative when they could not: -KL_E_INVALID for a malformed
+ * serial or tenant name, -KL_E_DB for the database. */
 int kl_registry_gate(kl_registry *r, const char *serial, const char *tenant,
                      const unsigned char ek_sha256[32], bool require_prereg,
                      kl_gate_result *ret) KL_MUST_CHECK;
+
+/* The same for a line that builds one work order (work_order NULL: any):
+ * the tenant must have it (else KL_GATE_UNKNOWN_WORK_ORDER) and the serial
+ * must be pre-registered in it (KL_GATE_WORK_ORDER_MISMATCH when it is in
+ * another; KL_GATE_NOT_PREREGISTERED when in none). A closed work order is
+ * one whose quota is used up (KL_GATE_QUOTA_EXHAUSTED; set its quota to 0
+ * to close it). -KL_E_INVALID for a malformed work-order name. */
+int kl_registry_gate_order(kl_registry *r, const char *serial, const char *tenant,
+                           const char *work_order, const unsigned char ek_sha256[32],
+                           bool require_prereg, kl_gate_result *ret) KL_MUST_CHECK;
 
 /* Binds the EK to the serial and moves the device to provisioning, after
  * running the gates again in its own write transaction (without requiring

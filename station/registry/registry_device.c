@@ -72,7 +72,7 @@ static int device_begin(kl_registry *r, const char *serial, const char *tenant, 
 	int from = -1, rc;
 	json_object *d;
 
-	if ((rc = kl_reg_gate(r, serial, tenant, ek, false, &res, &g)) < 0)
+	if ((rc = kl_reg_gate(r, serial, tenant, NULL, ek, false, &res, &g)) < 0)
 		return rc;
 	if (res.verdict != KL_GATE_OK)
 		return kl_reg_gate_error(&res);

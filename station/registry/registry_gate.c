@@ -22,6 +22,9 @@ static const char *const verdict_names[KL_GATE__MAX] = {
 	[KL_GATE_QUOTA_EXHAUSTED] = "quota_exhausted",
 	[KL_GATE_ALREADY_PROVISIONED] = "already_provisioned",
 	[KL_GATE_DEVICE_STATE] = "device_state",
+	[KL_GATE_UNKNOWN_TENANT] = "unknown_tenant",
+	[KL_GATE_UNKNOWN_WORK_ORDER] = "unknown_work_order",
+	[KL_GATE_WORK_ORDER_MISMATCH] = "work_order_mismatch",
 };
 
 const char *kl_registry_verdict_name(kl_gate_verdict v)
@@ -99,13 +102,14 @@ static const char *ek_short(const char *hex, char buf[24])
 	return buf;
 }
 
-int kl_reg_gate(kl_registry *r, const char *serial, const char *tenant, const char *ek,
-                bool require_prereg, kl_gate_result *res, struct kl_reg_gate_ctx *g)
+int kl_reg_gate(kl_registry *r, const char *serial, const char *tenant, const char *work_order,
+                const char *ek, bool require_prereg, kl_gate_result *res, struct kl_reg_gate_ctx *g)
 {
 	_cleanup_(kl_db_stmt_freep) kl_db_stmt *st = NULL;
 	kl_registry_deny deny;
 	unsigned char ekb[32];
 	char s1[24], s2[24];
+	int64_t want_wo = 0;
 	int rc;
 
 	memset(res, 0, sizeof(*res));
@@ -113,6 +117,8 @@ int kl_reg_gate(kl_registry *r, const char *serial, const char *tenant, const ch
 	if ((rc = kl_registry_check_name("serial", serial)) < 0)
 		return rc;
 	if (tenant && (rc = kl_registry_check_name("tenant name", tenant)) < 0)
+		return rc;
+	if (work_order && (rc = kl_registry_check_name("work-order name", work_order)) < 0)
 		return rc;
 
 	/* A denied EK is refused whatever else is true of it. */
@@ -134,11 +140,29 @@ int kl_reg_gate(kl_registry *r, const char *serial, const char *tenant, const ch
 	else if (!tenant && g->have_device && g->dev.state != KL_DEVICE_REPURPOSED)
 		tenant = g->dev.tenant;
 	if (!tenant)
-		return kl_error_set(KL_E_INVALID, "no tenant given and %s is not pre-registered",
-		                    serial);
+		return verdict(res, KL_GATE_NOT_PREREGISTERED,
+		               "no tenant given and %s is not pre-registered", serial);
 	snprintf(res->tenant, sizeof(res->tenant), "%s", tenant);
-	if ((rc = kl_reg_tenant_id(r, tenant, &g->tenant_id)) < 0)
+	rc = kl_reg_tenant_id(r, tenant, &g->tenant_id);
+	if (rc == -KL_E_NOTFOUND)
+		return verdict(res, KL_GATE_UNKNOWN_TENANT,
+		               "the registry has no tenant '%s' to provision %s for: add the "
+		               "tenant (and its work order) first",
+		               tenant, serial);
+	if (rc < 0)
 		return rc;
+	if (work_order) {
+		int64_t wo_id;
+
+		rc = kl_reg_work_order_id(r, g->tenant_id, tenant, work_order, &wo_id);
+		if (rc == -KL_E_NOTFOUND)
+			return verdict(res, KL_GATE_UNKNOWN_WORK_ORDER,
+			               "tenant %s has no work order '%s' (for %s)", tenant,
+			               work_order, serial);
+		if (rc < 0)
+			return rc;
+		want_wo = wo_id;
+	}
 	if (g->pre.found)
 		snprintf(res->work_order, sizeof(res->work_order), "%s", g->pre.work_order);
 
@@ -189,6 +213,15 @@ int kl_reg_gate(kl_registry *r, const char *serial, const char *tenant, const ch
 	if (!g->pre.found && require_prereg)
 		return verdict(res, KL_GATE_NOT_PREREGISTERED,
 		               "%s is not pre-registered, and this line requires it", serial);
+	/* A line that builds one work order takes only its serials. */
+	if (work_order && !g->pre.found)
+		return verdict(res, KL_GATE_NOT_PREREGISTERED,
+		               "%s is not pre-registered in work order %s of tenant %s", serial,
+		               work_order, tenant);
+	if (work_order && g->pre.tenant_id == g->tenant_id && g->pre.work_order_id != want_wo)
+		return verdict(res, KL_GATE_WORK_ORDER_MISMATCH,
+		               "%s is pre-registered in work order %s, not %s (tenant %s)", serial,
+		               g->pre.work_order, work_order, tenant);
 	if (g->pre.found && strcmp(g->pre.tenant, tenant) != 0)
 		return verdict(res, KL_GATE_TENANT_MISMATCH,
 		               "%s is pre-registered to tenant %s, not %s", serial, g->pre.tenant,
@@ -250,8 +283,9 @@ int kl_reg_gate(kl_registry *r, const char *serial, const char *tenant, const ch
 	               res->work_order[0] ? ", work order " : "", res->work_order);
 }
 
-int kl_registry_gate(kl_registry *r, const char *serial, const char *tenant,
-                     const unsigned char ek_sha256[32], bool require_prereg, kl_gate_result *ret)
+int kl_registry_gate_order(kl_registry *r, const char *serial, const char *tenant,
+                           const char *work_order, const unsigned char ek_sha256[32],
+                           bool require_prereg, kl_gate_result *ret)
 {
 	kl_gate_result res;
 	struct kl_reg_gate_ctx g;
@@ -259,11 +293,17 @@ int kl_registry_gate(kl_registry *r, const char *serial, const char *tenant,
 	int rc;
 
 	kl_registry_ek_to_hex(ek_sha256, ek);
-	rc = kl_reg_gate(r, serial, tenant, ek, require_prereg, &res, &g);
+	rc = kl_reg_gate(r, serial, tenant, work_order, ek, require_prereg, &res, &g);
 	if (rc < 0)
 		return rc;
 	*ret = res;
 	return 0;
+}
+
+int kl_registry_gate(kl_registry *r, const char *serial, const char *tenant,
+                     const unsigned char ek_sha256[32], bool require_prereg, kl_gate_result *ret)
+{
+	return kl_registry_gate_order(r, serial, tenant, NULL, ek_sha256, require_prereg, ret);
 }
 
 int kl_reg_gate_error(const kl_gate_result *res)
@@ -278,6 +318,15 @@ int kl_reg_gate_error(const kl_gate_result *res)
 	case KL_GATE_EK_BOUND:
 	case KL_GATE_SERIAL_BOUND:
 		code = KL_E_EXISTS;
+		break;
+	case KL_GATE_UNKNOWN_TENANT:
+	case KL_GATE_UNKNOWN_WORK_ORDER:
+		code = KL_E_NOTFOUND;
+		break;
+	case KL_GATE_NOT_PREREGISTERED:
+		/* begin never requires pre-registration: this is "no tenant
+		 * given and none known", a call without what it needs. */
+		code = KL_E_INVALID;
 		break;
 	default:
 		code = KL_E_PERM;

@@ -95,10 +95,11 @@ struct kl_reg_gate_ctx {
 };
 
 /* Runs the provisioning gates for serial with EK ek (hex); tenant NULL:
- * the pre-registration's, else the device's. The verdict is in *res; a
- * negative return is an error, not a refusal. */
-int kl_reg_gate(kl_registry *r, const char *serial, const char *tenant, const char *ek,
-                bool require_prereg, kl_gate_result *res, struct kl_reg_gate_ctx *g) KL_MUST_CHECK;
+ * the pre-registration's, else the device's; work_order NULL: any. The
+ * verdict is in *res; a negative return is an error, not a refusal. */
+int kl_reg_gate(kl_registry *r, const char *serial, const char *tenant, const char *work_order,
+                const char *ek, bool require_prereg, kl_gate_result *res,
+                struct kl_reg_gate_ctx *g) KL_MUST_CHECK;
 /* The error for a refusing verdict: -KL_E_STATE, -KL_E_EXISTS or
  * -KL_E_PERM, with the verdict's sentence and reason. */
 int kl_reg_gate_error(const kl_gate_result *res) KL_MUST_CHECK;

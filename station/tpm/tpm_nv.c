@@ -79,6 +79,14 @@ static int check_nv_index(uint32_t index)
  * TPMA_NV_PPREAD | OWNERREAD | AUTHREAD and an empty authValue. */
 int kl_tpm_nv_read(kl_tpm *t, uint32_t index, unsigned char **data, size_t *len)
 {
+	int r = kl_tpm_nv_read_max(t, index, SIZE_MAX, data, len);
+
+	return r > 0 ? kl_error_set(KL_E_INVALID, "NV index 0x%08" PRIx32 " is too large", index)
+	             : r;
+}
+
+int kl_tpm_nv_read_max(kl_tpm *t, uint32_t index, size_t max, unsigned char **data, size_t *len)
+{
 	_cleanup_(esys_freep) TPM2B_NV_PUBLIC *pub = NULL;
 	_cleanup_(esys_freep) TPM2B_NAME *name = NULL;
 	_cleanup_(freep) unsigned char *buf = NULL;
@@ -126,6 +134,13 @@ int kl_tpm_nv_read(kl_tpm *t, uint32_t index, unsigned char **data, size_t *len)
 		auths[n_auths++] = ESYS_TR_RH_OWNER;
 	if (attrs & TPMA_NV_AUTHREAD)
 		auths[n_auths++] = nv;
+	/* A bound the caller sets before anything is allocated or read: the
+	 * size is the DUT's word, and the DUT may lie. */
+	if (size > max) {
+		*len = size;
+		r = 1;
+		goto out;
+	}
 	if (n_auths == 0) {
 		r = kl_error_set(KL_E_UNSUPPORTED,
 		                 "NV index 0x%08" PRIx32 " (attributes 0x%08" PRIx32
@@ -160,6 +175,56 @@ out:
 	if (nv != ESYS_TR_NONE)
 		(void)Esys_TR_Close(t->esys, &nv);
 	return r;
+}
+
+/* TPM 2.0 Part 3 §30.2: TPM_CAP_HANDLES from first, as many calls as the
+ * TPM needs, stopping once more than max were seen (the caller refuses
+ * that many anyway) or past last. */
+int kl_tpm_nv_list(kl_tpm *t, uint32_t first, uint32_t last, uint32_t *out, size_t max,
+                   size_t *found)
+{
+	TPM2_HANDLE h = first;
+	size_t n = 0;
+	int r;
+
+	if ((r = check_nv_index(first)) < 0 || (r = check_nv_index(last)) < 0)
+		return r;
+	for (;;) {
+		_cleanup_(esys_freep) TPMS_CAPABILITY_DATA *cap = NULL;
+		TPMI_YES_NO more = TPM2_NO;
+		const TPML_HANDLE *l;
+		TPM2_HANDLE seen = 0;
+		TSS2_RC rc;
+
+		TPM_CALL(t, rc,
+		         Esys_GetCapability(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+		                            TPM2_CAP_HANDLES, h, (UINT32)(max + 1), &more, &cap));
+		if (rc != TSS2_RC_SUCCESS)
+			return kl_tpm_rc_error(
+			    rc, "Esys_GetCapability(NV indices from 0x%08" PRIx32 ")", h);
+		if (cap->capability != TPM2_CAP_HANDLES)
+			return kl_error_set(KL_E_TPM,
+			                    "GetCapability: TPM answered capability %" PRIu32
+			                    " for TPM_CAP_HANDLES",
+			                    cap->capability);
+		l = &cap->data.handles;
+		for (uint32_t i = 0; i < l->count && i < TPM2_MAX_CAP_HANDLES; i++) {
+			/* A TPM that answers out of order or out of range is not
+			 * believed for those entries. */
+			if (l->handle[i] < h || l->handle[i] > last || l->handle[i] <= seen)
+				continue;
+			if (n < max)
+				out[n] = l->handle[i];
+			n++;
+			seen = l->handle[i];
+		}
+		/* A TPM that says "more" without moving forward would loop us. */
+		if (more != TPM2_YES || seen == 0 || seen >= last || n > max)
+			break;
+		h = seen + 1;
+	}
+	*found = n;
+	return 0;
 }
 
 /* Writes and locks a freshly defined index (Part 3 §31.7, §31.9) with the

@@ -35,6 +35,19 @@
  * be read only with platform or policy authorization. */
 int kl_tpm_nv_read(kl_tpm *t, uint32_t index, unsigned char **data, size_t *len) KL_MUST_CHECK;
 
+/* kl_tpm_nv_read for an index the DUT may have made as large as it likes:
+ * when TPM2_NV_ReadPublic says it holds more than max bytes nothing is
+ * read and 1 is returned with its size in *len. 0 when read as above. */
+int kl_tpm_nv_read_max(kl_tpm *t, uint32_t index, size_t max, unsigned char **data,
+                       size_t *len) KL_MUST_CHECK;
+
+/* The NV indices from first to last (inclusive) that the TPM has defined,
+ * in ascending order (TPM2_GetCapability TPM_CAP_HANDLES): at most max of
+ * them in out[], and in *found how many there are, stopping the count at
+ * max + 1 (more than max is all a caller needs to know). */
+int kl_tpm_nv_list(kl_tpm *t, uint32_t first, uint32_t last, uint32_t *out, size_t max,
+                   size_t *found) KL_MUST_CHECK;
+
 /* Caps the chunk size of kl_tpm_nv_read below TPM_PT_NV_BUFFER_MAX, for links
  * with small transfer buffers (and for tests of the chunking). 0 restores the
  * TPM's own limit. */

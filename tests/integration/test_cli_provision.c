@@ -139,6 +139,12 @@ static void test_refusals_cli(void **state)
 	    kl("provision", "--link", g.good[0]->tcti, "--serial", "SN-Z", NULL, NULL, NULL, NULL),
 	    1);
 	assert_out("REFUSED SN-Z at gates [not_preregistered]");
+	/* A line that builds a work order the tenant does not have. */
+	assert_int_equal(kl("provision", "--link", g.good[0]->tcti, "--serial", "SN-B",
+	                    "--work-order", "WO-9", "--json", NULL),
+	                 1);
+	assert_out("\"reason\":\"unknown_work_order\"");
+	assert_out("\"step\":\"gates\"");
 	/* Usage errors. */
 	/* Without --link the station's slots do the work: none runs here. */
 	assert_int_equal(kl("provision", "--serial", "SN-B", NULL), 1);

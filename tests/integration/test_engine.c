@@ -658,12 +658,13 @@ static void test_refusal_detail(void **state)
 	kl_job_result res;
 
 	(void)state;
+	/* Such a serial is no registry name: refused as that at step 5. */
 	run_job(g.good[8]->tcti, odd, KL_EK_P256, &res);
-	assert_string_equal(res.reason, "not_preregistered");
+	assert_string_equal(res.reason, "invalid_serial");
 	d = refusal_detail();
 	assert_string_equal(ev_str(d, "serial"), odd);
 	assert_string_equal(ev_str(d, "step"), "gates");
-	assert_string_equal(ev_str(d, "reason"), "not_preregistered");
+	assert_string_equal(ev_str(d, "reason"), "invalid_serial");
 	assert_string_equal(ev_str(d, "message"), res.message);
 	assert_false(json_object_object_get_ex(d, "dut_cleaned", &v));
 	json_object_put(d);

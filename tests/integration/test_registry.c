@@ -564,9 +564,31 @@ static void test_gate_verdicts(void **state)
 	assert_false(g.resume);
 	assert_string_equal(g.work_order, "");
 	ek(b, 5);
-	assert_int_equal(kl_registry_gate(e->reg, "SN-X", NULL, b, false, &g), -KL_E_INVALID);
+	/* No tenant given and none known, and a tenant that does not exist:
+	 * refusals with their own names, not database errors. */
+	assert_int_equal(gate(e, "SN-X", NULL, 5, false, &g), KL_GATE_NOT_PREREGISTERED);
+	assert_non_null(strstr(g.message, "no tenant given"));
 	assert_int_equal(kl_registry_gate(e->reg, "SN X", "acme", b, false, &g), -KL_E_INVALID);
-	assert_int_equal(kl_registry_gate(e->reg, "SN-X", "nobody", b, false, &g), -KL_E_NOTFOUND);
+	assert_int_equal(gate(e, "SN-X", "nobody", 5, false, &g), KL_GATE_UNKNOWN_TENANT);
+	assert_string_equal(g.reason, "unknown_tenant");
+	assert_non_null(strstr(g.message, "no tenant 'nobody'"));
+
+	/* A line that builds one work order. */
+	assert_int_equal(kl_registry_work_order_add(e->reg, "acme", "WO-2", -1, ACTOR), 0);
+	prereg1(e, "acme", "WO-2", "W-1", 0);
+	assert_int_equal(kl_registry_gate_order(e->reg, "W-1", "acme", "WO-2", b, true, &g), 0);
+	assert_int_equal(g.verdict, KL_GATE_OK);
+	assert_string_equal(g.work_order, "WO-2");
+	assert_int_equal(kl_registry_gate_order(e->reg, "W-1", NULL, "WO-9", b, true, &g), 0);
+	assert_string_equal(g.reason, "unknown_work_order");
+	assert_non_null(strstr(g.message, "no work order 'WO-9'"));
+	assert_int_equal(kl_registry_gate_order(e->reg, "W-1", "acme", "WO-1", b, true, &g), 0);
+	assert_string_equal(g.reason, "work_order_mismatch");
+	assert_non_null(strstr(g.message, "in work order WO-2, not WO-1"));
+	assert_int_equal(kl_registry_gate_order(e->reg, "SN-X", "acme", "WO-1", b, false, &g), 0);
+	assert_string_equal(g.reason, "not_preregistered");
+	assert_int_equal(kl_registry_gate_order(e->reg, "W-1", "acme", "WO 1", b, true, &g),
+	                 -KL_E_INVALID);
 
 	/* The expected EK. */
 	assert_int_equal(gate(e, "SN-1", "acme", 2, true, &g), KL_GATE_EK_MISMATCH);

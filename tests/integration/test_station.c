@@ -1269,9 +1269,23 @@ static void test_disconnect_mid_job(void **state)
 	int64_t job;
 
 	(void)state;
+	/* A job for a work order the tenant does not have: a named refusal at
+	 * the gates (not an error of the call); a work order that is no name
+	 * is an error of the call. */
+	r = finish(submit("job.provision", "{\"slot\":\"C\",\"serial\":\"SN-0003\","
+	                                   "\"ek_type\":\"p384\",\"work_order\":\"wo-9\"}"),
+	           "failed");
+	assert_string_equal(jstr(r, "work_order"), "wo-9");
+	assert_string_equal(jstr(jget(r, "result"), "reason"), "unknown_work_order");
+	json_object_put(r);
+	assert_int_equal(call_err(g.c, NULL, 0, "job.provision",
+	                          "{\"slot\":\"C\",\"serial\":\"SN-0003\",\"work_order\":\"w 9\"}"),
+	                 KL_RPC_E_PARAMS);
+
 	json_object_put(call_ok(c, "events.subscribe", "{\"slot\":\"C\"}"));
 	r = call_ok(c, "job.provision",
-	            "{\"slot\":\"C\",\"serial\":\"SN-0003\",\"ek_type\":\"p384\"}");
+	            "{\"slot\":\"C\",\"serial\":\"SN-0003\",\"ek_type\":\"p384\","
+	            "\"work_order\":\"wo-1\"}");
 	job = jint(r, "job");
 	json_object_put(r);
 	ev = wait_event(c, "step.started", job, "ek_cert");
