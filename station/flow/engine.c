@@ -19,6 +19,7 @@
 #include "evidence_internal.h"
 #include "hsm.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 
 /* How long each TPM command of the clean-up after a refusal may take. */
 #define CLEANUP_TIMEOUT_MS 5000
@@ -231,6 +232,8 @@ static int issue(struct run *r)
 	}
 	r->iak_cert = res[0].cert;
 	r->idevid_cert = res[1].cert;
+	if (kl_sha256_hex(res[1].der, res[1].der_len, r->res->idevid_sha256) < 0)
+		r->res->idevid_sha256[0] = '\0';
 	OPENSSL_free(res[0].der);
 	OPENSSL_free(res[1].der);
 	snprintf(r->res->iak_serial, sizeof(r->res->iak_serial), "%s", res[0].serial);
