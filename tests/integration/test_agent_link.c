@@ -474,16 +474,28 @@ static void expect_error_frame(int fd, const char *reason)
 	int r = KL_LINK_NEED_MORE;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	size_t have = 0, off = 0;
+
+	/* Frames before it (WELCOME, a TPM command) are passed over. */
 	kl_link_decoder_init(&d);
-	while (r == KL_LINK_NEED_MORE) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+	for (;;) {
 		size_t used = 0;
 
-		assert_true(n > 0);
-		r = kl_link_decoder_feed(&d, buf, (size_t)n, &used, &e);
+		if (off == have) {
+			ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+			assert_true(n > 0);
+			have = (size_t)n;
+			off = 0;
+		}
+		r = kl_link_decoder_feed(&d, buf + off, have - off, &used, &e);
 		assert_true(r >= 0);
+		off += used;
+		if (r == KL_LINK_FRAME && d.type == KL_LINK_ERROR)
+			break;
+		assert_true(r == KL_LINK_NEED_MORE || d.type == KL_LINK_WELCOME ||
+		            d.type == KL_LINK_TPM_COMMAND);
 	}
-	assert_int_equal(d.type, KL_LINK_ERROR);
 	assert_int_equal(kl_link_text_parse(d.payload, d.len, &t, &e), 0);
 	assert_string_equal(kl_link_text_get(&t, "reason"), reason);
 	assert_true(strlen(kl_link_text_get(&t, "message")) > 0);
@@ -619,6 +631,69 @@ static void test_silent_agent(void **state)
 	kl_link_listener_free(l);
 }
 
+/* An agent that answers a TPM command with a frame the link refuses is
+ * dropped with that reason; nothing issued. */
+static void bad_answer(const uint8_t *frame, size_t n, const char *reason)
+{
+	kl_link_listener *l = NULL;
+	kl_link_conn *c = NULL;
+	kl_link_agent_info info;
+	kl_job_result res;
+	uint8_t buf[512];
+	kl_link_wait w;
+	int64_t before = issued();
+	int fd;
+
+	assert_int_equal(kl_link_listen("127.0.0.1:0", false, &l), 0);
+	fd = raw_connect(kl_link_listener_port(l));
+	size_t hn = hello_frame(buf, "1", "1", "AG-3");
+	assert_int_equal(send(fd, buf, hn, MSG_NOSIGNAL), (ssize_t)hn);
+	/* Sent before the command: the station reads it as the answer. */
+	assert_int_equal(send(fd, frame, n, MSG_NOSIGNAL), (ssize_t)n);
+	w = within(5000);
+	assert_int_equal(kl_link_accept(l, &w, &c), 0);
+	w = within(5000);
+	assert_int_equal(kl_link_handshake(c, &w, "test-station", NULL, &info), 0);
+
+	kl_job job = { .serial = info.serial,
+		       .link = "agent:bad",
+		       .agent = c,
+		       .ek_type = KL_EK_P256,
+		       .actor = "operator:test" };
+	assert_int_equal(kl_engine_provision(&g.cfg, &job, &res), 0);
+	assert_int_not_equal(res.rc, 0);
+	if (strcmp(res.reason, reason) != 0)
+		fail_msg("want %s, got [%s] %s", reason, res.reason, res.message);
+	assert_int_equal(res.failed_step, KL_STEP_DISCOVER);
+	assert_true(kl_link_conn_dead(c));
+	/* The agent was told before the station let go. */
+	expect_error_frame(fd, reason);
+	assert_int_equal(issued(), before);
+	close(fd);
+	kl_link_conn_free(c);
+	kl_link_listener_free(l);
+}
+
+static void test_bad_answers(void **state)
+{
+	uint8_t f[KL_LINK_HEADER_SIZE + 64];
+
+	(void)state;
+	/* A TPM_RESPONSE header announcing 64 KiB. */
+	kl_link_header_encode(f, KL_LINK_TPM_RESPONSE, 65536);
+	bad_answer(f, KL_LINK_HEADER_SIZE, "link_oversize");
+	/* Bad magic where the answer belongs. */
+	memcpy(f, "XXXXXXXXXXXXXXXX", 16);
+	bad_answer(f, 16, "link_garbage");
+	/* A TPM response whose size field lies. */
+	kl_link_header_encode(f, KL_LINK_TPM_RESPONSE, 10);
+	memcpy(f + KL_LINK_HEADER_SIZE, "\x80\x01\x00\x00\x00\x0b\x00\x00\x00\x00", 10);
+	bad_answer(f, KL_LINK_HEADER_SIZE + 10, "link_garbage");
+	/* A HELLO where the answer belongs. */
+	size_t n = hello_frame(f, "1", "1", "AG-3");
+	bad_answer(f, n, "link_garbage");
+}
+
 static void test_listener_refuses_wildcard(void **state)
 {
 	kl_link_listener *l = NULL;
@@ -644,6 +719,7 @@ int main(void)
 		cmocka_unit_test(test_serial_mismatch),
 		cmocka_unit_test(test_raw_refusals),
 		cmocka_unit_test(test_silent_agent),
+		cmocka_unit_test(test_bad_answers),
 		cmocka_unit_test(test_agent_dies_then_resumes),
 		cmocka_unit_test(test_cut_at_every_step),
 	};
