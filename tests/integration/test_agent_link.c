@@ -33,6 +33,7 @@
 #include "hsm.h"
 #include "kl_error.h"
 #include "kl_hex.h"
+#include "lifecycle.h"
 #include "link_frame.h"
 #include "link_listen.h"
 #include "registry.h"
@@ -365,6 +366,54 @@ static void test_provision_through_agent(void **state)
 	assert_string_equal(r.agent_out, want);
 	assert_int_equal(r.agent_status, 0);
 	assert_int_equal(issued(), before);
+}
+
+/* A lifecycle operation runs unchanged over the link: AG-0 (provisioned by
+ * the test before) renews its IDevID through a keyline-agent. */
+static void test_renew_through_agent(void **state)
+{
+	kl_life_config life = {
+		.store = g.store, .reg = g.reg, .ca = g.ca, .station_id = "test-station"
+	};
+	kl_link_listener *l = NULL;
+	kl_link_conn *c = NULL;
+	kl_link_agent_info info;
+	kl_life_result res;
+	char out[PATH_MAX], text[2048];
+	kl_link_wait w;
+	struct count cc = { 0, 0 };
+	pid_t pid;
+	int st;
+
+	(void)state;
+	snprintf(out, sizeof(out), "%s/agent-renew.out", g.dir);
+	assert_int_equal(kl_link_listen("127.0.0.1:0", false, &l), 0);
+	pid = spawn_agent(kl_link_listener_port(l), g.good[0]->tcti, "AG-0", out, NULL);
+	w = within(20000);
+	assert_int_equal(kl_link_accept(l, &w, &c), 0);
+	w = within(10000);
+	assert_int_equal(kl_link_handshake(c, &w, "test-station", "AG-0", &info), 0);
+	kl_life_job job = {
+		.serial = info.serial, .link = "agent:renew", .agent = c, .actor = "operator:test"
+	};
+	assert_int_equal(kl_life_renew(&life, &job, &res), 0);
+	if (res.rc != 0)
+		fail_msg("renew: %s [%s] %s", res.step, res.reason, res.message);
+	assert_true(strlen(res.new_serial) > 0);
+	w = within(5000);
+	assert_int_equal(kl_link_send_verdict(c, &w, "AG-0", true, "", NULL, NULL), 0);
+	kl_link_conn_free(c);
+	kl_link_listener_free(l);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	read_file(out, text, sizeof(text));
+	assert_string_equal(text, "PASS serial=AG-0 fingerprint=\n");
+	/* The old IDevID certificate is superseded; the device still verifies
+	 * from the outside with its new one. */
+	assert_true(kl_registry_device_certs(g.reg, "AG-0", count_cert, &cc) >= 3);
+	assert_int_equal(cc.valid, 2);
+	assert_int_equal(cc.superseded, 1);
+	check_dut(g.good[0], "AG-0", NULL);
 }
 
 /* A refusal travels as FAIL: a serial the registry does not know. */
@@ -715,6 +764,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_listener_refuses_wildcard),
 		cmocka_unit_test(test_provision_through_agent),
+		cmocka_unit_test(test_renew_through_agent),
 		cmocka_unit_test(test_fail_verdict_exits_1),
 		cmocka_unit_test(test_serial_mismatch),
 		cmocka_unit_test(test_raw_refusals),
