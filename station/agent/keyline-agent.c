@@ -552,6 +552,16 @@ int main(int argc, char **argv)
 		                           : "give one of --serial, --serial-file, --serial-cmd");
 		return EXIT_USAGE;
 	}
+	{
+		const char *colon = strrchr(a.station, ':');
+
+		if (!colon || colon == a.station || !colon[1] ||
+		    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+		    (a.station[0] == '[' && colon[-1] != ']')) {
+			say("--station '%s' is not HOST:PORT or [IPV6]:PORT", a.station);
+			return EXIT_USAGE;
+		}
+	}
 	if (serial) {
 		snprintf(a.serial, sizeof(a.serial), "%s", serial);
 	} else {

@@ -155,8 +155,10 @@ static pid_t spawn_agent(int port, const char *tcti, const char *serial, const c
 	argv[n++] = station;
 	argv[n++] = "--tcti";
 	argv[n++] = tcti;
-	argv[n++] = "--serial";
-	argv[n++] = serial;
+	if (serial) {
+		argv[n++] = "--serial";
+		argv[n++] = serial;
+	}
 	argv[n++] = "--model";
 	argv[n++] = "WS-2";
 	argv[n++] = "--firmware";
@@ -743,6 +745,111 @@ static void test_bad_answers(void **state)
 	bad_answer(f, n, "link_garbage");
 }
 
+/* The agent reads its serial from a file or a command; a FAIL verdict
+ * (here the station's own, after the hello) is exit 1. */
+static void serial_from(const char *const *extra, const char *want)
+{
+	kl_link_listener *l = NULL;
+	kl_link_conn *c = NULL;
+	kl_link_agent_info info;
+	char out[PATH_MAX], text[1024], line[160];
+	kl_link_wait w;
+	pid_t pid;
+	int st;
+
+	snprintf(out, sizeof(out), "%s/agent-serial.out", g.dir);
+	assert_int_equal(kl_link_listen("127.0.0.1:0", false, &l), 0);
+	pid = spawn_agent(kl_link_listener_port(l), g.good[3]->tcti, NULL, out, extra);
+	w = within(20000);
+	assert_int_equal(kl_link_accept(l, &w, &c), 0);
+	w = within(10000);
+	assert_int_equal(kl_link_handshake(c, &w, "test-station", NULL, &info), 0);
+	assert_string_equal(info.serial, want);
+	w = within(5000);
+	assert_int_equal(kl_link_send_verdict(c, &w, want, false, NULL, "operator_stop",
+	                                      "stopped by the operator"),
+	                 0);
+	kl_link_conn_free(c);
+	kl_link_listener_free(l);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 1);
+	read_file(out, text, sizeof(text));
+	snprintf(line, sizeof(line),
+	         "FAIL serial=%s reason=operator_stop: stopped by the operator\n", want);
+	assert_string_equal(text, line);
+}
+
+static int agent_status(const char *const *args)
+{
+	const char *argv[16] = { KEYLINE_AGENT_BIN };
+	size_t n = 1;
+	int st;
+	pid_t pid;
+
+	for (size_t i = 0; args[i] && n < 15; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static void test_agent_options(void **state)
+{
+	char file[PATH_MAX], bad[PATH_MAX];
+	FILE *f;
+
+	(void)state;
+	snprintf(file, sizeof(file), "%s/serial.txt", g.dir);
+	f = fopen(file, "w");
+	fputs("FILE-1  \nsecond line\n", f);
+	fclose(f);
+	const char *from_file[] = { "--serial-file", file, NULL };
+	serial_from(from_file, "FILE-1");
+	const char *from_cmd[] = { "--serial-cmd", "echo CMD-1", NULL };
+	serial_from(from_cmd, "CMD-1");
+
+	/* Usage errors are 2, before anything is opened. */
+	snprintf(bad, sizeof(bad), "%s/bad-serial.txt", g.dir);
+	f = fopen(bad, "w");
+	fputs("not/a serial\n", f);
+	fclose(f);
+	const char *help[] = { "--help", NULL };
+	assert_int_equal(agent_status(help), 0);
+	const char *none[] = { "--serial", "A", NULL };
+	assert_int_equal(agent_status(none), 2);
+	const char *two[] = { "--station",    "127.0.0.1:1", "--serial", "A",
+		              "--serial-cmd", "true",        NULL };
+	assert_int_equal(agent_status(two), 2);
+	const char *badser[] = { "--station", "127.0.0.1:1", "--serial-file", bad, NULL };
+	assert_int_equal(agent_status(badser), 2);
+	const char *nofile[] = { "--station", "127.0.0.1:1", "--serial-file", "/nonexistent/x",
+		                 NULL };
+	assert_int_equal(agent_status(nofile), 2);
+	const char *failcmd[] = { "--station", "127.0.0.1:1", "--serial-cmd", "exit 3", NULL };
+	assert_int_equal(agent_status(failcmd), 2);
+	const char *badst[] = { "--station", "nowhere", "--serial", "A", NULL };
+	assert_int_equal(agent_status(badst), 2);
+	const char *badto[] = { "--station",   "127.0.0.1:1", "--serial", "A",
+		                "--timeout-s", "0",           NULL };
+	assert_int_equal(agent_status(badto), 2);
+	/* No station listening (a closed port): a link error, 3. */
+	const char *nost[] = { "--station", "127.0.0.1:1",   "--serial", "A",
+		               "--tcti",    g.good[3]->tcti, NULL };
+	assert_int_equal(agent_status(nost), 3);
+}
+
 static void test_listener_refuses_wildcard(void **state)
 {
 	kl_link_listener *l = NULL;
@@ -770,6 +877,7 @@ int main(void)
 		cmocka_unit_test(test_raw_refusals),
 		cmocka_unit_test(test_silent_agent),
 		cmocka_unit_test(test_bad_answers),
+		cmocka_unit_test(test_agent_options),
 		cmocka_unit_test(test_agent_dies_then_resumes),
 		cmocka_unit_test(test_cut_at_every_step),
 	};
