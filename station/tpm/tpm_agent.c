@@ -162,7 +162,7 @@ static TSS2_RC agent_read(struct tpm_agent *a)
 		if (type == KL_LINK_PONG)
 			continue;
 		if (type == KL_LINK_ERROR) {
-			static kl_link_text t;
+			static _Thread_local kl_link_text t; /* 8 KB: not on the stack */
 			kl_link_err e;
 			char d[256];
 			const char *reason = NULL, *msg = NULL;
