@@ -44,6 +44,8 @@ COMPONENTS = [
     ("common/", "common"),
     ("hsm/", "hsm"),
     ("ca/", "ca"),
+    ("station/link/", "link"),
+    ("station/agent/", "agent"),
     ("station/tpm/", "tpm"),
     ("station/rpc/", "rpc"),
     ("station/proof/", "proof"),
@@ -63,13 +65,19 @@ ALLOWED = {
     "db": {"common"},
     "hsm": {"common"},
     "ca": {"db", "common"},
-    "tpm": {"common"},
+    # keyline-agent's link protocol; its codec (link_frame.c) is libc only,
+    # so the agent, which links nothing else of ours, compiles the same file.
+    "link": {"common"},
+    # keyline-agent, the program in the DUT's factory image: the codec and
+    # the tpm2-tss TCTI loader, nothing else.
+    "agent": {"link"},
+    "tpm": {"link", "common"},
     "rpc": {"common"},
     "proof": {"tpm", "common"},
     "registry": {"ca", "db", "common"},
-    "flow": {"registry", "proof", "tpm", "ca", "hsm", "db", "common"},
-    "daemon": {"flow", "registry", "proof", "tpm", "rpc", "ca", "hsm", "db", "common"},
-    "cli": {"daemon", "flow", "registry", "proof", "tpm", "rpc", "ca", "hsm", "db", "common"},
+    "flow": {"registry", "proof", "tpm", "link", "ca", "hsm", "db", "common"},
+    "daemon": {"flow", "registry", "proof", "tpm", "link", "rpc", "ca", "hsm", "db", "common"},
+    "cli": {"daemon", "flow", "registry", "proof", "tpm", "link", "rpc", "ca", "hsm", "db", "common"},
     "fixtures": {"rpc", "common"},
     "ui": set(),
     "tests": None,  # anything
@@ -78,13 +86,13 @@ ALLOWED = {
 # Folders of programs: their headers never reach another folder of the
 # station (the keyline program's cli.h; keyline-ui's GObject headers, which
 # only ui/ and its tests include), so they may show vendor types.
-PROGRAMS = {"cli", "ui"}
+PROGRAMS = {"cli", "ui", "agent"}
 
 # Vendor headers (by include path prefix) -> the components that may include
 # them. json-c is the document currency: any .c may use it, but only rpc and
 # private headers may show it in a header.
 VENDOR_HEADERS = [
-    (re.compile(r"^tss2/"), {"tpm"}, "tpm2-tss"),
+    (re.compile(r"^tss2/"), {"tpm", "agent"}, "tpm2-tss"),
     (re.compile(r"^sqlite3\.h$"), {"db"}, "SQLite"),
     (re.compile(r"^(libp11\.h|pkcs11\.h|p11-kit/)"), {"hsm"}, "PKCS#11"),
     (re.compile(r"^(gtk/|gdk/|gio/|glib\.h|glib/|glib-object\.h|glib-unix\.h)"), {"ui"}, "GTK/GIO"),
@@ -422,7 +430,7 @@ def check_objects(build, rep, lib_component=None):
 
 
 LIB_COMPONENT = {
-    "kl_common": "common", "kl_db": "db", "kl_hsm": "hsm", "kl_ca": "ca", "kl_tpm": "tpm",
+    "kl_common": "common", "kl_db": "db", "kl_hsm": "hsm", "kl_ca": "ca", "kl_tpm": "tpm", "kl_link": "link",
     "kl_rpc": "rpc", "kl_proof": "proof", "kl_registry": "registry", "kl_flow": "flow",
     "kl_daemon": "daemon", "kl_floor": "fixtures", "kl_ui_core": "ui",
 }
