@@ -44,8 +44,9 @@ COMPONENTS = [
     ("common/", "common"),
     ("hsm/", "hsm"),
     ("ca/", "ca"),
-    ("station/tpm/", "tpm"),
     ("station/link/", "link"),
+    ("station/agent/", "agent"),
+    ("station/tpm/", "tpm"),
     ("station/rpc/", "rpc"),
     ("station/proof/", "proof"),
     ("station/registry/", "registry"),
@@ -64,8 +65,13 @@ ALLOWED = {
     "db": {"common"},
     "hsm": {"common"},
     "ca": {"db", "common"},
-    "tpm": {"common"},
+    # keyline-agent's link protocol; its codec (link_frame.c) is libc only,
+    # so the agent, which links nothing else of ours, compiles the same file.
     "link": {"common"},
+    # keyline-agent, the program in the DUT's factory image: the codec and
+    # the tpm2-tss TCTI loader, nothing else.
+    "agent": {"link"},
+    "tpm": {"link", "common"},
     "rpc": {"common"},
     "proof": {"tpm", "common"},
     "registry": {"ca", "db", "common"},
@@ -80,13 +86,13 @@ ALLOWED = {
 # Folders of programs: their headers never reach another folder of the
 # station (the keyline program's cli.h; keyline-ui's GObject headers, which
 # only ui/ and its tests include), so they may show vendor types.
-PROGRAMS = {"cli", "ui"}
+PROGRAMS = {"cli", "ui", "agent"}
 
 # Vendor headers (by include path prefix) -> the components that may include
 # them. json-c is the document currency: any .c may use it, but only rpc and
 # private headers may show it in a header.
 VENDOR_HEADERS = [
-    (re.compile(r"^tss2/"), {"tpm"}, "tpm2-tss"),
+    (re.compile(r"^tss2/"), {"tpm", "agent"}, "tpm2-tss"),
     (re.compile(r"^sqlite3\.h$"), {"db"}, "SQLite"),
     (re.compile(r"^(libusb\.h|libusb-1\.0/)"), {"link"}, "libusb"),
     (re.compile(r"^(libp11\.h|pkcs11\.h|p11-kit/)"), {"hsm"}, "PKCS#11"),
@@ -426,8 +432,8 @@ def check_objects(build, rep, lib_component=None):
 
 
 LIB_COMPONENT = {
-    "kl_common": "common", "kl_db": "db", "kl_hsm": "hsm", "kl_ca": "ca", "kl_tpm": "tpm",
-    "kl_link": "link", "kl_link_usb": "link",
+    "kl_common": "common", "kl_db": "db", "kl_hsm": "hsm", "kl_ca": "ca", "kl_tpm": "tpm", "kl_link": "link",
+    "kl_link_usb": "link",
     "kl_rpc": "rpc", "kl_proof": "proof", "kl_registry": "registry", "kl_flow": "flow",
     "kl_daemon": "daemon", "kl_floor": "fixtures", "kl_ui_core": "ui",
 }
