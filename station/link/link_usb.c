@@ -12,17 +12,15 @@
 
 #include <libusb.h>
 
+#include "link_frame.h"
 #include "link_usb.h"
 
-#define USB_SLICE_MS      100
-#define USB_CTRL_MS       1000 /* a string descriptor read */
-#define FRAME_HDR         12
-#define FRAME_MAX_PAYLOAD 8192
-#define FRAME_VERSION     1
+#define USB_SLICE_MS 100
+#define USB_CTRL_MS  1000 /* a string descriptor read */
 /* Bulk IN reads ask for whole packets (a read that is not a multiple of
- * wMaxPacketSize may overflow), into room for one largest frame and then
- * some: what follows a frame in the same transfer stays for the next. */
-#define USB_RX_CAP (FRAME_HDR + FRAME_MAX_PAYLOAD + 8 * 1024)
+ * wMaxPacketSize may overflow); what follows a frame in the same transfer
+ * stays here for the next receive. */
+#define USB_RX_CAP (16 * 1024)
 #define USB_EVENTS 16
 
 struct kl_usb {
@@ -45,8 +43,9 @@ struct kl_usb_link {
 	char serial[128];
 	char port[32];
 	char desc[200];
-	uint8_t rx[USB_RX_CAP];
-	size_t rx_len;
+	uint8_t rx[USB_RX_CAP]; /* read from bulk IN, not yet fed to dec */
+	size_t rx_off, rx_len;
+	kl_link_decoder dec; /* the codec's, shared with keyline-agent */
 };
 
 static _Thread_local const char *last_reason = "";
@@ -228,6 +227,7 @@ int kl_usb_link_open(kl_usb *u, const kl_usb_match *m, kl_usb_link **ret)
 	if (!l)
 		return kl_error_set(KL_E_NOMEM, "usb: out of memory");
 	l->usb = u;
+	kl_link_decoder_init(&l->dec);
 	n = libusb_get_device_list(u->ctx, &list);
 	if (n < 0) {
 		free(l);
@@ -321,8 +321,8 @@ int kl_usb_link_send(kl_usb_link *l, const uint8_t *frame, size_t len, int timeo
 
 	if (l->dead)
 		return usb_fail("link_dead", KL_E_STATE, "%s: the link failed before", l->desc);
-	if (len < FRAME_HDR || len > FRAME_HDR + FRAME_MAX_PAYLOAD)
-		return usb_fail("frame_oversize", KL_E_INVALID, "%s: a frame of %zu bytes", l->desc,
+	if (len < KL_LINK_HEADER_SIZE || len > KL_LINK_HEADER_SIZE + KL_LINK_PAYLOAD_MAX)
+		return usb_fail("link_oversize", KL_E_INVALID, "%s: a frame of %zu bytes", l->desc,
 		                len);
 	while (done < len) {
 		int moved, rc;
@@ -337,26 +337,6 @@ int kl_usb_link_send(kl_usb_link *l, const uint8_t *frame, size_t len, int timeo
 	return 0;
 }
 
-/* How a received header is wrong ("" when it is a frame header), looking
- * only at the n bytes there are, so garbage is refused at its first bytes. */
-static const char *header_fault(const uint8_t *b, size_t n, uint32_t *payload)
-{
-	static const uint8_t magic[4] = { 'K', 'L', 'N', 'K' };
-
-	if (memcmp(b, magic, n < 4 ? n : 4) != 0)
-		return "frame_bad_magic";
-	if (n > 4 && b[4] != FRAME_VERSION)
-		return "frame_bad_version";
-	if ((n > 6 && b[6] != 0) || (n > 7 && b[7] != 0))
-		return "frame_bad_reserved";
-	if (n < FRAME_HDR)
-		return "";
-	*payload = (uint32_t)b[8] << 24 | (uint32_t)b[9] << 16 | (uint32_t)b[10] << 8 | b[11];
-	if (*payload > FRAME_MAX_PAYLOAD)
-		return "frame_oversize";
-	return "";
-}
-
 int kl_usb_link_recv(kl_usb_link *l, int timeout_ms, uint8_t **ret, size_t *ret_len)
 {
 	double deadline = now_ms() + timeout_ms;
@@ -364,37 +344,42 @@ int kl_usb_link_recv(kl_usb_link *l, int timeout_ms, uint8_t **ret, size_t *ret_
 	if (l->dead)
 		return usb_fail("link_dead", KL_E_STATE, "%s: the link failed before", l->desc);
 	for (;;) {
-		uint32_t payload = 0;
-		const char *fault = l->rx_len ? header_fault(l->rx, l->rx_len, &payload) : "";
-		size_t room;
+		kl_link_err e;
+		size_t used = 0, room;
 		int moved, rc;
 
-		if (*fault) {
-			l->dead = true;
-			return usb_fail(fault, KL_E_INVALID,
-			                "%s: refused a frame header %02x %02x %02x %02x ...: %s",
-			                l->desc, l->rx[0], l->rx_len > 1 ? l->rx[1] : 0,
-			                l->rx_len > 2 ? l->rx[2] : 0, l->rx_len > 3 ? l->rx[3] : 0,
-			                fault);
-		}
-		if (l->rx_len >= FRAME_HDR && l->rx_len >= FRAME_HDR + payload) {
-			size_t size = FRAME_HDR + payload;
-			uint8_t *f = malloc(size);
+		while (l->rx_len) {
+			/* The decoder refuses a bad header from its first bytes and
+			 * keeps the payload in its own buffer: nothing is allocated for
+			 * a length the device made up. */
+			rc = kl_link_decoder_feed(&l->dec, l->rx + l->rx_off, l->rx_len, &used, &e);
+			l->rx_off += used;
+			l->rx_len -= used;
+			if (rc < 0) {
+				l->dead = true;
+				return usb_fail(e.reason, KL_E_INVALID,
+				                "%s: refused what the device sent: %s", l->desc,
+				                e.message);
+			}
+			if (rc == KL_LINK_FRAME) {
+				size_t size = KL_LINK_HEADER_SIZE + l->dec.len;
+				uint8_t *f = malloc(size);
 
-			if (!f)
-				return kl_error_set(KL_E_NOMEM, "usb: out of memory");
-			memcpy(f, l->rx, size);
-			memmove(l->rx, l->rx + size, l->rx_len - size);
-			l->rx_len -= size;
-			*ret = f;
-			*ret_len = size;
-			return 0;
+				if (!f)
+					return kl_error_set(KL_E_NOMEM, "usb: out of memory");
+				kl_link_header_encode(f, l->dec.type, l->dec.len);
+				memcpy(f + KL_LINK_HEADER_SIZE, l->dec.payload, l->dec.len);
+				*ret = f;
+				*ret_len = size;
+				return 0;
+			}
 		}
-		room = (sizeof(l->rx) - l->rx_len) / l->in_packet * l->in_packet;
-		rc = slice(l, l->ep_in, l->rx + l->rx_len, (int)room, deadline, "bulk IN", &moved);
+		l->rx_off = 0;
+		room = sizeof(l->rx) / l->in_packet * l->in_packet;
+		rc = slice(l, l->ep_in, l->rx, (int)room, deadline, "bulk IN", &moved);
 		if (rc < 0)
 			return rc;
-		l->rx_len += (size_t)moved;
+		l->rx_len = (size_t)moved;
 	}
 }
 

@@ -54,11 +54,11 @@ int kl_usb_link_send(kl_usb_link *l, const uint8_t *frame, size_t len,
                      int timeout_ms) KL_MUST_CHECK;
 
 /* Reads bulk IN until one whole frame is there, within timeout_ms; *ret is
- * the frame (header and payload, malloc'd), *ret_len its size. A header that
- * is not a frame header is refused before anything is allocated for it:
- * -KL_E_INVALID with frame_bad_magic, frame_bad_version, frame_bad_reserved
- * or frame_oversize. -KL_E_UNAVAILABLE link_lost when the device left or
- * the bus failed, -KL_E_TIMEOUT link_timeout. */
+ * the frame (header and payload, malloc'd), *ret_len its size. What is not
+ * a frame is refused by the codec (link_frame.h) before anything is
+ * allocated for it: -KL_E_INVALID with link_garbage or link_oversize (the
+ * codec's sentence in the detail). -KL_E_UNAVAILABLE link_lost when the
+ * device left or the bus failed, -KL_E_TIMEOUT link_timeout. */
 int kl_usb_link_recv(kl_usb_link *l, int timeout_ms, uint8_t **ret, size_t *ret_len) KL_MUST_CHECK;
 
 /* "usb:1-2 1d6b:0104 serial=KL-USB-0001" */
