@@ -17,11 +17,13 @@
 #include "home.h"
 #include "hsm.h"
 #include "kl_error.h"
+#include "link_listen.h"
 #include "registry.h"
 #include "trust.h"
 
 static const char provision_usage[] =
     "usage: keyline [--home DIR] provision --link TCTI --serial S [OPTIONS]\n"
+    "       keyline [--home DIR] provision --agent-listen ADDR:PORT [--serial S] [OPTIONS]\n"
     "\n"
     "Takes a device under test in factory-new mode through the whole flow: TPM discovery,\n"
     "EK certificate chain and EK match, registry gates, factory entropy, IAK and IDevID\n"
@@ -31,7 +33,16 @@ static const char provision_usage[] =
     "\n"
     "options:\n"
     "  --link TCTI      the DUT's TPM: swtpm:host=127.0.0.1,port=P or device:/dev/tpmrm0\n"
-    "  --serial S       the device serial\n"
+    "  --agent-listen ADDR:PORT\n"
+    "                   instead of --link: listen on ADDR:PORT (an address of the factory\n"
+    "                   network, [IPV6]:PORT for IPv6), accept one keyline-agent, provision\n"
+    "                   the DUT whose serial its hello says through its TPM, and send it the\n"
+    "                   verdict (docs/link.md)\n"
+    "  --serial S       the device serial (with --agent-listen: the serial the agent must\n"
+    "                   say, e.g. the operator's scan; else refused as serial_mismatch)\n"
+    "  --accept-timeout-s N  how long --agent-listen waits for an agent (1..86400,\n"
+    "                   default 120)\n"
+    "  --allow-any-address  let --agent-listen bind 0.0.0.0 or [::] (every interface)\n"
     "  --tenant T       the tenant (default: the serial's pre-registration)\n"
     "  --work-order W   only a serial pre-registered in the tenant's work order W\n"
     "  --ek TYPE        the EK that proves the TPM: rsa2048, p256 (default), p384\n"
@@ -39,7 +50,8 @@ static const char provision_usage[] =
     "                   default keyline.conf [station] tpm_timeout_ms, else 30000)\n"
     "  --json           the result as one JSON object on stdout\n"
     "\n"
-    "exit status: 0 provisioned (or already was), 1 refused or failed, 2 usage error\n";
+    "exit status: 0 provisioned (or already was), 1 refused or failed (with --agent-listen\n"
+    "also: no agent came, or its link failed), 2 usage error\n";
 
 struct progress {
 	bool tty;
@@ -80,10 +92,96 @@ static void print_result_json(const char *serial, const kl_job_result *res)
 	    o, "step", json_object_new_string(res->rc == 0 ? "" : kl_step_name(res->failed_step)));
 	json_object_object_add(o, "iak_serial", json_object_new_string(res->iak_serial));
 	json_object_object_add(o, "idevid_serial", json_object_new_string(res->idevid_serial));
+	json_object_object_add(o, "idevid_sha256", json_object_new_string(res->idevid_sha256));
 	/* One decimal, as before; json-c would print the double's shortest form. */
 	json_object_object_add(o, "total_ms", json_object_new_double_s(res->total_ms, ms));
 	kl_cli_print_json(o, JSON_C_TO_STRING_PLAIN);
 	json_object_put(o);
+}
+
+/* --agent-listen: one keyline-agent on a TCP link. */
+struct agent_session {
+	kl_link_listener *listener;
+	kl_link_conn *conn;
+	kl_link_agent_info info;
+	char link[128];
+};
+
+/* How long the agent has for its hello and for taking the verdict. */
+#define AGENT_HELLO_MS 10000
+
+static kl_link_wait wait_for(int ms)
+{
+	kl_link_wait w = { .deadline_ms = kl_link_now_ms() + ms };
+
+	return w;
+}
+
+/* Listens, accepts one agent and shakes hands; the job then runs on the
+ * link with the hello's serial. A refusal is printed like the engine's. */
+static int agent_begin(struct agent_session *as, const kl_engine_config *cfg, const char *addr,
+                       bool allow_any, int accept_s, kl_job *job, bool json)
+{
+	kl_link_wait w;
+	int hello_ms = cfg->tpm_timeout_ms > 0 && cfg->tpm_timeout_ms < AGENT_HELLO_MS
+	                   ? cfg->tpm_timeout_ms
+	                   : AGENT_HELLO_MS;
+
+	if (kl_link_listen(addr, allow_any, &as->listener) < 0) {
+		fprintf(stderr, "keyline provision: %s\n", kl_error_detail());
+		return -1;
+	}
+	if (!json)
+		fprintf(stderr, "Waiting for keyline-agent on %s (port %d, %d s)\n", addr,
+		        kl_link_listener_port(as->listener), accept_s);
+	w = wait_for(accept_s * 1000);
+	if (kl_link_accept(as->listener, &w, &as->conn) < 0) {
+		fprintf(stderr, "keyline provision: %s\n", kl_error_detail());
+		return -1;
+	}
+	w = wait_for(hello_ms);
+	if (kl_link_handshake(as->conn, &w, cfg->station_id, job->serial, &as->info) < 0) {
+		const char *reason = kl_link_conn_reason(as->conn);
+
+		if (json) {
+			kl_job_result res = { .rc = -1 };
+
+			snprintf(res.reason, sizeof(res.reason), "%s",
+			         reason ? reason : "link_lost");
+			print_result_json(job->serial ? job->serial : "", &res);
+		} else {
+			printf("REFUSED %s at hello [%s]: %s\n", job->serial ? job->serial : "-",
+			       reason ? reason : "link_lost", kl_error_detail());
+		}
+		return -1;
+	}
+	snprintf(as->link, sizeof(as->link), "agent:%s", kl_link_conn_peer(as->conn));
+	job->serial = as->info.serial;
+	job->link = as->link;
+	job->agent = as->conn;
+	if (!json)
+		fprintf(stderr, "Agent %s: serial %s, model %s, firmware %s (protocol %u)\n",
+		        as->info.agent[0] ? as->info.agent : "?", as->info.serial,
+		        as->info.model[0] ? as->info.model : "?",
+		        as->info.firmware[0] ? as->info.firmware : "?", as->info.proto);
+	return 0;
+}
+
+/* The verdict to the agent, best effort: the job's result stands either way. */
+static void agent_verdict(struct agent_session *as, const kl_engine_config *cfg, const kl_job *job,
+                          const kl_job_result *res, bool json)
+{
+	kl_link_wait w = wait_for(cfg->tpm_timeout_ms > 0 && cfg->tpm_timeout_ms < AGENT_HELLO_MS
+	                              ? cfg->tpm_timeout_ms
+	                              : AGENT_HELLO_MS);
+
+	if (kl_link_conn_dead(as->conn))
+		return;
+	if (kl_link_send_verdict(as->conn, &w, job->serial, res->rc == 0, res->idevid_sha256,
+	                         res->reason, res->message) < 0 &&
+	    !json)
+		fprintf(stderr, "keyline provision: the verdict did not reach the agent: %s\n",
+		        kl_error_detail());
 }
 
 int kl_cmd_provision(const char *home_dir, int argc, char **argv)
@@ -96,6 +194,9 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 		{ "ek", required_argument, NULL, 'e' },
 		{ "tpm-timeout-ms", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "agent-listen", required_argument, NULL, 'A' },
+		{ "accept-timeout-s", required_argument, NULL, 'a' },
+		{ "allow-any-address", no_argument, NULL, 'Y' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -106,8 +207,10 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 	kl_trust *trust = NULL;
 	kl_home *home = NULL;
 	kl_job_result res;
-	bool json = false;
-	long timeout_ms = 0;
+	bool json = false, allow_any = false;
+	long timeout_ms = 0, accept_s = 120;
+	const char *listen_addr = NULL;
+	struct agent_session as = { 0 };
 	int c, rc = 1;
 
 	optind = 0;
@@ -151,6 +254,27 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'A':
+			listen_addr = optarg;
+			break;
+		case 'a': {
+			char *end;
+
+			errno = 0;
+			accept_s = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || accept_s < 1 || accept_s > 86400) {
+				fprintf(
+				    stderr,
+				    "keyline provision: --accept-timeout-s '%s' is not a number "
+				    "of seconds from 1 to 86400\n",
+				    optarg);
+				return 2;
+			}
+			break;
+		}
+		case 'Y':
+			allow_any = true;
+			break;
 		case 'h':
 			fputs(provision_usage, stdout);
 			return 0;
@@ -159,9 +283,12 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!job.link || !job.serial || optind < argc) {
+	if (listen_addr ? job.link != NULL || optind < argc
+	                : !job.link || !job.serial || optind < argc) {
 		fprintf(stderr, "keyline provision: %s\n(see 'keyline provision --help')\n",
-		        optind < argc ? "unexpected argument" : "--link and --serial are required");
+		        optind < argc ? "unexpected argument"
+		        : listen_addr ? "--agent-listen and --link exclude each other"
+		                      : "--link and --serial are required");
 		return 2;
 	}
 	prog.quiet = json;
@@ -175,6 +302,9 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 	}
 	if (timeout_ms > 0)
 		cfg.tpm_timeout_ms = (int)timeout_ms;
+	if (listen_addr &&
+	    agent_begin(&as, &cfg, listen_addr, allow_any, (int)accept_s, &job, json) < 0)
+		goto out;
 	if (!json)
 		fprintf(stderr, "Provisioning %s on %s (EK %s)\n", job.serial, job.link,
 		        kl_ek_type_name(job.ek_type));
@@ -182,6 +312,8 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 		fprintf(stderr, "keyline provision: %s\n", kl_error_detail());
 		goto out;
 	}
+	if (as.conn)
+		agent_verdict(&as, &cfg, &job, &res, json);
 	if (res.rc < 0 && !json && res.failed_step < KL_STEP__MAX)
 		fprintf(stderr, "  FAILED\n");
 	if (json) {
@@ -199,6 +331,8 @@ int kl_cmd_provision(const char *home_dir, int argc, char **argv)
 	}
 	rc = res.rc == 0 ? 0 : 1;
 out:
+	kl_link_conn_free(as.conn);
+	kl_link_listener_free(as.listener);
 	kl_registry_free(reg);
 	kl_trust_free(trust);
 	kl_home_free(home);

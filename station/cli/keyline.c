@@ -91,6 +91,8 @@ static const struct command commands[] = {
 	/* --link: this process drives the DUT; else the station does. */
 	{ "provision", NULL, "--link", G_HOME, 0, "provision --link TCTI --serial S",
 	  "drive one DUT from this process", kl_cmd_provision },
+	{ "provision", NULL, "--agent-listen", G_HOME, 0, "provision --agent-listen ADDR:PORT",
+	  "accept one keyline-agent and provision its DUT", kl_cmd_provision },
 	{ "ca", NULL, NULL, G_HOME, 0, "ca COMMAND",
 	  "the CA: init, status, issue, revoke, crl, export, import", kl_cmd_ca },
 	{ "audit", NULL, NULL, G_HOME, 0, "audit verify", "verify the hash-chained audit log",

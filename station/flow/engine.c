@@ -19,6 +19,7 @@
 #include "evidence_internal.h"
 #include "hsm.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 
 /* How long each TPM command of the clean-up after a refusal may take. */
 #define CLEANUP_TIMEOUT_MS 5000
@@ -231,6 +232,8 @@ static int issue(struct run *r)
 	}
 	r->iak_cert = res[0].cert;
 	r->idevid_cert = res[1].cert;
+	if (kl_sha256_hex(res[1].der, res[1].der_len, r->res->idevid_sha256) < 0)
+		r->res->idevid_sha256[0] = '\0';
 	OPENSSL_free(res[0].der);
 	OPENSSL_free(res[1].der);
 	snprintf(r->res->iak_serial, sizeof(r->res->iak_serial), "%s", res[0].serial);
@@ -313,15 +316,24 @@ static void record_refusal(struct run *r)
 
 /* A step that failed because the link did: whatever the step made of the
  * failed command, the job's reason is that the DUT stopped answering
- * (link_timeout) or that the job was aborted while it waited. */
+ * (link_timeout), that its agent link dropped (link_lost) or that the job
+ * was aborted while it waited. */
 static void link_verdict(struct run *r)
 {
 	kl_tpm_link_state st = kl_tpm_link_state_of(r->tpm);
 	char why[sizeof(r->res->message)];
 
-	if (st != KL_TPM_LINK_TIMEOUT && st != KL_TPM_LINK_CANCELLED)
+	if (st != KL_TPM_LINK_TIMEOUT && st != KL_TPM_LINK_CANCELLED && st != KL_TPM_LINK_LOST)
 		return;
 	snprintf(why, sizeof(why), "%s", r->res->message);
+	if (st == KL_TPM_LINK_LOST) {
+		kl_eng_refuse(r, "link_lost",
+		              "the link to the DUT was lost during step %s: %s (run it again when "
+		              "it is back: the job resumes)",
+		              kl_step_name(r->res->failed_step), why);
+		r->res->rc = -KL_E_UNAVAILABLE;
+		return;
+	}
 	if (st == KL_TPM_LINK_TIMEOUT)
 		kl_eng_refuse(r, "link_timeout",
 		              "the DUT stopped answering during step %s (within %d ms per TPM "

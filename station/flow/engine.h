@@ -73,8 +73,14 @@ typedef struct kl_job {
 	const char *serial;
 	const char *tenant;     /* NULL: the pre-registration's tenant */
 	const char *work_order; /* NULL: any; else the serial must be pre-registered in it */
-	const char *link; /* the DUT's link: a TCTI configuration today ("swtpm:host=...,port=...",
-	                   * "device:/dev/tpmrm0"); a USB link gets its own scheme later */
+	const char *link;       /* the DUT's link: a TCTI configuration ("swtpm:host=...,port=...",
+	                         * "device:/dev/tpmrm0"), or, with agent, its name for the record
+	                         * ("agent:tcp:10.0.0.7:40312") */
+	/* A keyline-agent link (link_conn.h, after its handshake), or NULL: the
+	 * TPM is then driven through the agent (kl_tpm_open_agent) and link is
+	 * only a name. The job does not take it: the caller sends the verdict
+	 * on it afterwards. A link that drops fails the job as "link_lost". */
+	struct kl_link_conn *agent;
 	kl_ek_type ek_type; /* which EK proves the TPM; KL_EK__MAX: the first of
 	                     * P-256, P-384, RSA-2048 that the policy allows and
 	                     * whose EK certificate the TPM holds */
@@ -101,6 +107,10 @@ typedef struct kl_job_result {
 	double total_ms;
 	double tpm_ms; /* of total_ms, spent waiting on the TPM and its link */
 	char iak_serial[48], idevid_serial[48];
+	/* SHA-256 (hex) of the IDevID certificate's DER: the one issued, or the
+	 * one an already provisioned DUT holds; "" when there is none. What the
+	 * agent's VERDICT names (docs/link.md). */
+	char idevid_sha256[65];
 	kl_ek_type ek_type; /* the EK type used (the detected one for auto) */
 } kl_job_result;
 

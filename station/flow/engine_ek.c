@@ -44,13 +44,17 @@ int kl_eng_discover(struct run *r)
 	};
 
 	kl_eng_step_begin(r, KL_STEP_DISCOVER);
-	if (kl_tpm_open_link(r->job->link, &link, &r->tpm) < 0) {
+	if ((r->job->agent ? kl_tpm_open_agent(r->job->agent, &link, &r->tpm)
+	                   : kl_tpm_open_link(r->job->link, &link, &r->tpm)) < 0) {
 		int code = -(int)kl_error_code();
 
 		/* The handle is gone: its link's verdict is the error's. */
 		if (r->job->cancelled && r->job->cancelled(r->job->cancel_ctx))
 			return kl_eng_failed(r, "aborted", code);
-		return kl_eng_failed(r, code == -KL_E_TIMEOUT ? "link_timeout" : "link_failed",
+		return kl_eng_failed(r,
+		                     code == -KL_E_TIMEOUT       ? "link_timeout"
+		                     : code == -KL_E_UNAVAILABLE ? "link_lost"
+		                                                 : "link_failed",
 		                     code);
 	}
 	if (kl_tpm_get_info(r->tpm, &r->info) < 0)

@@ -19,6 +19,7 @@
 #include "evidence_internal.h"
 #include "identity_internal.h"
 #include "kl_error.h"
+#include "kl_hex.h"
 #include "tpm_activate.h"
 #include "tpm_object.h"
 #include "tpm_nv.h"
@@ -367,6 +368,9 @@ int kl_eng_check_engraved(struct run *r)
 			snprintf(why, sizeof(why),
 			         "its IDevID does not sign for its certificate: %s",
 			         kl_error_detail());
+		else if (ids[i].type == KL_TPM_KEY_IDEVID_P256 &&
+		         kl_sha256_hex(der, f.len, r->res->idevid_sha256) < 0)
+			r->res->idevid_sha256[0] = '\0';
 		EVP_PKEY_free(pub);
 		kl_tpm_object_free(key);
 		X509_free(x);

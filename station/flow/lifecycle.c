@@ -92,6 +92,9 @@ int kl_life_failed(struct life *l, const char *reason, int rc)
 	case KL_TPM_LINK_CANCELLED:
 		reason = "aborted";
 		break;
+	case KL_TPM_LINK_LOST:
+		reason = "link_lost";
+		break;
 	default:
 		break;
 	}
@@ -306,10 +309,13 @@ int kl_life_prove(struct life *l, bool allow_revoked, bool allow_iak, bool allow
 	 * never stops half-way through a TPM command. */
 	kl_tpm_link_opts link = { .timeout_ms = l->cfg->tpm_timeout_ms };
 
-	if (kl_tpm_open_link(l->job->link, &link, &l->tpm) < 0)
-		return kl_life_failed(
-		    l, kl_error_code() == KL_E_TIMEOUT ? "link_timeout" : "link_failed",
-		    -(int)kl_error_code());
+	if ((l->job->agent ? kl_tpm_open_agent(l->job->agent, &link, &l->tpm)
+	                   : kl_tpm_open_link(l->job->link, &link, &l->tpm)) < 0)
+		return kl_life_failed(l,
+		                      kl_error_code() == KL_E_TIMEOUT       ? "link_timeout"
+		                      : kl_error_code() == KL_E_UNAVAILABLE ? "link_lost"
+		                                                            : "link_failed",
+		                      -(int)kl_error_code());
 	if (kl_tpm_flush_leftovers(l->tpm, NULL) < 0)
 		return kl_life_failed(l, "tpm_error", -(int)kl_error_code());
 	if (check_ek(l, &ek) < 0)

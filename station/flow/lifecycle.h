@@ -48,8 +48,9 @@ typedef struct kl_life_config {
 typedef void (*kl_life_progress_fn)(void *ctx, const char *step, bool done, double ms);
 
 typedef struct kl_life_job {
-	const char *serial; /* the device serial (registry) */
-	const char *link;   /* the DUT's TCTI, as kl_job.link */
+	const char *serial;         /* the device serial (registry) */
+	const char *link;           /* the DUT's TCTI, as kl_job.link */
+	struct kl_link_conn *agent; /* a keyline-agent link, as kl_job.agent (may be NULL) */
 	const char *actor;
 	kl_life_progress_fn progress;
 	void *progress_ctx;

@@ -22,6 +22,7 @@
 #include "kl_error.h"
 #include "tpm.h"
 #include "tpm_internal.h"
+#include "tpm_agent_internal.h"
 #include "tpm_link_internal.h"
 
 KL_DEFINE_CLEANUP(kl_tpm, kl_tpm_free)
@@ -96,20 +97,46 @@ static void prop_nv_buffer_max(TPM2_PT pt, uint32_t value, void *userdata)
 		*(uint32_t *)userdata = value;
 }
 
+static int check_timeout(const kl_tpm_link_opts *opts, int *ret)
+{
+	int timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : KL_TPM_TIMEOUT_MS_DEFAULT;
+
+	if (timeout_ms < KL_TPM_TIMEOUT_MS_MIN || timeout_ms > KL_TPM_TIMEOUT_MS_MAX)
+		return kl_error_set(KL_E_INVALID, "TPM: a timeout of %d ms is not within %d..%d",
+		                    timeout_ms, KL_TPM_TIMEOUT_MS_MIN, KL_TPM_TIMEOUT_MS_MAX);
+	*ret = timeout_ms;
+	pthread_once(&tss_log_once, tss_log_quiet);
+	tpm_link_forget();
+	return 0;
+}
+
+/* ESAPI on t's TCTI, and a first command that proves a TPM answers (and
+ * starts it when it needs TPM2_Startup); NV reads need its buffer size
+ * anyway. */
+static int tpm_start(kl_tpm *t, const char *what)
+{
+	TSS2_RC rc = Esys_Initialize(&t->esys, t->tcti, NULL);
+	int r;
+
+	if (rc != TSS2_RC_SUCCESS)
+		return kl_tpm_rc_error(rc, "Esys_Initialize on \"%s\"", what);
+	r = tpm_get_props(t, TPM2_PT_NV_BUFFER_MAX, 1, prop_nv_buffer_max, &t->nv_buffer_max);
+	if (r < 0)
+		return kl_error_wrap("TPM on \"%s\"", what);
+	return 0;
+}
+
 int kl_tpm_open_link(const char *tcti_conf, const kl_tpm_link_opts *opts, kl_tpm **ret)
 {
 	_cleanup_(kl_tpm_freep) kl_tpm *t = NULL;
-	int timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : KL_TPM_TIMEOUT_MS_DEFAULT;
+	int timeout_ms;
 	TSS2_RC rc;
 	int r;
 
 	if (!tcti_conf || !*tcti_conf)
 		return kl_error_set(KL_E_INVALID, "TPM: no TCTI configuration given");
-	if (timeout_ms < KL_TPM_TIMEOUT_MS_MIN || timeout_ms > KL_TPM_TIMEOUT_MS_MAX)
-		return kl_error_set(KL_E_INVALID, "TPM: a timeout of %d ms is not within %d..%d",
-		                    timeout_ms, KL_TPM_TIMEOUT_MS_MIN, KL_TPM_TIMEOUT_MS_MAX);
-	pthread_once(&tss_log_once, tss_log_quiet);
-	tpm_link_forget();
+	if ((r = check_timeout(opts, &timeout_ms)) < 0)
+		return r;
 
 	t = calloc(1, sizeof(*t));
 	if (!t)
@@ -127,16 +154,28 @@ int kl_tpm_open_link(const char *tcti_conf, const kl_tpm_link_opts *opts, kl_tpm
 			                           ? " (unknown TCTI name or bad configuration)"
 			                           : "");
 	}
-	rc = Esys_Initialize(&t->esys, t->tcti, NULL);
-	if (rc != TSS2_RC_SUCCESS)
-		return kl_tpm_rc_error(rc, "Esys_Initialize on \"%s\"", tcti_conf);
+	if ((r = tpm_start(t, tcti_conf)) < 0)
+		return r;
+	*ret = TAKE_PTR(t);
+	return 0;
+}
 
-	/* A first command proves that a TPM answers (and starts it when it needs
-	 * TPM2_Startup); NV reads need its buffer size anyway. */
-	r = tpm_get_props(t, TPM2_PT_NV_BUFFER_MAX, 1, prop_nv_buffer_max, &t->nv_buffer_max);
+int kl_tpm_open_agent(struct kl_link_conn *c, const kl_tpm_link_opts *opts, kl_tpm **ret)
+{
+	_cleanup_(kl_tpm_freep) kl_tpm *t = NULL;
+	int timeout_ms, r;
+
+	if ((r = check_timeout(opts, &timeout_ms)) < 0)
+		return r;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return kl_error_set(KL_E_NOMEM, "TPM: out of memory");
+	r = tpm_agent_open(c, timeout_ms, opts ? opts->cancelled : NULL,
+	                   opts ? opts->cancel_ctx : NULL, &t->tcti, &t->agent);
 	if (r < 0)
-		return kl_error_wrap("TPM on \"%s\"", tcti_conf);
-
+		return r;
+	if ((r = tpm_start(t, kl_link_conn_peer(c))) < 0)
+		return r;
 	*ret = TAKE_PTR(t);
 	return 0;
 }
@@ -148,13 +187,17 @@ int kl_tpm_open(const char *tcti_conf, kl_tpm **ret)
 
 kl_tpm_link_state kl_tpm_link_state_of(const kl_tpm *t)
 {
-	switch (t ? tpm_link_state_get(t->link) : TPM_LINK_OK) {
+	switch (!t         ? TPM_LINK_OK
+	        : t->agent ? tpm_agent_state_get(t->agent)
+	                   : tpm_link_state_get(t->link)) {
 	case TPM_LINK_TIMEOUT:
 		return KL_TPM_LINK_TIMEOUT;
 	case TPM_LINK_CANCELLED:
 		return KL_TPM_LINK_CANCELLED;
 	case TPM_LINK_BROKEN:
 		return KL_TPM_LINK_BROKEN;
+	case TPM_LINK_LOST:
+		return KL_TPM_LINK_LOST;
 	default:
 		return KL_TPM_LINK_OK;
 	}
@@ -166,10 +209,16 @@ int kl_tpm_link_rearm(kl_tpm *t, int timeout_ms)
 	TSS2_RC rc;
 	int r;
 
-	if (!t || !t->link)
+	if (!t || (!t->link && !t->agent))
 		return 0; /* a loader TCTI has neither deadline nor cancel */
-	fresh = tpm_link_state_get(t->link) == TPM_LINK_CANCELLED;
-	if ((r = tpm_link_rearm(t->link, timeout_ms)) < 0)
+	if (t->agent) {
+		fresh = tpm_agent_state_get(t->agent) == TPM_LINK_CANCELLED;
+		r = tpm_agent_rearm(t->agent, timeout_ms);
+	} else {
+		fresh = tpm_link_state_get(t->link) == TPM_LINK_CANCELLED;
+		r = tpm_link_rearm(t->link, timeout_ms);
+	}
+	if (r < 0)
 		return r;
 	if (!fresh)
 		return 0;
@@ -199,6 +248,8 @@ void kl_tpm_free(kl_tpm *t)
 	}
 	if (t->link)
 		tpm_link_free(t->link);
+	else if (t->agent)
+		tpm_agent_free(t->agent);
 	else if (t->tcti)
 		Tss2_TctiLdr_Finalize(&t->tcti);
 	free(t);

@@ -39,6 +39,7 @@
 #include "kl_error.h"
 
 typedef struct kl_tpm kl_tpm;
+struct kl_link_conn; /* link_conn.h: a keyline-agent link */
 
 /* How long the station waits for the TPM's answer to one command, when the
  * caller does not say: above what a discrete TPM needs for the slowest
@@ -70,6 +71,17 @@ typedef struct kl_tpm_link_opts {
 int kl_tpm_open_link(const char *tcti_conf, const kl_tpm_link_opts *opts,
                      kl_tpm **ret) KL_MUST_CHECK;
 
+/* Opens the TPM of a DUT whose keyline-agent is on the link c (after the
+ * handshake, link_listen.h): the station's in-process TCTI (tpm_agent.c)
+ * sends each TPM command as a TPM_COMMAND frame and takes its
+ * TPM_RESPONSE, with the same guarantees as kl_tpm_open_link's swtpm:
+ * links (a deadline per command, the cancel predicate asked every 50 ms,
+ * a TCTI I/O error and a dead link on timeout or garbage). A link that
+ * closes leaves the state KL_TPM_LINK_LOST. c stays the caller's (it sends
+ * the verdict afterwards) and must outlive the kl_tpm. */
+int kl_tpm_open_agent(struct kl_link_conn *c, const kl_tpm_link_opts *opts,
+                      kl_tpm **ret) KL_MUST_CHECK;
+
 /* kl_tpm_open_link with the default options. */
 int kl_tpm_open(const char *tcti_conf, kl_tpm **ret) KL_MUST_CHECK;
 
@@ -81,6 +93,7 @@ typedef enum kl_tpm_link_state {
 	KL_TPM_LINK_TIMEOUT,   /* the TPM did not answer in time */
 	KL_TPM_LINK_CANCELLED, /* the cancel predicate stopped a command */
 	KL_TPM_LINK_BROKEN,    /* the answer was not a TPM response */
+	KL_TPM_LINK_LOST,      /* an agent link closed, reset or ended with ERROR */
 } kl_tpm_link_state;
 
 kl_tpm_link_state kl_tpm_link_state_of(const kl_tpm *t);

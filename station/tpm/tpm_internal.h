@@ -23,11 +23,13 @@
 #define TPM_MAX_LOADED 8
 
 struct tpm_link;
+struct tpm_agent;
 
 struct kl_tpm {
 	TSS2_TCTI_CONTEXT *tcti;
-	struct tpm_link *link; /* our own TCTI (tpm_link.c); NULL: the loader's */
-	unsigned generation;   /* bumped when kl_tpm_link_rearm makes a new ESAPI context */
+	struct tpm_link *link;   /* our own TCTI (tpm_link.c); NULL: the loader's */
+	struct tpm_agent *agent; /* or the TCTI over a keyline-agent link (tpm_agent.c) */
+	unsigned generation;     /* bumped when kl_tpm_link_rearm makes a new ESAPI context */
 	ESYS_CONTEXT *esys;
 	bool startup_tried;     /* Startup(CLEAR) sent once already */
 	uint32_t nv_buffer_max; /* TPM_PT_NV_BUFFER_MAX, 0 when not reported */

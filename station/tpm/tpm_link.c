@@ -432,6 +432,13 @@ int tpm_link_rearm(struct tpm_link *l, int timeout_ms)
 	return 0;
 }
 
+void tpm_link_why_set(kl_err code, const char *detail)
+{
+	link_why.set = true;
+	link_why.code = code;
+	snprintf(link_why.detail, sizeof(link_why.detail), "%s", detail);
+}
+
 void tpm_link_forget(void)
 {
 	link_why.set = false;

@@ -34,6 +34,7 @@ typedef enum tpm_link_state {
 	TPM_LINK_TIMEOUT,
 	TPM_LINK_CANCELLED,
 	TPM_LINK_BROKEN,
+	TPM_LINK_LOST, /* an agent link (tpm_agent.c) closed or reset: nothing comes back */
 } tpm_link_state;
 
 /* Whether conf is a link this TCTI takes ("swtpm", "swtpm:..."). */
@@ -49,6 +50,10 @@ void tpm_link_free(struct tpm_link *l);
 /* After a cancel: the link takes commands again, with this timeout and no
  * cancel predicate. -KL_E_STATE when it timed out or broke (dead). */
 int tpm_link_rearm(struct tpm_link *l, int timeout_ms);
+
+/* Records why this thread's last link command failed, for
+ * tpm_link_last_error (the agent's TCTI, tpm_agent.c, shares the record). */
+void tpm_link_why_set(kl_err code, const char *detail);
 
 /* Forgets this thread's record of a failed link command. */
 void tpm_link_forget(void);
