@@ -4,11 +4,11 @@
  * USB_SLICE_MS, so a transfer never waits longer than its deadline and the
  * cancel predicate is asked between slices; a slice that times out keeps
  * what it moved (libusb reports the bytes of a discarded URB) and the next
- * one goes on from there. */
+ * one goes on from there. Deadlines and cancel predicates are the link's
+ * (kl_link_wait, link_conn.h), as for TCP. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <libusb.h>
 
@@ -38,8 +38,6 @@ struct kl_usb_link {
 	uint8_t ep_in, ep_out;
 	uint16_t in_packet; /* wMaxPacketSize of bulk IN */
 	bool dead;
-	bool (*cancelled)(void *ctx);
-	void *cancel_ctx;
 	char serial[128];
 	char port[32];
 	char desc[200];
@@ -56,14 +54,6 @@ static _Thread_local const char *last_reason = "";
 const char *kl_usb_reason(void)
 {
 	return last_reason;
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 static void port_path(libusb_device *dev, char *buf, size_t size)
@@ -262,12 +252,6 @@ void kl_usb_link_close(kl_usb_link *l)
 	free(l);
 }
 
-void kl_usb_link_set_cancel(kl_usb_link *l, bool (*cancelled)(void *ctx), void *ctx)
-{
-	l->cancelled = cancelled;
-	l->cancel_ctx = ctx;
-}
-
 const char *kl_usb_link_describe(const kl_usb_link *l)
 {
 	return l->desc;
@@ -285,21 +269,20 @@ const char *kl_usb_link_port(const kl_usb_link *l)
 
 /* One slice of a bulk transfer, or why the transfer is over: 0 to go on
  * (*moved says how far it went), negative when the link is lost, timed out
- * or cancelled (the link is dead then). */
-static int slice(kl_usb_link *l, uint8_t ep, uint8_t *buf, int len, double deadline,
+ * or the wait was cancelled. Only a cancel leaves the link alive: nothing
+ * was lost, the next call goes on from there. */
+static int slice(kl_usb_link *l, uint8_t ep, uint8_t *buf, int len, const kl_link_wait *w,
                  const char *what, int *moved)
 {
-	double left = deadline - now_ms();
+	double left = w->deadline_ms - kl_link_now_ms();
 	int rc;
 
 	*moved = 0;
-	if (l->cancelled && l->cancelled(l->cancel_ctx)) {
-		l->dead = true;
-		return usb_fail("cancelled", KL_E_STATE, "%s: %s cancelled", l->desc, what);
-	}
+	if (w->cancelled && w->cancelled(w->cancel_ctx))
+		return usb_fail("aborted", KL_E_IO, "%s: %s aborted", l->desc, what);
 	if (left <= 0) {
 		l->dead = true;
-		return usb_fail("link_timeout", KL_E_TIMEOUT, "%s: %s: no progress in time",
+		return usb_fail("link_timeout", KL_E_TIMEOUT, "%s: %s: the device went silent",
 		                l->desc, what);
 	}
 	rc = libusb_bulk_transfer(l->h, ep, buf, len, moved,
@@ -314,9 +297,8 @@ static int slice(kl_usb_link *l, uint8_t ep, uint8_t *buf, int len, double deadl
 	                libusb_error_name(rc));
 }
 
-int kl_usb_link_send(kl_usb_link *l, const uint8_t *frame, size_t len, int timeout_ms)
+int kl_usb_link_send(kl_usb_link *l, const uint8_t *frame, size_t len, const kl_link_wait *w)
 {
-	double deadline = now_ms() + timeout_ms;
 	size_t done = 0;
 
 	if (l->dead)
@@ -328,19 +310,20 @@ int kl_usb_link_send(kl_usb_link *l, const uint8_t *frame, size_t len, int timeo
 		int moved, rc;
 
 		/* libusb takes a non-const buffer for both directions; OUT only reads it. */
-		rc = slice(l, l->ep_out, (uint8_t *)frame + done, (int)(len - done), deadline,
-		           "bulk OUT", &moved);
-		if (rc < 0)
+		rc = slice(l, l->ep_out, (uint8_t *)frame + done, (int)(len - done), w, "bulk OUT",
+		           &moved);
+		if (rc < 0) {
+			/* half a frame on the wire: nothing can follow it */
+			l->dead = true;
 			return rc;
+		}
 		done += (size_t)moved;
 	}
 	return 0;
 }
 
-int kl_usb_link_recv(kl_usb_link *l, int timeout_ms, uint8_t **ret, size_t *ret_len)
+int kl_usb_link_recv(kl_usb_link *l, const kl_link_wait *w, uint8_t **ret, size_t *ret_len)
 {
-	double deadline = now_ms() + timeout_ms;
-
 	if (l->dead)
 		return usb_fail("link_dead", KL_E_STATE, "%s: the link failed before", l->desc);
 	for (;;) {
@@ -376,21 +359,21 @@ int kl_usb_link_recv(kl_usb_link *l, int timeout_ms, uint8_t **ret, size_t *ret_
 		}
 		l->rx_off = 0;
 		room = sizeof(l->rx) / l->in_packet * l->in_packet;
-		rc = slice(l, l->ep_in, l->rx, (int)room, deadline, "bulk IN", &moved);
+		rc = slice(l, l->ep_in, l->rx, (int)room, w, "bulk IN", &moved);
 		if (rc < 0)
 			return rc;
 		l->rx_len = (size_t)moved;
 	}
 }
 
-static int tr_send(void *self, const uint8_t *frame, size_t len, int timeout_ms)
+static int tr_send(void *self, const uint8_t *frame, size_t len, const kl_link_wait *w)
 {
-	return kl_usb_link_send(self, frame, len, timeout_ms);
+	return kl_usb_link_send(self, frame, len, w);
 }
 
-static int tr_recv(void *self, int timeout_ms, uint8_t **ret, size_t *ret_len)
+static int tr_recv(void *self, const kl_link_wait *w, uint8_t **ret, size_t *ret_len)
 {
-	return kl_usb_link_recv(self, timeout_ms, ret, ret_len);
+	return kl_usb_link_recv(self, w, ret, ret_len);
 }
 
 static void tr_close(void *self)
@@ -403,6 +386,14 @@ static const char *tr_describe(const void *self)
 	return kl_usb_link_describe(self);
 }
 
+/* The link's failures are recorded per thread, and one thread drives a
+ * link (link_usb.h). */
+static const char *tr_reason(const void *self)
+{
+	(void)self;
+	return kl_usb_reason();
+}
+
 void kl_usb_link_transport(kl_usb_link *l, kl_link_transport *ret)
 {
 	*ret = (kl_link_transport){
@@ -411,6 +402,7 @@ void kl_usb_link_transport(kl_usb_link *l, kl_link_transport *ret)
 		.recv_frame = tr_recv,
 		.close = tr_close,
 		.describe = tr_describe,
+		.reason = tr_reason,
 	};
 }
 
@@ -464,7 +456,7 @@ int kl_usb_watch(kl_usb *u, uint16_t vid, uint16_t pid)
 
 int kl_usb_poll(kl_usb *u, int timeout_ms, kl_usb_event *ret)
 {
-	double deadline = now_ms() + timeout_ms;
+	double deadline = kl_link_now_ms() + timeout_ms;
 
 	for (;;) {
 		double left;
@@ -477,7 +469,7 @@ int kl_usb_poll(kl_usb *u, int timeout_ms, kl_usb_event *ret)
 			u->q_len--;
 			return 1;
 		}
-		left = deadline - now_ms();
+		left = deadline - kl_link_now_ms();
 		if (left <= 0)
 			return 0;
 		if (left > USB_SLICE_MS)

@@ -5,9 +5,9 @@
  * header's length. The only folder that includes libusb.h; no libusb type
  * leaves link_usb.c.
  *
- * Every call is bounded in time: transfers wait in short slices and ask the
- * cancel predicate between them. After a failure, kl_usb_reason() names it
- * (snake_case, stable: docs/link.md lists them); a link that failed a
+ * Every call is bounded in time: transfers wait in short slices against a
+ * kl_link_wait (link_conn.h) and ask its cancel predicate between them. After a failure,
+ * kl_usb_reason() names it (snake_case, stable: docs/link.md lists them); a link that failed a
  * transfer is dead and answers -KL_E_STATE. One thread uses one kl_usb and
  * its links. */
 #ifndef KL_STATION_LINK_USB_H
@@ -45,21 +45,23 @@ int kl_usb_link_open(kl_usb *u, const kl_usb_match *m, kl_usb_link **ret) KL_MUS
 /* Releases the interface and closes the device. Accepts NULL. */
 void kl_usb_link_close(kl_usb_link *l);
 
-/* The predicate is asked between the wait slices; true fails the transfer
- * with -KL_E_STATE (cancelled). NULL: none. */
-void kl_usb_link_set_cancel(kl_usb_link *l, bool (*cancelled)(void *ctx), void *ctx);
-
-/* Writes one frame to bulk OUT within timeout_ms. */
+/* Writes one frame to bulk OUT within w (link_conn.h: a deadline and a
+ * cancel predicate asked between slices). A frame cut short by the
+ * deadline or a cancel leaves the link dead (-KL_E_TIMEOUT link_timeout,
+ * -KL_E_IO aborted). */
 int kl_usb_link_send(kl_usb_link *l, const uint8_t *frame, size_t len,
-                     int timeout_ms) KL_MUST_CHECK;
+                     const kl_link_wait *w) KL_MUST_CHECK;
 
-/* Reads bulk IN until one whole frame is there, within timeout_ms; *ret is
- * the frame (header and payload, malloc'd), *ret_len its size. What is not
- * a frame is refused by the codec (link_frame.h) before anything is
+/* Reads bulk IN until one whole frame is there, within w; *ret is the
+ * frame (header and payload, malloc'd), *ret_len its size. What is not a
+ * frame is refused by the codec (link_frame.h) before anything is
  * allocated for it: -KL_E_INVALID with link_garbage or link_oversize (the
  * codec's sentence in the detail). -KL_E_UNAVAILABLE link_lost when the
- * device left or the bus failed, -KL_E_TIMEOUT link_timeout. */
-int kl_usb_link_recv(kl_usb_link *l, int timeout_ms, uint8_t **ret, size_t *ret_len) KL_MUST_CHECK;
+ * device left or the bus failed, -KL_E_TIMEOUT link_timeout, -KL_E_IO
+ * aborted when w's predicate said so (the link stays usable: what arrived
+ * is kept for the next call). */
+int kl_usb_link_recv(kl_usb_link *l, const kl_link_wait *w, uint8_t **ret,
+                     size_t *ret_len) KL_MUST_CHECK;
 
 /* "usb:1-2 1d6b:0104 serial=KL-USB-0001" */
 const char *kl_usb_link_describe(const kl_usb_link *l);

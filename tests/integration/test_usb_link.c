@@ -1,34 +1,41 @@
-/* The station's USB link (station/link/link_usb.c) against an emulated USB
- * device whose TPM is real.
+/* The station's USB link (station/link/link_usb.c) end to end: a DUT on an
+ * emulated USB bus, its real keyline-agent, its real TPM, provisioned by the
+ * real engine.
  *
  * WHAT IS EMULATED: the USB bus and the USB device. This machine's kernel
- * has no USB, so umockdev (libumockdev-preload, the test re-executes itself
+ * has no USB, so umockdev (libumockdev-preload; the test re-executes itself
  * under umockdev-wrapper) makes a sysfs device 1d6b:0104, iSerial
  * "KL-USB-0001", on port 1-2, with one vendor-class interface and bulk
  * endpoints 0x01 OUT / 0x81 IN, and this file's ioctl handler answers the
- * usbfs ioctls libusb issues (control transfers for the string descriptors,
- * bulk URBs). Packet sizes, timing and the host controller are not
- * emulated: one URB carries what libusb submitted.
+ * usbfs ioctls libusb issues (string descriptors by control transfer, bulk
+ * URBs). In place of the gadget's FunctionFS endpoint files, the handler
+ * carries the bulk bytes to and from a keyline-agent process over a TCP
+ * socket (the agent's only transport so far), unchanged. Packet sizes,
+ * timing and the host controller are not emulated: one URB carries what
+ * libusb submitted.
  *
- * WHAT IS REAL: libusb itself (enumeration through libudev, hot-plug,
- * synchronous bulk transfers with their timeouts and URB discards), the
- * station's transport, the link codec on both sides, and the TPM: behind
- * the emulated device sits an agent stand-in (in this file, until the
- * USB path is wired to keyline-agent) that answers the station's HELLO
- * handshake and relays every TPM_COMMAND frame to a real swtpm DUT of the
- * floor, wrapping the TPM's answer as a TPM_RESPONSE frame.
+ * WHAT IS REAL: libusb (enumeration through libudev, hot-plug, synchronous
+ * bulk transfers with their timeouts and URB discards), the station's USB
+ * transport and link connection, the handshake, the TCTI over the link,
+ * the provisioning engine with a SoftHSM CA and an SQLite registry,
+ * keyline-agent, and the TPM: a swtpm DUT of the floor.
  *
- * Asserted: the hot-plug watch reports the device's arrival and departure;
- * the transport finds the device by VID:PID, iSerial and port path (and not
- * with another iSerial); HELLO arrives and parses; real TPM commands
- * (Startup, GetCapability) go through; garbage and an oversize header from
- * the device are refused with the codec's reasons; a device that leaves
- * while a command is outstanding fails the receive with link_lost. */
+ * Asserted: a hot-plug arrival starts a job by itself (the test's watch
+ * loop stands for the daemon's zero-touch slot) that opens the device on the
+ * port the event names, completes HELLO with the agent (whose serial must be
+ * the USB iSerial), provisions the DUT (registry row, certificates) and
+ * sends a PASS verdict the agent exits 0 on; the transport finds the device
+ * by VID:PID, iSerial and port and not by another; raw TPM commands go
+ * through; garbage and an oversize header from the device are refused with
+ * the codec's reasons; silence times out; a device that leaves while a TPM
+ * command is outstanding fails the receive with link_lost, and the watch
+ * reports the departure. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +43,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -44,10 +52,16 @@
 
 #include <cmocka.h>
 
+#include "engine.h"
 #include "floor.h"
 #include "kl_error.h"
+#include "link_conn.h"
 #include "link_frame.h"
+#include "link_listen.h"
 #include "link_usb.h"
+#include "registry.h"
+
+#include "pki_fixture.h"
 
 #define VID     0x1d6b
 #define PID     0x0104
@@ -55,7 +69,7 @@
 #define PORT    "1-2"
 #define NODE    "/dev/bus/usb/001/002"
 #define SYSPATH "/sys/devices/pci0000:00/0000:00:14.0/usb1/1-2"
-#define WAIT_MS 10000 /* generous: liveness only */
+#define WAIT_MS 30000 /* generous: liveness only */
 
 /* The device as usbfs sees it: sysfs attributes and the binary descriptors
  * file (device descriptor: USB 2.0, class per interface, EP0 64 bytes,
@@ -83,9 +97,9 @@ static const char device_text[] = "P: /devices/pci0000:00/0000:00:14.0/usb1/1-2\
                                   "07050102000200"
                                   "07058102000200\n";
 
-/* What the emulated device does with the next TPM_COMMAND. */
+/* What the emulated device does with the next bulk OUT transfer. */
 typedef enum {
-	DEV_RELAY,    /* forward to the swtpm, answer with TPM_RESPONSE */
+	DEV_RELAY,    /* carry it to the agent, and the agent's bytes back */
 	DEV_GARBAGE,  /* answer with bytes that are no frame */
 	DEV_OVERSIZE, /* answer with a header that claims 100000 bytes */
 	DEV_UNPLUG,   /* never answer: the device leaves */
@@ -96,97 +110,78 @@ typedef enum {
 static struct {
 	GMutex mu;
 	dev_mode mode;
-	bool gone; /* unplugged: URBs fail with ENODEV */
-	int swtpm_port;
+	bool gone;         /* unplugged: URBs fail with ENODEV */
+	int agent_fd;      /* the agent's connection, -1 when none */
 	GList *in_urbs;    /* submitted bulk IN URBs waiting for data */
 	GList *done;       /* URBs to hand back on reap */
 	uint8_t in[32768]; /* device -> station bytes not yet in an URB */
 	size_t in_len;
-	kl_link_decoder dec; /* station -> device */
-	atomic_int commands; /* TPM commands relayed */
-} dev;
+	kl_link_decoder out; /* station -> device, to count TPM commands */
+	int commands;
+} dev = { .agent_fd = -1 };
 
 static struct {
 	kl_floor *floor;
 	kl_vendor *vendor;
 	kl_dut **duts;
+	struct test_pki pki;
+	kl_store *store;
+	kl_ca *ca;
+	kl_registry *reg;
+	kl_engine_config cfg;
 	UMockdevTestbed *bed;
 	UMockdevIoctlBase *handler;
 	kl_usb *usb;
-} g;
+	int listen_fd; /* where keyline-agent connects */
+	int listen_port;
+	pid_t agent;
+} g = { .listen_fd = -1 };
 
-/* ---- the agent stand-in behind the emulated device ---------------------- */
-
-static void dev_queue(kl_link_type type, const void *payload, size_t len)
-{
-	if (dev.in_len + KL_LINK_HEADER_SIZE + len > sizeof(dev.in))
-		return;
-	kl_link_header_encode(dev.in + dev.in_len, type, (uint32_t)len);
-	memcpy(dev.in + dev.in_len + KL_LINK_HEADER_SIZE, payload, len);
-	dev.in_len += KL_LINK_HEADER_SIZE + len;
-}
+/* ---- the DUT's side of the device --------------------------------------- */
 
 static void dev_queue_raw(const void *bytes, size_t len)
 {
+	if (dev.in_len + len > sizeof(dev.in))
+		return;
 	memcpy(dev.in + dev.in_len, bytes, len);
 	dev.in_len += len;
 }
 
-/* One TPM command to the swtpm (raw TPM stream on its command port, one
- * connection per command as the station's own TCTI does); the answer into
- * rsp. Returns its size, 0 on failure. */
-static size_t swtpm_exchange(const uint8_t *cmd, size_t n, uint8_t *rsp, size_t cap)
+/* What the agent has written goes into the device's IN queue. */
+static void dev_from_agent(void)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET,
-		                 .sin_port = htons((uint16_t)dev.swtpm_port) };
-	size_t got = 0, want = 10;
-	int s = socket(AF_INET, SOCK_STREAM, 0);
+	while (dev.agent_fd >= 0 && dev.in_len < sizeof(dev.in)) {
+		ssize_t n = recv(dev.agent_fd, dev.in + dev.in_len, sizeof(dev.in) - dev.in_len,
+		                 MSG_DONTWAIT);
 
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-	    write(s, cmd, n) != (ssize_t)n) {
-		if (s >= 0)
-			close(s);
-		return 0;
-	}
-	while (got < want) {
-		ssize_t r = read(s, rsp + got, want - got);
-
-		if (r <= 0)
+		if (n <= 0)
 			break;
-		got += (size_t)r;
-		if (got == 10) {
-			want = (size_t)rsp[2] << 24 | (size_t)rsp[3] << 16 | (size_t)rsp[4] << 8 |
-			       rsp[5];
-			if (want < 10 || want > cap)
-				break;
-		}
+		dev.in_len += (size_t)n;
 	}
-	close(s);
-	return got == want ? got : 0;
 }
 
-/* What keyline-agent does with a frame from the station. */
-static void dev_frame(void)
+/* A bulk OUT transfer: counted frame by frame, then carried to the agent
+ * or, in the test's other modes, answered by the device itself. */
+static void dev_to_agent(const uint8_t *p, size_t n)
 {
-	uint8_t rsp[KL_LINK_TPM_MAX];
 	static const uint8_t garbage[] = "GARBAGE, NOT A FRAME";
 	uint8_t oversize[KL_LINK_HEADER_SIZE];
-	size_t n;
 
-	if (dev.dec.type != KL_LINK_TPM_COMMAND)
-		return; /* WELCOME, VERDICT: nothing to answer */
+	for (size_t left = n, used = 0; left && !dev.out.failed; left -= used) {
+		kl_link_err e;
+
+		used = 0;
+		if (kl_link_decoder_feed(&dev.out, p + (n - left), left, &used, &e) ==
+		        KL_LINK_FRAME &&
+		    dev.out.type == KL_LINK_TPM_COMMAND)
+			dev.commands++;
+		if (!used)
+			break;
+	}
 	switch (dev.mode) {
 	case DEV_RELAY:
-		n = swtpm_exchange(dev.dec.payload, dev.dec.len, rsp, sizeof(rsp));
-		if (n) {
-			atomic_fetch_add(&dev.commands, 1);
-			dev_queue(KL_LINK_TPM_RESPONSE, rsp, n);
-		} else {
-			static const char err[] =
-			    "reason=tpm_unreachable\nmessage=the swtpm did not answer\n";
-			dev_queue(KL_LINK_ERROR, err, sizeof(err) - 1);
-		}
+		if (dev.agent_fd >= 0 && send(dev.agent_fd, p, n, MSG_NOSIGNAL) != (ssize_t)n)
+			fprintf(stderr, "device: the agent's socket took less than %zu bytes\n", n);
 		break;
 	case DEV_GARBAGE:
 		dev_queue_raw(garbage, sizeof(garbage) - 1);
@@ -204,16 +199,11 @@ static void dev_frame(void)
 	}
 }
 
-/* The station claimed the interface: a fresh session, and the agent says
- * hello first (on a real DUT, FunctionFS reports ENABLE then). */
+/* The station claimed the interface: a fresh session. */
 static void dev_reset(void)
 {
-	static const char hello[] = "proto_min=1\nproto_max=1\nserial=" SERIAL "\nmodel=KL-DEV\n"
-	                            "firmware=1.0\nagent=usb-stand-in\n";
-
 	dev.in_len = 0;
-	kl_link_decoder_init(&dev.dec);
-	dev_queue(KL_LINK_HELLO, hello, sizeof(hello) - 1);
+	kl_link_decoder_init(&dev.out);
 }
 
 /* ---- the emulated USB device: usbfs ioctls ------------------------------ */
@@ -230,6 +220,7 @@ static void urb_finish(UMockdevIoctlData *u, int status, int actual)
 /* Fills waiting bulk IN URBs from what the device has to say. */
 static void dev_pump(void)
 {
+	dev_from_agent();
 	while (dev.in_urbs && (dev.in_len || dev.gone)) {
 		UMockdevIoctlData *u = dev.in_urbs->data;
 		struct usbdevfs_urb *urb = (struct usbdevfs_urb *)u->data;
@@ -284,21 +275,8 @@ static void dev_control(UMockdevIoctlData *u)
 static void dev_bulk_out(UMockdevIoctlData *u)
 {
 	struct usbdevfs_urb *urb = (struct usbdevfs_urb *)u->data;
-	const uint8_t *p = urb->buffer;
-	size_t left = (size_t)urb->buffer_length;
 
-	while (left && !dev.dec.failed && !dev.gone) {
-		kl_link_err e;
-		size_t used = 0;
-		int rc = kl_link_decoder_feed(&dev.dec, p, left, &used, &e);
-
-		p += used;
-		left -= used;
-		if (rc == KL_LINK_FRAME)
-			dev_frame();
-		else if (rc < 0)
-			break;
-	}
+	dev_to_agent(urb->buffer, (size_t)urb->buffer_length);
 	urb_finish(u, 0, urb->buffer_length);
 }
 
@@ -409,23 +387,105 @@ static gboolean on_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client
 	return handled;
 }
 
-static void dev_set_mode(dev_mode m)
+/* ---- keyline-agent, the DUT's program ---------------------------------- */
+
+/* The DUT boots its agent: keyline-agent on the DUT's swtpm, connected to
+ * the device's bulk endpoints (here: the listener the handler bridges). */
+static void agent_start(const kl_dut *d)
 {
+	char station[32];
+	struct pollfd p = { .fd = g.listen_fd, .events = POLLIN };
+	int fd;
+
+	snprintf(station, sizeof(station), "127.0.0.1:%d", g.listen_port);
+	g.agent = fork();
+	assert_true(g.agent >= 0);
+	if (g.agent == 0) {
+		execl(KEYLINE_AGENT_BIN, "keyline-agent", "--station", station, "--tcti", d->tcti,
+		      "--serial", SERIAL, "--model", "KL-DEV", "--firmware", "1.0", "--timeout-s",
+		      "60", (char *)NULL);
+		_exit(127);
+	}
+	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	fd = accept(g.listen_fd, NULL, NULL);
+	assert_true(fd >= 0);
 	g_mutex_lock(&dev.mu);
-	dev.mode = m;
+	dev.agent_fd = fd;
 	g_mutex_unlock(&dev.mu);
+}
+
+/* The agent's exit status; its connection is cut first (an agent whose
+ * link is gone exits on its own). */
+static int agent_stop(void)
+{
+	int st = 0;
+
+	g_mutex_lock(&dev.mu);
+	if (dev.agent_fd >= 0)
+		close(dev.agent_fd);
+	dev.agent_fd = -1;
+	g_mutex_unlock(&dev.mu);
+	if (g.agent <= 0)
+		return -1;
+	if (waitpid(g.agent, &st, 0) != g.agent)
+		st = -1;
+	g.agent = 0;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The agent's exit status once it has ended by itself (after a verdict). */
+static int agent_wait(void)
+{
+	int st = 0;
+	pid_t pid = g.agent;
+
+	g.agent = 0;
+	if (pid <= 0 || waitpid(pid, &st, 0) != pid)
+		return -1;
+	g_mutex_lock(&dev.mu);
+	if (dev.agent_fd >= 0)
+		close(dev.agent_fd);
+	dev.agent_fd = -1;
+	g_mutex_unlock(&dev.mu);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* ---- the station side --------------------------------------------------- */
 
-static kl_usb_link *open_link(void)
+static const kl_link_wait *within(int ms)
 {
-	kl_usb_match m = { .vid = VID, .pid = PID, .serial = SERIAL, .port = PORT };
+	static kl_link_wait w;
+
+	w = (kl_link_wait){ .deadline_ms = kl_link_now_ms() + ms };
+	return &w;
+}
+
+static kl_usb_link *open_link(const char *port)
+{
+	kl_usb_match m = { .vid = VID, .pid = PID, .serial = SERIAL, .port = port };
 	kl_usb_link *l = NULL;
 
 	if (kl_usb_link_open(g.usb, &m, &l) < 0)
 		fail_msg("open: %s (%s)", kl_error_detail(), kl_usb_reason());
 	return l;
+}
+
+/* The station's side of a session: the USB link as a link connection,
+ * with the agent's HELLO checked against the device's iSerial. */
+static kl_link_conn *session(kl_usb_link *l, kl_link_agent_info *info)
+{
+	kl_link_transport t;
+	kl_link_conn *c = NULL;
+	char serial[128];
+
+	snprintf(serial, sizeof(serial), "%s", kl_usb_link_serial(l));
+	kl_usb_link_transport(l, &t);
+	assert_int_equal(kl_link_conn_wrap_transport(&t, &c), 0);
+	agent_start(g.duts[0]);
+	if (kl_link_handshake(c, within(WAIT_MS), "test-station", serial, info) < 0)
+		fail_msg("handshake: %s (%s)", kl_error_detail(), kl_link_conn_reason(c));
+	assert_string_equal(info->serial, SERIAL);
+	return c;
 }
 
 static void send_frame(kl_usb_link *l, kl_link_type type, const void *payload, size_t len)
@@ -434,47 +494,21 @@ static void send_frame(kl_usb_link *l, kl_link_type type, const void *payload, s
 
 	kl_link_header_encode(f, type, (uint32_t)len);
 	memcpy(f + KL_LINK_HEADER_SIZE, payload, len);
-	if (kl_usb_link_send(l, f, KL_LINK_HEADER_SIZE + len, WAIT_MS) < 0)
+	if (kl_usb_link_send(l, f, KL_LINK_HEADER_SIZE + len, within(WAIT_MS)) < 0)
 		fail_msg("send: %s (%s)", kl_error_detail(), kl_usb_reason());
 }
 
-/* The handshake as the station does it: HELLO in, WELCOME out. */
-static void handshake(kl_usb_link *l)
+/* The agent's HELLO on the bare transport, for the tests in which the
+ * emulated device itself answers what follows. */
+static void hello_by_hand(kl_usb_link *l)
 {
-	static kl_link_text text;
-	static const char welcome[] = "proto=1\nstation=test_usb_link\n";
-	kl_link_hello hello;
-	kl_link_err e;
 	uint8_t *f = NULL;
 	size_t n = 0;
 
-	assert_int_equal(kl_usb_link_recv(l, WAIT_MS, &f, &n), 0);
+	agent_start(g.duts[0]);
+	assert_int_equal(kl_usb_link_recv(l, within(WAIT_MS), &f, &n), 0);
 	assert_int_equal(f[5], KL_LINK_HELLO);
-	assert_int_equal(
-	    kl_link_text_parse(f + KL_LINK_HEADER_SIZE, n - KL_LINK_HEADER_SIZE, &text, &e), 0);
-	assert_int_equal(kl_link_hello_read(&text, &hello, &e), 0);
-	assert_string_equal(hello.serial, SERIAL);
-	assert_int_equal(kl_link_negotiate(hello.proto_min, hello.proto_max, KL_LINK_PROTO_MIN,
-	                                   KL_LINK_PROTO_MAX, &e),
-	                 1);
 	free(f);
-	send_frame(l, KL_LINK_WELCOME, welcome, sizeof(welcome) - 1);
-}
-
-/* One TPM command over the link; the TPM_RESPONSE payload into rsp. */
-static size_t tpm_command(kl_usb_link *l, const uint8_t *cmd, size_t n, uint8_t *rsp)
-{
-	uint8_t *f = NULL;
-	size_t len = 0, size;
-
-	send_frame(l, KL_LINK_TPM_COMMAND, cmd, n);
-	if (kl_usb_link_recv(l, WAIT_MS, &f, &len) < 0)
-		fail_msg("recv: %s (%s)", kl_error_detail(), kl_usb_reason());
-	assert_int_equal(f[5], KL_LINK_TPM_RESPONSE);
-	size = len - KL_LINK_HEADER_SIZE;
-	memcpy(rsp, f + KL_LINK_HEADER_SIZE, size);
-	free(f);
-	return size;
 }
 
 static uint32_t be32(const uint8_t *p)
@@ -482,20 +516,34 @@ static uint32_t be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* TPM2_Startup(SU_CLEAR) and TPM2_GetCapability(TPM_CAP_TPM_PROPERTIES,
- * TPM_PT_MANUFACTURER, 1), TPM 2.0 Part 3 §9.3 and §30.2. */
-static const uint8_t startup[] = { 0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x44, 0, 0 };
+/* TPM2_GetCapability(TPM_CAP_TPM_PROPERTIES, TPM_PT_MANUFACTURER, 1), TPM
+ * 2.0 Part 3 §30.2. */
 static const uint8_t get_manufacturer[] = { 0x80, 0x01, 0, 0, 0, 22, 0, 0, 0x01, 0x7a, 0,
 	                                    0,    0,    6, 0, 0, 1,  5, 0, 0,    0,    1 };
 
+static int count_cert(void *ctx, const kl_registry_cert *cert)
+{
+	int *n = ctx;
+
+	if (!cert->revoked && strcmp(cert->state, "issued") == 0)
+		(*n)++;
+	return 0;
+}
+
 /* ---- the tests ---------------------------------------------------------- */
 
-/* The watch is there before the device: plugging it in is an arrival,
- * on the port the station's [slots] would name. */
-static void hotplug_arrival(void **state)
+/* Zero touch: the watch is there before the device; plugging it in is an
+ * arrival on a port, and the arrival alone starts the job: open the device
+ * there, HELLO with the agent, provision, verdict. */
+static void hotplug_starts_job(void **state)
 {
+	kl_link_agent_info info;
+	kl_registry_device dev_row;
 	kl_usb_event ev;
+	kl_job_result res;
+	kl_link_conn *c;
 	GError *err = NULL;
+	int certs = 0;
 
 	(void)state;
 	assert_int_equal(kl_usb_watch(g.usb, VID, PID), 0);
@@ -506,81 +554,94 @@ static void hotplug_arrival(void **state)
 	assert_int_equal(ev.vid, VID);
 	assert_int_equal(ev.pid, PID);
 	assert_string_equal(ev.port, PORT);
+
+	/* what a zero-touch slot does with the event */
+	kl_usb_match any = { .vid = ev.vid, .pid = ev.pid, .port = ev.port };
+	kl_usb_link *l = NULL;
+	assert_int_equal(kl_usb_link_open(g.usb, &any, &l), 0);
+	c = session(l, &info);
+	kl_job job = { .serial = info.serial,
+		       .link = "agent:usb:1-2",
+		       .agent = c,
+		       .ek_type = KL_EK__MAX,
+		       .actor = "station:zero-touch" };
+	assert_int_equal(kl_engine_provision(&g.cfg, &job, &res), 0);
+	if (res.rc != 0)
+		fail_msg("%s [%s] %s", kl_step_name(res.failed_step), res.reason, res.message);
+	assert_true(res.idevid_serial[0] && res.iak_serial[0]);
+	assert_int_equal(strlen(res.idevid_sha256), 64);
+	assert_int_equal(
+	    kl_link_send_verdict(c, within(WAIT_MS), SERIAL, true, res.idevid_sha256, NULL, NULL),
+	    0);
+	assert_int_equal(agent_wait(), 0); /* keyline-agent took the PASS */
+	kl_link_conn_free(c);
+
+	assert_int_equal(kl_registry_device_get(g.reg, SERIAL, &dev_row), 0);
+	assert_int_equal(dev_row.state, KL_DEVICE_PROVISIONED);
+	assert_int_equal(strlen(dev_row.ek_sha256), 64);
+	assert_true(kl_registry_device_certs(g.reg, SERIAL, count_cert, &certs) >= 2);
+	assert_int_equal(certs, 2);     /* IAK and IDevID */
+	assert_true(dev.commands > 20); /* the engine's TPM commands went over the bulk endpoints */
 }
 
 /* Found by VID:PID + iSerial + port, not with another iSerial or port;
- * HELLO completes; real TPM commands go through to the swtpm. */
-static void find_hello_and_relay(void **state)
+ * raw TPM commands go through the link connection to the agent's TPM. */
+static void find_and_relay(void **state)
 {
 	kl_usb_match other = { .vid = VID, .pid = PID, .serial = "KL-USB-9999" };
 	kl_usb_match elsewhere = { .vid = VID, .pid = PID, .port = "1-3" };
+	kl_link_agent_info info;
 	kl_usb_link *l = NULL;
-	uint8_t rsp[KL_LINK_TPM_MAX];
-	size_t n;
+	kl_link_conn *c;
+	kl_link_type type;
+	const uint8_t *rsp;
+	uint32_t n;
 
 	(void)state;
 	assert_int_equal(kl_usb_link_open(g.usb, &other, &l), -KL_E_NOTFOUND);
 	assert_string_equal(kl_usb_reason(), "device_not_found");
 	assert_int_equal(kl_usb_link_open(g.usb, &elsewhere, &l), -KL_E_NOTFOUND);
-	l = open_link();
+	l = open_link(PORT);
 	assert_string_equal(kl_usb_link_serial(l), SERIAL);
 	assert_string_equal(kl_usb_link_port(l), PORT);
 	assert_string_equal(kl_usb_link_describe(l), "usb:1-2 1d6b:0104 serial=KL-USB-0001");
-	handshake(l);
-
-	n = tpm_command(l, startup, sizeof(startup), rsp);
-	assert_int_equal(n, 10);
-	/* TPM_RC_SUCCESS, or TPM_RC_INITIALIZE when the floor started it */
-	assert_true(be32(rsp + 6) == 0 || be32(rsp + 6) == 0x100);
-	n = tpm_command(l, get_manufacturer, sizeof(get_manufacturer), rsp);
+	c = session(l, &info);
+	assert_string_equal(kl_link_conn_peer(c), "usb:1-2 1d6b:0104 serial=KL-USB-0001");
+	assert_int_equal(kl_link_conn_send(c, KL_LINK_TPM_COMMAND, get_manufacturer,
+	                                   sizeof(get_manufacturer), within(WAIT_MS)),
+	                 0);
+	assert_int_equal(kl_link_conn_recv(c, within(WAIT_MS), &type, &rsp, &n), 0);
+	assert_int_equal(type, KL_LINK_TPM_RESPONSE);
 	assert_int_equal(n, 27);
 	assert_int_equal(be32(rsp + 6), 0);            /* TPM_RC_SUCCESS */
 	assert_int_equal(be32(rsp + 19), 0x105);       /* TPM_PT_MANUFACTURER */
 	assert_int_equal(be32(rsp + 23), 0x49424d00u); /* "IBM": swtpm */
-	assert_int_equal(atomic_load(&dev.commands), 2);
-	kl_usb_link_close(l);
-}
-
-/* The same through the transport interface the TCTI over a link takes. */
-static void transport_interface(void **state)
-{
-	kl_link_transport t;
-	uint8_t f[KL_LINK_HEADER_SIZE + sizeof(get_manufacturer)], *r = NULL;
-	size_t n = 0;
-
-	(void)state;
-	kl_usb_link_transport(open_link(), &t);
-	assert_string_equal(t.describe(t.self), "usb:1-2 1d6b:0104 serial=KL-USB-0001");
-	assert_int_equal(t.recv_frame(t.self, WAIT_MS, &r, &n), 0); /* HELLO */
-	assert_int_equal(r[5], KL_LINK_HELLO);
-	free(r);
-	kl_link_header_encode(f, KL_LINK_TPM_COMMAND, sizeof(get_manufacturer));
-	memcpy(f + KL_LINK_HEADER_SIZE, get_manufacturer, sizeof(get_manufacturer));
-	assert_int_equal(t.send_frame(t.self, f, sizeof(f), WAIT_MS), 0);
-	assert_int_equal(t.recv_frame(t.self, WAIT_MS, &r, &n), 0);
-	assert_int_equal(r[5], KL_LINK_TPM_RESPONSE);
-	assert_int_equal(be32(r + KL_LINK_HEADER_SIZE + 23), 0x49424d00u);
-	free(r);
-	t.close(t.self);
+	kl_link_conn_free(c);
+	assert_int_equal(agent_stop(), 3); /* the agent's link error status */
 }
 
 static void refused(dev_mode mode, const char *reason)
 {
-	kl_usb_link *l = open_link();
+	kl_usb_link *l = open_link(PORT);
 	uint8_t *f = NULL;
 	size_t n = 0;
 
-	handshake(l);
-	dev_set_mode(mode);
+	hello_by_hand(l);
+	g_mutex_lock(&dev.mu);
+	dev.mode = mode;
+	g_mutex_unlock(&dev.mu);
 	send_frame(l, KL_LINK_TPM_COMMAND, get_manufacturer, sizeof(get_manufacturer));
-	assert_int_equal(kl_usb_link_recv(l, WAIT_MS, &f, &n), -KL_E_INVALID);
+	assert_int_equal(kl_usb_link_recv(l, within(WAIT_MS), &f, &n), -KL_E_INVALID);
 	assert_null(f);
 	assert_string_equal(kl_usb_reason(), reason);
 	/* refused once, the link is dead */
-	assert_int_equal(kl_usb_link_recv(l, WAIT_MS, &f, &n), -KL_E_STATE);
+	assert_int_equal(kl_usb_link_recv(l, within(WAIT_MS), &f, &n), -KL_E_STATE);
 	assert_string_equal(kl_usb_reason(), "link_dead");
-	dev_set_mode(DEV_RELAY);
+	g_mutex_lock(&dev.mu);
+	dev.mode = DEV_RELAY;
+	g_mutex_unlock(&dev.mu);
 	kl_usb_link_close(l);
+	(void)agent_stop();
 }
 
 static void garbage_refused(void **state)
@@ -595,38 +656,52 @@ static void oversize_refused(void **state)
 	refused(DEV_OVERSIZE, "link_oversize");
 }
 
-/* Silence is bounded: a device that says nothing fails the receive with
- * link_timeout at the deadline, not later. */
+/* Silence is bounded: nothing from the device fails the receive with
+ * link_timeout at the deadline; a cancel before that is "aborted" and
+ * leaves the link usable. */
+static bool yes(void *ctx)
+{
+	(void)ctx;
+	return true;
+}
+
 static void silence_times_out(void **state)
 {
-	kl_usb_link *l = open_link();
+	kl_link_wait cancel = { .deadline_ms = kl_link_now_ms() + WAIT_MS, .cancelled = yes };
+	kl_usb_link *l = open_link(PORT);
 	uint8_t *f = NULL;
 	size_t n = 0;
 
 	(void)state;
-	handshake(l);
-	assert_int_equal(kl_usb_link_recv(l, 300, &f, &n), -KL_E_TIMEOUT);
+	hello_by_hand(l);
+	assert_int_equal(kl_usb_link_recv(l, &cancel, &f, &n), -KL_E_IO);
+	assert_string_equal(kl_usb_reason(), "aborted");
+	assert_int_equal(kl_usb_link_recv(l, within(300), &f, &n), -KL_E_TIMEOUT);
 	assert_string_equal(kl_usb_reason(), "link_timeout");
 	kl_usb_link_close(l);
+	(void)agent_stop();
 }
 
 /* The device leaves while a TPM command is outstanding: the receive fails
  * with link_lost, and the watch reports the departure. */
 static void departure_mid_command(void **state)
 {
-	kl_usb_link *l = open_link();
+	kl_usb_link *l = open_link(PORT);
 	kl_usb_event ev;
 	uint8_t *f = NULL;
 	size_t n = 0;
 
 	(void)state;
-	handshake(l);
-	dev_set_mode(DEV_UNPLUG);
+	hello_by_hand(l);
+	g_mutex_lock(&dev.mu);
+	dev.mode = DEV_UNPLUG;
+	g_mutex_unlock(&dev.mu);
 	send_frame(l, KL_LINK_TPM_COMMAND, get_manufacturer, sizeof(get_manufacturer));
 	umockdev_testbed_uevent(g.bed, SYSPATH, "remove");
-	assert_int_equal(kl_usb_link_recv(l, WAIT_MS, &f, &n), -KL_E_UNAVAILABLE);
+	assert_int_equal(kl_usb_link_recv(l, within(WAIT_MS), &f, &n), -KL_E_UNAVAILABLE);
 	assert_string_equal(kl_usb_reason(), "link_lost");
 	kl_usb_link_close(l);
+	(void)agent_stop();
 	do
 		assert_int_equal(kl_usb_poll(g.usb, WAIT_MS, &ev), 1);
 	while (ev.kind != KL_USB_LEFT);
@@ -635,17 +710,33 @@ static void departure_mid_command(void **state)
 
 static int setup(void **state)
 {
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t alen = sizeof(a);
+	kl_registry_item item = { .serial = SERIAL, .line = 1 };
 	GError *err = NULL;
 
 	(void)state;
 	if (kl_floor_new(&g.floor) < 0 || kl_floor_vendor(g.floor, "Acme TPM", &g.vendor) < 0 ||
 	    kl_floor_manufacture(g.floor, g.vendor, "usb", 1, &g.duts) < 0 ||
-	    kl_dut_start(g.floor, g.duts[0]) < 0) {
-		fprintf(stderr, "floor: %s\n", kl_error_detail());
+	    kl_dut_start(g.floor, g.duts[0]) < 0 || test_pki_make(g.floor, g.vendor, &g.pki) < 0 ||
+	    test_pki_open(&g.pki, &g.store, &g.ca, &g.reg, &g.cfg) < 0 ||
+	    kl_registry_tenant_add(g.reg, "acme", "test") < 0 ||
+	    kl_registry_work_order_add(g.reg, "acme", "WO-1", -1, "test") < 0 ||
+	    kl_registry_preregister(g.reg, "acme", "WO-1", &item, 1, "test") < 0) {
+		fprintf(stderr, "setup: %s\n", kl_error_detail());
 		return -1;
 	}
+	/* where keyline-agent connects; the device handler bridges it */
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	g.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (g.listen_fd < 0 || bind(g.listen_fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    listen(g.listen_fd, 4) != 0 ||
+	    getsockname(g.listen_fd, (struct sockaddr *)&a, &alen) != 0) {
+		perror("listen");
+		return -1;
+	}
+	g.listen_port = ntohs(a.sin_port);
 	g_mutex_init(&dev.mu);
-	dev.swtpm_port = g.duts[0]->port;
 	g.bed = umockdev_testbed_new();
 	g.handler = umockdev_ioctl_base_new();
 	g_signal_connect(g.handler, "handle-ioctl", G_CALLBACK(on_ioctl), NULL);
@@ -666,7 +757,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	(void)agent_stop();
 	kl_usb_free(g.usb);
+	if (g.listen_fd >= 0)
+		close(g.listen_fd);
+	test_pki_close(&g.store, &g.ca, &g.reg);
+	test_pki_free(&g.pki);
 	if (g.bed)
 		g_object_unref(g.bed);
 	if (g.handler)
@@ -678,10 +774,9 @@ static int teardown(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(hotplug_arrival),       cmocka_unit_test(find_hello_and_relay),
-		cmocka_unit_test(transport_interface),   cmocka_unit_test(garbage_refused),
-		cmocka_unit_test(oversize_refused),      cmocka_unit_test(silence_times_out),
-		cmocka_unit_test(departure_mid_command),
+		cmocka_unit_test(hotplug_starts_job), cmocka_unit_test(find_and_relay),
+		cmocka_unit_test(garbage_refused),    cmocka_unit_test(oversize_refused),
+		cmocka_unit_test(silence_times_out),  cmocka_unit_test(departure_mid_command),
 	};
 
 	/* libusb must see the emulated bus from its first call: run under
