@@ -224,8 +224,15 @@ int kl_usb_link_open(kl_usb *u, const kl_usb_match *m, kl_usb_link **ret)
 		return usb_fail("usb_unavailable", KL_E_UNAVAILABLE, "usb: list devices: %s",
 		                libusb_error_name((int)n));
 	}
-	for (ssize_t i = 0; i < n && rc == 0; i++)
-		rc = try_device(l, list[i], m);
+	/* A matching device that cannot be opened or claimed (another process
+	 * holds it, no permission) does not hide the next one; when none could
+	 * be taken, the last such failure is the answer, not "not found". */
+	for (ssize_t i = 0; i < n && rc != 1; i++) {
+		int r = try_device(l, list[i], m);
+
+		if (r != 0)
+			rc = r;
+	}
 	libusb_free_device_list(list, 1);
 	if (rc == 0)
 		rc = usb_fail("device_not_found", KL_E_NOTFOUND, "usb: no device %04x:%04x%s%s%s%s",
@@ -304,8 +311,8 @@ int kl_usb_link_send(kl_usb_link *l, const uint8_t *frame, size_t len, const kl_
 	if (l->dead)
 		return usb_fail("link_dead", KL_E_STATE, "%s: the link failed before", l->desc);
 	if (len < KL_LINK_HEADER_SIZE || len > KL_LINK_HEADER_SIZE + KL_LINK_PAYLOAD_MAX)
-		return usb_fail("link_oversize", KL_E_INVALID, "%s: a frame of %zu bytes", l->desc,
-		                len);
+		return usb_fail(len < KL_LINK_HEADER_SIZE ? "link_garbage" : "link_oversize",
+		                KL_E_INVALID, "%s: not sending a frame of %zu bytes", l->desc, len);
 	while (done < len) {
 		int moved, rc;
 

@@ -25,7 +25,8 @@
  * port the event names, completes HELLO with the agent (whose serial must be
  * the USB iSerial), provisions the DUT (registry row, certificates) and
  * sends a PASS verdict the agent exits 0 on; the transport finds the device
- * by VID:PID, iSerial and port and not by another; raw TPM commands go
+ * by VID:PID, iSerial and port and not by another, and says claim_failed
+ * when the interface is taken; raw TPM commands go
  * through; garbage and an oversize header from the device are refused with
  * the codec's reasons; silence times out; a device that leaves while a TPM
  * command is outstanding fails the receive with link_lost, and the watch
@@ -103,6 +104,7 @@ typedef enum {
 	DEV_GARBAGE,  /* answer with bytes that are no frame */
 	DEV_OVERSIZE, /* answer with a header that claims 100000 bytes */
 	DEV_UNPLUG,   /* never answer: the device leaves */
+	DEV_BUSY,     /* the interface is claimed elsewhere (EBUSY) */
 } dev_mode;
 
 /* The device side, touched on umockdev's ioctl thread (under mu) and set up
@@ -195,6 +197,8 @@ static void dev_to_agent(const uint8_t *p, size_t n)
 		break;
 	case DEV_UNPLUG:
 		dev.gone = true;
+		break;
+	case DEV_BUSY:
 		break;
 	}
 }
@@ -309,6 +313,10 @@ static gboolean on_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client
 	}
 	case USBDEVFS_CLAIMINTERFACE:
 	case USBDEVFS_DISCONNECT_CLAIM:
+		if (dev.mode == DEV_BUSY) {
+			umockdev_ioctl_client_complete(client, -1, EBUSY);
+			break;
+		}
 		dev_reset();
 		umockdev_ioctl_client_complete(client, 0, 0);
 		break;
@@ -601,6 +609,15 @@ static void find_and_relay(void **state)
 	assert_int_equal(kl_usb_link_open(g.usb, &other, &l), -KL_E_NOTFOUND);
 	assert_string_equal(kl_usb_reason(), "device_not_found");
 	assert_int_equal(kl_usb_link_open(g.usb, &elsewhere, &l), -KL_E_NOTFOUND);
+	g_mutex_lock(&dev.mu);
+	dev.mode = DEV_BUSY;
+	g_mutex_unlock(&dev.mu);
+	assert_int_equal(kl_usb_link_open(g.usb, &(kl_usb_match){ .vid = VID, .pid = PID }, &l),
+	                 -KL_E_UNAVAILABLE);
+	assert_string_equal(kl_usb_reason(), "claim_failed");
+	g_mutex_lock(&dev.mu);
+	dev.mode = DEV_RELAY;
+	g_mutex_unlock(&dev.mu);
 	l = open_link(PORT);
 	assert_string_equal(kl_usb_link_serial(l), SERIAL);
 	assert_string_equal(kl_usb_link_port(l), PORT);
