@@ -25,6 +25,7 @@ struct kl_link_conn {
 	char peer[96];
 	const char *reason; /* of the last failure */
 	bool dead;
+	bool wire_broken; /* the stream itself failed: nothing more can be sent */
 	uint8_t rbuf[4096];
 	size_t rlen, roff;
 	kl_link_decoder dec;
@@ -49,6 +50,8 @@ int kl_link_conn_fail(kl_link_conn *c, kl_err code, const char *reason, const ch
 	c->reason = reason;
 	if (strcmp(reason, "aborted") != 0)
 		c->dead = true;
+	if (strcmp(reason, "link_lost") == 0 || strcmp(reason, "link_truncated") == 0)
+		c->wire_broken = true;
 	return kl_error_set(code, "%s", msg);
 }
 
@@ -192,8 +195,19 @@ static int dead_again(kl_link_conn *c)
 	                    c->reason ? c->reason : "link_lost");
 }
 
+static int conn_send(kl_link_conn *c, kl_link_type type, const void *payload, size_t len,
+                     const kl_link_wait *w);
+
 int kl_link_conn_send(kl_link_conn *c, kl_link_type type, const void *payload, size_t len,
                       const kl_link_wait *w)
+{
+	if (c->dead)
+		return dead_again(c);
+	return conn_send(c, type, payload, len, w);
+}
+
+static int conn_send(kl_link_conn *c, kl_link_type type, const void *payload, size_t len,
+                     const kl_link_wait *w)
 {
 	uint8_t hdr[KL_LINK_HEADER_SIZE];
 	struct {
@@ -204,7 +218,7 @@ int kl_link_conn_send(kl_link_conn *c, kl_link_type type, const void *payload, s
 	uint32_t n32;
 	kl_link_err e;
 
-	if (c->dead)
+	if (c->wire_broken)
 		return dead_again(c);
 	kl_link_header_encode(hdr, type, (uint32_t)len);
 	if (len > KL_LINK_PAYLOAD_MAX || kl_link_header_decode(hdr, &t, &n32, &e) < 0 ||
@@ -234,6 +248,7 @@ int kl_link_conn_send(kl_link_conn *c, kl_link_type type, const void *payload, s
 			if ((r = conn_wait(c, POLLOUT, w, "sending to")) < 0) {
 				/* Half a frame on the wire: nothing can follow it. */
 				c->dead = true;
+				c->wire_broken = true;
 				return r;
 			}
 		}
@@ -296,17 +311,32 @@ void kl_link_conn_refuse(kl_link_conn *c, const char *reason, const char *messag
 	char text[KL_LINK_TEXT_VALUE_MAX * 2];
 	size_t len = 0;
 	char msg[KL_LINK_TEXT_VALUE_MAX + 1];
+	kl_link_wait rw = *w;
+	kl_err code = kl_error_code();
+	char saved[KL_ERROR_DETAIL_MAX];
 	kl_link_err e;
 
+	snprintf(saved, sizeof(saved), "%s", kl_error_detail());
+
+	/* A refusal for silence comes after its deadline: it gets 1 s. */
+	if (rw.deadline_ms < kl_link_now_ms() + 1000)
+		rw.deadline_ms = kl_link_now_ms() + 1000;
 	/* The message goes on the wire: make it printable ASCII first. */
 	snprintf(msg, sizeof(msg), "%s", message ? message : "");
 	for (char *p = msg; *p; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
 			*p = '?';
-	if (!c->dead && kl_link_text_add(text, sizeof(text), &len, "reason", reason, &e) == 0 &&
+	/* Also after a refused frame (the link is dead for frames, the stream
+	 * still takes bytes); not after the stream itself failed. */
+	if (!c->wire_broken &&
+	    kl_link_text_add(text, sizeof(text), &len, "reason", reason, &e) == 0 &&
 	    kl_link_text_add(text, sizeof(text), &len, "message", msg, &e) == 0 &&
-	    kl_link_conn_send(c, KL_LINK_ERROR, text, len, w) < 0)
-		kl_error_clear();
+	    conn_send(c, KL_LINK_ERROR, text, len, &rw) < 0) {
+		if (code)
+			(void)kl_error_set(code, "%s", saved);
+		else
+			kl_error_clear();
+	}
 	c->dead = true;
 	c->reason = reason;
 	if (c->fd >= 0)

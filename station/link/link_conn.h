@@ -69,8 +69,10 @@ int kl_link_conn_send(kl_link_conn *c, kl_link_type type, const void *payload, s
 int kl_link_conn_recv(kl_link_conn *c, const kl_link_wait *w, kl_link_type *type,
                       const uint8_t **payload, uint32_t *len) KL_MUST_CHECK;
 
-/* Sends ERROR reason=, message= (best effort, bounded by w) and marks the
- * link dead with that reason: what the station says before it drops a peer. */
+/* Sends ERROR reason=, message= (best effort, bounded by w or 1 s from now,
+ * whichever is later; also after a refused frame, not after the stream
+ * broke) and marks the link dead with that reason (a static string): what
+ * the station says before it drops a peer. The kl_error detail is kept. */
 void kl_link_conn_refuse(kl_link_conn *c, const char *reason, const char *message,
                          const kl_link_wait *w);
 

@@ -221,8 +221,11 @@ int kl_link_handshake(kl_link_conn *c, const kl_link_wait *w, const char *statio
 			kl_link_conn_refuse(c, reason, msg, w);
 			return kl_error_set(KL_E_INVALID, "%s [%s]", msg, reason);
 		}
-		if (reason && strcmp(reason, "link_timeout") == 0)
+		if (reason && strcmp(reason, "link_timeout") == 0) {
+			snprintf(msg, sizeof(msg), "%s", kl_error_detail());
 			kl_link_conn_refuse(c, reason, "no HELLO in time", w);
+			return kl_error_set(KL_E_TIMEOUT, "%s [%s]", msg, reason);
+		}
 		return r;
 	}
 	if (type != KL_LINK_HELLO) {
