@@ -37,7 +37,11 @@ struct kl_usb_link {
 	int iface;
 	uint8_t ep_in, ep_out;
 	uint16_t in_packet; /* wMaxPacketSize of bulk IN */
-	bool dead;
+	/* A direction that failed takes nothing more: after a refused or late
+	 * frame nothing received can be trusted to start a frame, but the
+	 * station may still send its ERROR; after a frame cut short on bulk OUT
+	 * nothing can follow it; a lost device ends both. */
+	bool rx_dead, tx_dead;
 	char serial[128];
 	char port[32];
 	char desc[200];
@@ -288,7 +292,10 @@ static int slice(kl_usb_link *l, uint8_t ep, uint8_t *buf, int len, const kl_lin
 	if (w->cancelled && w->cancelled(w->cancel_ctx))
 		return usb_fail("aborted", KL_E_IO, "%s: %s aborted", l->desc, what);
 	if (left <= 0) {
-		l->dead = true;
+		if (ep & LIBUSB_ENDPOINT_IN)
+			l->rx_dead = true;
+		else
+			l->tx_dead = true;
 		return usb_fail("link_timeout", KL_E_TIMEOUT, "%s: %s: the device went silent",
 		                l->desc, what);
 	}
@@ -296,7 +303,7 @@ static int slice(kl_usb_link *l, uint8_t ep, uint8_t *buf, int len, const kl_lin
 	                          left < USB_SLICE_MS ? (unsigned)left + 1 : USB_SLICE_MS);
 	if (rc == 0 || rc == LIBUSB_ERROR_TIMEOUT)
 		return 0;
-	l->dead = true;
+	l->rx_dead = l->tx_dead = true;
 	/* NO_DEVICE: unplugged; IO, PIPE (stall), OVERFLOW (the device sent more
 	 * than a whole number of packets asked for): the bus or the gadget
 	 * failed. Either way the frame stream is gone. */
@@ -308,7 +315,7 @@ int kl_usb_link_send(kl_usb_link *l, const uint8_t *frame, size_t len, const kl_
 {
 	size_t done = 0;
 
-	if (l->dead)
+	if (l->tx_dead)
 		return usb_fail("link_dead", KL_E_STATE, "%s: the link failed before", l->desc);
 	if (len < KL_LINK_HEADER_SIZE || len > KL_LINK_HEADER_SIZE + KL_LINK_PAYLOAD_MAX)
 		return usb_fail(len < KL_LINK_HEADER_SIZE ? "link_garbage" : "link_oversize",
@@ -321,7 +328,7 @@ int kl_usb_link_send(kl_usb_link *l, const uint8_t *frame, size_t len, const kl_
 		           &moved);
 		if (rc < 0) {
 			/* half a frame on the wire: nothing can follow it */
-			l->dead = true;
+			l->tx_dead = true;
 			return rc;
 		}
 		done += (size_t)moved;
@@ -331,7 +338,7 @@ int kl_usb_link_send(kl_usb_link *l, const uint8_t *frame, size_t len, const kl_
 
 int kl_usb_link_recv(kl_usb_link *l, const kl_link_wait *w, uint8_t **ret, size_t *ret_len)
 {
-	if (l->dead)
+	if (l->rx_dead)
 		return usb_fail("link_dead", KL_E_STATE, "%s: the link failed before", l->desc);
 	for (;;) {
 		kl_link_err e;
@@ -346,7 +353,7 @@ int kl_usb_link_recv(kl_usb_link *l, const kl_link_wait *w, uint8_t **ret, size_
 			l->rx_off += used;
 			l->rx_len -= used;
 			if (rc < 0) {
-				l->dead = true;
+				l->rx_dead = true;
 				return usb_fail(e.reason, KL_E_INVALID,
 				                "%s: refused what the device sent: %s", l->desc,
 				                e.message);

@@ -6,10 +6,12 @@
  * leaves link_usb.c.
  *
  * Every call is bounded in time: transfers wait in short slices against a
- * kl_link_wait (link_conn.h) and ask its cancel predicate between them. After a failure,
- * kl_usb_reason() names it (snake_case, stable: docs/link.md lists them); a link that failed a
- * transfer is dead and answers -KL_E_STATE. One thread uses one kl_usb and
- * its links. */
+ * kl_link_wait (link_conn.h) and ask its cancel predicate between them.
+ * After a failure, kl_usb_reason() names it (snake_case, stable:
+ * docs/link.md lists them). A direction that failed answers -KL_E_STATE
+ * link_dead from then on: after a refused frame or a receive timeout the
+ * station can still send (its ERROR); a device that left ends both. One
+ * thread uses one kl_usb and its links. */
 #ifndef KL_STATION_LINK_USB_H
 #define KL_STATION_LINK_USB_H
 

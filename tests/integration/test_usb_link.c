@@ -654,6 +654,8 @@ static void refused(dev_mode mode, const char *reason)
 	/* refused once, the link is dead */
 	assert_int_equal(kl_usb_link_recv(l, within(WAIT_MS), &f, &n), -KL_E_STATE);
 	assert_string_equal(kl_usb_reason(), "link_dead");
+	/* the station can still say why: ERROR goes out on bulk OUT */
+	send_frame(l, KL_LINK_ERROR, "reason=link_garbage\nmessage=refused\n", 36);
 	g_mutex_lock(&dev.mu);
 	dev.mode = DEV_RELAY;
 	g_mutex_unlock(&dev.mu);
