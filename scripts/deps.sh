@@ -13,9 +13,14 @@ packages=(
 	libsqlite3-dev sqlite3
 	libjson-c-dev
 	libcmocka-dev
+	# the station's USB link (station/link/link_usb.c)
+	libusb-1.0-0-dev
 	# the simulated factory floor and outside checks in tests
 	swtpm swtpm-tools tpm2-tools xxd
 	softhsm2 opensc
+	# an emulated USB bus for the USB link's test (test_usb_link): this
+	# machine's kernel has no USB, libumockdev-preload answers usbfs ioctls
+	umockdev libumockdev-dev
 	# outside judges of the device certificates (test_cert_profile):
 	# GnuTLS certtool, Go's crypto/x509, python3-cryptography
 	gnutls-bin golang-go python3-cryptography

@@ -1,5 +1,6 @@
 /* A keyline-agent link on the station's side: frames over a non-blocking
- * stream socket, every wait bounded (link_conn.h). */
+ * stream socket, or over a frame transport (USB, link_transport.h), every
+ * wait bounded (link_conn.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -13,11 +14,14 @@
 
 #include "kl_error.h"
 #include "link_conn.h"
+#include "link_transport.h"
 
 #define SLICE_MS 50 /* how often a wait asks the cancel predicate */
 
 struct kl_link_conn {
-	int fd;
+	int fd; /* -1 over a transport */
+	kl_link_transport tr;
+	bool has_tr;
 	char peer[96];
 	const char *reason; /* of the last failure */
 	bool dead;
@@ -74,13 +78,76 @@ int kl_link_conn_wrap(int fd, const char *peer, kl_link_conn **ret)
 	return 0;
 }
 
+int kl_link_conn_wrap_transport(const kl_link_transport *t, kl_link_conn **ret)
+{
+	kl_link_conn *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		t->close(t->self);
+		return kl_error_set(KL_E_NOMEM, "link: out of memory");
+	}
+	c->fd = -1;
+	c->tr = *t;
+	c->has_tr = true;
+	snprintf(c->peer, sizeof(c->peer), "%s", t->describe(t->self));
+	kl_link_decoder_init(&c->dec);
+	*ret = c;
+	return 0;
+}
+
 void kl_link_conn_free(kl_link_conn *c)
 {
 	if (!c)
 		return;
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->has_tr)
+		c->tr.close(c->tr.self);
 	free(c);
+}
+
+/* A transport's failure as the link's: the same code, its reason, its
+ * detail. */
+static int tr_failed(kl_link_conn *c, int rc)
+{
+	const char *reason = c->tr.reason(c->tr.self);
+
+	return kl_link_conn_fail(c, (kl_err)-rc, reason && *reason ? reason : "link_lost", "%s",
+	                         kl_error_detail());
+}
+
+static int tr_send(kl_link_conn *c, kl_link_type type, const void *payload, size_t len,
+                   const kl_link_wait *w)
+{
+	uint8_t frame[KL_LINK_HEADER_SIZE + KL_LINK_PAYLOAD_MAX];
+	int rc;
+
+	kl_link_header_encode(frame, type, (uint32_t)len);
+	memcpy(frame + KL_LINK_HEADER_SIZE, payload, len);
+	rc = c->tr.send_frame(c->tr.self, frame, KL_LINK_HEADER_SIZE + len, w);
+	return rc < 0 ? tr_failed(c, rc) : 0;
+}
+
+/* The frame is checked by the transport (with the same codec); it is kept
+ * in the decoder's payload buffer so that *payload lives as long as a
+ * socket link's does. */
+static int tr_recv(kl_link_conn *c, const kl_link_wait *w, kl_link_type *type,
+                   const uint8_t **payload, uint32_t *len)
+{
+	uint8_t *f = NULL;
+	size_t n = 0;
+	int rc = c->tr.recv_frame(c->tr.self, w, &f, &n);
+
+	if (rc < 0)
+		return tr_failed(c, rc);
+	c->dec.type = (kl_link_type)f[5];
+	c->dec.len = (uint32_t)(n - KL_LINK_HEADER_SIZE);
+	memcpy(c->dec.payload, f + KL_LINK_HEADER_SIZE, c->dec.len);
+	free(f);
+	*type = c->dec.type;
+	*payload = c->dec.payload;
+	*len = c->dec.len;
+	return 0;
 }
 
 const char *kl_link_conn_peer(const kl_link_conn *c)
@@ -159,6 +226,8 @@ static int conn_send(kl_link_conn *c, kl_link_type type, const void *payload, si
 		    KL_E_INVALID, "link %s: not sending a %s frame of %zu bytes: %s", c->peer,
 		    kl_link_type_name(type), len,
 		    len > KL_LINK_PAYLOAD_MAX ? "larger than the limit" : e.message);
+	if (c->has_tr)
+		return tr_send(c, type, payload, len, w);
 	if (len)
 		memcpy(frame + KL_LINK_HEADER_SIZE, payload, len);
 	while (done < total) {
@@ -190,6 +259,8 @@ int kl_link_conn_recv(kl_link_conn *c, const kl_link_wait *w, kl_link_type *type
 {
 	if (c->dead)
 		return dead_again(c);
+	if (c->has_tr)
+		return tr_recv(c, w, type, payload, len);
 	for (;;) {
 		kl_link_err e = { 0 };
 		ssize_t n;
@@ -266,5 +337,6 @@ void kl_link_conn_refuse(kl_link_conn *c, const char *reason, const char *messag
 	}
 	c->dead = true;
 	c->reason = reason;
-	shutdown(c->fd, SHUT_RDWR);
+	if (c->fd >= 0)
+		shutdown(c->fd, SHUT_RDWR);
 }

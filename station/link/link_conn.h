@@ -37,7 +37,15 @@ double kl_link_now_ms(void);
  * ("tcp:127.0.0.1:40312"). */
 int kl_link_conn_wrap(int fd, const char *peer, kl_link_conn **ret) KL_MUST_CHECK;
 
-/* Closes the socket. Accepts NULL. */
+struct kl_link_transport; /* link_transport.h */
+
+/* Wraps a frame transport (USB: link_usb.h), taken over from now on (its
+ * close runs in kl_link_conn_free, also on failure here). The peer's name
+ * is the transport's description. */
+int kl_link_conn_wrap_transport(const struct kl_link_transport *t,
+                                kl_link_conn **ret) KL_MUST_CHECK;
+
+/* Closes the socket or the transport. Accepts NULL. */
 void kl_link_conn_free(kl_link_conn *c);
 
 const char *kl_link_conn_peer(const kl_link_conn *c);

@@ -6,7 +6,7 @@ Source checks, over the #include lines and the text of every .c/.h:
   layer      a file includes a header of a folder its own folder may not use
              (the dependency map below points one way only)
   private    a file includes another folder's private header (*_internal.h)
-  vendor     a vendor header (tss2, sqlite3, libp11/pkcs11/p11-kit, GTK/GIO,
+  vendor     a vendor header (tss2, sqlite3, libp11/pkcs11/p11-kit, libusb, GTK/GIO,
              json-c) is included outside the folder that wraps it
   vtype      a header outside the wrapping folder names a vendor type
              (TSS2_RC, ESYS_TR, TPM2B_*, CK_RV, sqlite3_stmt, json_object...)
@@ -94,6 +94,7 @@ PROGRAMS = {"cli", "ui", "agent"}
 VENDOR_HEADERS = [
     (re.compile(r"^tss2/"), {"tpm", "agent"}, "tpm2-tss"),
     (re.compile(r"^sqlite3\.h$"), {"db"}, "SQLite"),
+    (re.compile(r"^(libusb\.h|libusb-1\.0/)"), {"link"}, "libusb"),
     (re.compile(r"^(libp11\.h|pkcs11\.h|p11-kit/)"), {"hsm"}, "PKCS#11"),
     (re.compile(r"^(gtk/|gdk/|gio/|glib\.h|glib/|glib-object\.h|glib-unix\.h)"), {"ui"}, "GTK/GIO"),
 ]
@@ -104,6 +105,7 @@ VENDOR_TYPES = [
     (re.compile(r"\b(TSS2_\w+|ESYS_\w+|TPM2B_\w+|TPMT_\w+|TPMS_\w+|TPMU_\w+|TPM2_HANDLE)\b"), "tpm"),
     (re.compile(r"\b(CK_[A-Z_]+|PKCS11_[A-Z_]+|P11KitUri)\b"), "hsm"),
     (re.compile(r"\b(sqlite3\w*)\b"), "db"),
+    (re.compile(r"\b(libusb_\w+)\b"), "link"),
     (re.compile(r"\b(json_object)\b"), "rpc"),
 ]
 
@@ -431,6 +433,7 @@ def check_objects(build, rep, lib_component=None):
 
 LIB_COMPONENT = {
     "kl_common": "common", "kl_db": "db", "kl_hsm": "hsm", "kl_ca": "ca", "kl_tpm": "tpm", "kl_link": "link",
+    "kl_link_usb": "link",
     "kl_rpc": "rpc", "kl_proof": "proof", "kl_registry": "registry", "kl_flow": "flow",
     "kl_daemon": "daemon", "kl_floor": "fixtures", "kl_ui_core": "ui",
 }
@@ -457,6 +460,8 @@ SELF_TREE = {
     "station/proof/attest.c": "#include <tss2/tss2_mu.h>\n",
     # vtype: public registry header names sqlite3_stmt
     "station/registry/registry.h": "struct sqlite3_stmt;\nint kl_reg(struct sqlite3_stmt *st);\n",
+    # vendor: libusb outside station/link/
+    "station/proof/usb.c": "#include <libusb.h>\n",
     # vendor (json-c in a public header outside rpc)
     "ca/ca.h": "#include <json-c/json.h>\n",
     # json: snprintf-built JSON and an escaper
@@ -481,6 +486,7 @@ EXPECTED = {
     ("layer", "station/tpm/tpm.c:2"),
     ("private", "station/cli/keyline.c:1"),
     ("vendor", "station/proof/attest.c:1"),
+    ("vendor", "station/proof/usb.c:1"),
     ("vtype", "station/registry/registry.h:1"),
     ("vendor", "ca/ca.h:1"),
     ("json", "ca/issue.c:2"),
@@ -521,7 +527,7 @@ def self_test():
                 ok = False
 
         # A clean tree (the violating files removed) passes.
-        for rel in ("station/tpm/tpm.c", "station/cli/keyline.c", "station/proof/attest.c",
+        for rel in ("station/tpm/tpm.c", "station/cli/keyline.c", "station/proof/attest.c", "station/proof/usb.c",
                     "station/registry/registry.h", "ca/ca.h", "ca/issue.c", "hsm/b.c",
                     "hsm/extra/a.h", "station/daemon/home.c"):
             os.unlink(os.path.join(tmp, rel))
