@@ -808,7 +808,13 @@ int main(int argc, char **argv)
 		char wrapper[] = "umockdev-wrapper";
 		char *args[] = { wrapper, argv[0], NULL };
 
-		setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
+		/* added to what the caller set (CI sets ASAN_OPTIONS too) */
+		const char *asan = getenv("ASAN_OPTIONS");
+		char opts[512];
+
+		snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "",
+		         asan && *asan ? ":" : "");
+		setenv("ASAN_OPTIONS", opts, 1);
 		execvp(args[0], args);
 		fprintf(stderr, "test_usb_link: cannot run umockdev-wrapper: %s\n",
 		        strerror(errno));
