@@ -188,10 +188,15 @@ static int send_all(struct agent *a, const uint8_t *p, size_t n)
 
 static int send_frame(struct agent *a, kl_link_type type, const void *p, size_t n)
 {
-	uint8_t hdr[KL_LINK_HEADER_SIZE];
+	/* One buffer, one send: one segment per frame. */
+	uint8_t frame[KL_LINK_HEADER_SIZE + KL_LINK_PAYLOAD_MAX];
 
-	kl_link_header_encode(hdr, type, (uint32_t)n);
-	if (send_all(a, hdr, sizeof(hdr)) < 0 || (n && send_all(a, p, n) < 0)) {
+	if (n > KL_LINK_PAYLOAD_MAX)
+		return -1;
+	kl_link_header_encode(frame, type, (uint32_t)n);
+	if (n)
+		memcpy(frame + KL_LINK_HEADER_SIZE, p, n);
+	if (send_all(a, frame, KL_LINK_HEADER_SIZE + n) < 0) {
 		say("the link to %s was lost sending %s: %s", a->station, kl_link_type_name(type),
 		    strerror(errno));
 		return -1;
@@ -546,6 +551,16 @@ int main(int argc, char **argv)
 		                           ? "--station is required"
 		                           : "give one of --serial, --serial-file, --serial-cmd");
 		return EXIT_USAGE;
+	}
+	{
+		const char *colon = strrchr(a.station, ':');
+
+		if (!colon || colon == a.station || !colon[1] ||
+		    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+		    (a.station[0] == '[' && colon[-1] != ']')) {
+			say("--station '%s' is not HOST:PORT or [IPV6]:PORT", a.station);
+			return EXIT_USAGE;
+		}
 	}
 	if (serial) {
 		snprintf(a.serial, sizeof(a.serial), "%s", serial);

@@ -20,6 +20,7 @@
 #include "hsm.h"
 #include "kl_error.h"
 #include "kl_hex.h"
+#include "link_conn.h"
 
 /* How long each TPM command of the clean-up after a refusal may take. */
 #define CLEANUP_TIMEOUT_MS 5000
@@ -326,9 +327,20 @@ static void link_verdict(struct run *r)
 	kl_tpm_link_state st = kl_tpm_link_state_of(r->tpm);
 	char why[sizeof(r->res->message)];
 
+	const char *agent_why = r->job->agent ? kl_link_conn_reason(r->job->agent) : NULL;
+
+	snprintf(why, sizeof(why), "%s", r->res->message);
+	/* An agent that answered with a frame the link refused: its reason. */
+	if (st == KL_TPM_LINK_BROKEN && agent_why &&
+	    (strcmp(agent_why, "link_garbage") == 0 || strcmp(agent_why, "link_oversize") == 0)) {
+		kl_eng_refuse(r, agent_why,
+		              "the DUT's agent answered garbage during step %s and was dropped: %s",
+		              kl_step_name(r->res->failed_step), why);
+		r->res->rc = -KL_E_INVALID;
+		return;
+	}
 	if (st != KL_TPM_LINK_TIMEOUT && st != KL_TPM_LINK_CANCELLED && st != KL_TPM_LINK_LOST)
 		return;
-	snprintf(why, sizeof(why), "%s", r->res->message);
 	if (st == KL_TPM_LINK_LOST) {
 		kl_eng_refuse(r, "link_lost",
 		              "the link to the DUT was lost during step %s: %s (run it again when "

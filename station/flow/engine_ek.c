@@ -2,11 +2,13 @@
  * one a trusted vendor made (its EK certificate, and its EK). See
  * engine_internal.h and docs/provisioning.md. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "ek_check.h"
 #include "engine_internal.h"
 #include "evidence_internal.h"
 #include "kl_error.h"
+#include "link_conn.h"
 #include "tpm_nv.h"
 
 /* The first EK type, in order of preference, that the policy allows and
@@ -51,6 +53,10 @@ int kl_eng_discover(struct run *r)
 		/* The handle is gone: its link's verdict is the error's. */
 		if (r->job->cancelled && r->job->cancelled(r->job->cancel_ctx))
 			return kl_eng_failed(r, "aborted", code);
+		/* An agent link says what became of it (link_garbage, ...). */
+		const char *why = r->job->agent ? kl_link_conn_reason(r->job->agent) : NULL;
+		if (why && strncmp(why, "link_", 5) == 0)
+			return kl_eng_failed(r, why, code);
 		return kl_eng_failed(r,
 		                     code == -KL_E_TIMEOUT       ? "link_timeout"
 		                     : code == -KL_E_UNAVAILABLE ? "link_lost"

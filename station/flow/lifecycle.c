@@ -20,6 +20,7 @@
 #include "evidence_internal.h"
 #include "identity_internal.h"
 #include "kl_error.h"
+#include "link_conn.h"
 #include "kl_hex.h"
 #include "kl_failpoint.h"
 #include "tpm_activate.h"
@@ -311,11 +312,15 @@ int kl_life_prove(struct life *l, bool allow_revoked, bool allow_iak, bool allow
 
 	if ((l->job->agent ? kl_tpm_open_agent(l->job->agent, &link, &l->tpm)
 	                   : kl_tpm_open_link(l->job->link, &link, &l->tpm)) < 0)
-		return kl_life_failed(l,
-		                      kl_error_code() == KL_E_TIMEOUT       ? "link_timeout"
-		                      : kl_error_code() == KL_E_UNAVAILABLE ? "link_lost"
-		                                                            : "link_failed",
-		                      -(int)kl_error_code());
+		return kl_life_failed(
+		    l,
+		    l->job->agent && kl_link_conn_reason(l->job->agent) &&
+		            strncmp(kl_link_conn_reason(l->job->agent), "link_", 5) == 0
+		        ? kl_link_conn_reason(l->job->agent)
+		    : kl_error_code() == KL_E_TIMEOUT     ? "link_timeout"
+		    : kl_error_code() == KL_E_UNAVAILABLE ? "link_lost"
+		                                          : "link_failed",
+		    -(int)kl_error_code());
 	if (kl_tpm_flush_leftovers(l->tpm, NULL) < 0)
 		return kl_life_failed(l, "tpm_error", -(int)kl_error_code());
 	if (check_ek(l, &ek) < 0)

@@ -142,46 +142,44 @@ int kl_link_conn_send(kl_link_conn *c, kl_link_type type, const void *payload, s
 static int conn_send(kl_link_conn *c, kl_link_type type, const void *payload, size_t len,
                      const kl_link_wait *w)
 {
-	uint8_t hdr[KL_LINK_HEADER_SIZE];
-	struct {
-		const uint8_t *p;
-		size_t n;
-	} part[2] = { { hdr, sizeof(hdr) }, { payload, len } };
+	/* Header and payload in one buffer, one send: one segment per frame
+	 * with TCP_NODELAY, so the peer wakes once per TPM command. */
+	uint8_t frame[KL_LINK_HEADER_SIZE + KL_LINK_PAYLOAD_MAX];
+	size_t done = 0, total = KL_LINK_HEADER_SIZE + len;
 	kl_link_type t;
 	uint32_t n32;
 	kl_link_err e;
 
 	if (c->wire_broken)
 		return dead_again(c);
-	kl_link_header_encode(hdr, type, (uint32_t)len);
-	if (len > KL_LINK_PAYLOAD_MAX || kl_link_header_decode(hdr, &t, &n32, &e) < 0 ||
+	kl_link_header_encode(frame, type, (uint32_t)len);
+	if (len > KL_LINK_PAYLOAD_MAX || kl_link_header_decode(frame, &t, &n32, &e) < 0 ||
 	    kl_link_tpm_check(type, payload, len, &e) < 0)
 		return kl_error_set(
 		    KL_E_INVALID, "link %s: not sending a %s frame of %zu bytes: %s", c->peer,
 		    kl_link_type_name(type), len,
 		    len > KL_LINK_PAYLOAD_MAX ? "larger than the limit" : e.message);
-	for (int i = 0; i < 2; i++) {
-		size_t done = 0;
+	if (len)
+		memcpy(frame + KL_LINK_HEADER_SIZE, payload, len);
+	while (done < total) {
+		ssize_t n = send(c->fd, frame + done, total - done, MSG_NOSIGNAL);
+		int r;
 
-		while (done < part[i].n) {
-			ssize_t n = send(c->fd, part[i].p + done, part[i].n - done, MSG_NOSIGNAL);
-			int r;
-
-			if (n > 0) {
-				done += (size_t)n;
-				continue;
-			}
-			if (n < 0 && errno != EAGAIN && errno != EINTR)
-				return kl_link_conn_fail(c, KL_E_UNAVAILABLE, "link_lost",
-				                         "the link to %s was lost sending %s: %s",
-				                         c->peer, kl_link_type_name(type),
-				                         strerror(errno));
-			if ((r = conn_wait(c, POLLOUT, w, "sending to")) < 0) {
-				/* Half a frame on the wire: nothing can follow it. */
+		if (n > 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return kl_link_conn_fail(c, KL_E_UNAVAILABLE, "link_lost",
+			                         "the link to %s was lost sending %s: %s", c->peer,
+			                         kl_link_type_name(type), strerror(errno));
+		if ((r = conn_wait(c, POLLOUT, w, "sending to")) < 0) {
+			/* Part of a frame on the wire: nothing can follow it. */
+			if (done > 0) {
 				c->dead = true;
 				c->wire_broken = true;
-				return r;
 			}
+			return r;
 		}
 	}
 	return 0;

@@ -126,7 +126,18 @@ static TSS2_RC agent_read(struct tpm_agent *a)
 		uint32_t len;
 
 		if (kl_link_conn_recv(a->conn, &w, &type, &p, &len) < 0) {
-			TSS2_RC rc = agent_link_failed(a);
+			const char *why = kl_link_conn_reason(a->conn);
+			TSS2_RC rc;
+
+			/* A refused frame: the agent is told why before it is dropped. */
+			if (why && (strcmp(why, "link_garbage") == 0 ||
+			            strcmp(why, "link_oversize") == 0)) {
+				char d[KL_LINK_TEXT_VALUE_MAX];
+
+				snprintf(d, sizeof(d), "%s", kl_error_detail());
+				kl_link_conn_refuse(a->conn, why, d, &w);
+			}
+			rc = agent_link_failed(a);
 
 			/* The answer is still to come: skip it after a rearm. */
 			if (a->state == TPM_LINK_CANCELLED)
@@ -151,7 +162,7 @@ static TSS2_RC agent_read(struct tpm_agent *a)
 		if (type == KL_LINK_PONG)
 			continue;
 		if (type == KL_LINK_ERROR) {
-			static kl_link_text t;
+			static _Thread_local kl_link_text t; /* 8 KB: not on the stack */
 			kl_link_err e;
 			char d[256];
 			const char *reason = NULL, *msg = NULL;

@@ -33,6 +33,7 @@
 #include "hsm.h"
 #include "kl_error.h"
 #include "kl_hex.h"
+#include "lifecycle.h"
 #include "link_frame.h"
 #include "link_listen.h"
 #include "registry.h"
@@ -154,8 +155,10 @@ static pid_t spawn_agent(int port, const char *tcti, const char *serial, const c
 	argv[n++] = station;
 	argv[n++] = "--tcti";
 	argv[n++] = tcti;
-	argv[n++] = "--serial";
-	argv[n++] = serial;
+	if (serial) {
+		argv[n++] = "--serial";
+		argv[n++] = serial;
+	}
 	argv[n++] = "--model";
 	argv[n++] = "WS-2";
 	argv[n++] = "--firmware";
@@ -367,6 +370,54 @@ static void test_provision_through_agent(void **state)
 	assert_int_equal(issued(), before);
 }
 
+/* A lifecycle operation runs unchanged over the link: AG-0 (provisioned by
+ * the test before) renews its IDevID through a keyline-agent. */
+static void test_renew_through_agent(void **state)
+{
+	kl_life_config life = {
+		.store = g.store, .reg = g.reg, .ca = g.ca, .station_id = "test-station"
+	};
+	kl_link_listener *l = NULL;
+	kl_link_conn *c = NULL;
+	kl_link_agent_info info;
+	kl_life_result res;
+	char out[PATH_MAX], text[2048];
+	kl_link_wait w;
+	struct count cc = { 0, 0 };
+	pid_t pid;
+	int st;
+
+	(void)state;
+	snprintf(out, sizeof(out), "%s/agent-renew.out", g.dir);
+	assert_int_equal(kl_link_listen("127.0.0.1:0", false, &l), 0);
+	pid = spawn_agent(kl_link_listener_port(l), g.good[0]->tcti, "AG-0", out, NULL);
+	w = within(20000);
+	assert_int_equal(kl_link_accept(l, &w, &c), 0);
+	w = within(10000);
+	assert_int_equal(kl_link_handshake(c, &w, "test-station", "AG-0", &info), 0);
+	kl_life_job job = {
+		.serial = info.serial, .link = "agent:renew", .agent = c, .actor = "operator:test"
+	};
+	assert_int_equal(kl_life_renew(&life, &job, &res), 0);
+	if (res.rc != 0)
+		fail_msg("renew: %s [%s] %s", res.step, res.reason, res.message);
+	assert_true(strlen(res.new_serial) > 0);
+	w = within(5000);
+	assert_int_equal(kl_link_send_verdict(c, &w, "AG-0", true, "", NULL, NULL), 0);
+	kl_link_conn_free(c);
+	kl_link_listener_free(l);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	read_file(out, text, sizeof(text));
+	assert_string_equal(text, "PASS serial=AG-0 fingerprint=\n");
+	/* The old IDevID certificate is superseded; the device still verifies
+	 * from the outside with its new one. */
+	assert_true(kl_registry_device_certs(g.reg, "AG-0", count_cert, &cc) >= 3);
+	assert_int_equal(cc.valid, 2);
+	assert_int_equal(cc.superseded, 1);
+	check_dut(g.good[0], "AG-0", NULL);
+}
+
 /* A refusal travels as FAIL: a serial the registry does not know. */
 static void test_fail_verdict_exits_1(void **state)
 {
@@ -474,16 +525,28 @@ static void expect_error_frame(int fd, const char *reason)
 	int r = KL_LINK_NEED_MORE;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	size_t have = 0, off = 0;
+
+	/* Frames before it (WELCOME, a TPM command) are passed over. */
 	kl_link_decoder_init(&d);
-	while (r == KL_LINK_NEED_MORE) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+	for (;;) {
 		size_t used = 0;
 
-		assert_true(n > 0);
-		r = kl_link_decoder_feed(&d, buf, (size_t)n, &used, &e);
+		if (off == have) {
+			ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+			assert_true(n > 0);
+			have = (size_t)n;
+			off = 0;
+		}
+		r = kl_link_decoder_feed(&d, buf + off, have - off, &used, &e);
 		assert_true(r >= 0);
+		off += used;
+		if (r == KL_LINK_FRAME && d.type == KL_LINK_ERROR)
+			break;
+		assert_true(r == KL_LINK_NEED_MORE || d.type == KL_LINK_WELCOME ||
+		            d.type == KL_LINK_TPM_COMMAND);
 	}
-	assert_int_equal(d.type, KL_LINK_ERROR);
 	assert_int_equal(kl_link_text_parse(d.payload, d.len, &t, &e), 0);
 	assert_string_equal(kl_link_text_get(&t, "reason"), reason);
 	assert_true(strlen(kl_link_text_get(&t, "message")) > 0);
@@ -619,6 +682,174 @@ static void test_silent_agent(void **state)
 	kl_link_listener_free(l);
 }
 
+/* An agent that answers a TPM command with a frame the link refuses is
+ * dropped with that reason; nothing issued. */
+static void bad_answer(const uint8_t *frame, size_t n, const char *reason)
+{
+	kl_link_listener *l = NULL;
+	kl_link_conn *c = NULL;
+	kl_link_agent_info info;
+	kl_job_result res;
+	uint8_t buf[512];
+	kl_link_wait w;
+	int64_t before = issued();
+	int fd;
+
+	assert_int_equal(kl_link_listen("127.0.0.1:0", false, &l), 0);
+	fd = raw_connect(kl_link_listener_port(l));
+	size_t hn = hello_frame(buf, "1", "1", "AG-3");
+	assert_int_equal(send(fd, buf, hn, MSG_NOSIGNAL), (ssize_t)hn);
+	/* Sent before the command: the station reads it as the answer. */
+	assert_int_equal(send(fd, frame, n, MSG_NOSIGNAL), (ssize_t)n);
+	w = within(5000);
+	assert_int_equal(kl_link_accept(l, &w, &c), 0);
+	w = within(5000);
+	assert_int_equal(kl_link_handshake(c, &w, "test-station", NULL, &info), 0);
+
+	kl_job job = { .serial = info.serial,
+		       .link = "agent:bad",
+		       .agent = c,
+		       .ek_type = KL_EK_P256,
+		       .actor = "operator:test" };
+	assert_int_equal(kl_engine_provision(&g.cfg, &job, &res), 0);
+	assert_int_not_equal(res.rc, 0);
+	if (strcmp(res.reason, reason) != 0)
+		fail_msg("want %s, got [%s] %s", reason, res.reason, res.message);
+	assert_int_equal(res.failed_step, KL_STEP_DISCOVER);
+	assert_true(kl_link_conn_dead(c));
+	/* The agent was told before the station let go. */
+	expect_error_frame(fd, reason);
+	assert_int_equal(issued(), before);
+	close(fd);
+	kl_link_conn_free(c);
+	kl_link_listener_free(l);
+}
+
+static void test_bad_answers(void **state)
+{
+	uint8_t f[KL_LINK_HEADER_SIZE + 64];
+
+	(void)state;
+	/* A TPM_RESPONSE header announcing 64 KiB. */
+	kl_link_header_encode(f, KL_LINK_TPM_RESPONSE, 65536);
+	bad_answer(f, KL_LINK_HEADER_SIZE, "link_oversize");
+	/* Bad magic where the answer belongs. */
+	memcpy(f, "XXXXXXXXXXXXXXXX", 16);
+	bad_answer(f, 16, "link_garbage");
+	/* A TPM response whose size field lies. */
+	kl_link_header_encode(f, KL_LINK_TPM_RESPONSE, 10);
+	memcpy(f + KL_LINK_HEADER_SIZE, "\x80\x01\x00\x00\x00\x0b\x00\x00\x00\x00", 10);
+	bad_answer(f, KL_LINK_HEADER_SIZE + 10, "link_garbage");
+	/* A HELLO where the answer belongs. */
+	size_t n = hello_frame(f, "1", "1", "AG-3");
+	bad_answer(f, n, "link_garbage");
+}
+
+/* The agent reads its serial from a file or a command; a FAIL verdict
+ * (here the station's own, after the hello) is exit 1. */
+static void serial_from(const char *const *extra, const char *want)
+{
+	kl_link_listener *l = NULL;
+	kl_link_conn *c = NULL;
+	kl_link_agent_info info;
+	char out[PATH_MAX], text[1024], line[160];
+	kl_link_wait w;
+	pid_t pid;
+	int st;
+
+	snprintf(out, sizeof(out), "%s/agent-serial.out", g.dir);
+	assert_int_equal(kl_link_listen("127.0.0.1:0", false, &l), 0);
+	pid = spawn_agent(kl_link_listener_port(l), g.good[3]->tcti, NULL, out, extra);
+	w = within(20000);
+	assert_int_equal(kl_link_accept(l, &w, &c), 0);
+	w = within(10000);
+	assert_int_equal(kl_link_handshake(c, &w, "test-station", NULL, &info), 0);
+	assert_string_equal(info.serial, want);
+	w = within(5000);
+	assert_int_equal(kl_link_send_verdict(c, &w, want, false, NULL, "operator_stop",
+	                                      "stopped by the operator"),
+	                 0);
+	kl_link_conn_free(c);
+	kl_link_listener_free(l);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 1);
+	read_file(out, text, sizeof(text));
+	snprintf(line, sizeof(line),
+	         "FAIL serial=%s reason=operator_stop: stopped by the operator\n", want);
+	assert_string_equal(text, line);
+}
+
+static int agent_status(const char *const *args)
+{
+	const char *argv[16] = { KEYLINE_AGENT_BIN };
+	size_t n = 1;
+	int st;
+	pid_t pid;
+
+	for (size_t i = 0; args[i] && n < 15; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static void test_agent_options(void **state)
+{
+	char file[PATH_MAX], bad[PATH_MAX];
+	FILE *f;
+
+	(void)state;
+	snprintf(file, sizeof(file), "%s/serial.txt", g.dir);
+	f = fopen(file, "w");
+	fputs("FILE-1  \nsecond line\n", f);
+	fclose(f);
+	const char *from_file[] = { "--serial-file", file, NULL };
+	serial_from(from_file, "FILE-1");
+	const char *from_cmd[] = { "--serial-cmd", "echo CMD-1", NULL };
+	serial_from(from_cmd, "CMD-1");
+
+	/* Usage errors are 2, before anything is opened. */
+	snprintf(bad, sizeof(bad), "%s/bad-serial.txt", g.dir);
+	f = fopen(bad, "w");
+	fputs("not/a serial\n", f);
+	fclose(f);
+	const char *help[] = { "--help", NULL };
+	assert_int_equal(agent_status(help), 0);
+	const char *none[] = { "--serial", "A", NULL };
+	assert_int_equal(agent_status(none), 2);
+	const char *two[] = { "--station",    "127.0.0.1:1", "--serial", "A",
+		              "--serial-cmd", "true",        NULL };
+	assert_int_equal(agent_status(two), 2);
+	const char *badser[] = { "--station", "127.0.0.1:1", "--serial-file", bad, NULL };
+	assert_int_equal(agent_status(badser), 2);
+	const char *nofile[] = { "--station", "127.0.0.1:1", "--serial-file", "/nonexistent/x",
+		                 NULL };
+	assert_int_equal(agent_status(nofile), 2);
+	const char *failcmd[] = { "--station", "127.0.0.1:1", "--serial-cmd", "exit 3", NULL };
+	assert_int_equal(agent_status(failcmd), 2);
+	const char *badst[] = { "--station", "nowhere", "--serial", "A", NULL };
+	assert_int_equal(agent_status(badst), 2);
+	const char *badto[] = { "--station",   "127.0.0.1:1", "--serial", "A",
+		                "--timeout-s", "0",           NULL };
+	assert_int_equal(agent_status(badto), 2);
+	/* No station listening (a closed port): a link error, 3. */
+	const char *nost[] = { "--station", "127.0.0.1:1",   "--serial", "A",
+		               "--tcti",    g.good[3]->tcti, NULL };
+	assert_int_equal(agent_status(nost), 3);
+}
+
 static void test_listener_refuses_wildcard(void **state)
 {
 	kl_link_listener *l = NULL;
@@ -640,10 +871,13 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_listener_refuses_wildcard),
 		cmocka_unit_test(test_provision_through_agent),
+		cmocka_unit_test(test_renew_through_agent),
 		cmocka_unit_test(test_fail_verdict_exits_1),
 		cmocka_unit_test(test_serial_mismatch),
 		cmocka_unit_test(test_raw_refusals),
 		cmocka_unit_test(test_silent_agent),
+		cmocka_unit_test(test_bad_answers),
+		cmocka_unit_test(test_agent_options),
 		cmocka_unit_test(test_agent_dies_then_resumes),
 		cmocka_unit_test(test_cut_at_every_step),
 	};

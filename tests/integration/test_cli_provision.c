@@ -7,7 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -16,6 +24,9 @@
 
 #ifndef KEYLINE_BIN
 #error "KEYLINE_BIN must be defined by the build"
+#endif
+#ifndef KEYLINE_AGENT_BIN
+#error "KEYLINE_AGENT_BIN must be defined by the build"
 #endif
 
 static struct {
@@ -74,10 +85,10 @@ static int setup(void **state)
 	(void)state;
 	if (kl_floor_new(&g.f) < 0 || kl_floor_vendor(g.f, "Acme TPM", &g.acme) < 0 ||
 	    kl_floor_vendor(g.f, "Rogue TPM", &g.rogue) < 0 ||
-	    kl_floor_manufacture(g.f, g.acme, "acme", 2, &g.good) < 0 ||
+	    kl_floor_manufacture(g.f, g.acme, "acme", 3, &g.good) < 0 ||
 	    kl_floor_manufacture(g.f, g.rogue, "rogue", 1, &g.forged) < 0 ||
 	    kl_dut_start(g.f, g.good[0]) < 0 || kl_dut_start(g.f, g.good[1]) < 0 ||
-	    kl_dut_start(g.f, g.forged[0]) < 0)
+	    kl_dut_start(g.f, g.good[2]) < 0 || kl_dut_start(g.f, g.forged[0]) < 0)
 		return -1;
 	snprintf(g.home, sizeof(g.home), "%s/home", kl_floor_dir(g.f));
 	snprintf(g.out, sizeof(g.out), "%s/out.txt", kl_floor_dir(g.f));
@@ -93,7 +104,7 @@ static int setup(void **state)
 		return -1;
 	snprintf(csv, sizeof(csv), "%s/serials.csv", kl_floor_dir(g.f));
 	f = fopen(csv, "w");
-	fputs("serial\nSN-A\nSN-B\n", f);
+	fputs("serial\nSN-A\nSN-B\nSN-C\n", f);
 	fclose(f);
 	return kl("preregister", csv, "--tenant", "acme", NULL) == 0 ? 0 : -1;
 }
@@ -168,6 +179,110 @@ static void test_refusals_cli(void **state)
 	assert_int_equal(kl("audit", "verify", NULL), 0);
 }
 
+/* A free port on 127.0.0.1 (bound and released: the listener takes it). */
+static int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+/* keyline-agent for DUT d, retrying until the station listens; its stdout
+ * in out. */
+static pid_t agent(int port, kl_dut *d, const char *serial, const char *out)
+{
+	char station[32];
+	pid_t pid;
+
+	snprintf(station, sizeof(station), "127.0.0.1:%d", port);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
+			_exit(127);
+		execl(KEYLINE_AGENT_BIN, KEYLINE_AGENT_BIN, "--station", station, "--tcti", d->tcti,
+		      "--serial", serial, "--retry", "20", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int agent_exit(pid_t pid)
+{
+	int st;
+
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/* keyline provision --agent-listen: one keyline-agent over TCP. */
+static void test_provision_agent_cli(void **state)
+{
+	char addr[32], aout[PATH_MAX], *t;
+	int port;
+	pid_t pid;
+
+	(void)state;
+	snprintf(aout, sizeof(aout), "%s/agent.out", kl_floor_dir(g.f));
+	/* The operator scanned SN-B, the DUT says SN-C: refused, nothing done. */
+	port = free_port();
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	pid = agent(port, g.good[2], "SN-C", aout);
+	assert_int_equal(kl("provision", "--agent-listen", addr, "--serial", "SN-B",
+	                    "--accept-timeout-s", "30", NULL),
+	                 1);
+	assert_out("REFUSED SN-B at hello [serial_mismatch]");
+	assert_int_equal(agent_exit(pid), 1);
+	t = slurp(aout);
+	assert_non_null(strstr(t, "FAIL serial=SN-C reason=serial_mismatch"));
+	free(t);
+
+	/* The scan matches: provisioned through the agent, PASS with the
+	 * fingerprint the --json result names. */
+	port = free_port();
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	pid = agent(port, g.good[2], "SN-C", aout);
+	assert_int_equal(
+	    kl("provision", "--agent-listen", addr, "--serial", "SN-C", "--json", NULL), 0);
+	assert_out("\"ok\":true");
+	assert_out("\"serial\":\"SN-C\"");
+	assert_int_equal(agent_exit(pid), 0);
+	t = slurp(aout);
+	assert_non_null(strstr(t, "PASS serial=SN-C fingerprint="));
+	char fp[80];
+	snprintf(fp, sizeof(fp), "\"idevid_sha256\":\"%.64s\"", strstr(t, "fingerprint=") + 12);
+	free(t);
+	assert_out(fp);
+	assert_int_equal(kl("devices", "show", "SN-C", "--json", NULL), 0);
+	assert_out("\"provisioned\"");
+
+	/* No agent: a clear failure within the accept timeout. */
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", free_port());
+	assert_int_equal(kl("provision", "--agent-listen", addr, "--accept-timeout-s", "1", NULL),
+	                 1);
+	assert_out("no agent connected");
+	/* Every interface only when asked for; usage errors. */
+	assert_int_equal(kl("provision", "--agent-listen", "0.0.0.0:0", NULL), 1);
+	assert_out("every interface");
+	assert_int_equal(kl("provision", "--agent-listen", addr, "--link", "x", NULL), 2);
+	assert_out("--agent-listen and --link exclude each other");
+	assert_int_equal(kl("provision", "--agent-listen", addr, "--accept-timeout-s", "0", NULL),
+	                 2);
+	assert_int_equal(kl("provision", "--agent-listen", "x", "--help", NULL), 0);
+	assert_out("--agent-listen ADDR:PORT");
+}
+
 /* A tenant with its own IDevID profile: [profiles] acme.idevid = NAME. */
 static void test_profile_per_tenant(void **state)
 {
@@ -202,6 +317,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_provision_cli),
 		cmocka_unit_test(test_refusals_cli),
+		cmocka_unit_test(test_provision_agent_cli),
 		cmocka_unit_test(test_profile_per_tenant),
 	};
 
