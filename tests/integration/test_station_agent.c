@@ -143,22 +143,30 @@ static void daemon_stop(void)
 	}
 }
 
-/* Writes keyline.conf with this policy and starts the daemon on it. */
-static void daemon_start(bool zero_touch, bool require_scan)
+/* Writes keyline.conf: the listener on listen, this policy, two agent
+ * slots. */
+static void conf_write(const char *listen, bool zero_touch, bool require_scan)
 {
 	char conf[PATH_MAX];
-	json_object *r, *l;
 	FILE *f;
 
 	snprintf(conf, sizeof(conf), "%s/keyline.conf", g.e.home);
 	f = fopen(conf, "w");
 	assert_non_null(f);
 	fprintf(f,
-	        "%s\nsocket = %s\n\n[link]\nlisten = 127.0.0.1:0\nhello_timeout_ms = 1500\n"
+	        "%s\nsocket = %s\n\n[link]\nlisten = %s\nhello_timeout_ms = 1500\n"
 	        "zero_touch = %s\nrequire_scan = %s\n\n[slots]\nA = agent\nB = agent\n",
-	        g.base_conf, g.sock, zero_touch ? "true" : "false",
+	        g.base_conf, g.sock, listen, zero_touch ? "true" : "false",
 	        require_scan ? "true" : "false");
 	assert_int_equal(fclose(f), 0);
+}
+
+/* Writes keyline.conf with this policy and starts the daemon on it. */
+static void daemon_start(bool zero_touch, bool require_scan)
+{
+	json_object *r, *l;
+
+	conf_write("127.0.0.1:0", zero_touch, require_scan);
 	g.daemon = station_spawn(g.e.home, g.log);
 	station_wait_serving(g.daemon, g.sock, g.log);
 	if (kl_client_connect(g.sock, &g.c) < 0)
@@ -501,6 +509,29 @@ static int raw_connect(void)
 	return fd;
 }
 
+/* Sends a HELLO with this text (NULL: a header announcing 1 MiB) and
+ * waits for the station to refuse it with reason. */
+static void raw_hello(const char *text, const char *reason)
+{
+	uint8_t buf[512] = { 'K', 'L', 'N', 'K', 1, 1, 0, 0 };
+	size_t len = text ? strlen(text) : 1u << 20;
+	int fd = raw_connect();
+	json_object *ev;
+
+	buf[8] = (uint8_t)(len >> 24);
+	buf[9] = (uint8_t)(len >> 16);
+	buf[10] = (uint8_t)(len >> 8);
+	buf[11] = (uint8_t)len;
+	if (text)
+		memcpy(buf + 12, text, strlen(text));
+	assert_int_equal(write(fd, buf, 12 + (text ? strlen(text) : 0)),
+	                 (ssize_t)(12 + (text ? strlen(text) : 0)));
+	ev = wait_event("link.refused", "reason", reason);
+	assert_true(strlen(jstr(ev, "message")) > 0);
+	json_object_put(ev);
+	close(fd);
+}
+
 /* Garbage and silence on the listener are dropped with their reason, and
  * the daemon answers station.status while a silent client holds a
  * handshake. */
@@ -530,6 +561,12 @@ static void test_garbage_and_silence(void **state)
 	ev = wait_event("link.refused", "reason", "link_timeout");
 	json_object_put(ev);
 	close(silent);
+
+	/* A frame larger than the limit, another protocol version, a bad
+	 * serial: each dropped with its reason. */
+	raw_hello(NULL, "link_oversize");
+	raw_hello("proto_min=7\nproto_max=9\nserial=RAW-V\n", "version_mismatch");
+	raw_hello("proto_min=1\nproto_max=1\nserial=no/such\n", "serial_invalid");
 	assert_string_equal(slot_dut("A"), "");
 	assert_string_equal(slot_dut("B"), "");
 }
@@ -568,6 +605,65 @@ static void test_no_free_slot(void **state)
 	(void)a[1];
 }
 
+/* A lifecycle job on an agent slot drives the TPM through the link: the
+ * DUT provisioned by zero touch attaches again (zero_touch off) and is
+ * renewed; its agent takes a PASS. */
+static void test_renew_over_agent(void **state)
+{
+	char out[PATH_MAX], fp[65], *text;
+	json_object *ev;
+	pid_t a;
+
+	(void)state;
+	daemon_start(false, false);
+	snprintf(out, sizeof(out), "%s/agent-renew.out", g.e.dir);
+	a = agent_start(0, "ZT-0", out, NULL);
+	json_object_put(wait_event("link.attached", "serial", "ZT-0"));
+	/* Idle a while first: the worker watches the link meanwhile. */
+	sleep_ms(1500);
+	json_object_put(call_ok("device.renew", "{\"serial\":\"ZT-0\",\"slot\":\"A\"}"));
+	ev = wait_event("job.finished", "serial", "ZT-0");
+	assert_string_equal(jstr(ev, "kind"), "renew");
+	expect_finished(ev, "passed", NULL);
+	assert_true(strlen(jstr(ev, "new_serial")) > 0);
+	json_object_put(ev);
+	assert_int_equal(agent_wait(a), 0);
+	text = slurp(out);
+	if (!strstr(text, "PASS serial=ZT-0"))
+		fail_msg("agent said '%s'", text);
+	free(text);
+	assert_int_equal(device_certs("ZT-0", fp), 2); /* the old IDevID superseded */
+	json_object_put(wait_event("link.detached", "serial", "ZT-0"));
+}
+
+/* listen on a wildcard address without allow_any: the station does not
+ * start, and says why. */
+static void test_wildcard_refused(void **state)
+{
+	int64_t until = mono_ms() + LIVENESS_MS;
+	pid_t pid;
+	int st = 0;
+	char *log;
+
+	(void)state;
+	conf_write("0.0.0.0:0", false, false);
+	pid = station_spawn(g.e.home, g.log);
+	while (waitpid(pid, &st, WNOHANG) != pid) {
+		if (mono_ms() > until) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			fail_msg("keyline station started on a wildcard listener");
+		}
+		sleep_ms(50);
+	}
+	assert_true(WIFEXITED(st));
+	assert_int_not_equal(WEXITSTATUS(st), 0);
+	log = slurp(g.log);
+	if (!strstr(log, "0.0.0.0") || !strstr(log, "allow"))
+		fail_msg("the refusal does not name the address and allow_any:\n%s", log);
+	free(log);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -576,6 +672,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_killed_mid_job, test_teardown),
 		cmocka_unit_test_teardown(test_garbage_and_silence, test_teardown),
 		cmocka_unit_test_teardown(test_no_free_slot, test_teardown),
+		cmocka_unit_test_teardown(test_renew_over_agent, test_teardown),
+		cmocka_unit_test_teardown(test_wildcard_refused, test_teardown),
 	};
 
 	return cmocka_run_group_tests_name("station_agent", tests, group_setup, group_teardown);
