@@ -515,6 +515,9 @@ static void agent_finish(st_slot *sl, st_job *j)
 	kl_link_wait w = { .deadline_ms = kl_link_now_ms() + AGENT_CLOSE_MS,
 		           .cancelled = station_stopping,
 		           .cancel_ctx = s };
+	/* The verdict goes out also while the station stops (a job aborted
+	 * then is a FAIL the DUT should show); waiting for the close does not. */
+	kl_link_wait send = { .deadline_ms = kl_link_now_ms() + 2000 };
 	const char *reason = "verdict_sent";
 	bool pass;
 	kl_link_type type;
@@ -528,7 +531,7 @@ static void agent_finish(st_slot *sl, st_job *j)
 	pthread_mutex_unlock(&s->mu);
 	if (kl_link_conn_dead(c)) {
 		reason = kl_link_conn_reason(c) ? kl_link_conn_reason(c) : "link_lost";
-	} else if (kl_link_send_verdict(c, &w, sl->info.serial, pass, j->fingerprint,
+	} else if (kl_link_send_verdict(c, &send, sl->info.serial, pass, j->fingerprint,
 	                                j->reason[0] ? j->reason : "failed", j->message) < 0) {
 		kl_log_warn(LOG_MOD, "the verdict for %s did not reach its agent: %s",
 		            sl->info.serial, kl_error_detail());
