@@ -252,7 +252,7 @@ static bool agent_serial_mismatch(kl_station *s, st_job *j)
 	json_object_object_add(d, "scanned", json_object_new_string(j->serial));
 	json_object_object_add(d, "hello", json_object_new_string(sl->info.serial));
 	json_object_object_add(d, "reason", json_object_new_string("serial_mismatch"));
-	st_backend_audit(s, j->actor, "provision.refused", json_object_to_json_string(d));
+	st_backend_audit(s, j->actor, "station.provision.refused", json_object_to_json_string(d));
 	json_object_put(d);
 	return true;
 }

@@ -91,7 +91,7 @@ static void link_refused(kl_station *s, const char *peer, const char *serial, co
 	json_object_object_add(d, "reason", json_object_new_string(reason));
 	json_object_object_add(d, "message", json_object_new_string(message));
 	snprintf(actor, sizeof(actor), "agent:%s", peer);
-	st_backend_audit(s, actor, "link.refused", json_object_to_json_string(d));
+	st_backend_audit(s, actor, "station.link.refused", json_object_to_json_string(d));
 	json_object_put(d);
 	o = link_event_new("link.refused", NULL, serial, peer);
 	if (o) {
@@ -181,7 +181,7 @@ static void *handshake_main(void *arg)
 		json_object_object_add(d, "serial", json_object_new_string(info.serial));
 		json_object_object_add(d, "peer", json_object_new_string(peer));
 		snprintf(actor, sizeof(actor), "agent:%s", peer);
-		st_backend_audit(s, actor, "link.attached", json_object_to_json_string(d));
+		st_backend_audit(s, actor, "station.link.attached", json_object_to_json_string(d));
 		json_object_put(d);
 		st_event(s, sl->name, o);
 	}

@@ -311,6 +311,31 @@ static const char *device_state(const char *serial)
 	return state;
 }
 
+/* Waits (bounded: entries are written on the backend worker) for an audit
+ * entry of action whose detail's reason is reason. */
+static void expect_audit(const char *action, const char *reason)
+{
+	int64_t until = mono_ms() + LIVENESS_MS;
+	char p[128];
+
+	snprintf(p, sizeof(p), "{\"action\":\"%s\"}", action);
+	while (mono_ms() < until) {
+		json_object *r = call_ok("audit.list", p), *a = jget(r, "entries");
+		bool found = false;
+
+		for (size_t i = 0; a && i < json_object_array_length(a) && !found; i++) {
+			json_object *d = jget(json_object_array_get_idx(a, i), "detail");
+
+			found = d && strcmp(jstr(d, "reason"), reason) == 0;
+		}
+		json_object_put(r);
+		if (found)
+			return;
+		sleep_ms(50);
+	}
+	fail_msg("no audit entry %s with reason %s", action, reason);
+}
+
 static void expect_finished(json_object *ev, const char *result, const char *reason)
 {
 	if (strcmp(jstr(ev, "result"), result) != 0 ||
@@ -460,6 +485,7 @@ static void test_scan_mismatch(void **state)
 	free(text);
 	assert_int_equal(device_certs("ZT-1", fp), 0);
 	assert_string_equal(device_state("ZT-1"), "preregistered");
+	expect_audit("station.provision.refused", "serial_mismatch");
 	json_object_put(wait_event("link.detached", "serial", "ZT-1"));
 }
 
@@ -567,6 +593,9 @@ static void test_garbage_and_silence(void **state)
 	raw_hello(NULL, "link_oversize");
 	raw_hello("proto_min=7\nproto_max=9\nserial=RAW-V\n", "version_mismatch");
 	raw_hello("proto_min=1\nproto_max=1\nserial=no/such\n", "serial_invalid");
+	expect_audit("station.link.refused", "link_garbage");
+	expect_audit("station.link.refused", "link_timeout");
+	expect_audit("station.link.refused", "version_mismatch");
 	assert_string_equal(slot_dut("A"), "");
 	assert_string_equal(slot_dut("B"), "");
 }
@@ -602,6 +631,22 @@ static void test_no_free_slot(void **state)
 	assert_string_equal(jstr(ev, "reason"), "link_lost");
 	json_object_put(ev);
 	assert_string_equal(slot_dut("B"), "NF-1");
+	/* station.status says which DUT each agent slot holds. */
+	{
+		json_object *r = call_ok("station.status", NULL);
+		json_object *l = jget(jget(r, "link"), "slots");
+
+		assert_int_equal(json_object_array_length(l), 2);
+		assert_string_equal(jstr(json_object_array_get_idx(l, 0), "slot"), "A");
+		assert_true(json_object_is_type(jget(json_object_array_get_idx(l, 0), "dut"),
+		                                json_type_null) ||
+		            !jget(json_object_array_get_idx(l, 0), "dut"));
+		assert_string_equal(jstr(jget(json_object_array_get_idx(l, 1), "dut"), "serial"),
+		                    "NF-1");
+		assert_true(jint(jget(json_object_array_get_idx(l, 1), "dut"), "since_ms") > 0);
+		json_object_put(r);
+	}
+	expect_audit("station.link.refused", "no_free_slot");
 	(void)a[1];
 }
 
