@@ -36,8 +36,9 @@
  *     slot it alone does I/O on the attached link once attached (keeps it
  *     alive with PING, sees it close, sends the verdict);
  *   - a handshake thread per accepted agent link (at most
- *     ST_LINK_HANDSHAKES at once) reads its HELLO within
- *     link.hello_timeout_ms and hands the link to a free agent slot;
+ *     ST_LINK_HANDSHAKES at once; the loop stops accepting meanwhile)
+ *     reads its HELLO within link.hello_timeout_ms and hands the link to a
+ *     free agent slot;
  *   - every thread the daemon starts (st_thread_start) blocks SIGTERM,
  *     SIGINT and SIGHUP: only the poll thread takes them;
  *   - `backend` serialises every use of the store, registry, CA and HSM
@@ -397,15 +398,16 @@ void st_bjobs_free(st_bjob *j);
 
 /* ---- station_link.c ---- */
 
-#define ST_LINK_HANDSHAKES 16 /* handshakes at once; more are closed unread */
+#define ST_LINK_HANDSHAKES 16 /* handshakes at once; more wait in the listen backlog */
 
 /* Reads [link] (listen, allow_any, hello_timeout_ms, zero_touch,
  * require_scan). */
 int st_link_config(kl_station *s) KL_MUST_CHECK;
 /* Binds link.listen, when set. */
 int st_link_listen(kl_station *s) KL_MUST_CHECK;
-/* The listener's socket for the poll loop, -1 when there is none. */
-int st_link_fd(const kl_station *s);
+/* The listener's socket for the poll loop, -1 when there is none or
+ * ST_LINK_HANDSHAKES run (the loop is woken when one ends). */
+int st_link_fd(kl_station *s);
 /* On the poll thread when the listener is readable: accepts what waits
  * (never blocks) and starts a handshake thread for each. */
 void st_link_accept(kl_station *s);

@@ -51,9 +51,18 @@ int st_link_listen(kl_station *s)
 	return 0;
 }
 
-int st_link_fd(const kl_station *s)
+int st_link_fd(kl_station *s)
 {
-	return s->link_l ? kl_link_listener_fd(s->link_l) : -1;
+	bool full;
+
+	if (!s->link_l)
+		return -1;
+	/* At ST_LINK_HANDSHAKES the next agents wait in the listen backlog;
+	 * the loop is woken when a handshake ends. */
+	pthread_mutex_lock(&s->mu);
+	full = s->link_handshakes >= ST_LINK_HANDSHAKES;
+	pthread_mutex_unlock(&s->mu);
+	return full ? -1 : kl_link_listener_fd(s->link_l);
 }
 
 static bool station_stopping(void *ctx)
@@ -202,6 +211,7 @@ out:
 	s->link_handshakes--;
 	pthread_cond_broadcast(&s->link_cond);
 	pthread_mutex_unlock(&s->mu);
+	st_wake(s); /* the loop polls the listener again if it had stopped */
 	return NULL;
 }
 
@@ -214,18 +224,22 @@ void st_link_accept(kl_station *s)
 		pthread_t t;
 		bool room;
 
-		if (kl_link_accept(s->link_l, &now, &c) < 0)
-			return; /* nothing more waiting (or a socket error, logged by none) */
+		/* Room first: beyond it agents wait in the backlog, unaccepted. */
 		pthread_mutex_lock(&s->mu);
 		room = s->link_handshakes < ST_LINK_HANDSHAKES;
 		if (room)
 			s->link_handshakes++;
 		pthread_mutex_unlock(&s->mu);
-		h = room ? calloc(1, sizeof(*h)) : NULL;
+		if (!room)
+			return;
+		/* Nothing more waiting (or a socket error: the next poll sees it). */
+		if (kl_link_accept(s->link_l, &now, &c) < 0)
+			goto undo;
+		h = calloc(1, sizeof(*h));
 		if (!h) {
 			/* Closed unread: refusing would make the loop wait on it. */
-			kl_log_warn(LOG_MOD, "agent link %s closed: %d handshakes already running",
-			            kl_link_conn_peer(c), ST_LINK_HANDSHAKES);
+			kl_log_warn(LOG_MOD, "agent link %s closed: out of memory",
+			            kl_link_conn_peer(c));
 			kl_link_conn_free(c);
 			goto undo;
 		}
@@ -239,14 +253,12 @@ void st_link_accept(kl_station *s)
 			goto undo;
 		}
 		pthread_detach(t);
-		continue;
-	undo:
-		if (room) {
-			pthread_mutex_lock(&s->mu);
-			s->link_handshakes--;
-			pthread_mutex_unlock(&s->mu);
-		}
 	}
+	return;
+undo:
+	pthread_mutex_lock(&s->mu);
+	s->link_handshakes--;
+	pthread_mutex_unlock(&s->mu);
 }
 
 void st_link_stop(kl_station *s)

@@ -600,6 +600,35 @@ static void test_garbage_and_silence(void **state)
 	assert_string_equal(slot_dut("B"), "");
 }
 
+/* More silent clients than handshakes run at once: the rest wait in the
+ * listen backlog, the daemon answers meanwhile, and a real agent behind
+ * them all still attaches once they are dropped. */
+static void test_handshake_backlog(void **state)
+{
+	enum { N_SILENT = 20 };
+	int fds[N_SILENT];
+	char out[PATH_MAX];
+	json_object *ev;
+	pid_t a;
+
+	(void)state;
+	daemon_start(false, false);
+	for (int i = 0; i < N_SILENT; i++)
+		fds[i] = raw_connect();
+	snprintf(out, sizeof(out), "%s/agent-backlog.out", g.e.dir);
+	a = agent_start(1, "BL-0", out, NULL);
+	json_object_put(call_ok("station.status", NULL));
+	for (int i = 0; i < N_SILENT; i++) {
+		ev = wait_event("link.refused", "reason", "link_timeout");
+		json_object_put(ev);
+	}
+	json_object_put(wait_event("link.attached", "serial", "BL-0"));
+	assert_string_equal(slot_dut("A"), "BL-0");
+	for (int i = 0; i < N_SILENT; i++)
+		close(fds[i]);
+	(void)a;
+}
+
 /* Both slots hold a DUT waiting for its scan: a third gets no_free_slot;
  * an attached agent that dies is seen to go (link_lost). */
 static void test_no_free_slot(void **state)
@@ -716,6 +745,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_scan_mismatch, test_teardown),
 		cmocka_unit_test_teardown(test_killed_mid_job, test_teardown),
 		cmocka_unit_test_teardown(test_garbage_and_silence, test_teardown),
+		cmocka_unit_test_teardown(test_handshake_backlog, test_teardown),
 		cmocka_unit_test_teardown(test_no_free_slot, test_teardown),
 		cmocka_unit_test_teardown(test_renew_over_agent, test_teardown),
 		cmocka_unit_test_teardown(test_wildcard_refused, test_teardown),
