@@ -152,6 +152,15 @@ void kl_line_model_set_slots(KlLineModel *self, GVariant *result)
 			                  ? kl_variant_bool(s, "link_up", FALSE)
 			                  : -1;
 			set_str(&it->link_error, kl_variant_str(s, "link_error", NULL));
+			it->agent = g_strcmp0(it->link, "agent") == 0;
+			if (it->agent) {
+				g_autoptr(GVariant) dut = kl_variant_child(s, "dut");
+
+				set_str(&it->dut_serial,
+				        dut ? kl_variant_str(dut, "serial", NULL) : NULL);
+				set_str(&it->dut_model,
+				        dut ? kl_variant_str(dut, "model", NULL) : NULL);
+			}
 			if (job)
 				fill_from_job(self, it, job);
 			else if (it->state == KL_SLOT_QUEUED || it->state == KL_SLOT_RUNNING)
@@ -214,6 +223,18 @@ gboolean kl_line_model_handle_event(KlLineModel *self, GVariant *params)
 
 	if (!it)
 		return FALSE;
+	if (g_strcmp0(type, "link.attached") == 0 || g_strcmp0(type, "link.detached") == 0) {
+		/* A DUT's keyline-agent came to (or left) this agent slot. */
+		gboolean attached = type[5] == 'a';
+
+		it->agent = TRUE;
+		it->link_up = attached;
+		set_str(&it->dut_serial, attached ? kl_variant_str(params, "serial", NULL) : NULL);
+		set_str(&it->dut_model, attached ? kl_variant_str(params, "model", NULL) : NULL);
+		set_str(&it->link_error, attached ? NULL : kl_variant_str(params, "reason", NULL));
+		kl_slot_item_changed(it);
+		return TRUE;
+	}
 	if (g_strcmp0(type, "slot.link") == 0) {
 		it->link_up = kl_variant_bool(params, "up", FALSE);
 		set_str(&it->link_error, kl_variant_str(params, "error", NULL));

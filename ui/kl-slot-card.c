@@ -84,14 +84,29 @@ static void update(KlSlotCard *self)
 	double frac = kl_slot_item_get_fraction(it);
 
 	gtk_label_set_text(self->name_label, it->name);
-	if (it->link_up == 0) {
+	if (it->agent) {
+		/* The DUT that is plugged in, the moment its agent attaches. */
+		if (it->dut_serial)
+			link = g_strdup_printf("DUT %s%s%s%s attached", it->dut_serial,
+			                       it->dut_model && *it->dut_model ? " (" : "",
+			                       it->dut_model ? it->dut_model : "",
+			                       it->dut_model && *it->dut_model ? ")" : "");
+		else
+			link = g_strdup("No DUT attached: plug one in");
+		gtk_label_set_text(self->link_label, link);
+	} else if (it->link_up == 0) {
 		link = g_strdup_printf("⚠ DUT link down%s%s",
 		                       it->link_error && *it->link_error ? ": " : "",
 		                       it->link_error ? it->link_error : "");
 		gtk_label_set_text(self->link_label, link);
 	}
-	gtk_widget_set_visible(GTK_WIDGET(self->link_label), it->link_up == 0);
-	gtk_label_set_text(self->serial_label, it->serial && *it->serial ? it->serial : "—");
+	gtk_widget_set_visible(GTK_WIDGET(self->link_label), it->agent || it->link_up == 0);
+	if (it->agent && it->dut_serial && it->state != KL_SLOT_QUEUED &&
+	    it->state != KL_SLOT_RUNNING)
+		gtk_label_set_text(self->serial_label, it->dut_serial);
+	else
+		gtk_label_set_text(self->serial_label,
+		                   it->serial && *it->serial ? it->serial : "—");
 	if (it->state == KL_SLOT_IDLE)
 		step = g_strdup(it->link_up == 0 ? "" : "Scan a serial to start");
 	else if (it->state == KL_SLOT_QUEUED)

@@ -90,6 +90,8 @@ static void kl_slot_item_finalize(GObject *object)
 	g_free(self->name);
 	g_free(self->link);
 	g_free(self->link_error);
+	g_free(self->dut_serial);
+	g_free(self->dut_model);
 	g_free(self->kind);
 	g_free(self->serial);
 	g_free(self->step);

@@ -30,6 +30,10 @@ struct _KlSlotItem {
 	char *link;
 	int link_up; /* 1 up, 0 down, -1 not probed yet */
 	char *link_error;
+	/* An agent slot ("link":"agent"): the DUT whose keyline-agent is
+	 * attached (link.attached), NULL while none is. */
+	gboolean agent;
+	char *dut_serial, *dut_model;
 
 	KlSlotState state;
 	gint64 job;

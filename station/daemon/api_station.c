@@ -12,6 +12,50 @@
 #define KL_VERSION "0.0.0"
 #endif
 
+/* An agent slot's DUT, when one is attached. mu held. */
+static void put_agent(kl_rpc_obj *e, const st_slot *sl)
+{
+	kl_rpc_obj *a;
+
+	if (!sl->conn) {
+		kl_rpc_obj_put_str(e, "dut", NULL);
+		return;
+	}
+	kl_rpc_obj_put_object(e, "dut", &a);
+	kl_rpc_obj_put_str(a, "serial", sl->info.serial);
+	kl_rpc_obj_put_str(a, "model", sl->info.model);
+	kl_rpc_obj_put_str(a, "firmware", sl->info.firmware);
+	kl_rpc_obj_put_str(a, "agent", sl->info.agent);
+	kl_rpc_obj_put_str(a, "peer", sl->agent_link + 6);
+	kl_rpc_obj_put_int(a, "since_ms", sl->attached_ms);
+}
+
+/* "link": the agent listener and what is attached to each agent slot. */
+static void put_link(kl_station *s, kl_rpc_obj *o)
+{
+	kl_rpc_obj *l, *a, *e;
+
+	kl_rpc_obj_put_object(o, "link", &l);
+	if (!s->link_l) {
+		kl_rpc_obj_put_str(l, "listen", NULL);
+		return;
+	}
+	kl_rpc_obj_put_str(l, "listen", s->link_listen);
+	kl_rpc_obj_put_int(l, "port", kl_link_listener_port(s->link_l));
+	kl_rpc_obj_put_bool(l, "zero_touch", s->zero_touch);
+	kl_rpc_obj_put_bool(l, "require_scan", s->require_scan);
+	kl_rpc_obj_put_array(l, "slots", &a);
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < s->nslots; i++) {
+		if (!s->slots[i].agent)
+			continue;
+		kl_rpc_obj_put_object(a, NULL, &e);
+		kl_rpc_obj_put_str(e, "slot", s->slots[i].name);
+		put_agent(e, &s->slots[i]);
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
 static int m_status(kl_rpc_call *call)
 {
 	kl_station *s = api_station(call);
@@ -53,6 +97,7 @@ static int m_status(kl_rpc_call *call)
 	kl_rpc_obj_put_int(o, "audit_failures",
 	                   s->store ? (int64_t)kl_store_audit_failures(s->store) : 0);
 	kl_rpc_obj_put_bool(o, "stopping", atomic_load(&s->stopping));
+	put_link(s, o);
 	return 0;
 }
 
@@ -78,6 +123,8 @@ static int m_slots(kl_rpc_call *call)
 		if (sl->link_up == 0)
 			kl_rpc_obj_put_str(e, "link_error", sl->link_error);
 		kl_rpc_obj_put_str(e, "state", cur ? "busy" : "idle");
+		if (sl->agent)
+			put_agent(e, sl);
 		if (cur) {
 			kl_rpc_obj_put_object(e, "job", &j);
 			api_job_put(j, cur);

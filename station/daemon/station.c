@@ -146,7 +146,9 @@ static int parse_slots(kl_station *s)
 		sl->st = s;
 		snprintf(sl->name, sizeof(sl->name), "%s", key + 6);
 		snprintf(sl->link, sizeof(sl->link), "%s", value);
-		sl->link_up = -1;
+		/* "agent": the DUT attaches over [link]; else a TCTI. */
+		sl->agent = strcmp(value, "agent") == 0;
+		sl->link_up = sl->agent ? 0 : -1;
 		pthread_cond_init(&sl->cond, NULL);
 	}
 	return 0;
@@ -212,6 +214,7 @@ static kl_station *station_new(void)
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->bq_mu, NULL);
 	pthread_cond_init(&s->bq_cond, NULL);
+	pthread_cond_init(&s->link_cond, NULL);
 	s->wake[0] = s->wake[1] = -1;
 	s->lfd = -1;
 	s->sock_lock = -1;
@@ -256,7 +259,8 @@ int kl_station_open(const char *home_dir, kl_station **ret)
 		goto fail;
 	snprintf(s->station_id, sizeof(s->station_id), "%s",
 	         kl_config_get(s->home->conf, "station.id", "station"));
-	if ((r = parse_slots(s)) < 0 || (r = parse_roles(s)) < 0 || (r = parse_socket(s)) < 0)
+	if ((r = parse_slots(s)) < 0 || (r = parse_roles(s)) < 0 || (r = parse_socket(s)) < 0 ||
+	    (r = st_link_config(s)) < 0)
 		goto fail;
 	if (s->nslots == 0) {
 		r = kl_error_set(
@@ -338,8 +342,12 @@ void kl_station_free(kl_station *s)
 	st_jobs_free(s);
 	st_events_free(s->ev_head);
 	s->ev_head = s->ev_tail = NULL;
-	for (size_t i = 0; i < s->nslots; i++)
+	kl_link_listener_free(s->link_l);
+	s->link_l = NULL;
+	for (size_t i = 0; i < s->nslots; i++) {
+		kl_link_conn_free(s->slots[i].conn);
 		pthread_cond_destroy(&s->slots[i].cond);
+	}
 	EVP_PKEY_free(s->record_key);
 	X509_free(s->record_cert);
 	if (s->rreg != s->reg) {
@@ -355,6 +363,7 @@ void kl_station_free(kl_station *s)
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->bq_mu);
 	pthread_cond_destroy(&s->bq_cond);
+	pthread_cond_destroy(&s->link_cond);
 	free(s);
 }
 

@@ -10,6 +10,8 @@
  *                     threads, taken by the poll thread
  *   station_backend.c the backend worker: the API's slow calls, off the
  *                     poll loop
+ *   station_link.c    [link]: the keyline-agent listener, handshakes on
+ *                     their own threads, attaching a DUT to an agent slot
  *   station_server.c  the socket server: connections, roles by peer uid,
  *                     the poll loop, in-process calls
  *   api_*.c           the socket API, one method table per area
@@ -17,7 +19,7 @@
  *
  * Object files depend on each other one way only: station_events <-
  * station_signals <- station_hsm <- station_jobs <- station_backend <-
- * station_server <- api_*.c <- station.c, which hands the area tables to
+ * station_link <- station_server <- api_*.c <- station.c, which hands the area tables to
  * the JSON-RPC server.
  *
  * Threads and locks:
@@ -30,7 +32,13 @@
  *     the loop (bq_mu guards its queues; never held while it takes another
  *     lock);
  *   - one worker per slot runs that slot's jobs (provision, renew,
- *     decommission) and, when idle, probes the slot's link;
+ *     decommission) and, when idle, probes the slot's link; on an agent
+ *     slot it alone does I/O on the attached link once attached (keeps it
+ *     alive with PING, sees it close, sends the verdict);
+ *   - a handshake thread per accepted agent link (at most
+ *     ST_LINK_HANDSHAKES at once; the loop stops accepting meanwhile)
+ *     reads its HELLO within link.hello_timeout_ms and hands the link to a
+ *     free agent slot;
  *   - every thread the daemon starts (st_thread_start) blocks SIGTERM,
  *     SIGINT and SIGHUP: only the poll thread takes them;
  *   - `backend` serialises every use of the store, registry, CA and HSM
@@ -55,6 +63,7 @@
 #include "engine.h"
 #include "home.h"
 #include "lifecycle.h"
+#include "link_listen.h"
 #include "rpc.h"
 #include "station.h"
 
@@ -100,6 +109,7 @@ typedef struct st_job {
 	char message[512];
 	char failed_step[24];
 	char iak_serial[48], idevid_serial[48], new_serial[48];
+	char fingerprint[65]; /* SHA-256 hex of the IDevID certificate (agent's verdict) */
 	char ek_type_used[12];
 	bool already_provisioned, resumed;
 	double step_ms[KL_STEP__MAX];
@@ -118,6 +128,15 @@ typedef struct st_slot {
 	pthread_cond_t cond;
 	pthread_t thread;
 	bool started;
+	/* An agent slot ([slots] NAME = agent): a keyline-agent that attaches
+	 * over the link listener is its DUT. conn is set by the handshake
+	 * thread (under mu) and from then on used and freed by the slot's
+	 * worker only. */
+	bool agent;
+	struct kl_link_conn *conn; /* NULL: no DUT attached */
+	kl_link_agent_info info;   /* what its HELLO said */
+	char agent_link[128];      /* "agent:tcp:127.0.0.1:40312", the job's link name */
+	int64_t attached_ms;
 } st_slot;
 
 /* A role rule from [roles]: who holds a role. */
@@ -236,6 +255,14 @@ struct kl_station {
 	kl_rpc_server rpc;
 	int open_batches;      /* pre-registration batches holding entries (poll thread) */
 	uint64_t next_conn_id; /* the loop's, for st_bjob.conn_id */
+
+	/* [link]: the keyline-agent listener (station_link.c). */
+	kl_link_listener *link_l; /* NULL: no [link] listen */
+	char link_listen[128];
+	bool link_allow_any, zero_touch, require_scan;
+	long hello_timeout_ms;
+	int link_handshakes;      /* handshake threads running (mu) */
+	pthread_cond_t link_cond; /* signalled as each one ends */
 
 	/* The backend worker (station_backend.c). */
 	pthread_mutex_t bq_mu;
@@ -368,6 +395,25 @@ void st_backend_audit(kl_station *s, const char *actor, const char *action, cons
 st_bjob *st_backend_take_done(kl_station *s);
 /* Frees a list of jobs and their calls, unanswered. */
 void st_bjobs_free(st_bjob *j);
+
+/* ---- station_link.c ---- */
+
+#define ST_LINK_HANDSHAKES 16 /* handshakes at once; more wait in the listen backlog */
+
+/* Reads [link] (listen, allow_any, hello_timeout_ms, zero_touch,
+ * require_scan). */
+int st_link_config(kl_station *s) KL_MUST_CHECK;
+/* Binds link.listen, when set. */
+int st_link_listen(kl_station *s) KL_MUST_CHECK;
+/* The listener's socket for the poll loop, -1 when there is none or
+ * ST_LINK_HANDSHAKES run (the loop is woken when one ends). */
+int st_link_fd(kl_station *s);
+/* On the poll thread when the listener is readable: accepts what waits
+ * (never blocks) and starts a handshake thread for each. */
+void st_link_accept(kl_station *s);
+/* Waits for the handshake threads (they see `stopping` within 50 ms) and
+ * closes the listener. */
+void st_link_stop(kl_station *s);
 
 /* ---- station_server.c ---- */
 

@@ -101,13 +101,19 @@ int st_job_submit(kl_station *s, const char *slot, kl_job_kind kind, const char 
 		free(j);
 		return r;
 	}
-	for (size_t i = 0; i < s->nslots; i++) {
+	/* No slot named: the agent slot where this DUT is attached, else the
+	 * first free TCTI slot. */
+	for (size_t i = 0; i < s->nslots && !slot && !sl; i++) {
 		st_slot *c = &s->slots[i];
 
-		if (slot ? strcmp(c->name, slot) == 0 : !c->pending && !c->current) {
+		if (c->agent && c->conn && strcmp(c->info.serial, serial) == 0)
 			sl = c;
-			break;
-		}
+	}
+	for (size_t i = 0; i < s->nslots && !sl; i++) {
+		st_slot *c = &s->slots[i];
+
+		if (slot ? strcmp(c->name, slot) == 0 : !c->agent && !c->pending && !c->current)
+			sl = c;
 	}
 	if (!sl) {
 		pthread_mutex_unlock(&s->mu);
@@ -122,6 +128,14 @@ int st_job_submit(kl_station *s, const char *slot, kl_job_kind kind, const char 
 		free(j);
 		return kl_error_set(KL_E_STATE, "slot %s is busy with job %lld", sl->name,
 		                    (long long)busy);
+	}
+	if (sl->agent && !sl->conn) {
+		pthread_mutex_unlock(&s->mu);
+		free(j);
+		return kl_error_set(KL_E_STATE,
+		                    "slot %s has no DUT attached: plug it in (its keyline-agent "
+		                    "attaches over the link) before starting the job",
+		                    sl->name);
 	}
 	j->id = ++s->next_job;
 	j->kind = kind;
@@ -214,13 +228,43 @@ static void job_verdict(st_job *j, int rc, int res_rc, const char *reason, const
 	j->total_ms = total_ms;
 }
 
+/* The serial the operator scanned against the one the attached DUT's
+ * HELLO says: a job for another device is refused before anything is
+ * asked of the TPM (nothing issued, audited). */
+static bool agent_serial_mismatch(kl_station *s, st_job *j)
+{
+	st_slot *sl = j->slot;
+	json_object *d;
+
+	if (strcmp(j->serial, sl->info.serial) == 0)
+		return false;
+	pthread_mutex_lock(&s->mu);
+	j->state = KL_JOB_FAILED;
+	snprintf(j->reason, sizeof(j->reason), "serial_mismatch");
+	snprintf(j->message, sizeof(j->message),
+	         "the serial scanned (%s) is not the one the DUT on slot %s says it is (%s): "
+	         "check the label and scan again",
+	         j->serial, sl->name, sl->info.serial);
+	snprintf(j->failed_step, sizeof(j->failed_step), "%s", kl_step_name(KL_STEP_DISCOVER));
+	pthread_mutex_unlock(&s->mu);
+	d = json_object_new_object();
+	json_object_object_add(d, "slot", json_object_new_string(sl->name));
+	json_object_object_add(d, "scanned", json_object_new_string(j->serial));
+	json_object_object_add(d, "hello", json_object_new_string(sl->info.serial));
+	json_object_object_add(d, "reason", json_object_new_string("serial_mismatch"));
+	st_backend_audit(s, j->actor, "station.provision.refused", json_object_to_json_string(d));
+	json_object_put(d);
+	return true;
+}
+
 static void run_provision(kl_station *s, st_job *j)
 {
 	kl_job job = {
 		.serial = j->serial,
 		.tenant = j->tenant[0] ? j->tenant : NULL,
 		.work_order = j->work_order[0] ? j->work_order : NULL,
-		.link = j->slot->link,
+		.link = j->slot->agent ? j->slot->agent_link : j->slot->link,
+		.agent = j->slot->conn,
 		.ek_type = (kl_ek_type)j->ek_type,
 		.actor = j->actor,
 		.progress = engine_progress,
@@ -229,14 +273,18 @@ static void run_provision(kl_station *s, st_job *j)
 		.cancel_ctx = j,
 	};
 	kl_job_result res;
-	int rc = kl_engine_provision(&s->ecfg, &job, &res);
+	int rc;
 
+	if (j->slot->agent && agent_serial_mismatch(s, j))
+		return;
+	rc = kl_engine_provision(&s->ecfg, &job, &res);
 	pthread_mutex_lock(&s->mu);
 	job_verdict(j, rc, res.rc, res.reason, res.message, kl_step_name(res.failed_step),
 	            res.total_ms);
 	if (rc == 0) {
 		memcpy(j->iak_serial, res.iak_serial, sizeof(j->iak_serial));
 		memcpy(j->idevid_serial, res.idevid_serial, sizeof(j->idevid_serial));
+		memcpy(j->fingerprint, res.idevid_sha256, sizeof(j->fingerprint));
 		snprintf(j->ek_type_used, sizeof(j->ek_type_used), "%s",
 		         kl_ek_type_name(res.ek_type) ? kl_ek_type_name(res.ek_type) : "");
 		j->already_provisioned = res.already_provisioned;
@@ -251,7 +299,8 @@ static void run_lifecycle(kl_station *s, st_job *j)
 {
 	kl_life_job job = {
 		.serial = j->serial,
-		.link = j->slot->link,
+		.link = j->slot->agent ? j->slot->agent_link : j->slot->link,
+		.agent = j->slot->conn,
 		.actor = j->actor,
 		.progress = life_progress,
 		.progress_ctx = j,
@@ -262,6 +311,17 @@ static void run_lifecycle(kl_station *s, st_job *j)
 	int rc;
 
 	memset(&res, 0, sizeof(res));
+	if (j->slot->agent && strcmp(j->serial, j->slot->info.serial) != 0) {
+		/* Renewing or erasing another device than the one attached. */
+		pthread_mutex_lock(&s->mu);
+		j->state = KL_JOB_FAILED;
+		snprintf(j->reason, sizeof(j->reason), "serial_mismatch");
+		snprintf(j->message, sizeof(j->message),
+		         "the job is for %s, but the DUT on slot %s says it is %s", j->serial,
+		         j->slot->name, j->slot->info.serial);
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
 	if (j->kind == KL_JOB_RENEW)
 		rc = kl_life_renew(&s->lcfg, &job, &res);
 	else
@@ -363,11 +423,133 @@ static void probe_link(st_slot *sl)
 	}
 }
 
+/* ---- agent slots: the worker owns the attached link ---- */
+
+#define AGENT_IDLE_MS  500   /* how often an idle worker looks at its attached DUT */
+#define AGENT_PING_MS  10000 /* a PING this often keeps the agent from timing out */
+#define AGENT_CLOSE_MS 5000  /* how long the agent has to take its verdict and close */
+
+static bool ask_once(void *ctx)
+{
+	int *n = ctx;
+
+	return (*n)++ > 0;
+}
+
+/* Frees the slot's link: the slot takes the next DUT. Its worker only. */
+static void agent_detach(st_slot *sl, const char *reason)
+{
+	kl_station *s = sl->st;
+	kl_link_conn *c;
+	char serial[KL_LINK_SERIAL_MAX + 1], peer[128];
+	json_object *o;
+
+	pthread_mutex_lock(&s->mu);
+	c = sl->conn;
+	sl->conn = NULL;
+	snprintf(serial, sizeof(serial), "%s", sl->info.serial);
+	snprintf(peer, sizeof(peer), "%s", sl->agent_link);
+	sl->link_up = 0;
+	snprintf(sl->link_error, sizeof(sl->link_error), "no DUT attached (the last one: %s)",
+	         reason);
+	pthread_mutex_unlock(&s->mu);
+	if (!c)
+		return;
+	kl_link_conn_free(c);
+	kl_log_info(LOG_MOD, "DUT %s detached from slot %s [%s]", serial, sl->name, reason);
+	o = st_event_new("link.detached");
+	if (o) {
+		json_object_object_add(o, "slot", json_object_new_string(sl->name));
+		json_object_object_add(o, "serial", json_object_new_string(serial));
+		json_object_object_add(o, "reason", json_object_new_string(reason));
+		json_object_object_add(o, "peer", json_object_new_string(peer + 6));
+	}
+	st_event(s, sl->name, o);
+}
+
+/* An attached DUT waiting for its job: still there? Nothing is read but a
+ * PONG or the agent's ERROR; a PING now and then keeps it waiting. */
+static void agent_idle(st_slot *sl, double *last_ping)
+{
+	kl_link_conn *c = sl->conn;
+	int n = 0;
+	kl_link_wait w = { .deadline_ms = kl_link_now_ms() + AGENT_IDLE_MS,
+		           .cancelled = ask_once,
+		           .cancel_ctx = &n };
+	kl_link_type type;
+	const uint8_t *p;
+	uint32_t len;
+
+	if (kl_link_conn_recv(c, &w, &type, &p, &len) == 0) {
+		if (type == KL_LINK_PONG)
+			return;
+		if (type == KL_LINK_ERROR) {
+			agent_detach(sl, "agent_left");
+			return;
+		}
+		kl_link_conn_refuse(c, "link_garbage", "an agent waiting for its job sent a frame",
+		                    &w);
+		agent_detach(sl, "link_garbage");
+		return;
+	}
+	if (!kl_link_conn_dead(c)) {
+		if (kl_link_now_ms() - *last_ping >= AGENT_PING_MS) {
+			w = (kl_link_wait){ .deadline_ms = kl_link_now_ms() + 2000 };
+			*last_ping = kl_link_now_ms();
+			if (kl_link_conn_send(c, KL_LINK_PING, "keepalive", 9, &w) == 0)
+				return;
+		} else {
+			return;
+		}
+	}
+	agent_detach(sl, kl_link_conn_reason(c) ? kl_link_conn_reason(c) : "link_lost");
+}
+
+/* After a job on an agent slot: the VERDICT (PASS with the IDevID
+ * certificate's fingerprint, or FAIL with the reason), the agent's close,
+ * and the slot free again. */
+static void agent_finish(st_slot *sl, st_job *j)
+{
+	kl_station *s = sl->st;
+	kl_link_conn *c = sl->conn;
+	kl_link_wait w = { .deadline_ms = kl_link_now_ms() + AGENT_CLOSE_MS,
+		           .cancelled = station_stopping,
+		           .cancel_ctx = s };
+	/* The verdict goes out also while the station stops (a job aborted
+	 * then is a FAIL the DUT should show); waiting for the close does not. */
+	kl_link_wait send = { .deadline_ms = kl_link_now_ms() + 2000 };
+	const char *reason = "verdict_sent";
+	bool pass;
+	kl_link_type type;
+	const uint8_t *p;
+	uint32_t len;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&s->mu);
+	pass = j->state == KL_JOB_PASSED;
+	pthread_mutex_unlock(&s->mu);
+	if (kl_link_conn_dead(c)) {
+		reason = kl_link_conn_reason(c) ? kl_link_conn_reason(c) : "link_lost";
+	} else if (kl_link_send_verdict(c, &send, sl->info.serial, pass, j->fingerprint,
+	                                j->reason[0] ? j->reason : "failed", j->message) < 0) {
+		kl_log_warn(LOG_MOD, "the verdict for %s did not reach its agent: %s",
+		            sl->info.serial, kl_error_detail());
+		reason = kl_link_conn_reason(c) ? kl_link_conn_reason(c) : "link_lost";
+	} else {
+		/* The agent closes once it has its verdict. */
+		while (kl_link_conn_recv(c, &w, &type, &p, &len) == 0)
+			;
+	}
+	agent_detach(sl, reason);
+}
+
 static void *slot_main(void *arg)
 {
 	st_slot *sl = arg;
 	kl_station *s = sl->st;
 	long probe_s = s->link_probe_s;
+	double last_ping = kl_link_now_ms();
 
 	for (;;) {
 		st_job *j;
@@ -378,9 +560,26 @@ static void *slot_main(void *arg)
 			int rc;
 
 			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += probe_s > 0 ? probe_s : 3600;
+			if (sl->agent && sl->conn) {
+				/* A DUT attached, waiting for its job. */
+				pthread_mutex_unlock(&s->mu);
+				agent_idle(sl, &last_ping);
+				pthread_mutex_lock(&s->mu);
+				if (sl->pending || !sl->conn || atomic_load(&s->stopping))
+					continue;
+				ts.tv_nsec += 50 * 1000000L;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				(void)pthread_cond_timedwait(&sl->cond, &s->mu, &ts);
+				continue;
+			}
+			ts.tv_sec += probe_s > 0 && !sl->agent ? probe_s : 3600;
 			rc = pthread_cond_timedwait(&sl->cond, &s->mu, &ts);
-			if (rc == ETIMEDOUT && probe_s > 0 && !sl->pending &&
+			if (sl->agent && sl->conn)
+				last_ping = kl_link_now_ms();
+			if (rc == ETIMEDOUT && probe_s > 0 && !sl->agent && !sl->pending &&
 			    !atomic_load(&s->stopping)) {
 				pthread_mutex_unlock(&s->mu);
 				probe_link(sl);
@@ -399,10 +598,21 @@ static void *slot_main(void *arg)
 		pthread_mutex_unlock(&s->mu);
 		st_event(s, sl->name, job_event_new("job.started", j));
 
-		if (j->kind == KL_JOB_PROVISION)
+		if (sl->agent && !sl->conn) {
+			/* It left between the job's submission and now. */
+			pthread_mutex_lock(&s->mu);
+			j->state = KL_JOB_FAILED;
+			snprintf(j->reason, sizeof(j->reason), "link_lost");
+			snprintf(j->message, sizeof(j->message),
+			         "the DUT on slot %s left before its job started", sl->name);
+			pthread_mutex_unlock(&s->mu);
+		} else if (j->kind == KL_JOB_PROVISION) {
 			run_provision(s, j);
-		else
+		} else {
 			run_lifecycle(s, j);
+		}
+		if (sl->agent)
+			agent_finish(sl, j);
 
 		pthread_mutex_lock(&s->mu);
 		j->finished_ms = st_wall_ms();
@@ -414,7 +624,9 @@ static void *slot_main(void *arg)
 			s->failed++;
 		/* A job that passed says the link is up; one that could not open
 		 * it says it is down; anything else is left to the next probe. */
-		if (j->state == KL_JOB_PASSED)
+		if (sl->agent)
+			; /* its DUT came and went: agent_detach said so */
+		else if (j->state == KL_JOB_PASSED)
 			sl->link_up = 1;
 		else if (strcmp(j->reason, "link_failed") == 0 ||
 		         strcmp(j->reason, "link_timeout") == 0)

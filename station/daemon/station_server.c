@@ -610,7 +610,7 @@ static int serve(kl_station *s)
 
 	if (pipe2(s->wake, O_NONBLOCK | O_CLOEXEC) < 0)
 		return kl_error_set(KL_E_IO, "pipe: %s", strerror(errno));
-	if ((r = listen_socket(s)) < 0)
+	if ((r = listen_socket(s)) < 0 || (r = st_link_listen(s)) < 0)
 		return r;
 	if ((r = st_backend_start(s)) < 0)
 		return r;
@@ -643,7 +643,7 @@ static int serve(kl_station *s)
 		int64_t now_ms;
 		time_t now;
 
-		if (pfd_cap < s->nconns + 2) {
+		if (pfd_cap < s->nconns + 3) {
 			pfd_cap = s->nconns + 64;
 			free(pfd);
 			pfd = calloc(pfd_cap, sizeof(*pfd));
@@ -654,6 +654,8 @@ static int serve(kl_station *s)
 		}
 		pfd[n++] = (struct pollfd){ .fd = s->wake[0], .events = POLLIN };
 		pfd[n++] = (struct pollfd){ .fd = s->lfd, .events = POLLIN };
+		/* -1 without a listener: poll skips it. */
+		pfd[n++] = (struct pollfd){ .fd = st_link_fd(s), .events = POLLIN };
 		for (size_t i = 0; i < s->nconns; i++) {
 			st_conn *c = s->conns[i];
 			short ev = c->closing || c->pending >= ST_CONN_MAX_PENDING ? 0 : POLLIN;
@@ -677,7 +679,7 @@ static int serve(kl_station *s)
 		now_ms = st_wall_ms();
 		for (size_t i = 0; i < s->nconns; i++) {
 			st_conn *c = s->conns[i];
-			short re = pfd[i + 2].revents;
+			short re = pfd[i + 3].revents;
 
 			if (re & (POLLIN | POLLHUP | POLLERR))
 				conn_read(c);
@@ -714,6 +716,8 @@ static int serve(kl_station *s)
 				if (s->nconns == before)
 					break;
 			}
+		if (pfd[2].revents & POLLIN)
+			st_link_accept(s);
 		for (size_t i = 0; i < s->nconns;) {
 			st_conn *c = s->conns[i];
 
@@ -730,6 +734,8 @@ static int serve(kl_station *s)
 	if (st_signal_caught())
 		kl_log_info(LOG_MOD, "SIG%s received", sigabbrev_np(st_signal_caught()));
 	kl_log_info(LOG_MOD, "station stopping: interrupting running jobs at their next step");
+	atomic_store(&s->stopping, true);
+	st_link_stop(s);
 	st_workers_stop(s);
 	st_backend_stop(s);
 	deliver_answers(s);

@@ -261,6 +261,9 @@ static int commit(struct run *r)
 		rc = kl_ev_station(r->evidence, r->cfg->station_id, r->job->actor);
 	if (rc == 0)
 		rc = kl_ev_string(r->evidence, "trust_bundle", kl_trust_version(r->cfg->trust));
+	/* Which way the DUT was reached: its TCTI, or "agent:tcp:HOST:PORT". */
+	if (rc == 0)
+		rc = kl_ev_string(r->evidence, "link", r->job->link);
 	if (rc == 0 && !(text = kl_ev_text(r->evidence, true)))
 		rc = kl_error_set(KL_E_NOMEM, "evidence: out of memory");
 	if (rc < 0)

@@ -67,6 +67,9 @@ static void test_demo(void **state)
 	assert_non_null(strstr(text, "Summary: 3 provisioned, 1 refused"));
 	assert_non_null(strstr(text, "REFUSED at ek_cert [ek_cert_untrusted]"));
 	assert_non_null(strstr(text, "6 certificates verify, 0 do not"));
+	/* Through the agent path: every DUT's keyline-agent took its verdict. */
+	assert_non_null(
+	    strstr(text, "keyline-agent verdicts: 3 PASS (exit 0), 1 FAIL (exit 1) of 4"));
 	assert_non_null(strstr(text, home));
 	free(text);
 
@@ -101,6 +104,15 @@ static void test_demo(void **state)
 	assert_non_null(strstr(text, "DEMO-0001"));
 	assert_non_null(strstr(text, "DEMO-0003"));
 	assert_null(strstr(text, "DEMO-0004")); /* the forged one */
+	free(text);
+	/* The record says the DUT came over a keyline-agent link, not a TCTI. */
+	const char *show[] = { KEYLINE_BIN, "--home",    home,     "devices",
+		               "show",      "DEMO-0001", "--json", NULL };
+	assert_int_equal(kl_floor_run(f, out, NULL, show), 0);
+	text = slurp(out);
+	if (!strstr(text, "\"link\": \"agent:tcp:127.0.0.1:") &&
+	    !strstr(text, "\"link\":\"agent:tcp:127.0.0.1:"))
+		fail_msg("DEMO-0001's evidence does not name an agent link:\n%s", text);
 	free(text);
 
 	/* A bad option is a usage error, not a half-built line. */

@@ -222,7 +222,7 @@ static void check_evidence(const char *serial, kl_ek_type type, const kl_job_res
 		"serial",       "tpm",          "ek",         "entropy_bytes",
 		"activation",   "iak_creation", "certify",    "proof_of_possession",
 		"certificates", "handles",      "timings_ms", "station",
-		"operator",     "trust_bundle"
+		"operator",     "trust_bundle", "link"
 	};
 	json_object *ev = NULL, *o, *v;
 	unsigned char der[4096];

@@ -238,6 +238,39 @@ static void test_line_pick(void)
 	g_assert_null(kl_line_model_pick_slot(m, NULL)); /* slot-02 busy, 01 down */
 }
 
+/* An agent slot shows the DUT whose keyline-agent attached, and forgets it
+ * when it detaches; without one it takes no job. */
+static void test_line_agent(void)
+{
+	g_autoptr(KlLineModel) m = kl_line_model_new();
+	g_autoptr(GVariant) r =
+	    J("{\"slots\":[{\"name\":\"C\",\"link\":\"agent\",\"link_up\":false,"
+	      "\"state\":\"idle\",\"dut\":null},"
+	      "{\"name\":\"D\",\"link\":\"agent\",\"link_up\":true,\"state\":\"idle\","
+	      "\"dut\":{\"serial\":\"ZT-4\",\"model\":\"WS-2\"}}]}");
+	KlSlotItem *c, *d;
+
+	kl_line_model_set_slots(m, r);
+	c = kl_line_model_find(m, "C");
+	d = kl_line_model_find(m, "D");
+	g_assert_true(c->agent);
+	g_assert_null(c->dut_serial);
+	g_assert_false(kl_slot_item_is_free(c));
+	g_assert_cmpstr(d->dut_serial, ==, "ZT-4");
+	g_assert_cmpstr(d->dut_model, ==, "WS-2");
+	g_assert_true(kl_slot_item_is_free(d));
+	feed(m, "{\"type\":\"link.attached\",\"slot\":\"C\",\"serial\":\"ZT-5\","
+	        "\"model\":\"WS-3\",\"peer\":\"tcp:127.0.0.1:4000\",\"time_ms\":1}");
+	g_assert_cmpstr(c->dut_serial, ==, "ZT-5");
+	g_assert_cmpstr(c->dut_model, ==, "WS-3");
+	g_assert_true(kl_slot_item_is_free(c));
+	feed(m, "{\"type\":\"link.detached\",\"slot\":\"C\",\"serial\":\"ZT-5\","
+	        "\"reason\":\"link_lost\",\"time_ms\":2}");
+	g_assert_null(c->dut_serial);
+	g_assert_cmpstr(c->link_error, ==, "link_lost");
+	g_assert_false(kl_slot_item_is_free(c));
+}
+
 static void test_line_recent_jobs(void)
 {
 	g_autoptr(KlLineModel) m = kl_line_model_new();
@@ -650,6 +683,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/ui/line/events", test_line_events);
 	g_test_add_func("/ui/line/pick", test_line_pick);
 	g_test_add_func("/ui/line/recent-jobs", test_line_recent_jobs);
+	g_test_add_func("/ui/line/agent", test_line_agent);
 	g_test_add_func("/ui/counters/rate", test_counters_rate);
 	g_test_add_func("/ui/devices/paging", test_devices_paging);
 	g_test_add_func("/ui/devices/query", test_devices_query);
