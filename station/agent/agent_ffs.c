@@ -357,12 +357,13 @@ static int wait_pumped(kl_ffs *f, int fd, double deadline, const char **why, con
 			*event = "poll failed";
 			return -1;
 		}
+		/* What is done is taken first: an event after it is seen next. */
+		if (p[0].revents)
+			return 0;
 		if (p[1].revents && ep0_events(f, event) != 0) {
 			*why = "link_lost";
 			return -1;
 		}
-		if (p[0].revents)
-			return 0;
 	}
 }
 

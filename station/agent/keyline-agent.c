@@ -320,8 +320,8 @@ static int send_frame(struct agent *a, kl_link_type type, const void *p, size_t 
 	if (n)
 		memcpy(frame + KL_LINK_HEADER_SIZE, p, n);
 	if (a->link->send(a, frame, KL_LINK_HEADER_SIZE + n, &why) < 0) {
-		say("the link to %s was lost sending %s: %s", a->peer, kl_link_type_name(type),
-		    why);
+		say("the link to %s was lost sending %s [link_lost]: %s", a->peer,
+		    kl_link_type_name(type), why);
 		return -1;
 	}
 	return 0;
