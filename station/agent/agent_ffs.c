@@ -1,10 +1,15 @@
 /* keyline-agent on FunctionFS (agent_ffs.h). Descriptor layout: the
  * kernel's Documentation/usb/functionfs.rst and <linux/usb/functionfs.h>
  * (v2 header: magic, length, flags, then one count per speed present). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pthread_tryjoin_np */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -191,7 +196,18 @@ int kl_ffs_wait_enable(kl_ffs *f, int timeout_ms)
  * failed read (ESHUTDOWN when the host disables the function) ends it,
  * and the agent sees rx reach its end. A read of 0 bytes is a
  * zero-length packet on FunctionFS, but the end of the writer on a FIFO
- * (which the tests put in ep1's place): there it ends too. */
+ * (which the tests put in ep1's place): there it ends too.
+ *
+ * Both threads end when f->stop is set: kl_ffs_pump_stop interrupts
+ * their blocking calls with SIGUSR1 (a handler that does nothing, without
+ * SA_RESTART, so the call fails with EINTR) until they are gone. Not
+ * pthread_cancel: glibc's cancellation dlopen()s libgcc_s for unwinding,
+ * which the agent does not otherwise need. */
+static bool stopping(kl_ffs *f)
+{
+	return __atomic_load_n(&f->stop, __ATOMIC_SEQ_CST) != 0;
+}
+
 static void *reader(void *arg)
 {
 	kl_ffs *f = arg;
@@ -199,7 +215,7 @@ static void *reader(void *arg)
 	bool fifo = fstat(f->out, &st) == 0 && S_ISFIFO(st.st_mode);
 	uint8_t buf[4096]; /* a multiple of both packet sizes */
 
-	for (;;) {
+	while (!stopping(f)) {
 		ssize_t n = read(f->out, buf, sizeof(buf));
 
 		if (n < 0 && errno == EINTR)
@@ -209,7 +225,7 @@ static void *reader(void *arg)
 		for (ssize_t off = 0; off < n;) {
 			ssize_t k = send(f->rx_peer, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
 
-			if (k < 0 && errno == EINTR)
+			if (k < 0 && errno == EINTR && !stopping(f))
 				continue;
 			if (k <= 0)
 				goto out;
@@ -228,7 +244,7 @@ static void *writer(void *arg)
 	kl_ffs *f = arg;
 	static uint8_t frame[16384];
 
-	for (;;) {
+	while (!stopping(f)) {
 		ssize_t n = recv(f->tx_peer, frame, sizeof(frame), 0), k;
 		uint8_t status;
 
@@ -238,7 +254,7 @@ static void *writer(void *arg)
 			break;
 		do
 			k = write(f->in, frame, (size_t)n);
-		while (k < 0 && errno == EINTR);
+		while (k < 0 && errno == EINTR && !stopping(f));
 		status = k == n ? 0 : 1;
 		if (send(f->tx_peer, &status, 1, MSG_NOSIGNAL) != 1 || status)
 			break;
@@ -246,12 +262,36 @@ static void *writer(void *arg)
 	return NULL;
 }
 
+static void on_interrupt(int sig)
+{
+	(void)sig;
+}
+
+/* Interrupts t until it has ended, for up to 2 s: true when joined. */
+static bool stop_thread(pthread_t t)
+{
+	for (int i = 0; i < 200; i++) {
+		struct timespec ms10 = { 0, 10 * 1000 * 1000 };
+
+		if (pthread_tryjoin_np(t, NULL) == 0)
+			return true;
+		pthread_kill(t, SIGUSR1);
+		nanosleep(&ms10, NULL);
+	}
+	return false;
+}
+
 int kl_ffs_pump_start(kl_ffs *f)
 {
+	struct sigaction sa = { .sa_handler = on_interrupt };
 	int rx[2], tx[2];
 
 	if (f->pumping)
 		return 0;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGUSR1, &sa, NULL) < 0)
+		return -1;
+	__atomic_store_n(&f->stop, 0, __ATOMIC_SEQ_CST);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rx) < 0)
 		return -1;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, tx) < 0) {
@@ -266,8 +306,10 @@ int kl_ffs_pump_start(kl_ffs *f)
 	if (pthread_create(&f->reader, NULL, reader, f) != 0)
 		goto err;
 	if (pthread_create(&f->writer, NULL, writer, f) != 0) {
-		pthread_cancel(f->reader);
-		pthread_join(f->reader, NULL);
+		__atomic_store_n(&f->stop, 1, __ATOMIC_SEQ_CST);
+		shutdown(f->rx, SHUT_RDWR);
+		if (!stop_thread(f->reader))
+			abort(); /* a reader that outlives its kl_ffs */
 		goto err;
 	}
 	f->pumping = true;
@@ -286,12 +328,18 @@ void kl_ffs_pump_stop(kl_ffs *f)
 {
 	if (!f->pumping)
 		return;
-	/* read(), write(), recv() and send() are cancellation points; the
-	 * threads hold nothing else. */
-	pthread_cancel(f->reader);
-	pthread_cancel(f->writer);
-	pthread_join(f->reader, NULL);
-	pthread_join(f->writer, NULL);
+	__atomic_store_n(&f->stop, 1, __ATOMIC_SEQ_CST);
+	/* A thread blocked on its socket wakes from this, one blocked on an
+	 * endpoint from the signal. */
+	shutdown(f->rx, SHUT_RDWR);
+	shutdown(f->tx, SHUT_RDWR);
+	if (!stop_thread(f->reader) || !stop_thread(f->writer)) {
+		/* Stuck in a call no signal interrupts: it still uses the
+		 * kl_ffs and its sockets, so leave them; the process is about
+		 * to report a lost link. */
+		f->pumping = false;
+		return;
+	}
 	close(f->rx);
 	close(f->rx_peer);
 	close(f->tx);

@@ -47,6 +47,7 @@ typedef struct kl_ffs {
 	int rx_peer, tx_peer; /* the threads' ends */
 	pthread_t reader, writer;
 	bool pumping;
+	int stop; /* set (atomically) to end the threads */
 } kl_ffs;
 
 /* Writes the descriptors and strings to dir/ep0 and opens dir/ep1 and
@@ -61,8 +62,9 @@ int kl_ffs_wait_enable(kl_ffs *f, int timeout_ms) KL_MUST_CHECK;
 /* Starts the pump threads on an open (and enabled) function. 0 or -1. */
 int kl_ffs_pump_start(kl_ffs *f) KL_MUST_CHECK;
 
-/* Stops them (cancelled where they block in read or write) and closes
- * their sockets; ep0, ep1 and ep2 stay open. */
+/* Stops them (interrupted with SIGUSR1 where they block in read or
+ * write; the pump installs a handler that does nothing) and closes their
+ * sockets; ep0, ep1 and ep2 stay open. */
 void kl_ffs_pump_stop(kl_ffs *f);
 
 /* Writes one whole frame to ep2 (one write(), one USB transfer) within

@@ -253,7 +253,8 @@ static const struct transport tcp_link = { connect_station, tcp_send, tcp_recv, 
  * threads need nothing but libc, and they behave the same on FunctionFS
  * and on the FIFOs the tests put in its place, so what the tests run is
  * the code a DUT runs; AIO on a FIFO does not complete asynchronously. A
- * thread left blocked by a deadline is cancelled when the link closes. */
+ * thread left blocked by a deadline is interrupted (SIGUSR1) and joined
+ * when the link closes. */
 static int ffs_open(struct agent *a)
 {
 	char why[600];
