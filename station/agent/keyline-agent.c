@@ -1,11 +1,11 @@
 /* keyline-agent: the small program in a DUT's factory image (docs/link.md).
  *
  * It opens the DUT's own TPM through a TCTI, connects to the station's link
- * listener, says HELLO (protocol versions, serial, model, firmware, agent
- * version), relays each TPM_COMMAND to its TPM and the answer back as
- * TPM_RESPONSE, and ends with the station's VERDICT, which it prints and
- * turns into its exit status:
- *   0 PASS, 1 FAIL (the station refused), 2 usage, 3 link or TPM error.
+ * listener over TCP or presents itself to it as a USB gadget function
+ * (FunctionFS, --usb-ffs; agent_ffs.h), says HELLO (protocol versions, serial, model, firmware,
+ * agent version), relays each TPM_COMMAND to its TPM and the answer back as TPM_RESPONSE, and ends
+ * with the station's VERDICT, which it prints and turns into its exit status: 0 PASS, 1 FAIL (the
+ * station refused), 2 usage, 3 link or TPM error.
  *
  * Dependencies: libc and the tpm2-tss TCTI loader, plus the link codec
  * (station/link/link_frame.c, compiled in). The agent trusts nothing it is
@@ -28,6 +28,7 @@
 #include <tss2/tss2_tcti.h>
 #include <tss2/tss2_tctildr.h>
 
+#include "agent_ffs.h"
 #include "link_frame.h"
 
 #ifndef KL_AGENT_VERSION
@@ -40,7 +41,8 @@ enum { EXIT_PASS = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_LINK = 3 };
 typedef enum { RUN_PASS, RUN_FAIL, RUN_LOST, RUN_ERROR } run_end;
 
 static const char usage[] =
-    "usage: keyline-agent --station HOST:PORT (--serial S | --serial-file F | --serial-cmd CMD)\n"
+    "usage: keyline-agent (--station HOST:PORT | --usb-ffs DIR)\n"
+    "                     (--serial S | --serial-file F | --serial-cmd CMD)\n"
     "                     [--tcti CONF] [--model M] [--firmware F] [--timeout-s N] [--retry N]\n"
     "\n"
     "Connects this device's TPM to a Keyline station for factory provisioning: says hello\n"
@@ -49,6 +51,10 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  --station HOST:PORT  the station's link listener ([IPV6]:PORT for IPv6)\n"
+    "  --usb-ffs DIR        instead, the link over USB: DIR is this gadget's mounted\n"
+    "                       FunctionFS (e.g. /dev/usb-ffs/keyline); the agent writes the\n"
+    "                       descriptors to DIR/ep0 and waits up to --timeout-s for the host\n"
+    "                       to enable the function (bind the UDC after starting it)\n"
     "  --tcti CONF          the TPM (default device:/dev/tpmrm0; swtpm:host=H,port=P for a\n"
     "                       simulator)\n"
     "  --serial S           the hardware serial (1..64 of A-Z a-z 0-9 . _ -)\n"
@@ -56,7 +62,8 @@ static const char usage[] =
     "  --serial-cmd CMD     read it from the first line CMD prints (run by /bin/sh)\n"
     "  --model M, --firmware F  what the hello says about the device\n"
     "  --timeout-s N        how long the station may stay silent (1..3600, default 120)\n"
-    "  --retry N            reconnect up to N times when the link is lost (0..100, default 0)\n"
+    "  --retry N            reconnect up to N times when the link is lost (0..100, default 0);\n"
+    "                       over USB: wait for the host to enable the function again\n"
     "  --die-after N        TEST ONLY: exit abruptly (status 3) after relaying N TPM commands,\n"
     "                       as a DUT that loses power or its cable\n"
     "  --help               this text\n"
@@ -65,8 +72,28 @@ static const char usage[] =
     "        'FAIL serial=S reason=R: MESSAGE'\n"
     "exit status: 0 PASS, 1 FAIL (refused by the station), 2 usage error, 3 link or TPM error\n";
 
+struct agent;
+
+/* The link's transport: TCP (--station) or FunctionFS (--usb-ffs). The
+ * hello, relay and verdict code above it is one. Every call is bounded by
+ * the agent's timeout. */
+struct transport {
+	/* Connects, or presents the function and waits for the host: 0, -1. */
+	int (*open)(struct agent *a);
+	/* Sends one whole frame (one buffer): 0, or -1 with *why. */
+	int (*send)(struct agent *a, const uint8_t *p, size_t n, const char **why);
+	/* Receives what the station sent, up to cap bytes: > 0; 0 the peer
+	 * closed; -1 with *why ("link_timeout": silence; else lost). */
+	ssize_t (*recv)(struct agent *a, uint8_t *buf, size_t cap, const char **why);
+	/* Ends this session's link (a retry opens it again). */
+	void (*close)(struct agent *a);
+};
+
 struct agent {
-	const char *station, *tcti_conf, *model, *firmware;
+	const char *station, *usb_ffs, *peer, *tcti_conf, *model, *firmware;
+	const struct transport *link;
+	kl_ffs ffs;
+	bool ffs_open;
 	char serial[KL_LINK_SERIAL_MAX + 2];
 	int timeout_ms, retries;
 	long die_after;
@@ -161,12 +188,10 @@ static int connect_station(struct agent *a)
 	if (fd >= 0)
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	a->fd = fd;
-	a->rlen = a->roff = 0;
-	kl_link_decoder_init(&a->dec);
 	return fd >= 0 ? 0 : -1;
 }
 
-static int send_all(struct agent *a, const uint8_t *p, size_t n)
+static int tcp_send(struct agent *a, const uint8_t *p, size_t n, const char **why)
 {
 	double deadline = now_ms() + a->timeout_ms;
 
@@ -178,27 +203,126 @@ static int send_all(struct agent *a, const uint8_t *p, size_t n)
 			n -= (size_t)k;
 			continue;
 		}
-		if (k < 0 && errno != EAGAIN && errno != EINTR)
+		if (k < 0 && errno != EAGAIN && errno != EINTR) {
+			*why = strerror(errno);
 			return -1;
-		if (wait_fd(a->fd, POLLOUT, deadline) < 0)
+		}
+		if (wait_fd(a->fd, POLLOUT, deadline) < 0) {
+			*why = "timed out";
 			return -1;
+		}
 	}
 	return 0;
 }
+
+static ssize_t tcp_recv(struct agent *a, uint8_t *buf, size_t cap, const char **why)
+{
+	double deadline = now_ms() + a->timeout_ms;
+
+	for (;;) {
+		ssize_t n = recv(a->fd, buf, cap, 0);
+
+		if (n >= 0)
+			return n;
+		if (errno != EAGAIN && errno != EINTR) {
+			*why = "link_lost";
+			return -1;
+		}
+		if (wait_fd(a->fd, POLLIN, deadline) < 0) {
+			*why = "link_timeout";
+			return -1;
+		}
+	}
+}
+
+static void tcp_close(struct agent *a)
+{
+	if (a->fd >= 0)
+		close(a->fd);
+	a->fd = -1;
+}
+
+static const struct transport tcp_link = { connect_station, tcp_send, tcp_recv, tcp_close };
+
+/* FunctionFS. Its endpoint files cannot be polled (only ep0 can), and a
+ * read of ep1 or a write of ep2 blocks until the host moves data. The
+ * agent bounds them with two small threads that do the blocking calls
+ * and hand the data over socketpairs it can poll along with ep0
+ * (agent_ffs.c, kl_ffs_pump_start). Chosen over Linux AIO (io_submit on
+ * the endpoints with an eventfd, as the kernel's ffs-aio-example): the
+ * threads need nothing but libc, and they behave the same on FunctionFS
+ * and on the FIFOs the tests put in its place, so what the tests run is
+ * the code a DUT runs; AIO on a FIFO does not complete asynchronously. A
+ * thread left blocked by a deadline is interrupted (SIGUSR1) and joined
+ * when the link closes. */
+static int ffs_open(struct agent *a)
+{
+	char why[600];
+	int r;
+
+	if (!a->ffs_open) {
+		if (kl_ffs_open(a->usb_ffs, &a->ffs, why, sizeof(why)) < 0) {
+			say("FunctionFS: %s", why);
+			return -1;
+		}
+		a->ffs_open = true;
+	}
+	r = kl_ffs_wait_enable(&a->ffs, a->timeout_ms);
+	if (r <= 0) {
+		say("the USB host did not enable the function on %s within %d s%s%s", a->usb_ffs,
+		    a->timeout_ms / 1000, r < 0 ? ": " : " [link_timeout]",
+		    r < 0 ? strerror(errno) : "");
+		return -1;
+	}
+	if (kl_ffs_pump_start(&a->ffs) < 0) {
+		say("FunctionFS: the endpoint threads do not start: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int ffs_send(struct agent *a, const uint8_t *p, size_t n, const char **why)
+{
+	const char *event = NULL;
+
+	if (kl_ffs_send(&a->ffs, p, n, a->timeout_ms, why, &event) == 0)
+		return 0;
+	if (event)
+		*why = event;
+	return -1;
+}
+
+static ssize_t ffs_recv(struct agent *a, uint8_t *buf, size_t cap, const char **why)
+{
+	const char *event = NULL;
+	ssize_t n = kl_ffs_recv(&a->ffs, buf, cap, a->timeout_ms, why, &event);
+
+	if (n < 0 && event)
+		say("FunctionFS: %s", event);
+	return n;
+}
+
+static void ffs_close(struct agent *a)
+{
+	kl_ffs_pump_stop(&a->ffs);
+}
+
+static const struct transport ffs_link = { ffs_open, ffs_send, ffs_recv, ffs_close };
 
 static int send_frame(struct agent *a, kl_link_type type, const void *p, size_t n)
 {
 	/* One buffer, one send: one segment per frame. */
 	uint8_t frame[KL_LINK_HEADER_SIZE + KL_LINK_PAYLOAD_MAX];
+	const char *why = "";
 
 	if (n > KL_LINK_PAYLOAD_MAX)
 		return -1;
 	kl_link_header_encode(frame, type, (uint32_t)n);
 	if (n)
 		memcpy(frame + KL_LINK_HEADER_SIZE, p, n);
-	if (send_all(a, frame, KL_LINK_HEADER_SIZE + n) < 0) {
-		say("the link to %s was lost sending %s: %s", a->station, kl_link_type_name(type),
-		    strerror(errno));
+	if (a->link->send(a, frame, KL_LINK_HEADER_SIZE + n, &why) < 0) {
+		say("the link to %s was lost sending %s [link_lost]: %s", a->peer,
+		    kl_link_type_name(type), why);
 		return -1;
 	}
 	return 0;
@@ -220,8 +344,6 @@ static void send_error(struct agent *a, const char *reason, const char *message)
  * silent: *why says), -2: the station sent garbage (told with ERROR). */
 static int recv_frame(struct agent *a, const char **why)
 {
-	double deadline = now_ms() + a->timeout_ms;
-
 	for (;;) {
 		kl_link_err e = { 0 };
 		ssize_t n;
@@ -242,24 +364,21 @@ static int recv_frame(struct agent *a, const char **why)
 				return 0;
 			continue;
 		}
-		n = recv(a->fd, a->rbuf, sizeof(a->rbuf), 0);
+		n = a->link->recv(a, a->rbuf, sizeof(a->rbuf), why);
 		if (n > 0) {
 			a->rlen = (size_t)n;
 			a->roff = 0;
 			continue;
 		}
-		if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-			(void)kl_link_decoder_eof(&a->dec, &e);
-			say("the link to %s was lost [%s]: %s", a->station, e.reason, e.message);
-			*why = e.reason;
-			return -1;
-		}
-		if (wait_fd(a->fd, POLLIN, deadline) < 0) {
-			say("the station %s said nothing for %d s [link_timeout]", a->station,
+		if (n < 0 && strcmp(*why, "link_timeout") == 0) {
+			say("the station %s said nothing for %d s [link_timeout]", a->peer,
 			    a->timeout_ms / 1000);
-			*why = "link_timeout";
 			return -1;
 		}
+		(void)kl_link_decoder_eof(&a->dec, &e);
+		say("the link to %s was lost [%s]: %s", a->peer, e.reason, e.message);
+		*why = e.reason;
+		return -1;
 	}
 }
 
@@ -380,7 +499,9 @@ static run_end session(struct agent *a)
 	run_end end;
 	int r;
 
-	if (connect_station(a) < 0)
+	a->rlen = a->roff = 0;
+	kl_link_decoder_init(&a->dec);
+	if (a->link->open(a) < 0)
 		return RUN_LOST;
 	if ((r = send_hello(a)) < 0) {
 		end = r == -2 ? RUN_ERROR : RUN_LOST;
@@ -432,8 +553,7 @@ static run_end session(struct agent *a)
 		break;
 	}
 out:
-	close(a->fd);
-	a->fd = -1;
+	a->link->close(a);
 	return end;
 }
 
@@ -468,6 +588,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "station", required_argument, NULL, 'S' },
+		{ "usb-ffs", required_argument, NULL, 'U' },
 		{ "tcti", required_argument, NULL, 't' },
 		{ "serial", required_argument, NULL, 's' },
 		{ "serial-file", required_argument, NULL, 'f' },
@@ -495,6 +616,9 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'S':
 			a.station = optarg;
+			break;
+		case 'U':
+			a.usb_ffs = optarg;
 			break;
 		case 't':
 			a.tcti_conf = optarg;
@@ -545,14 +669,21 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (!a.station || sources != 1 || optind < argc) {
+	if (!a.station == !a.usb_ffs || sources != 1 || optind < argc) {
 		say("%s (see --help)", optind < argc ? "unexpected argument"
-		                       : !a.station
-		                           ? "--station is required"
+		                       : !a.station == !a.usb_ffs
+		                           ? "give one of --station, --usb-ffs"
 		                           : "give one of --serial, --serial-file, --serial-cmd");
 		return EXIT_USAGE;
 	}
-	{
+	if (a.usb_ffs) {
+		a.link = &ffs_link;
+		a.peer = a.usb_ffs;
+	} else {
+		a.link = &tcp_link;
+		a.peer = a.station;
+	}
+	if (a.station) {
 		const char *colon = strrchr(a.station, ':');
 
 		if (!colon || colon == a.station || !colon[1] ||
@@ -602,6 +733,8 @@ int main(int argc, char **argv)
 		if (end != RUN_LOST)
 			break;
 	}
+	if (a.ffs_open)
+		kl_ffs_close(&a.ffs);
 	Tss2_TctiLdr_Finalize(&a.tcti);
 	switch (end) {
 	case RUN_PASS:
