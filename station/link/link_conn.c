@@ -23,7 +23,8 @@ struct kl_link_conn {
 	kl_link_transport tr;
 	bool has_tr;
 	char peer[96];
-	const char *reason; /* of the last failure */
+	const char *reason;   /* of the last failure */
+	char peer_reason[48]; /* "agent_<reason>" once the peer sent ERROR */
 	bool dead;
 	bool wire_broken; /* the stream itself failed: nothing more can be sent */
 	uint8_t rbuf[4096];
@@ -158,6 +159,20 @@ const char *kl_link_conn_peer(const kl_link_conn *c)
 const char *kl_link_conn_reason(const kl_link_conn *c)
 {
 	return c->reason;
+}
+
+void kl_link_conn_peer_ended(kl_link_conn *c, const char *reason)
+{
+	if (reason && kl_link_reason_valid(reason) &&
+	    strlen(reason) < sizeof(c->peer_reason) - strlen("agent_"))
+		snprintf(c->peer_reason, sizeof(c->peer_reason), "agent_%s", reason);
+	else
+		snprintf(c->peer_reason, sizeof(c->peer_reason), "agent_error");
+}
+
+const char *kl_link_conn_peer_reason(const kl_link_conn *c)
+{
+	return c && c->peer_reason[0] ? c->peer_reason : NULL;
 }
 
 bool kl_link_conn_dead(const kl_link_conn *c)

@@ -52,7 +52,7 @@ enum { N_GOOD = 4, N_CUT = KL_STEP__MAX };
 static struct {
 	kl_floor *floor;
 	kl_vendor *acme;
-	kl_dut **good, **cut;
+	kl_dut **good, **cut, **terr;
 	struct test_pki pki;
 	char dir[PATH_MAX];
 	kl_store *store;
@@ -70,7 +70,8 @@ static int setup(void **state)
 	(void)state;
 	if (kl_floor_new(&g.floor) < 0 || kl_floor_vendor(g.floor, "Acme TPM", &g.acme) < 0 ||
 	    kl_floor_manufacture(g.floor, g.acme, "agood", N_GOOD, &g.good) < 0 ||
-	    kl_floor_manufacture(g.floor, g.acme, "acut", N_CUT, &g.cut) < 0) {
+	    kl_floor_manufacture(g.floor, g.acme, "acut", N_CUT, &g.cut) < 0 ||
+	    kl_floor_manufacture(g.floor, g.acme, "aterr", 1, &g.terr) < 0) {
 		fprintf(stderr, "floor: %s\n", kl_error_detail());
 		return -1;
 	}
@@ -83,6 +84,7 @@ static int setup(void **state)
 	for (int i = 0; i < N_CUT; i++)
 		snprintf(names[n++], sizeof(names[0]), "CUT-%d", i);
 	snprintf(names[n++], sizeof(names[0]), "DIE-1");
+	snprintf(names[n++], sizeof(names[0]), "TERR-1");
 	for (size_t i = 0; i < n; i++)
 		items[i] = (kl_registry_item){ .serial = names[i], .line = (unsigned)i + 1 };
 	if (kl_registry_tenant_add(g.reg, "acme", "test") < 0 ||
@@ -97,6 +99,8 @@ static int setup(void **state)
 	for (int i = 0; i < N_CUT; i++)
 		if (kl_dut_start(g.floor, g.cut[i]) < 0)
 			return -1;
+	if (kl_dut_start(g.floor, g.terr[0]) < 0)
+		return -1;
 	return 0;
 }
 
@@ -203,10 +207,12 @@ struct run {
 	char agent_out[2048];
 };
 
-/* Kills the agent when the engine starts step cut_step. */
+/* Kills the agent when the engine starts step cut_step; or, with dut set,
+ * powers that DUT off instead (the agent's TPM goes away under it). */
 struct cutter {
 	pid_t agent;
 	int cut_step;
+	kl_dut *dut;
 };
 
 static void cut_at(void *ctx, kl_step step, bool done, double ms)
@@ -214,7 +220,10 @@ static void cut_at(void *ctx, kl_step step, bool done, double ms)
 	struct cutter *c = ctx;
 
 	(void)ms;
-	if (!done && (int)step == c->cut_step && c->agent > 0) {
+	if (!done && (int)step == c->cut_step && c->dut) {
+		assert_int_equal(kl_dut_stop(g.floor, c->dut), 0);
+		c->dut = NULL;
+	} else if (!done && (int)step == c->cut_step && c->agent > 0) {
 		kill(c->agent, SIGKILL);
 		waitpid(c->agent, NULL, 0);
 		c->agent = 0;
@@ -224,13 +233,14 @@ static void cut_at(void *ctx, kl_step step, bool done, double ms)
 /* The station's side, as keyline provision --agent-listen does it: listen,
  * accept one agent, shake hands, provision the hello's serial through the
  * link, send the verdict. */
-static void run_agent(const char *tcti, const char *serial, const char *expect,
-                      const char *const *extra, int cut_step, struct run *out)
+static void run_agent_stopping(const char *tcti, const char *serial, const char *expect,
+                               const char *const *extra, int cut_step, kl_dut *stop,
+                               struct run *out)
 {
 	kl_link_listener *l = NULL;
 	kl_link_conn *c = NULL;
 	kl_link_agent_info info;
-	struct cutter cutter = { .cut_step = cut_step };
+	struct cutter cutter = { .cut_step = cut_step, .dut = stop };
 	char out_path[PATH_MAX], link[128];
 	kl_link_wait w;
 	int st = 0;
@@ -279,6 +289,12 @@ static void run_agent(const char *tcti, const char *serial, const char *expect,
 		out->agent_status = 128 + SIGKILL;
 	}
 	read_file(out_path, out->agent_out, sizeof(out->agent_out));
+}
+
+static void run_agent(const char *tcti, const char *serial, const char *expect,
+                      const char *const *extra, int cut_step, struct run *out)
+{
+	run_agent_stopping(tcti, serial, expect, extra, cut_step, NULL, out);
 }
 
 /* From the outside: the DUT's NV certificates chain to the CA, the IDevID
@@ -468,6 +484,43 @@ static void test_agent_dies_then_resumes(void **state)
 	assert_int_equal(r.agent_status, 0);
 	check_dut(g.good[2], "DIE-1", r.res.idevid_sha256);
 	assert_provisioned_once("DIE-1");
+}
+
+/* The agent's TPM goes away mid-job (its swtpm powered off at the start of
+ * the keys step): the agent says ERROR reason=tpm_error, the job is refused
+ * with the agent's reason (agent_tpm_error) and its message, nothing is
+ * issued, the device stays provisioning; with the TPM back, a second run
+ * resumes and provisions it once. */
+static void test_agent_tpm_fails_then_resumes(void **state)
+{
+	int64_t before = issued();
+	kl_registry_device dev;
+	struct run r;
+
+	(void)state;
+	run_agent_stopping(g.terr[0]->tcti, "TERR-1", NULL, NULL, KL_STEP_KEYS, g.terr[0], &r);
+	assert_int_equal(r.handshake_rc, 0);
+	assert_int_not_equal(r.res.rc, 0);
+	if (strcmp(r.res.reason, "agent_tpm_error") != 0)
+		fail_msg("%s [%s] %s", kl_step_name(r.res.failed_step), r.res.reason,
+		         r.res.message);
+	assert_int_equal(r.res.failed_step, KL_STEP_KEYS);
+	assert_non_null(strstr(r.res.message, "tpm_error"));
+	assert_non_null(strstr(r.res.message, "the TPM ("));
+	assert_int_equal(r.agent_status, 3);
+	assert_string_equal(r.agent_out, "");
+	assert_int_equal(issued(), before);
+	assert_int_equal(kl_registry_device_get(g.reg, "TERR-1", &dev), 0);
+	assert_int_equal(dev.state, KL_DEVICE_PROVISIONING);
+
+	assert_int_equal(kl_dut_start(g.floor, g.terr[0]), 0);
+	run_agent(g.terr[0]->tcti, "TERR-1", NULL, NULL, -1, &r);
+	if (r.res.rc != 0)
+		fail_msg("%s [%s] %s", kl_step_name(r.res.failed_step), r.res.reason,
+		         r.res.message);
+	assert_int_equal(r.agent_status, 0);
+	check_dut(g.terr[0], "TERR-1", r.res.idevid_sha256);
+	assert_provisioned_once("TERR-1");
 }
 
 /* The link cut at the start of each step: link_lost (unless the step and
@@ -879,6 +932,7 @@ int main(void)
 		cmocka_unit_test(test_bad_answers),
 		cmocka_unit_test(test_agent_options),
 		cmocka_unit_test(test_agent_dies_then_resumes),
+		cmocka_unit_test(test_agent_tpm_fails_then_resumes),
 		cmocka_unit_test(test_cut_at_every_step),
 	};
 
