@@ -397,7 +397,7 @@ static void test_renew_through_agent(void **state)
 	kl_link_conn *c = NULL;
 	kl_link_agent_info info;
 	kl_life_result res;
-	char out[PATH_MAX], text[2048];
+	char out[PATH_MAX], text[2048], want[160];
 	kl_link_wait w;
 	struct count cc = { 0, 0 };
 	pid_t pid;
@@ -418,20 +418,23 @@ static void test_renew_through_agent(void **state)
 	if (res.rc != 0)
 		fail_msg("renew: %s [%s] %s", res.step, res.reason, res.message);
 	assert_true(strlen(res.new_serial) > 0);
+	assert_int_equal(strlen(res.idevid_sha256), 64);
 	w = within(5000);
-	assert_int_equal(kl_link_send_verdict(c, &w, "AG-0", true, "", NULL, NULL), 0);
+	assert_int_equal(kl_link_send_verdict(c, &w, "AG-0", true, res.idevid_sha256, NULL, NULL),
+	                 0);
 	kl_link_conn_free(c);
 	kl_link_listener_free(l);
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	read_file(out, text, sizeof(text));
-	assert_string_equal(text, "PASS serial=AG-0 fingerprint=\n");
+	snprintf(want, sizeof(want), "PASS serial=AG-0 fingerprint=%s\n", res.idevid_sha256);
+	assert_string_equal(text, want);
 	/* The old IDevID certificate is superseded; the device still verifies
-	 * from the outside with its new one. */
+	 * from the outside with its new one, whose SHA-256 the verdict named. */
 	assert_true(kl_registry_device_certs(g.reg, "AG-0", count_cert, &cc) >= 3);
 	assert_int_equal(cc.valid, 2);
 	assert_int_equal(cc.superseded, 1);
-	check_dut(g.good[0], "AG-0", NULL);
+	check_dut(g.good[0], "AG-0", res.idevid_sha256);
 }
 
 /* A refusal travels as FAIL: a serial the registry does not know. */
