@@ -27,6 +27,7 @@ struct kl_link_conn {
 	char peer_reason[48]; /* "agent_<reason>" once the peer sent ERROR */
 	bool dead;
 	bool wire_broken; /* the stream itself failed: nothing more can be sent */
+	bool sent;        /* a frame went out since the last receive */
 	uint8_t rbuf[4096];
 	size_t rlen, roff;
 	kl_link_decoder dec;
@@ -266,6 +267,7 @@ static int conn_send(kl_link_conn *c, kl_link_type type, const void *payload, si
 			return r;
 		}
 	}
+	c->sent = true;
 	return 0;
 }
 
@@ -276,10 +278,22 @@ int kl_link_conn_recv(kl_link_conn *c, const kl_link_wait *w, kl_link_type *type
 		return dead_again(c);
 	if (c->has_tr)
 		return tr_recv(c, w, type, payload, len);
+	/* Right after a send (a TPM command) the answer cannot be there yet:
+	 * poll first, instead of a recv that fails with EAGAIN once per
+	 * command (docs/link.md, "Tests and figures"). */
+	bool wait_first = c->sent && c->roff >= c->rlen;
+
+	c->sent = false;
 	for (;;) {
 		kl_link_err e = { 0 };
 		ssize_t n;
 		int r;
+
+		if (wait_first) {
+			wait_first = false;
+			if ((r = conn_wait(c, POLLIN, w, "waiting for")) < 0)
+				return r;
+		}
 
 		if (c->roff < c->rlen) {
 			size_t used = 0;
