@@ -339,6 +339,9 @@ static void run_lifecycle(kl_station *s, st_job *j)
 	job_verdict(j, rc, res.rc, res.reason, res.message, res.step, res.total_ms);
 	if (rc == 0) {
 		snprintf(j->new_serial, sizeof(j->new_serial), "%s", res.new_serial);
+		/* The agent's PASS verdict: the renewed certificate's SHA-256, ""
+		 * after a decommission (no certificate left to name). */
+		memcpy(j->fingerprint, res.idevid_sha256, sizeof(j->fingerprint));
 		j->record_id = res.record_id;
 	}
 	pthread_mutex_unlock(&s->mu);

@@ -320,8 +320,9 @@ static void record_refusal(struct run *r)
 
 /* A step that failed because the link did: whatever the step made of the
  * failed command, the job's reason is that the DUT stopped answering
- * (link_timeout), that its agent link dropped (link_lost) or that the job
- * was aborted while it waited. */
+ * (link_timeout), that its agent link dropped (link_lost), that its agent
+ * gave up with ERROR (agent_<its reason>) or that the job was aborted while
+ * it waited. */
 static void link_verdict(struct run *r)
 {
 	kl_tpm_link_state st = kl_tpm_link_state_of(r->tpm);
@@ -341,6 +342,17 @@ static void link_verdict(struct run *r)
 	}
 	if (st != KL_TPM_LINK_TIMEOUT && st != KL_TPM_LINK_CANCELLED && st != KL_TPM_LINK_LOST)
 		return;
+	/* An agent that gave up with ERROR of its own (its TPM failed, it was
+	 * told to stop): its reason, as agent_<reason>; resumable as a cut. */
+	const char *peer_why = r->job->agent ? kl_link_conn_peer_reason(r->job->agent) : NULL;
+	if (st == KL_TPM_LINK_LOST && peer_why) {
+		kl_eng_refuse(r, peer_why,
+		              "the DUT's agent gave up during step %s: %s (run it again when "
+		              "it is fixed: the job resumes)",
+		              kl_step_name(r->res->failed_step), why);
+		r->res->rc = -KL_E_UNAVAILABLE;
+		return;
+	}
 	if (st == KL_TPM_LINK_LOST) {
 		kl_eng_refuse(r, "link_lost",
 		              "the link to the DUT was lost during step %s: %s (run it again when "

@@ -94,7 +94,10 @@ int kl_life_failed(struct life *l, const char *reason, int rc)
 		reason = "aborted";
 		break;
 	case KL_TPM_LINK_LOST:
-		reason = "link_lost";
+		/* The agent's own ERROR (agent_tpm_error, ...), else a drop. */
+		reason = l->job && l->job->agent && kl_link_conn_peer_reason(l->job->agent)
+		             ? kl_link_conn_peer_reason(l->job->agent)
+		             : "link_lost";
 		break;
 	default:
 		break;

@@ -64,9 +64,13 @@ typedef struct kl_life_result {
 	char reason[48];     /* stable: "identity_unproven", "not_provisioned", ... */
 	char message[512];   /* the sentence for the operator */
 	char new_serial[48]; /* renew: the new IDevID certificate's serial */
-	int revoked;         /* how many certificates were revoked */
-	bool tpm_cleared;    /* decommission: TPM2_Clear succeeded */
-	int64_t record_id;   /* decommission: the sanitization record's id */
+	/* renew: SHA-256 hex of the new IDevID certificate's DER, as engraved
+	 * (an agent's PASS verdict's fingerprint); "" for a decommission (the
+	 * device keeps no certificate) and until the renewal engraved it */
+	char idevid_sha256[65];
+	int revoked;       /* how many certificates were revoked */
+	bool tpm_cleared;  /* decommission: TPM2_Clear succeeded */
+	int64_t record_id; /* decommission: the sanitization record's id */
 	double total_ms;
 } kl_life_result;
 

@@ -15,6 +15,7 @@
 #include "identity_internal.h"
 #include "kl_error.h"
 #include "kl_failpoint.h"
+#include "kl_hex.h"
 #include "registry_life.h"
 #include "tpm_nv.h"
 #include "tpm_object.h"
@@ -234,6 +235,9 @@ static int engrave(struct renew *r)
 		kl_failpoint("renew.undefined");
 		rc = kl_tpm_nv_write_cert(l->tpm, KL_TPM_NV_IDEVID_CERT, der, (size_t)len);
 	}
+	/* The PASS verdict's fingerprint: the certificate now in the index. */
+	if (rc == 0 && kl_sha256_hex(der, (size_t)len, l->res->idevid_sha256) < 0)
+		l->res->idevid_sha256[0] = '\0';
 	OPENSSL_free(der);
 	/* A fresh signature by the persisted key verifies with the new
 	 * certificate. */

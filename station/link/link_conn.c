@@ -23,9 +23,11 @@ struct kl_link_conn {
 	kl_link_transport tr;
 	bool has_tr;
 	char peer[96];
-	const char *reason; /* of the last failure */
+	const char *reason;   /* of the last failure */
+	char peer_reason[48]; /* "agent_<reason>" once the peer sent ERROR */
 	bool dead;
 	bool wire_broken; /* the stream itself failed: nothing more can be sent */
+	bool sent;        /* a frame went out since the last receive */
 	uint8_t rbuf[4096];
 	size_t rlen, roff;
 	kl_link_decoder dec;
@@ -160,6 +162,20 @@ const char *kl_link_conn_reason(const kl_link_conn *c)
 	return c->reason;
 }
 
+void kl_link_conn_peer_ended(kl_link_conn *c, const char *reason)
+{
+	if (reason && kl_link_reason_valid(reason) &&
+	    strlen(reason) < sizeof(c->peer_reason) - strlen("agent_"))
+		snprintf(c->peer_reason, sizeof(c->peer_reason), "agent_%s", reason);
+	else
+		snprintf(c->peer_reason, sizeof(c->peer_reason), "agent_error");
+}
+
+const char *kl_link_conn_peer_reason(const kl_link_conn *c)
+{
+	return c && c->peer_reason[0] ? c->peer_reason : NULL;
+}
+
 bool kl_link_conn_dead(const kl_link_conn *c)
 {
 	return c->dead;
@@ -251,6 +267,7 @@ static int conn_send(kl_link_conn *c, kl_link_type type, const void *payload, si
 			return r;
 		}
 	}
+	c->sent = true;
 	return 0;
 }
 
@@ -261,10 +278,22 @@ int kl_link_conn_recv(kl_link_conn *c, const kl_link_wait *w, kl_link_type *type
 		return dead_again(c);
 	if (c->has_tr)
 		return tr_recv(c, w, type, payload, len);
+	/* Right after a send (a TPM command) the answer cannot be there yet:
+	 * poll first, instead of a recv that fails with EAGAIN once per
+	 * command (docs/link.md, "Tests and figures"). */
+	bool wait_first = c->sent && c->roff >= c->rlen;
+
+	c->sent = false;
 	for (;;) {
 		kl_link_err e = { 0 };
 		ssize_t n;
 		int r;
+
+		if (wait_first) {
+			wait_first = false;
+			if ((r = conn_wait(c, POLLIN, w, "waiting for")) < 0)
+				return r;
+		}
 
 		if (c->roff < c->rlen) {
 			size_t used = 0;

@@ -76,6 +76,15 @@ int kl_link_conn_recv(kl_link_conn *c, const kl_link_wait *w, kl_link_type *type
 void kl_link_conn_refuse(kl_link_conn *c, const char *reason, const char *message,
                          const kl_link_wait *w);
 
+/* The peer ended the link with ERROR reason=R: remembered as "agent_R" (R
+ * snake_case and at most 41 characters, else "agent_error"), which
+ * kl_link_conn_peer_reason returns from now on (NULL until then). The
+ * link's own reason stays what its failure says (link_lost after
+ * kl_link_conn_refuse): this is what the agent said, for the job's
+ * verdict (docs/link.md, "Errors"). */
+void kl_link_conn_peer_ended(kl_link_conn *c, const char *reason);
+const char *kl_link_conn_peer_reason(const kl_link_conn *c);
+
 /* Marks the link dead with this reason (and kl_error_set's detail), as a
  * caller that judged a frame does. Returns the negative code. */
 int kl_link_conn_fail(kl_link_conn *c, kl_err code, const char *reason, const char *fmt, ...)

@@ -176,6 +176,8 @@ static TSS2_RC agent_read(struct tpm_agent *a)
 			         reason && kl_link_reason_valid(reason) ? reason : "(no reason)",
 			         msg ? msg : "");
 			kl_link_conn_refuse(a->conn, "link_lost", "the agent sent ERROR", &w);
+			/* Its reason is the job's (engine.c, lifecycle.c). */
+			kl_link_conn_peer_ended(a->conn, reason);
 			return agent_fail(a, TPM_LINK_LOST, KL_E_UNAVAILABLE, d);
 		}
 		{

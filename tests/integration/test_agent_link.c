@@ -52,7 +52,7 @@ enum { N_GOOD = 4, N_CUT = KL_STEP__MAX };
 static struct {
 	kl_floor *floor;
 	kl_vendor *acme;
-	kl_dut **good, **cut;
+	kl_dut **good, **cut, **terr;
 	struct test_pki pki;
 	char dir[PATH_MAX];
 	kl_store *store;
@@ -70,7 +70,8 @@ static int setup(void **state)
 	(void)state;
 	if (kl_floor_new(&g.floor) < 0 || kl_floor_vendor(g.floor, "Acme TPM", &g.acme) < 0 ||
 	    kl_floor_manufacture(g.floor, g.acme, "agood", N_GOOD, &g.good) < 0 ||
-	    kl_floor_manufacture(g.floor, g.acme, "acut", N_CUT, &g.cut) < 0) {
+	    kl_floor_manufacture(g.floor, g.acme, "acut", N_CUT, &g.cut) < 0 ||
+	    kl_floor_manufacture(g.floor, g.acme, "aterr", 1, &g.terr) < 0) {
 		fprintf(stderr, "floor: %s\n", kl_error_detail());
 		return -1;
 	}
@@ -83,6 +84,7 @@ static int setup(void **state)
 	for (int i = 0; i < N_CUT; i++)
 		snprintf(names[n++], sizeof(names[0]), "CUT-%d", i);
 	snprintf(names[n++], sizeof(names[0]), "DIE-1");
+	snprintf(names[n++], sizeof(names[0]), "TERR-1");
 	for (size_t i = 0; i < n; i++)
 		items[i] = (kl_registry_item){ .serial = names[i], .line = (unsigned)i + 1 };
 	if (kl_registry_tenant_add(g.reg, "acme", "test") < 0 ||
@@ -97,6 +99,8 @@ static int setup(void **state)
 	for (int i = 0; i < N_CUT; i++)
 		if (kl_dut_start(g.floor, g.cut[i]) < 0)
 			return -1;
+	if (kl_dut_start(g.floor, g.terr[0]) < 0)
+		return -1;
 	return 0;
 }
 
@@ -203,10 +207,12 @@ struct run {
 	char agent_out[2048];
 };
 
-/* Kills the agent when the engine starts step cut_step. */
+/* Kills the agent when the engine starts step cut_step; or, with dut set,
+ * powers that DUT off instead (the agent's TPM goes away under it). */
 struct cutter {
 	pid_t agent;
 	int cut_step;
+	kl_dut *dut;
 };
 
 static void cut_at(void *ctx, kl_step step, bool done, double ms)
@@ -214,7 +220,10 @@ static void cut_at(void *ctx, kl_step step, bool done, double ms)
 	struct cutter *c = ctx;
 
 	(void)ms;
-	if (!done && (int)step == c->cut_step && c->agent > 0) {
+	if (!done && (int)step == c->cut_step && c->dut) {
+		assert_int_equal(kl_dut_stop(g.floor, c->dut), 0);
+		c->dut = NULL;
+	} else if (!done && (int)step == c->cut_step && c->agent > 0) {
 		kill(c->agent, SIGKILL);
 		waitpid(c->agent, NULL, 0);
 		c->agent = 0;
@@ -224,13 +233,14 @@ static void cut_at(void *ctx, kl_step step, bool done, double ms)
 /* The station's side, as keyline provision --agent-listen does it: listen,
  * accept one agent, shake hands, provision the hello's serial through the
  * link, send the verdict. */
-static void run_agent(const char *tcti, const char *serial, const char *expect,
-                      const char *const *extra, int cut_step, struct run *out)
+static void run_agent_stopping(const char *tcti, const char *serial, const char *expect,
+                               const char *const *extra, int cut_step, kl_dut *stop,
+                               struct run *out)
 {
 	kl_link_listener *l = NULL;
 	kl_link_conn *c = NULL;
 	kl_link_agent_info info;
-	struct cutter cutter = { .cut_step = cut_step };
+	struct cutter cutter = { .cut_step = cut_step, .dut = stop };
 	char out_path[PATH_MAX], link[128];
 	kl_link_wait w;
 	int st = 0;
@@ -279,6 +289,12 @@ static void run_agent(const char *tcti, const char *serial, const char *expect,
 		out->agent_status = 128 + SIGKILL;
 	}
 	read_file(out_path, out->agent_out, sizeof(out->agent_out));
+}
+
+static void run_agent(const char *tcti, const char *serial, const char *expect,
+                      const char *const *extra, int cut_step, struct run *out)
+{
+	run_agent_stopping(tcti, serial, expect, extra, cut_step, NULL, out);
 }
 
 /* From the outside: the DUT's NV certificates chain to the CA, the IDevID
@@ -381,7 +397,7 @@ static void test_renew_through_agent(void **state)
 	kl_link_conn *c = NULL;
 	kl_link_agent_info info;
 	kl_life_result res;
-	char out[PATH_MAX], text[2048];
+	char out[PATH_MAX], text[2048], want[160];
 	kl_link_wait w;
 	struct count cc = { 0, 0 };
 	pid_t pid;
@@ -402,20 +418,23 @@ static void test_renew_through_agent(void **state)
 	if (res.rc != 0)
 		fail_msg("renew: %s [%s] %s", res.step, res.reason, res.message);
 	assert_true(strlen(res.new_serial) > 0);
+	assert_int_equal(strlen(res.idevid_sha256), 64);
 	w = within(5000);
-	assert_int_equal(kl_link_send_verdict(c, &w, "AG-0", true, "", NULL, NULL), 0);
+	assert_int_equal(kl_link_send_verdict(c, &w, "AG-0", true, res.idevid_sha256, NULL, NULL),
+	                 0);
 	kl_link_conn_free(c);
 	kl_link_listener_free(l);
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	read_file(out, text, sizeof(text));
-	assert_string_equal(text, "PASS serial=AG-0 fingerprint=\n");
+	snprintf(want, sizeof(want), "PASS serial=AG-0 fingerprint=%s\n", res.idevid_sha256);
+	assert_string_equal(text, want);
 	/* The old IDevID certificate is superseded; the device still verifies
-	 * from the outside with its new one. */
+	 * from the outside with its new one, whose SHA-256 the verdict named. */
 	assert_true(kl_registry_device_certs(g.reg, "AG-0", count_cert, &cc) >= 3);
 	assert_int_equal(cc.valid, 2);
 	assert_int_equal(cc.superseded, 1);
-	check_dut(g.good[0], "AG-0", NULL);
+	check_dut(g.good[0], "AG-0", res.idevid_sha256);
 }
 
 /* A refusal travels as FAIL: a serial the registry does not know. */
@@ -468,6 +487,43 @@ static void test_agent_dies_then_resumes(void **state)
 	assert_int_equal(r.agent_status, 0);
 	check_dut(g.good[2], "DIE-1", r.res.idevid_sha256);
 	assert_provisioned_once("DIE-1");
+}
+
+/* The agent's TPM goes away mid-job (its swtpm powered off at the start of
+ * the keys step): the agent says ERROR reason=tpm_error, the job is refused
+ * with the agent's reason (agent_tpm_error) and its message, nothing is
+ * issued, the device stays provisioning; with the TPM back, a second run
+ * resumes and provisions it once. */
+static void test_agent_tpm_fails_then_resumes(void **state)
+{
+	int64_t before = issued();
+	kl_registry_device dev;
+	struct run r;
+
+	(void)state;
+	run_agent_stopping(g.terr[0]->tcti, "TERR-1", NULL, NULL, KL_STEP_KEYS, g.terr[0], &r);
+	assert_int_equal(r.handshake_rc, 0);
+	assert_int_not_equal(r.res.rc, 0);
+	if (strcmp(r.res.reason, "agent_tpm_error") != 0)
+		fail_msg("%s [%s] %s", kl_step_name(r.res.failed_step), r.res.reason,
+		         r.res.message);
+	assert_int_equal(r.res.failed_step, KL_STEP_KEYS);
+	assert_non_null(strstr(r.res.message, "tpm_error"));
+	assert_non_null(strstr(r.res.message, "the TPM ("));
+	assert_int_equal(r.agent_status, 3);
+	assert_string_equal(r.agent_out, "");
+	assert_int_equal(issued(), before);
+	assert_int_equal(kl_registry_device_get(g.reg, "TERR-1", &dev), 0);
+	assert_int_equal(dev.state, KL_DEVICE_PROVISIONING);
+
+	assert_int_equal(kl_dut_start(g.floor, g.terr[0]), 0);
+	run_agent(g.terr[0]->tcti, "TERR-1", NULL, NULL, -1, &r);
+	if (r.res.rc != 0)
+		fail_msg("%s [%s] %s", kl_step_name(r.res.failed_step), r.res.reason,
+		         r.res.message);
+	assert_int_equal(r.agent_status, 0);
+	check_dut(g.terr[0], "TERR-1", r.res.idevid_sha256);
+	assert_provisioned_once("TERR-1");
 }
 
 /* The link cut at the start of each step: link_lost (unless the step and
@@ -879,6 +935,7 @@ int main(void)
 		cmocka_unit_test(test_bad_answers),
 		cmocka_unit_test(test_agent_options),
 		cmocka_unit_test(test_agent_dies_then_resumes),
+		cmocka_unit_test(test_agent_tpm_fails_then_resumes),
 		cmocka_unit_test(test_cut_at_every_step),
 	};
 

@@ -681,10 +681,10 @@ static void test_no_free_slot(void **state)
 
 /* A lifecycle job on an agent slot drives the TPM through the link: the
  * DUT provisioned by zero touch attaches again (zero_touch off) and is
- * renewed; its agent takes a PASS. */
+ * renewed; its agent takes a PASS with the new certificate's SHA-256. */
 static void test_renew_over_agent(void **state)
 {
-	char out[PATH_MAX], fp[65], *text;
+	char out[PATH_MAX], fp[65], want[160], *text;
 	json_object *ev;
 	pid_t a;
 
@@ -702,11 +702,13 @@ static void test_renew_over_agent(void **state)
 	assert_true(strlen(jstr(ev, "new_serial")) > 0);
 	json_object_put(ev);
 	assert_int_equal(agent_wait(a), 0);
-	text = slurp(out);
-	if (!strstr(text, "PASS serial=ZT-0"))
-		fail_msg("agent said '%s'", text);
-	free(text);
 	assert_int_equal(device_certs("ZT-0", fp), 2); /* the old IDevID superseded */
+	/* The verdict names the new IDevID certificate, the only valid one. */
+	snprintf(want, sizeof(want), "PASS serial=ZT-0 fingerprint=%s\n", fp);
+	text = slurp(out);
+	if (strlen(fp) != 64 || strcmp(text, want) != 0)
+		fail_msg("agent said '%s', expected '%s'", text, want);
+	free(text);
 	json_object_put(wait_event("link.detached", "serial", "ZT-0"));
 }
 
