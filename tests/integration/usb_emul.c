@@ -49,7 +49,6 @@ static struct {
 	usb_emul_mode mode;
 	bool gone;         /* unplugged: URBs fail with ENODEV */
 	bool claimed;      /* the station holds the interface: bytes flow */
-	bool added;        /* the sysfs device exists */
 	char serial[64];   /* string descriptor 3, the iSerial */
 	int agent_fd;      /* the agent's connection, -1 when none */
 	GList *in_urbs;    /* submitted bulk IN URBs waiting for data */
@@ -405,20 +404,13 @@ UMockdevTestbed *usb_emul_bed(void)
 bool usb_emul_plug(const char *iserial)
 {
 	GError *err = NULL;
-	bool first;
 
 	g_mutex_lock(&dev.mu);
 	snprintf(dev.serial, sizeof(dev.serial), "%s", iserial);
 	dev.gone = false;
 	dev.mode = USB_EMUL_RELAY;
-	first = !dev.added;
-	dev.added = true;
 	g_mutex_unlock(&dev.mu);
-	if (!first) {
-		/* the sysfs device stayed: it arrives again */
-		umockdev_testbed_uevent(dev.bed, USB_EMUL_SYSPATH, "add");
-		return true;
-	}
+	/* the sysfs device and its node appear, with an "add" uevent */
 	if (!umockdev_testbed_add_from_string(dev.bed, device_text, &err)) {
 		fprintf(stderr, "umockdev: %s\n", err->message);
 		g_error_free(err);
@@ -435,6 +427,8 @@ void usb_emul_unplug(void)
 	dev_pump(); /* what waits in bulk IN fails now */
 	g_mutex_unlock(&dev.mu);
 	umockdev_testbed_uevent(dev.bed, USB_EMUL_SYSPATH, "remove");
+	/* gone from sysfs too: a station started later does not enumerate it */
+	umockdev_testbed_remove_device(dev.bed, USB_EMUL_SYSPATH);
 }
 
 void usb_emul_set_mode(usb_emul_mode m)

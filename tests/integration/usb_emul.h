@@ -18,7 +18,9 @@
  * environment): the same process re-executed under umockdev-wrapper
  * (usb_emul_reexec), or a child started under it. The ioctl handler is
  * reached through a socket in the testbed directory, so a child process
- * under the wrapper talks to the handler in the test process. */
+ * under the wrapper talks to the handler in the test process. The test
+ * process needs the preload library too when it sends uevents: umockdev
+ * looks the device up through libudev, which must see the testbed. */
 #ifndef KL_TEST_USB_EMUL_H
 #define KL_TEST_USB_EMUL_H
 
@@ -54,11 +56,12 @@ int usb_emul_setup(void);
 void usb_emul_free(void);
 UMockdevTestbed *usb_emul_bed(void);
 
-/* Plugs the device in: the first time its sysfs device appears (an "add"
- * uevent), later an "add" uevent again. Its iSerial from then on. */
+/* Plugs the device in: its sysfs device and node appear, with an "add"
+ * uevent. Its iSerial from then on. */
 bool usb_emul_plug(const char *iserial);
-/* Unplugs it: its URBs fail with ENODEV and a "remove" uevent goes out.
- * The agent's bridge stays (usb_emul_agent_close cuts it). */
+/* Unplugs it: its URBs fail with ENODEV, a "remove" uevent goes out and
+ * the sysfs device goes. The agent's bridge stays (usb_emul_agent_close
+ * cuts it). */
 void usb_emul_unplug(void);
 
 void usb_emul_set_mode(usb_emul_mode m);
