@@ -77,6 +77,12 @@ static int usb_id_config(kl_station *s)
 {
 	const char *id = kl_config_get(s->home->conf, "link.usb_id", ST_USB_ID_DEFAULT);
 	const char *colon = strchr(id, ':');
+	bool any = false;
+
+	for (size_t i = 0; i < s->nslots; i++)
+		any |= s->slots[i].usb;
+	if (!any)
+		return 0;
 
 	if (!colon || hex16(id, (size_t)(colon - id), &s->usb_vid) < 0 ||
 	    hex16(colon + 1, strlen(colon + 1), &s->usb_pid) < 0)
