@@ -4,8 +4,9 @@
  * serial of its hello, its keyline-agent exiting 0 on the PASS verdict; a
  * DUT unplugged mid-job ends it link_lost and frees its slot; a device
  * whose iSerial is not the serial its agent says is refused
- * serial_mismatch, nothing issued; a DUT already plugged in when the
- * station starts is attached too; bad [slots] usb forms and a bad
+ * serial_mismatch, nothing issued; without zero touch an attached DUT
+ * pulled out while it waits is detached link_lost; a DUT already plugged
+ * in when the station starts is attached too; bad [slots] usb forms and a bad
  * [link] usb_id are refused naming the setting.
  *
  * WHAT IS EMULATED: the USB bus and the USB device, with umockdev
@@ -154,8 +155,9 @@ static void daemon_stop(void)
 	}
 }
 
-/* Writes keyline.conf: zero touch, these [slots] lines and [link] extra. */
-static void conf_write(const char *slots, const char *link_extra)
+/* Writes keyline.conf: zero touch (or not), these [slots] lines and [link]
+ * extra. */
+static void conf_write_zt(bool zero_touch, const char *slots, const char *link_extra)
 {
 	char conf[PATH_MAX];
 	FILE *f;
@@ -163,9 +165,14 @@ static void conf_write(const char *slots, const char *link_extra)
 	snprintf(conf, sizeof(conf), "%s/keyline.conf", g.e.home);
 	f = fopen(conf, "w");
 	assert_non_null(f);
-	fprintf(f, "%s\nsocket = %s\n\n[link]\nzero_touch = true\n%s\n[slots]\n%s", g.base_conf,
-	        g.sock, link_extra, slots);
+	fprintf(f, "%s\nsocket = %s\n\n[link]\nzero_touch = %s\n%s\n[slots]\n%s", g.base_conf,
+	        g.sock, zero_touch ? "true" : "false", link_extra, slots);
 	assert_int_equal(fclose(f), 0);
+}
+
+static void conf_write(const char *slots, const char *link_extra)
+{
+	conf_write_zt(true, slots, link_extra);
 }
 
 /* `keyline station` under umockdev-wrapper, with this process's testbed
@@ -190,14 +197,19 @@ static pid_t station_spawn_usb(void)
 	return pid;
 }
 
-static void daemon_start(void)
+static void daemon_start_zt(bool zero_touch)
 {
-	conf_write("A = usb:1-2\nB = usb:auto\n", "usb_id = 1d6b:0104\n");
+	conf_write_zt(zero_touch, "A = usb:1-2\nB = usb:auto\n", "usb_id = 1d6b:0104\n");
 	g.daemon = station_spawn_usb();
 	station_wait_serving(g.daemon, g.sock, g.log);
 	if (kl_client_connect(g.sock, &g.c) < 0)
 		fail_msg("connect %s: %s", g.sock, kl_error_detail());
 	json_object_put(call_ok("events.subscribe", NULL));
+}
+
+static void daemon_start(void)
+{
+	daemon_start_zt(true);
 }
 
 /* keyline-agent for DUT i saying serial, on the emulated device's
@@ -454,6 +466,30 @@ static void test_iserial_mismatch(void **state)
 	usb_emul_unplug();
 }
 
+/* Without zero touch the DUT waits on its slot for the operator; pulled
+ * out meanwhile, it is detached link_lost and the slot is free. */
+static void test_unplug_while_waiting(void **state)
+{
+	char out[PATH_MAX];
+	json_object *ev;
+
+	(void)state;
+	daemon_start_zt(false);
+	snprintf(out, sizeof(out), "%s/agent-usb5.out", g.e.dir);
+	agent_start(1, "KL-USB-0005", out);
+	assert_true(usb_emul_plug("KL-USB-0005"));
+	ev = wait_event("link.attached", "serial", "KL-USB-0005");
+	assert_string_equal(jstr(ev, "slot"), "A");
+	json_object_put(ev);
+	assert_string_equal(slot_dut("A"), "KL-USB-0005");
+	usb_emul_unplug();
+	ev = wait_event("link.detached", "serial", "KL-USB-0005");
+	assert_string_equal(jstr(ev, "reason"), "link_lost");
+	json_object_put(ev);
+	assert_string_equal(slot_dut("A"), "");
+	agent_kill();
+}
+
 /* A DUT plugged in before the station starts: enumerated, attached. */
 static void test_present_at_start(void **state)
 {
@@ -551,6 +587,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_hotplug_zero_touch, test_teardown),
 		cmocka_unit_test_teardown(test_unplug_mid_job, test_teardown),
 		cmocka_unit_test_teardown(test_iserial_mismatch, test_teardown),
+		cmocka_unit_test_teardown(test_unplug_while_waiting, test_teardown),
 		cmocka_unit_test_teardown(test_present_at_start, test_teardown),
 	};
 
