@@ -146,8 +146,22 @@ static int parse_slots(kl_station *s)
 		sl->st = s;
 		snprintf(sl->name, sizeof(sl->name), "%s", key + 6);
 		snprintf(sl->link, sizeof(sl->link), "%s", value);
-		/* "agent": the DUT attaches over [link]; else a TCTI. */
+		/* "agent": the DUT attaches over [link]; "usb:auto" or "usb:PORT":
+		 * over USB (station_link.c); else a TCTI. */
 		sl->agent = strcmp(value, "agent") == 0;
+		if (strncmp(value, "usb:", 4) == 0) {
+			const char *port = value + 4;
+
+			if (strcmp(port, "auto") != 0 && !st_usb_port_ok(port))
+				return kl_error_set(
+				    KL_E_INVALID,
+				    "keyline.conf: [slots] %s = %s: want usb:auto or usb:PORT, "
+				    "PORT a port path such as 1-2 or 1-2.3",
+				    key + 6, value);
+			sl->agent = sl->usb = true;
+			snprintf(sl->usb_port, sizeof(sl->usb_port), "%s",
+			         strcmp(port, "auto") == 0 ? "" : port);
+		}
 		sl->link_up = sl->agent ? 0 : -1;
 		pthread_cond_init(&sl->cond, NULL);
 	}
@@ -348,6 +362,7 @@ void kl_station_free(kl_station *s)
 		kl_link_conn_free(s->slots[i].conn);
 		pthread_cond_destroy(&s->slots[i].cond);
 	}
+	kl_usb_free(s->usb); /* after its links */
 	EVP_PKEY_free(s->record_key);
 	X509_free(s->record_cert);
 	if (s->rreg != s->reg) {

@@ -64,6 +64,7 @@
 #include "home.h"
 #include "lifecycle.h"
 #include "link_listen.h"
+#include "link_usb.h"
 #include "rpc.h"
 #include "station.h"
 
@@ -136,6 +137,11 @@ typedef struct st_slot {
 	struct kl_link_conn *conn; /* NULL: no DUT attached */
 	kl_link_agent_info info;   /* what its HELLO said */
 	char agent_link[128];      /* "agent:tcp:127.0.0.1:40312", the job's link name */
+	/* [slots] NAME = usb:auto or usb:PORT: its agent comes over USB, from
+	 * any port ("") or this port path only; never over TCP. */
+	bool usb;
+	char usb_port[32];
+	char usb_at[32]; /* the port of the device attached or attaching, "" none */
 	int64_t attached_ms;
 } st_slot;
 
@@ -261,6 +267,10 @@ struct kl_station {
 	char link_listen[128];
 	bool link_allow_any, zero_touch, require_scan;
 	long hello_timeout_ms;
+	/* [slots] NAME = usb:...: the hot-plug watch for link.usb_id, polled
+	 * by the loop without waiting (station_link.c). NULL: no usb slot. */
+	kl_usb *usb;
+	uint16_t usb_vid, usb_pid;
 	int link_handshakes;      /* handshake threads running (mu) */
 	pthread_cond_t link_cond; /* signalled as each one ends */
 
@@ -398,12 +408,15 @@ void st_bjobs_free(st_bjob *j);
 
 /* ---- station_link.c ---- */
 
-#define ST_LINK_HANDSHAKES 16 /* handshakes at once; more wait in the listen backlog */
+#define ST_LINK_HANDSHAKES 16          /* handshakes at once; more wait in the listen backlog */
+#define ST_USB_ID_DEFAULT  "1d6b:0104" /* link.usb_id: Linux Foundation's gadget pair */
+#define ST_USB_POLL_MS     100         /* the loop's longest sleep while watching USB */
 
 /* Reads [link] (listen, allow_any, hello_timeout_ms, zero_touch,
- * require_scan). */
+ * require_scan, usb_id). */
 int st_link_config(kl_station *s) KL_MUST_CHECK;
-/* Binds link.listen, when set. */
+/* Binds link.listen, when set, and starts the USB watch when a slot is
+ * usb (the devices already there are reported as arriving). */
 int st_link_listen(kl_station *s) KL_MUST_CHECK;
 /* The listener's socket for the poll loop, -1 when there is none or
  * ST_LINK_HANDSHAKES run (the loop is woken when one ends). */
@@ -411,6 +424,16 @@ int st_link_fd(kl_station *s);
 /* On the poll thread when the listener is readable: accepts what waits
  * (never blocks) and starts a handshake thread for each. */
 void st_link_accept(kl_station *s);
+/* How long the loop may sleep in poll: short while a USB watch must be
+ * polled (its events are taken without waiting on each wake). */
+int st_link_poll_ms(kl_station *s);
+/* On the poll thread after every wake: takes the USB watch's events
+ * without waiting; an arrival at a free usb slot's port starts a handshake
+ * thread that opens the device, a departure is logged (the slot's worker
+ * sees its link fail). */
+void st_link_usb_events(kl_station *s);
+/* A port path "1-2" or "1-2.3" ([slots] NAME = usb:PORT). */
+bool st_usb_port_ok(const char *port);
 /* Waits for the handshake threads (they see `stopping` within 50 ms) and
  * closes the listener. */
 void st_link_stop(kl_station *s);

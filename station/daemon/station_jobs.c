@@ -459,6 +459,10 @@ static void agent_detach(st_slot *sl, const char *reason)
 	if (!c)
 		return;
 	kl_link_conn_free(c);
+	/* A USB slot takes the next device once this one is closed. */
+	pthread_mutex_lock(&s->mu);
+	sl->usb_at[0] = '\0';
+	pthread_mutex_unlock(&s->mu);
 	kl_log_info(LOG_MOD, "DUT %s detached from slot %s [%s]", serial, sl->name, reason);
 	o = st_event_new("link.detached");
 	if (o) {

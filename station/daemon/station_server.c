@@ -664,7 +664,7 @@ static int serve(kl_station *s)
 				ev |= POLLOUT;
 			pfd[n++] = (struct pollfd){ .fd = c->fd, .events = ev };
 		}
-		if (poll(pfd, n, 1000) < 0 && errno != EINTR) {
+		if (poll(pfd, n, st_link_poll_ms(s)) < 0 && errno != EINTR) {
 			r = kl_error_set(KL_E_IO, "poll: %s", strerror(errno));
 			break;
 		}
@@ -718,6 +718,7 @@ static int serve(kl_station *s)
 			}
 		if (pfd[2].revents & POLLIN)
 			st_link_accept(s);
+		st_link_usb_events(s); /* takes what the USB watch saw, never waits */
 		for (size_t i = 0; i < s->nconns;) {
 			st_conn *c = s->conns[i];
 

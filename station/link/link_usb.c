@@ -6,6 +6,7 @@
  * what it moved (libusb reports the bytes of a discarded URB) and the next
  * one goes on from there. Deadlines and cancel predicates are the link's
  * (kl_link_wait, link_conn.h), as for TCP. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,9 @@ struct kl_usb {
 	libusb_context *ctx;
 	bool watching;
 	libusb_hotplug_callback_handle hotplug;
+	/* The callback runs in whichever thread handles libusb's events: the
+	 * watcher's kl_usb_poll, or a link's transfer on another thread. */
+	pthread_mutex_t q_mu;
 	kl_usb_event queue[USB_EVENTS];
 	size_t q_head, q_len;
 };
@@ -79,8 +83,10 @@ int kl_usb_new(kl_usb **ret)
 
 	if (!u)
 		return kl_error_set(KL_E_NOMEM, "usb: out of memory");
+	pthread_mutex_init(&u->q_mu, NULL);
 	rc = libusb_init(&u->ctx);
 	if (rc != 0) {
+		pthread_mutex_destroy(&u->q_mu);
 		free(u);
 		return usb_fail("usb_unavailable", KL_E_UNAVAILABLE, "libusb_init: %s",
 		                libusb_error_name(rc));
@@ -96,6 +102,7 @@ void kl_usb_free(kl_usb *u)
 	if (u->watching)
 		libusb_hotplug_deregister_callback(u->ctx, u->hotplug);
 	libusb_exit(u->ctx);
+	pthread_mutex_destroy(&u->q_mu);
 	free(u);
 }
 
@@ -432,6 +439,7 @@ static int LIBUSB_CALL on_hotplug(libusb_context *ctx, libusb_device *dev,
 	kl_usb_event *e;
 
 	(void)ctx;
+	pthread_mutex_lock(&u->q_mu);
 	if (u->q_len == USB_EVENTS) { /* full: the oldest goes */
 		u->q_head = (u->q_head + 1) % USB_EVENTS;
 		u->q_len--;
@@ -445,6 +453,7 @@ static int LIBUSB_CALL on_hotplug(libusb_context *ctx, libusb_device *dev,
 	}
 	port_path(dev, e->port, sizeof(e->port));
 	u->q_len++;
+	pthread_mutex_unlock(&u->q_mu);
 	return 0; /* stay registered */
 }
 
@@ -468,24 +477,39 @@ int kl_usb_watch(kl_usb *u, uint16_t vid, uint16_t pid)
 	return 0;
 }
 
+static bool usb_dequeue(kl_usb *u, kl_usb_event *ret)
+{
+	bool got;
+
+	pthread_mutex_lock(&u->q_mu);
+	got = u->q_len > 0;
+	if (got) {
+		*ret = u->queue[u->q_head];
+		u->q_head = (u->q_head + 1) % USB_EVENTS;
+		u->q_len--;
+	}
+	pthread_mutex_unlock(&u->q_mu);
+	return got;
+}
+
 int kl_usb_poll(kl_usb *u, int timeout_ms, kl_usb_event *ret)
 {
 	double deadline = kl_link_now_ms() + timeout_ms;
 
-	for (;;) {
+	/* Events are handled at least once, also with timeout_ms 0 (a caller's
+	 * own poll loop that must not wait here). */
+	for (bool first = true;; first = false) {
 		double left;
 		struct timeval tv;
 		int rc;
 
-		if (u->q_len) {
-			*ret = u->queue[u->q_head];
-			u->q_head = (u->q_head + 1) % USB_EVENTS;
-			u->q_len--;
+		if (usb_dequeue(u, ret))
 			return 1;
-		}
 		left = deadline - kl_link_now_ms();
-		if (left <= 0)
+		if (left <= 0 && !first)
 			return 0;
+		if (left < 0)
+			left = 0;
 		if (left > USB_SLICE_MS)
 			left = USB_SLICE_MS;
 		tv.tv_sec = 0;
@@ -494,5 +518,7 @@ int kl_usb_poll(kl_usb *u, int timeout_ms, kl_usb_event *ret)
 		if (rc != 0 && rc != LIBUSB_ERROR_INTERRUPTED)
 			return usb_fail("usb_unavailable", KL_E_UNAVAILABLE,
 			                "usb: handle events: %s", libusb_error_name(rc));
+		if (left <= 0)
+			return usb_dequeue(u, ret) ? 1 : 0;
 	}
 }

@@ -11,7 +11,10 @@
  * docs/link.md lists them). A direction that failed answers -KL_E_STATE
  * link_dead from then on: after a refused frame or a receive timeout the
  * station can still send (its ERROR); a device that left ends both. One
- * thread uses one kl_usb and its links. */
+ * thread at a time drives a link; the links of one kl_usb may be on
+ * different threads, and kl_usb_poll on yet another (libusb's context is
+ * thread-safe, the hot-plug queue has its own lock): the daemon polls the
+ * watch on its loop and drives each link on a worker. */
 #ifndef KL_STATION_LINK_USB_H
 #define KL_STATION_LINK_USB_H
 
@@ -93,8 +96,9 @@ typedef struct kl_usb_event {
  * (hotplug_unsupported) when libusb cannot watch on this system. */
 int kl_usb_watch(kl_usb *u, uint16_t vid, uint16_t pid) KL_MUST_CHECK;
 
-/* Handles USB events for at most timeout_ms; 1 and *ret when an event is
- * there, 0 when none came in time. */
+/* Handles USB events for at most timeout_ms (at least once, without
+ * waiting, when timeout_ms is 0); 1 and *ret when an event is there, 0 when
+ * none came in time. */
 int kl_usb_poll(kl_usb *u, int timeout_ms, kl_usb_event *ret) KL_MUST_CHECK;
 
 /* The snake_case name of this thread's last USB failure, "" when none. */
