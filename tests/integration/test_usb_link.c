@@ -8,11 +8,10 @@
  * "KL-USB-0001", on port 1-2, with one vendor-class interface and bulk
  * endpoints 0x01 OUT / 0x81 IN, and the ioctl handler of usb_emul.c (shared
  * with test_station_usb.c) answers the usbfs ioctls libusb issues (string
- * descriptors by control transfer, bulk URBs). In place of the gadget's FunctionFS endpoint files, the handler
- * carries the bulk bytes to and from a keyline-agent process over a TCP
- * socket (the agent's only transport so far), unchanged. Packet sizes,
- * timing and the host controller are not emulated: one URB carries what
- * libusb submitted.
+ * descriptors by control transfer, bulk URBs). In place of the gadget's FunctionFS endpoint files,
+ * the handler carries the bulk bytes to and from a keyline-agent process over a TCP socket (the
+ * agent's only transport so far), unchanged. Packet sizes, timing and the host controller are not
+ * emulated: one URB carries what libusb submitted.
  *
  * WHAT IS REAL: libusb (enumeration through libudev, hot-plug, synchronous
  * bulk transfers with their timeouts and URB discards), the station's USB
