@@ -41,6 +41,7 @@
 #include "tpm.h"
 #include "trust.h"
 
+#include "agent_test.h"
 #include "pki_fixture.h"
 
 #ifndef KEYLINE_AGENT_BIN
@@ -151,7 +152,6 @@ static pid_t spawn_agent(int port, const char *tcti, const char *serial, const c
 	char station[32];
 	const char *argv[24];
 	size_t n = 0;
-	pid_t pid;
 
 	snprintf(station, sizeof(station), "127.0.0.1:%d", port);
 	argv[n++] = KEYLINE_AGENT_BIN;
@@ -172,18 +172,7 @@ static pid_t spawn_agent(int port, const char *tcti, const char *serial, const c
 	for (size_t i = 0; extra && extra[i]; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
-			_exit(127);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	return pid;
+	return agent_spawn(argv, out);
 }
 
 static void read_file(const char *path, char *buf, size_t size)

@@ -51,6 +51,8 @@
 #include "cli_test.h"
 #include "client.h"
 #include "kl_error.h"
+#include "agent_test.h"
+#include "station_test.h"
 #include "usb_emul.h"
 
 #ifndef KEYLINE_AGENT_BIN
@@ -70,64 +72,18 @@ static struct {
 	pid_t daemon;
 	kl_client *c; /* subscribed to every event */
 	pid_t agent;
-	json_object *kept[1024];
-	size_t nkept;
+	struct st_events ev; /* kept by wait_event */
 } g;
 
 static json_object *call_ok(const char *method, const char *params)
 {
-	json_object *p = params ? json_tokener_parse(params) : NULL, *res = NULL;
-
-	if (params && !p)
-		fail_msg("test bug: params are not JSON: %s", params);
-	if (kl_client_call_timeout(g.c, method, p, &res, 60000) < 0)
-		fail_msg("%s %s: %s", method, params ? params : "", kl_error_detail());
-	return res;
-}
-
-static bool matches(json_object *ev, const char *type, const char *key, const char *value)
-{
-	return strcmp(jstr(ev, "type"), type) == 0 && (!key || strcmp(jstr(ev, key), value) == 0);
+	return st_call_ok(g.c, method, params);
 }
 
 /* The next event of type whose key is value (key NULL: any). */
 static json_object *wait_event(const char *type, const char *key, const char *value)
 {
-	int64_t until = mono_ms() + LIVENESS_MS;
-
-	for (size_t i = 0; i < g.nkept; i++)
-		if (matches(g.kept[i], type, key, value)) {
-			json_object *ev = g.kept[i];
-
-			memmove(&g.kept[i], &g.kept[i + 1], (g.nkept - i - 1) * sizeof(g.kept[0]));
-			g.nkept--;
-			return ev;
-		}
-	while (mono_ms() < until) {
-		json_object *ev = NULL;
-		int r = kl_client_next_event(g.c, 1000, &ev);
-
-		if (r == -KL_E_TIMEOUT)
-			continue;
-		if (r < 0)
-			fail_msg("waiting for %s: %s", type, kl_error_detail());
-		if (matches(ev, type, key, value))
-			return ev;
-		if (g.nkept < sizeof(g.kept) / sizeof(g.kept[0]))
-			g.kept[g.nkept++] = ev;
-		else
-			json_object_put(ev);
-	}
-	fail_msg("no %s event (%s=%s) within %d s\n%s", type, key ? key : "-", value ? value : "-",
-	         LIVENESS_MS / 1000, slurp(g.log));
-	return NULL;
-}
-
-static void forget_events(void)
-{
-	for (size_t i = 0; i < g.nkept; i++)
-		json_object_put(g.kept[i]);
-	g.nkept = 0;
+	return st_wait_event(g.c, &g.ev, g.log, LIVENESS_MS, type, key, value);
 }
 
 static void agent_kill(void)
@@ -143,16 +99,7 @@ static void agent_kill(void)
 static void daemon_stop(void)
 {
 	agent_kill();
-	kl_client_free(g.c);
-	g.c = NULL;
-	forget_events();
-	if (g.daemon > 0) {
-		int rc = station_stop(g.daemon, 60000);
-
-		g.daemon = 0;
-		if (rc != 0)
-			fprintf(stderr, "station exit %d, log:\n%s\n", rc, slurp(g.log));
-	}
+	st_daemon_stop(&g.c, &g.ev, &g.daemon, g.log);
 }
 
 /* Writes keyline.conf: zero touch (or not), these [slots] lines and [link]
@@ -217,21 +164,23 @@ static void daemon_start(void)
 static void agent_start(int i, const char *serial, const char *out)
 {
 	char station[32];
+	const char *argv[] = { KEYLINE_AGENT_BIN,
+		               "--station",
+		               station,
+		               "--tcti",
+		               g.duts[i]->tcti,
+		               "--serial",
+		               serial,
+		               "--model",
+		               "WS-USB",
+		               "--firmware",
+		               "2.0",
+		               "--timeout-s",
+		               "60",
+		               NULL };
 
 	snprintf(station, sizeof(station), "127.0.0.1:%d", usb_emul_agent_port());
-	g.agent = fork();
-	assert_true(g.agent >= 0);
-	if (g.agent == 0) {
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
-			_exit(127);
-		execl(KEYLINE_AGENT_BIN, KEYLINE_AGENT_BIN, "--station", station, "--tcti",
-		      g.duts[i]->tcti, "--serial", serial, "--model", "WS-USB", "--firmware", "2.0",
-		      "--timeout-s", "60", (char *)NULL);
-		_exit(127);
-	}
+	g.agent = agent_spawn(argv, out);
 	if (usb_emul_agent_accept(LIVENESS_MS) < 0)
 		fail_msg("keyline-agent did not connect to the emulated device");
 }
@@ -239,134 +188,43 @@ static void agent_start(int i, const char *serial, const char *out)
 /* The agent's exit status (bounded wait). */
 static int agent_wait(void)
 {
-	int64_t until = mono_ms() + LIVENESS_MS;
-	int st = 0;
+	int st = st_wait_exit(g.agent, LIVENESS_MS);
 
-	while (mono_ms() < until) {
-		if (waitpid(g.agent, &st, WNOHANG) == g.agent) {
-			g.agent = 0;
-			usb_emul_agent_close();
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		}
-		sleep_ms(20);
-	}
-	fail_msg("keyline-agent %d did not exit", (int)g.agent);
-	return -1;
+	if (st < 0)
+		fail_msg("keyline-agent %d did not exit", (int)g.agent);
+	g.agent = 0;
+	usb_emul_agent_close();
+	return st;
 }
 
 static void preregister(const char *serial)
 {
-	char p[256];
-
-	snprintf(p, sizeof(p), "{\"tenant\":\"acme\",\"work_order\":\"wo-1\",\"items\":[\"%s\"]}",
-	         serial);
-	json_object_put(call_ok("devices.preregister", p));
+	st_preregister(g.c, serial);
 }
 
-/* The SHA-256 (hex) of the device's valid IDevID certificate, and how
- * many valid (issued, not revoked) certificates it has. */
 static size_t device_certs(const char *serial, char fp[65])
 {
-	char p[128];
-	json_object *r, *certs;
-	size_t n, valid = 0;
-
-	snprintf(p, sizeof(p), "{\"serial\":\"%s\"}", serial);
-	r = call_ok("devices.show", p);
-	certs = jget(r, "certificates");
-	n = json_object_array_length(certs);
-	fp[0] = '\0';
-	for (size_t i = 0; i < n; i++) {
-		json_object *c = json_object_array_get_idx(certs, i);
-		unsigned char md[32], *der = NULL;
-		BIO *b;
-		X509 *x;
-		int len;
-
-		if (strcmp(jstr(c, "state"), "issued") != 0 || jbool(c, "revoked"))
-			continue;
-		valid++;
-		if (strcmp(jstr(c, "profile"), "idevid") != 0)
-			continue;
-		b = BIO_new_mem_buf(jstr(c, "pem"), -1);
-		x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-		assert_non_null(x);
-		len = i2d_X509(x, &der);
-		assert_true(len > 0);
-		EVP_Digest(der, (size_t)len, md, NULL, EVP_sha256(), NULL);
-		for (int k = 0; k < 32; k++)
-			sprintf(fp + 2 * k, "%02x", md[k]);
-		OPENSSL_free(der);
-		X509_free(x);
-		BIO_free(b);
-	}
-	json_object_put(r);
-	return valid;
+	return st_device_certs(g.c, serial, fp);
 }
 
 static const char *device_state(const char *serial)
 {
-	static char state[32];
-	char p[128];
-	json_object *r;
-
-	snprintf(p, sizeof(p), "{\"serial\":\"%s\"}", serial);
-	r = call_ok("devices.show", p);
-	snprintf(state, sizeof(state), "%s", jstr(jget(r, "device"), "state"));
-	json_object_put(r);
-	return state;
+	return st_device_state(g.c, serial);
 }
 
-/* Waits (bounded: entries are written on the backend worker) for an audit
- * entry of action whose detail's reason is reason. */
 static void expect_audit(const char *action, const char *reason)
 {
-	int64_t until = mono_ms() + LIVENESS_MS;
-	char p[128];
-
-	snprintf(p, sizeof(p), "{\"action\":\"%s\"}", action);
-	while (mono_ms() < until) {
-		json_object *r = call_ok("audit.list", p), *a = jget(r, "entries");
-		bool found = false;
-
-		for (size_t i = 0; a && i < json_object_array_length(a) && !found; i++) {
-			json_object *d = jget(json_object_array_get_idx(a, i), "detail");
-
-			found = d && strcmp(jstr(d, "reason"), reason) == 0;
-		}
-		json_object_put(r);
-		if (found)
-			return;
-		sleep_ms(50);
-	}
-	fail_msg("no audit entry %s with reason %s", action, reason);
+	st_expect_audit(g.c, LIVENESS_MS, action, reason);
 }
 
 static void expect_finished(json_object *ev, const char *result, const char *reason)
 {
-	if (strcmp(jstr(ev, "result"), result) != 0 ||
-	    (reason && strcmp(jstr(ev, "reason"), reason) != 0))
-		fail_msg("job %lld: %s [%s] %s, expected %s [%s]", (long long)jint(ev, "job"),
-		         jstr(ev, "result"), jstr(ev, "reason"), jstr(ev, "message"), result,
-		         reason ? reason : "");
+	st_expect_finished(ev, result, reason);
 }
 
-/* The slot's DUT in slots.list: its serial, or "" when free. */
 static const char *slot_dut(const char *slot)
 {
-	static char serial[80];
-	json_object *r = call_ok("slots.list", NULL), *a = jget(r, "slots");
-
-	serial[0] = '\0';
-	for (size_t i = 0; i < json_object_array_length(a); i++) {
-		json_object *e = json_object_array_get_idx(a, i), *d;
-
-		if (strcmp(jstr(e, "name"), slot) == 0 && json_object_object_get_ex(e, "dut", &d) &&
-		    d)
-			snprintf(serial, sizeof(serial), "%s", jstr(d, "serial"));
-	}
-	json_object_put(r);
-	return serial;
+	return st_slot_dut(g.c, slot);
 }
 
 /* Provisioned by itself over USB: attached on the port's slot, passed,
@@ -524,42 +382,10 @@ static void test_conf_refused(void **state)
 
 static int group_setup(void **state)
 {
-	char conf[PATH_MAX], p[PATH_MAX], *base;
-	const char *cp1[] = { "cp", NULL, NULL, NULL }, *cp2[] = { "cp", NULL, NULL, NULL };
-	char root[PATH_MAX], inter[PATH_MAX];
-
 	(void)state;
-	if (kl_floor_new(&g.e.floor) < 0 || kl_floor_vendor(g.e.floor, "Acme TPM", &g.acme) < 0 ||
-	    kl_floor_manufacture(g.e.floor, g.acme, "zu", N_DUTS, &g.duts) < 0)
+	if (st_floor_setup(&g.e, &g.acme, &g.duts, "zu", N_DUTS, g.log, g.sock, g.base_conf,
+	                   sizeof(g.base_conf)) < 0)
 		return -1;
-	for (int i = 0; i < N_DUTS; i++)
-		if (kl_dut_start(g.e.floor, g.duts[i]) < 0)
-			return -1;
-	env_paths(&g.e, g.e.floor);
-	snprintf(g.log, sizeof(g.log), "%s/station.log", g.e.dir);
-	snprintf(g.sock, sizeof(g.sock), "%s/station.sock", g.e.dir);
-	if (keyline(&g.e, "ca", "init", NULL) != 0)
-		return -1;
-	snprintf(p, sizeof(p), "%s/trust", g.e.home);
-	mkdir(p, 0755);
-	snprintf(root, sizeof(root), "%s/trust/acme.pem", g.e.home);
-	snprintf(inter, sizeof(inter), "%s/trust/acme-issuing.pem", g.e.home);
-	cp1[1] = g.acme->root_pem;
-	cp1[2] = root;
-	cp2[1] = g.acme->intermediate_pem;
-	cp2[2] = inter;
-	if (kl_floor_run(g.e.floor, NULL, NULL, cp1) != 0 ||
-	    kl_floor_run(g.e.floor, NULL, NULL, cp2) != 0)
-		return -1;
-	/* keyline.conf as `ca init` wrote it ends inside [station]. */
-	snprintf(conf, sizeof(conf), "%s/keyline.conf", g.e.home);
-	base = slurp(conf);
-	if (strlen(base) >= sizeof(g.base_conf)) {
-		free(base);
-		return -1;
-	}
-	snprintf(g.base_conf, sizeof(g.base_conf), "%s", base);
-	free(base);
 	/* The testbed last: UMOCKDEV_DIR is for the station, not for ca init. */
 	return usb_emul_setup();
 }
