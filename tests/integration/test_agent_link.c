@@ -149,30 +149,7 @@ static kl_link_wait within(int ms)
 static pid_t spawn_agent(int port, const char *tcti, const char *serial, const char *out,
                          const char *const *extra)
 {
-	char station[32];
-	const char *argv[24];
-	size_t n = 0;
-
-	snprintf(station, sizeof(station), "127.0.0.1:%d", port);
-	argv[n++] = KEYLINE_AGENT_BIN;
-	argv[n++] = "--station";
-	argv[n++] = station;
-	argv[n++] = "--tcti";
-	argv[n++] = tcti;
-	if (serial) {
-		argv[n++] = "--serial";
-		argv[n++] = serial;
-	}
-	argv[n++] = "--model";
-	argv[n++] = "WS-2";
-	argv[n++] = "--firmware";
-	argv[n++] = "1.0.3";
-	argv[n++] = "--timeout-s";
-	argv[n++] = "30";
-	for (size_t i = 0; extra && extra[i]; i++)
-		argv[n++] = extra[i];
-	argv[n] = NULL;
-	return agent_spawn(argv, out);
+	return agent_spawn_tcp(port, tcti, serial, "30", extra, out);
 }
 
 static void read_file(const char *path, char *buf, size_t size)

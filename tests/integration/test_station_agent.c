@@ -133,31 +133,9 @@ static void daemon_start(bool zero_touch, bool require_scan)
  * stopped by daemon_stop. */
 static pid_t agent_start(int i, const char *serial, const char *out, const char *extra)
 {
-	char station[32];
-	const char *argv[24];
-	size_t n = 0;
-	pid_t pid;
+	const char *die[] = { "--die-after", extra, NULL };
+	pid_t pid = agent_spawn_tcp(g.port, g.duts[i]->tcti, serial, "60", extra ? die : NULL, out);
 
-	snprintf(station, sizeof(station), "127.0.0.1:%d", g.port);
-	argv[n++] = KEYLINE_AGENT_BIN;
-	argv[n++] = "--station";
-	argv[n++] = station;
-	argv[n++] = "--tcti";
-	argv[n++] = g.duts[i]->tcti;
-	argv[n++] = "--serial";
-	argv[n++] = serial;
-	argv[n++] = "--model";
-	argv[n++] = "WS-2";
-	argv[n++] = "--firmware";
-	argv[n++] = "1.0.3";
-	argv[n++] = "--timeout-s";
-	argv[n++] = "60";
-	if (extra) {
-		argv[n++] = "--die-after";
-		argv[n++] = extra;
-	}
-	argv[n] = NULL;
-	pid = agent_spawn(argv, out);
 	for (int k = 0; k < MAX_AGENTS; k++)
 		if (g.agents[k] == 0) {
 			g.agents[k] = pid;
