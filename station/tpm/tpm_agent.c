@@ -227,34 +227,6 @@ static void agent_finalize(TSS2_TCTI_CONTEXT *ctx)
 	(void)ctx; /* the link is the caller's */
 }
 
-static TSS2_RC agent_cancel(TSS2_TCTI_CONTEXT *ctx)
-{
-	(void)ctx;
-	return TSS2_TCTI_RC_NOT_IMPLEMENTED;
-}
-
-static TSS2_RC agent_poll_handles(TSS2_TCTI_CONTEXT *ctx, TSS2_TCTI_POLL_HANDLE *h, size_t *n)
-{
-	(void)ctx;
-	(void)h;
-	(void)n;
-	return TSS2_TCTI_RC_NOT_IMPLEMENTED;
-}
-
-static TSS2_RC agent_set_locality(TSS2_TCTI_CONTEXT *ctx, uint8_t locality)
-{
-	(void)ctx;
-	return locality == 0 ? TSS2_RC_SUCCESS : TSS2_TCTI_RC_NOT_SUPPORTED;
-}
-
-static TSS2_RC agent_make_sticky(TSS2_TCTI_CONTEXT *ctx, TPM2_HANDLE *h, uint8_t sticky)
-{
-	(void)ctx;
-	(void)h;
-	(void)sticky;
-	return TSS2_TCTI_RC_NOT_IMPLEMENTED;
-}
-
 int tpm_agent_open(kl_link_conn *c, int timeout_ms, bool (*cancelled)(void *ctx), void *cancel_ctx,
                    TSS2_TCTI_CONTEXT **ret, struct tpm_agent **ret_agent)
 {
@@ -278,10 +250,10 @@ int tpm_agent_open(kl_link_conn *c, int timeout_ms, bool (*cancelled)(void *ctx)
 	a->common.v1.transmit = agent_transmit;
 	a->common.v1.receive = agent_receive;
 	a->common.v1.finalize = agent_finalize;
-	a->common.v1.cancel = agent_cancel;
-	a->common.v1.getPollHandles = agent_poll_handles;
-	a->common.v1.setLocality = agent_set_locality;
-	a->common.makeSticky = agent_make_sticky;
+	a->common.v1.cancel = tpm_tcti_cancel_none;
+	a->common.v1.getPollHandles = tpm_tcti_poll_handles_none;
+	a->common.v1.setLocality = tpm_tcti_set_locality_zero;
+	a->common.makeSticky = tpm_tcti_make_sticky_none;
 	*ret = (TSS2_TCTI_CONTEXT *)a;
 	*ret_agent = a;
 	return 0;

@@ -308,13 +308,13 @@ static void link_finalize(TSS2_TCTI_CONTEXT *ctx)
 	}
 }
 
-static TSS2_RC link_cancel(TSS2_TCTI_CONTEXT *ctx)
+TSS2_RC tpm_tcti_cancel_none(TSS2_TCTI_CONTEXT *ctx)
 {
 	(void)ctx;
 	return TSS2_TCTI_RC_NOT_IMPLEMENTED;
 }
 
-static TSS2_RC link_poll_handles(TSS2_TCTI_CONTEXT *ctx, TSS2_TCTI_POLL_HANDLE *h, size_t *n)
+TSS2_RC tpm_tcti_poll_handles_none(TSS2_TCTI_CONTEXT *ctx, TSS2_TCTI_POLL_HANDLE *h, size_t *n)
 {
 	(void)ctx;
 	(void)h;
@@ -322,14 +322,15 @@ static TSS2_RC link_poll_handles(TSS2_TCTI_CONTEXT *ctx, TSS2_TCTI_POLL_HANDLE *
 	return TSS2_TCTI_RC_NOT_IMPLEMENTED;
 }
 
-/* swtpm's data channel has no locality; the station uses locality 0. */
-static TSS2_RC link_set_locality(TSS2_TCTI_CONTEXT *ctx, uint8_t locality)
+/* Neither swtpm's data channel nor an agent link has a locality; the
+ * station uses locality 0. */
+TSS2_RC tpm_tcti_set_locality_zero(TSS2_TCTI_CONTEXT *ctx, uint8_t locality)
 {
 	(void)ctx;
 	return locality == 0 ? TSS2_RC_SUCCESS : TSS2_TCTI_RC_NOT_SUPPORTED;
 }
 
-static TSS2_RC link_make_sticky(TSS2_TCTI_CONTEXT *ctx, TPM2_HANDLE *h, uint8_t sticky)
+TSS2_RC tpm_tcti_make_sticky_none(TSS2_TCTI_CONTEXT *ctx, TPM2_HANDLE *h, uint8_t sticky)
 {
 	(void)ctx;
 	(void)h;
@@ -408,10 +409,10 @@ int tpm_link_open(const char *conf, int timeout_ms, bool (*cancelled)(void *ctx)
 	l->common.v1.transmit = link_transmit;
 	l->common.v1.receive = link_receive;
 	l->common.v1.finalize = link_finalize;
-	l->common.v1.cancel = link_cancel;
-	l->common.v1.getPollHandles = link_poll_handles;
-	l->common.v1.setLocality = link_set_locality;
-	l->common.makeSticky = link_make_sticky;
+	l->common.v1.cancel = tpm_tcti_cancel_none;
+	l->common.v1.getPollHandles = tpm_tcti_poll_handles_none;
+	l->common.v1.setLocality = tpm_tcti_set_locality_zero;
+	l->common.makeSticky = tpm_tcti_make_sticky_none;
 	*ret = (TSS2_TCTI_CONTEXT *)l;
 	*ret_link = l;
 	return 0;

@@ -37,6 +37,14 @@ typedef enum tpm_link_state {
 	TPM_LINK_LOST, /* an agent link (tpm_agent.c) closed or reset: nothing comes back */
 } tpm_link_state;
 
+/* The TCTI entry points that the station's own TCTIs (tpm_link.c for
+ * swtpm, tpm_agent.c for keyline-agent) share: no cancel, no poll handles,
+ * locality 0 only, no sticky handles. */
+TSS2_RC tpm_tcti_cancel_none(TSS2_TCTI_CONTEXT *ctx);
+TSS2_RC tpm_tcti_poll_handles_none(TSS2_TCTI_CONTEXT *ctx, TSS2_TCTI_POLL_HANDLE *h, size_t *n);
+TSS2_RC tpm_tcti_set_locality_zero(TSS2_TCTI_CONTEXT *ctx, uint8_t locality);
+TSS2_RC tpm_tcti_make_sticky_none(TSS2_TCTI_CONTEXT *ctx, TPM2_HANDLE *h, uint8_t sticky);
+
 /* Whether conf is a link this TCTI takes ("swtpm", "swtpm:..."). */
 bool tpm_link_handles(const char *conf);
 
